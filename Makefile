@@ -1,0 +1,32 @@
+# Set-up and entry points. Each target creates its own virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+# A torch already installed for $(PYTHON) (e.g. a CUDA build) is reused through system site
+# packages; otherwise torch==2.13.0 is installed (on CPU-only machines with a local CPU wheel
+# that is the CPU build), falling back to the newest torch the package index offers.
+$(STAMP): pyproject.toml
+	@if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
+	  echo "reusing the torch installed for $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else $(PYTHON) -m venv $(VENV); fi
+	@$(BIN)/python -c "import torch" >/dev/null 2>&1 || $(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dormant zoo build --suite micro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) dormant-runs .pytest_cache

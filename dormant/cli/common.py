@@ -1,0 +1,35 @@
+"""Options and error handling shared by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dormant.report.console import err_console
+
+LedgerOpt = Annotated[
+    Optional[Path],
+    typer.Option("--ledger", envvar="DORMANT_LEDGER", help="SQLite run ledger to record into (default ./dormant-runs/ledger.sqlite)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+OutDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", help="Folder for artifacts (plots, exports). Default: ./dormant-runs/<command>/."),
+]
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one clear line, exit code 2, no traceback."""
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def artifacts_dir(out: Path | None, command: str) -> Path:
+    d = out if out is not None else Path("dormant-runs") / command
+    d.mkdir(parents=True, exist_ok=True)
+    return d

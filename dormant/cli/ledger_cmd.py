@@ -1,0 +1,68 @@
+"""`dormant ledger list|show`: browse recorded runs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from dormant import ledger as _ledger
+from dormant.cli.common import JsonOpt, LedgerOpt, fail
+from dormant.report.console import console, emit
+
+app = typer.Typer(help="Browse the run ledger: every result-producing command records its run there.", no_args_is_help=True)
+
+
+def _when(ts: float | None) -> str:
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+@app.command("list")
+def list_cmd(
+    ledger: LedgerOpt = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 30,
+    command: Annotated[Optional[str], typer.Option(help="Only runs of this command (e.g. 'diff').")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    runs = _ledger.list_runs(ledger, limit=limit, command=command)
+
+    def render() -> None:
+        t = Table(title=f"runs in {_ledger.ledger_path(ledger)}")
+        for col in ("id", "command", "started", "secs", "status", "inputs"):
+            t.add_column(col)
+        for r in runs:
+            secs = f"{r['ended_at'] - r['started_at']:.1f}" if r["ended_at"] else "-"
+            style = {"ok": "green", "failed": "red"}.get(r["status"], "yellow")
+            t.add_row(r["id"], r["command"], _when(r["started_at"]), secs, f"[{style}]{r['status']}[/]", ", ".join(r["inputs"] or {}))
+        console.print(t)
+
+    emit(runs, as_json, render)
+
+
+@app.command("show")
+def show_cmd(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one run: arguments, input fingerprints, assumptions, outputs and artifacts."""
+    try:
+        run = _ledger.get_run(run_id, ledger)
+    except KeyError as exc:
+        raise fail(str(exc.args[0]))
+
+    def render() -> None:
+        t = Table(title=f"run {run['id']}: {run['command']}", show_header=False)
+        t.add_column("field", style="bold")
+        t.add_column("value", overflow="fold")
+        t.add_row("status", run["status"] + (f" ({run['error']})" if run["error"] else ""))
+        t.add_row("started", _when(run["started_at"]))
+        t.add_row("ended", _when(run["ended_at"]))
+        for key in ("args", "inputs", "assumptions"):
+            t.add_row(key, json.dumps(run[key], indent=1))
+        outputs = json.dumps(run["outputs"], indent=1)
+        t.add_row("outputs", outputs if len(outputs) < 4000 else outputs[:4000] + "\n... (use --json for all)")
+        t.add_row("artifacts", "\n".join(run["artifacts"] or []) or "-")
+        console.print(t)
+
+    emit(run, as_json, render)

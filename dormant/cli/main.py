@@ -1,0 +1,62 @@
+"""The `dormant` command: assembles every capability's commands into one Typer app."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dormant import __version__
+from dormant.cli import behaviour, ledger_cmd, net_logic, net_search, net_structure, weights, zoo_llm, zoo_net
+from dormant.errors import DormantError
+from dormant.report.console import err_console
+
+app = typer.Typer(
+    name="dormant",
+    help=(
+        "Find what a neural network hides.\n\n"
+        "LLM side: identify a fine-tune's base (diff), read the change (delta), expose the payload by "
+        "weight amplification (amplify), compare and score behaviour.\n\n"
+        "Network side (dormant net ...): load untrusted pickles inertly, show structure and motifs, "
+        "decompile to logic, name the function, read the target and invert it.\n\n"
+        "Every result-producing command records its run in a SQLite ledger (dormant ledger list)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+zoo_app = typer.Typer(help="Build deterministic test subjects: planted-backdoor chat models and compiled hash networks.", no_args_is_help=True)
+net_app = typer.Typer(help="Opaque networks: inert loading, structure, motifs, decompilation, identification, inversion.", no_args_is_help=True)
+
+weights.register(app)
+behaviour.register(app)
+zoo_llm.register(zoo_app)
+zoo_net.register(zoo_app)
+net_structure.register(net_app)
+net_logic.register(net_app)
+net_search.register(net_app)
+
+app.add_typer(net_app, name="net")
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(ledger_cmd.app, name="ledger")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(f"dormant {__version__}")
+        raise typer.Exit()
+
+
+def run() -> None:
+    """Console-script entry: user-input errors become one red line and exit code 2."""
+    try:
+        app()
+    except DormantError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,25 @@
+"""Errors about the user's input. The CLI prints them as one clear line (exit code 2), no traceback.
+
+Library code raises a subclass that names the capability; the message must say what is wrong,
+with which file or argument, and what to do about it.
+"""
+
+
+class DormantError(Exception):
+    """Base class of every error caused by bad input (files, arguments, models)."""
+
+
+class CheckpointError(DormantError):
+    """A model folder or weight file that cannot be read (corrupt, truncated, missing shards, ...)."""
+
+
+class ArchitectureMismatch(DormantError):
+    """Two models that cannot be compared (different architectures, shapes, tokenizers)."""
+
+
+class ChatTemplateError(DormantError):
+    """A tokenizer without a usable chat template where one is required."""
+
+
+class NetworkFileError(DormantError):
+    """An opaque-network file that cannot be loaded (corrupt archive, unknown layout, ...)."""

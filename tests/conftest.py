@@ -1,0 +1,14 @@
+"""Test-wide settings: never reach a model hub, keep the ledger inside the test's tmp folder."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("DORMANT_LEDGER", str(tmp_path / "ledger.sqlite"))
