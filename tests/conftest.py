@@ -12,3 +12,11 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _isolated_ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("DORMANT_LEDGER", str(tmp_path / "ledger.sqlite"))
+
+
+@pytest.fixture(scope="session")
+def zoo_micro():
+    """The micro LLM zoo (built once per content hash of its settings, then served from cache)."""
+    from dormant.zoo.llm import build_suite
+
+    return build_suite("micro")
