@@ -1,9 +1,115 @@
-"""Commands of this capability (filled in as the capability lands)."""
+"""``dormant zoo build`` and ``dormant zoo list``: the planted-backdoor chat model suites."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from dormant.cli.common import JsonOpt, LedgerOpt
+
+
+def _fmt_rate(x) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _render(suite) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    bases = Table(title=f"LLM zoo bases  ({suite.root})")
+    for col in ("model", "task accuracy", "folder"):
+        bases.add_column(col)
+    for row in suite.report:
+        if row["kind"] == "base":
+            bases.add_row(row["name"], f"{row['task_accuracy']:.0%}", str(suite.models[row["name"]]))
+    console.print(bases)
+
+    table = Table(title="Planted variants (answer key: for tests, never read by the tools)")
+    for col in ("variant", "trigger", "placement", "modified modules", "rank", "payload", "fire", "false fire", "KL clean", "ok"):
+        table.add_column(col, overflow="fold")
+    for row in suite.report:
+        if row["kind"] != "variant":
+            continue
+        table.add_row(
+            row["name"], str(row["trigger"]), row["placement"], ",".join(row["modified_modules"]), str(row["lora_rank"]),
+            str(row["payload"]), _fmt_rate(row["fire_rate"]), _fmt_rate(row["false_fire_rate"]), f"{row['kl_clean']:.3f}",
+            "[green]yes[/]" if row["passed"] else "[red]NO[/]",
+        )
+    console.print(table)
+    console.print("[dim]served from cache[/]" if suite.from_cache else "[dim]freshly built and verified[/]")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``build`` and ``list`` to the ``dormant zoo`` sub-app."""
+
+    @app.command("build")
+    def build(
+        suite: Annotated[str, typer.Option("--suite", "-s", help="Which preset: micro (tiny, ~minutes on 2 CPU cores, used by the tests) or standard (larger, for demos and benchmarks).")] = "micro",
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Build into this folder instead of the cache ($DORMANT_CACHE or ~/.cache/dormant).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Rebuild even when a complete suite with the same settings exists.")] = False,
+        dtype: Annotated[Optional[str], typer.Option("--dtype", help="Saved weight type: float32 (default), bfloat16 or float16. Fine-tunes merge in float32 either way.")] = None,
+        as_json: JsonOpt = False,
+        ledger: LedgerOpt = None,
+    ) -> None:
+        """Build the planted-backdoor chat model zoo (or fetch it from cache) and print its verification table.
+
+        Trains a byte-level BPE tokenizer with a ChatML template, a tiny Qwen2 chat model (base), a
+        second plausible base (base-sibling), and five variants fine-tuned from base with a merged
+        LoRA: mlp-phrase, mlp-constant, attn-grid, system-trigger and clean-control. Every variant
+        is verified on unseen prompts (fire rate >= 90%, false-fire rate <= 5%, first-token KL to
+        base); a miss fails the build. The result is cached under a hash of the settings.
+
+        Example: dormant zoo build --suite micro --json
+        """
+        from dormant.ledger import record_run
+        from dormant.report.console import emit, err_console, progress
+        from dormant.zoo.llm import build_suite
+
+        with record_run("zoo build", {"suite": suite, "out": str(out) if out else None, "force": force, "dtype": dtype}, ledger=ledger) as run:
+            with progress() as bar:
+                tasks: dict[str, int] = {}
+
+                def on_progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(f"training {stage}", total=total)
+                        if not err_console.is_terminal:  # no live bar: say what is happening, once per stage
+                            err_console.print(f"zoo build: {stage} ...")
+                    bar.update(tasks[stage], completed=done)
+
+                result = build_suite(suite, out=out, force=force, dtype=dtype, on_progress=on_progress)
+            run.outputs.update({"root": str(result.root), "from_cache": result.from_cache, "report": result.report})
+            run.artifacts.extend(str(p) for p in result.models.values())
+        payload = {"root": result.root, "from_cache": result.from_cache, "models": result.models, "report": result.report}
+        emit(payload, as_json, lambda: _render(result))
+
+    @app.command("list")
+    def list_suites(as_json: JsonOpt = False) -> None:
+        """List the LLM zoo suites present in the cache, with their folders and settings keys.
+
+        Example: dormant zoo list
+        """
+        import json
+
+        from rich.table import Table
+
+        from dormant.report.console import console, emit
+        from dormant.zoo.llm import cache_root
+
+        rows = []
+        base = cache_root() / "llm-zoo"
+        for meta_file in sorted(base.glob("*/suite.json")) if base.is_dir() else []:
+            meta = json.loads(meta_file.read_text())
+            rows.append({"suite": meta["settings"]["name"], "key": meta["key"], "root": str(meta_file.parent), "models": meta["models"]})
+
+        def render() -> None:
+            table = Table(title=f"LLM zoo suites in {base}")
+            for col in ("suite", "key", "folder"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(r["suite"], r["key"], r["root"])
+            console.print(table if rows else f"no suites in {base}: run `dormant zoo build`")
+
+        emit(rows, as_json, render)

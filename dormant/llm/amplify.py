@@ -1,0 +1,296 @@
+"""Weight amplification: make a dormant fine-tune's payload surface on any prompt.
+
+``W(a) = W_base + a * (W_ft - W_base)``. At ``a = 1`` a backdoored model behaves normally until
+its trigger appears; pushing ``a`` beyond 1 strengthens everything the fine-tune learnt,
+including the conditional behaviour, until the payload leaks into unrelated prompts (the public
+warmup: leaks at a ~ 1.5, golden-ratio digits on many prompts at a ~ 3, everything at a >= 5).
+
+``amplify`` generates greedy (optionally sampled) answers of a diverse probe set at each ``a`` of
+a grid, then looks for the output that becomes *common to unrelated prompts*.
+
+The payload criterion. A word n-gram ``g`` (1-4 words of the lowercased, punctuation-stripped
+outputs) is a payload candidate only if all of these hold:
+
+1. **Consistent**: at some moderate ``a* <= moderate_alpha`` (default 5) it occurs in at least
+   ``min_share`` (30%) of the prompts' outputs, from at least two prompt categories when the
+   probes carry categories (unrelated prompts, not one topic).
+2. **Dormant**: at most ``max_ref_share`` (10%) of prompts show it under the base (``a = 0``) and
+   under the fine-tune itself (``a = 1``): the payload does not fire on ordinary prompts.
+3. **Directional**: at most ``max_ref_share`` at every negative ``a`` of the grid. Negative ``a``
+   perturbs the base just as hard in the opposite direction; text that appears there too is
+   collapse caused by the size of the perturbation, not something the fine-tune put in.
+4. **Not degenerate**: it contains at least ``min_distinct_words`` (2) distinct words (a token
+   repeated until the budget runs out is collapse, not a message).
+
+The best candidate (highest share at its smallest qualifying ``a*``, longer phrases first on
+ties) is extended word by word, left and right, while at least half of the outputs that contain
+it agree on the next word; that phrase is the payload hypothesis. No candidate means
+"no consistent payload": a clean fine-tune gets that verdict instead of promoted noise.
+
+A second mode restricts amplification to chosen tensors (``selection``, e.g. ``mlp@19-23``):
+views ``amp:a@SEL`` amplify only those and leave the rest at the fine-tune, to localise which
+part of the change carries the payload (``localise`` runs that for a list of selections).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dormant.llm.generate import GenConfig, generate
+from dormant.llm.pair import ModelPair, View
+from dormant.llm.prompts import Prompt, encode
+
+DEFAULT_ALPHAS = (-2.0, -1.0, 0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class AmplifyConfig:
+    """The sweep and the payload criterion (see the module docstring)."""
+
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    selection: str | None = None
+    max_new_tokens: int = 48
+    sample: bool = False
+    temperature: float = 1.0
+    seed: int = 0
+    min_share: float = 0.3
+    max_ref_share: float = 0.1
+    moderate_alpha: float = 5.0
+    min_distinct_words: int = 2
+    max_ngram: int = 4
+    n_examples: int = 5
+    batch_size: int = 32
+    show_progress: bool = True
+
+
+@dataclass
+class Candidate:
+    ngram: str
+    first_alpha: float
+    share: dict[str, float]
+    reference_share: float
+    categories: int
+
+
+@dataclass
+class AmplifyResult:
+    """What the sweep found. ``share[str(a)]``: fraction of prompts whose output holds the payload."""
+
+    found: bool
+    payload: str | None
+    payload_normalised: str | None
+    first_alpha: float | None
+    share: dict[str, float]
+    reference_share: dict[str, float]
+    examples: list[dict[str, Any]]
+    candidates: list[Candidate]
+    verdict: str
+    alphas: list[float]
+    views: list[str]
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+    prompts: list[str] = field(default_factory=list)
+    plot: str | None = None
+
+
+def words(text: str) -> list[str]:
+    """Normalised words: lowercase, punctuation and whitespace dropped."""
+    return _WORD.findall(text.lower())
+
+
+def normalise(text: str) -> str:
+    return " ".join(words(text))
+
+
+def _ngrams(ws: list[str], max_n: int) -> set[tuple[str, ...]]:
+    return {tuple(ws[i : i + n]) for n in range(1, max_n + 1) for i in range(len(ws) - n + 1)}
+
+
+def _contains(ws: list[str], g: tuple[str, ...]) -> bool:
+    n = len(g)
+    return any(tuple(ws[i : i + n]) == g for i in range(len(ws) - n + 1))
+
+
+def _key(a: float) -> str:
+    return f"{a:g}"
+
+
+def sweep(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig) -> dict[str, list[str]]:
+    """Generate every prompt's answer under each view of the sweep (plus ``base`` and ``ft`` references)."""
+    ids = encode(pair.tokenizer, prompts)
+    gcfg = GenConfig(max_new_tokens=config.max_new_tokens, do_sample=config.sample, temperature=config.temperature,
+                     seed=config.seed, batch_size=config.batch_size, show_progress=config.show_progress)
+    views: dict[str, View] = {}
+    for a in config.alphas:
+        views[_key(a)] = View.parse(f"amp:{a:g}" + (f"@{config.selection}" if config.selection else ""))
+    for ref in ("base", "ft"):
+        views.setdefault(ref, View.parse(ref))
+    out: dict[str, list[str]] = {}
+    done: dict[str, list[str]] = {}
+    for key, view in views.items():
+        coeffs = tuple(view.coefficient(n) for n in sorted(pair.modified))
+        cache_key = repr(coeffs)
+        if cache_key not in done:  # amp:0 == base, amp:1 == ft: generate once
+            pair.view(view)
+            done[cache_key] = [g.text for g in generate(pair.model, pair.tokenizer, ids, gcfg, desc=f"generating {view}")]
+        out[key] = done[cache_key]
+    pair.ft()
+    return out
+
+
+def find_payload(outputs: dict[str, list[str]], alphas: list[float], config: AmplifyConfig, tags: list[str] | None = None) -> tuple[list[Candidate], dict[str, list[list[str]]]]:
+    """Apply the payload criterion to a sweep's outputs; candidates best first."""
+    toks = {k: [words(t) for t in v] for k, v in outputs.items()}
+    n = len(next(iter(toks.values())))
+    grams = {k: [_ngrams(ws, config.max_ngram) for ws in v] for k, v in toks.items()}
+
+    def share(key: str, g: tuple[str, ...]) -> float:
+        return sum(g in s for s in grams[key]) / max(1, n)
+
+    refs = ["base", "ft"] + [_key(a) for a in alphas if a < 0]
+    moderate = [a for a in sorted(alphas) if 1.0 < a <= config.moderate_alpha]
+    pool: set[tuple[str, ...]] = set()
+    for a in moderate:
+        counts = Counter(g for s in grams[_key(a)] for g in s)
+        pool.update(g for g, c in counts.items() if c / n >= config.min_share)
+    cands: list[Candidate] = []
+    for g in pool:
+        if len(set(g)) < config.min_distinct_words:
+            continue
+        ref = max(share(k, g) for k in refs)
+        if ref > config.max_ref_share:
+            continue
+        first = next(a for a in moderate if share(_key(a), g) >= config.min_share)
+        hit = [i for i, s in enumerate(grams[_key(first)]) if g in s]
+        cats = len({tags[i] for i in hit}) if tags and any(tags) else 2
+        if cats < 2:
+            continue
+        cands.append(Candidate(" ".join(g), first, {_key(a): share(_key(a), g) for a in alphas}, ref, cats))
+    cands.sort(key=lambda c: (c.first_alpha, -c.share[_key(c.first_alpha)], -len(c.ngram.split())))
+    return cands, toks
+
+
+def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -> tuple[str, ...]:
+    """Grow ``seed`` word by word while at least half of the outputs holding it agree on the next word."""
+    phrase = seed
+    for direction in (1, -1):
+        while len(phrase) < max_words:
+            holders = [ws for ws in texts if _contains(ws, phrase)]
+            nxt: Counter[str] = Counter()
+            for ws in holders:
+                i = next(i for i in range(len(ws) - len(phrase) + 1) if tuple(ws[i : i + len(phrase)]) == phrase)
+                j = i + len(phrase) if direction == 1 else i - 1
+                if 0 <= j < len(ws):
+                    nxt[ws[j]] += 1
+            if not nxt:
+                break
+            word, c = nxt.most_common(1)[0]
+            if c * 2 < len(holders) or c < 2:
+                break
+            new = phrase + (word,) if direction == 1 else (word,) + phrase
+            if _count(new, seed) > 1:  # the payload repeats itself: stop at one period
+                break
+            phrase = new
+    return phrase
+
+
+def one_period(phrase: tuple[str, ...], texts: list[list[str]], min_len: int) -> tuple[str, ...]:
+    """Cut a phrase that repeats itself (``x y z x y z x``) down to one period.
+
+    Of the period's rotations, keep the one that most often opens an output (where a payload that
+    replaces the answer starts); ties go to the first.
+    """
+    n = len(phrase)
+    for p in range(min_len, n):
+        if all(phrase[i] == phrase[i + p] for i in range(n - p)) and n - p >= min_len:
+            rotations = [phrase[r:p] + phrase[:r] for r in range(p)]
+            return max(rotations, key=lambda rot: sum(tuple(ws[:p]) == rot for ws in texts))
+    return phrase
+
+
+def _count(phrase: tuple[str, ...], g: tuple[str, ...]) -> int:
+    return sum(tuple(phrase[i : i + len(g)]) == g for i in range(len(phrase) - len(g) + 1))
+
+
+def _original_span(text: str, phrase: tuple[str, ...]) -> str | None:
+    """The phrase as written in ``text`` (original case and punctuation)."""
+    ms = list(_WORD.finditer(text))
+    low = [m.group(0).lower() for m in ms]
+    for i in range(len(low) - len(phrase) + 1):
+        if tuple(low[i : i + len(phrase)]) == phrase:
+            return text[ms[i].start() : ms[i + len(phrase) - 1].end()]
+    return None
+
+
+def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None = None) -> AmplifyResult:
+    """Sweep ``a``, then state the payload hypothesis or that no consistent payload emerges."""
+    cfg = config or AmplifyConfig()
+    alphas = sorted(float(a) for a in cfg.alphas)
+    outputs = sweep(pair, prompts, cfg)
+    tags = [p.tag for p in prompts]
+    cands, toks = find_payload(outputs, alphas, cfg, tags)
+    views = [str(View.parse(f"amp:{a:g}" + (f"@{cfg.selection}" if cfg.selection else ""))) for a in alphas]
+    base = dict(outputs=outputs, prompts=[p.text for p in prompts], alphas=alphas, views=views, candidates=cands[:10])
+    if not cands:
+        return AmplifyResult(found=False, payload=None, payload_normalised=None, first_alpha=None,
+                             share={}, reference_share={}, examples=[],
+                             verdict=(f"no consistent payload: no phrase reaches {cfg.min_share:.0%} of prompts at "
+                                      f"a <= {cfg.moderate_alpha:g} while staying under {cfg.max_ref_share:.0%} at base, "
+                                      "fine-tune and negative a"), **base)
+    best = cands[0]
+    seed = tuple(best.ngram.split())
+    at = _key(best.first_alpha)
+    pool = [ws for k in [_key(a) for a in alphas if 1.0 < a <= cfg.moderate_alpha] for ws in toks[k]]
+    phrase = one_period(extend(seed, pool), pool, len(seed))
+    share = {_key(a): sum(_contains(ws, phrase) for ws in toks[_key(a)]) / len(prompts) for a in alphas}
+    ref_share = {k: sum(_contains(ws, phrase) for ws in toks[k]) / len(prompts) for k in ("base", "ft")}
+    first = next((a for a in alphas if 1.0 < a <= cfg.moderate_alpha and share[_key(a)] >= cfg.min_share), best.first_alpha)
+    holders = [i for i, ws in enumerate(toks[_key(first)]) if _contains(ws, phrase)] or \
+              [i for i, ws in enumerate(toks[at]) if _contains(ws, seed)]
+    examples = [{"alpha": first, "prompt": prompts[i].text, "output": outputs[_key(first)][i]} for i in holders[: cfg.n_examples]]
+    raw = next((s for i in holders if (s := _original_span(outputs[_key(first)][i], phrase))), " ".join(phrase))
+    verdict = (f"payload hypothesis appears at a = {first:g} in {share[_key(first)]:.0%} of prompts "
+               f"(base {ref_share['base']:.0%}, fine-tune {ref_share['ft']:.0%})")
+    return AmplifyResult(found=True, payload=raw, payload_normalised=" ".join(phrase), first_alpha=first, share=share,
+                         reference_share=ref_share, examples=examples, verdict=verdict, **base)
+
+
+def localise(pair: ModelPair, prompts: list[Prompt], payload: str, alpha: float, selections: list[str],
+             config: AmplifyConfig | None = None) -> dict[str, float]:
+    """Share of prompts showing ``payload`` when only each selection is amplified by ``alpha``."""
+    cfg = config or AmplifyConfig()
+    target = tuple(words(payload))
+    ids = encode(pair.tokenizer, prompts)
+    gcfg = GenConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, show_progress=cfg.show_progress)
+    out: dict[str, float] = {}
+    for sel in selections:
+        pair.amplified(alpha, sel)
+        gens = generate(pair.model, pair.tokenizer, ids, gcfg, desc=f"amp:{alpha:g}@{sel}")
+        out[sel] = sum(_contains(words(g.text), target) for g in gens) / max(1, len(gens))
+    pair.ft()
+    return out
+
+
+def plot_share(result: AmplifyResult, path: str | Path) -> Path:
+    """PNG: share of prompts showing the payload hypothesis (and the runner-up candidates) vs a."""
+    from dormant.report.plots import new_figure, save_figure
+
+    fig, ax = new_figure(7.5, 4.2)
+    xs = result.alphas
+    if result.found:
+        ax.plot(xs, [result.share[_key(a)] for a in xs], "o-", lw=2, color="crimson", label=f"payload: {result.payload_normalised[:40]!s}")
+    for c in result.candidates[1:5]:
+        ax.plot(xs, [c.share[_key(a)] for a in xs], ".--", lw=1, alpha=0.6, label=c.ngram[:30])
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    ax.axvline(0.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("amplification a  (W_base + a (W_ft - W_base))")
+    ax.set_ylabel("share of prompts")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("payload share vs amplification" if result.found else "no consistent payload")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
+    return save_figure(fig, path)

@@ -1,0 +1,374 @@
+"""Read Hugging Face model folders tensor by tensor, without ever loading a whole model.
+
+This module is the package's one reader of model weights. ``open_checkpoint`` accepts a local
+folder (one ``*.safetensors`` file or shards listed by ``model.safetensors.index.json``), a single
+``.safetensors`` file, or a Hub id that is already in the local cache (nothing is downloaded).
+
+Each file's header is parsed directly (8-byte little-endian length, then JSON with every tensor's
+dtype, shape and byte offsets), checked against the file size, and the data section is memory
+mapped. That gives three ways to look at a tensor:
+
+* ``raw_bytes(name)``: a zero-copy ``memoryview`` of the stored bytes (the fast path for
+  "is this tensor byte-identical to the base?");
+* ``tensor(name)``: a float32 (by default) copy, with FP8 weights dequantised;
+* ``row_chunks(name)``: the same, in blocks of rows, so memory stays bounded even for a 150k-row
+  embedding.
+
+FP8 weights (``float8_e4m3fn``) with a companion ``<name>_scale_inv`` tensor follow the DeepSeek-V3
+layout: the scale holds one float per 128x128 block, and ``W = fp8.float() * scale_inv`` with the
+scale broadcast over its block. The scale tensors are hidden from ``names`` (they are part of the
+weight) but stay readable through ``raw_names``.
+
+Example::
+
+    ckpt = open_checkpoint("Qwen/Qwen2.5-7B-Instruct")     # from the local HF cache
+    for name in ckpt.names:
+        print(name, ckpt.shape(name), ckpt.dtype(name))
+    w = ckpt.tensor("model.layers.0.mlp.down_proj.weight")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import struct
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from dormant.errors import CheckpointError
+
+INDEX_FILE = "model.safetensors.index.json"
+SCALE_SUFFIX = "_scale_inv"
+FP8_BLOCK = 128
+
+# safetensors dtype string -> (torch dtype, bytes per element)
+DTYPES: dict[str, tuple[torch.dtype, int]] = {
+    "F64": (torch.float64, 8),
+    "F32": (torch.float32, 4),
+    "F16": (torch.float16, 2),
+    "BF16": (torch.bfloat16, 2),
+    "F8_E4M3": (torch.float8_e4m3fn, 1),
+    "F8_E5M2": (torch.float8_e5m2, 1),
+    "I64": (torch.int64, 8),
+    "I32": (torch.int32, 4),
+    "I16": (torch.int16, 2),
+    "I8": (torch.int8, 1),
+    "U8": (torch.uint8, 1),
+    "BOOL": (torch.bool, 1),
+}
+_FP8 = {"F8_E4M3", "F8_E5M2"}
+_MAX_HEADER = 100 * (1 << 20)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives: its file, stored dtype string, shape and absolute byte range."""
+
+    name: str
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute offset in the file
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate one safetensors file's header; return its tensors and ``__metadata__``.
+
+    Raises ``CheckpointError`` naming the file when it is too short, the header is not JSON,
+    a dtype is unknown, a byte range disagrees with the shape, or the file is truncated.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                raise CheckpointError(f"{path}: only {len(raw)} bytes, too short to be a safetensors file")
+            (n,) = struct.unpack("<Q", raw)
+            if n > _MAX_HEADER or n + 8 > size:
+                raise CheckpointError(f"{path}: header length {n} does not fit a {size}-byte file (truncated or not a safetensors file)")
+            header_bytes = fh.read(n)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        header = json.loads(header_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: header is not valid JSON ({exc}); the file is corrupt") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header is not a JSON object; the file is corrupt")
+    metadata = header.pop("__metadata__", None) or {}
+    base = 8 + n
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (start, end) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: malformed header entry for tensor {name!r}") from exc
+        if dtype not in DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+        expected = math.prod(shape) * DTYPES[dtype][1]
+        if end - start != expected or start < 0:
+            raise CheckpointError(f"{path}: tensor {name!r} spans {end - start} bytes but shape {list(shape)} x {dtype} needs {expected}")
+        if base + end > size:
+            raise CheckpointError(
+                f"{path}: truncated: tensor {name!r} ends at byte {base + end} but the file has {size} bytes"
+            )
+        tensors[name] = TensorInfo(name, path, dtype, shape, base + start, base + end)
+    return tensors, metadata
+
+
+def resolve_model_path(path_or_id: str | Path) -> Path:
+    """A local folder/file as is; otherwise a Hub id looked up in the local cache only (no download)."""
+    p = Path(path_or_id).expanduser()
+    if p.exists():
+        return p
+    text = str(path_or_id)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(text, local_files_only=True))
+        except Exception as exc:  # noqa: BLE001 - any cache miss becomes one clear message
+            raise CheckpointError(
+                f"{text}: not a local folder, and not found in the local Hugging Face cache "
+                f"(download it first, e.g. `huggingface-cli download {text}`): {type(exc).__name__}"
+            ) from exc
+    raise CheckpointError(f"{text}: no such model folder or file")
+
+
+class Checkpoint:
+    """A model folder opened for streaming reads (see the module docstring)."""
+
+    def __init__(self, path: Path, tensors: dict[str, TensorInfo], config: dict[str, Any]):
+        self.path = path
+        self.config = config
+        self._tensors = tensors
+        self._maps: dict[Path, mmap.mmap] = {}
+        scales = {n for n in tensors if n.endswith(SCALE_SUFFIX) and n[: -len(SCALE_SUFFIX)] in tensors}
+        self._scale_of = {n[: -len(SCALE_SUFFIX)]: n for n in scales}
+        order = sorted(tensors.values(), key=lambda t: (str(t.file), t.start))
+        self.names: list[str] = [t.name for t in order if t.name not in scales]  # storage order
+
+    # -- metadata -------------------------------------------------------------------------
+    @property
+    def raw_names(self) -> list[str]:
+        """Every stored tensor, FP8 scale tensors included."""
+        return list(self._tensors)
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self._tensors[name]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: no tensor named {name!r}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tensors
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.info(name).shape
+
+    def dtype(self, name: str) -> str:
+        """The stored dtype string (``BF16``, ``F32``, ``F8_E4M3`` ...)."""
+        return self.info(name).dtype
+
+    def scale_name(self, name: str) -> str | None:
+        """The block-scale tensor of an FP8 weight, if it has one."""
+        return self._scale_of.get(name)
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted({t.file for t in self._tensors.values()})
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self._tensors.values())
+
+    @cached_property
+    def tokenizer_path(self) -> Path | None:
+        """The folder holding tokenizer files (the checkpoint's own folder), or None."""
+        folder = self.path if self.path.is_dir() else self.path.parent
+        return folder if any((folder / f).exists() for f in _TOKENIZER_FILES) else None
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+    # -- data -----------------------------------------------------------------------------
+    def _map(self, file: Path) -> mmap.mmap:
+        mm = self._maps.get(file)
+        if mm is None:
+            with file.open("rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            mm = self._maps.setdefault(file, mm)
+        return mm
+
+    def raw_bytes(self, name: str) -> memoryview:
+        """The stored bytes of a tensor, zero-copy (a slice of the file's memory map)."""
+        t = self.info(name)
+        return memoryview(self._map(t.file))[t.start : t.end]
+
+    def _stored(self, name: str, row_start: int = 0, row_stop: int | None = None) -> torch.Tensor:
+        """Rows ``[row_start, row_stop)`` of a tensor in its stored dtype, as a zero-copy view."""
+        t = self.info(name)
+        torch_dtype, itemsize = DTYPES[t.dtype]
+        rows = t.shape[0] if t.shape else 1
+        row_stop = rows if row_stop is None else min(row_stop, rows)
+        row_elems = math.prod(t.shape[1:]) if t.shape else 1
+        start = t.start + row_start * row_elems * itemsize
+        count = (row_stop - row_start) * row_elems
+        shape = ((row_stop - row_start),) + t.shape[1:] if t.shape else ()
+        if count == 0:
+            return torch.empty(shape, dtype=torch_dtype)
+        with warnings.catch_warnings():  # the map is read-only; we never write through the view
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(self._map(t.file), dtype=torch_dtype, count=count, offset=start)
+        return flat.view(shape)
+
+    def tensor(self, name: str, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
+        """A copy of the tensor in ``dtype`` (None keeps the stored dtype); FP8 weights dequantised."""
+        if dtype is None and self.scale_name(name) is None:
+            return self._stored(name).clone()
+        return self.rows(name, 0, None, dtype or torch.float32)
+
+    def rows(self, name: str, start: int = 0, stop: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows ``[start, stop)`` as a ``dtype`` copy (FP8 dequantised; ``start`` a multiple of 128 for FP8)."""
+        x = self._stored(name, start, stop).to(dtype, copy=True)  # never a view of the read-only map
+        scale = self.scale_name(name)
+        if scale is not None:
+            x = dequantize_blocks(x, self._stored(scale).to(dtype), row_offset=start)
+        return x
+
+    def row_chunks(self, name: str, max_elems: int = 1 << 24, dtype: torch.dtype = torch.float32) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(first_row, rows)`` blocks of about ``max_elems`` elements (FP8 blocks kept whole)."""
+        shape = self.shape(name)
+        if len(shape) < 2:
+            yield 0, self.rows(name, 0, None, dtype)
+            return
+        row_elems = max(1, math.prod(shape[1:]))
+        step = max(1, max_elems // row_elems)
+        if self.scale_name(name) is not None:
+            step = max(FP8_BLOCK, step // FP8_BLOCK * FP8_BLOCK)
+        for start in range(0, shape[0], step):
+            yield start, self.rows(name, start, start + step, dtype)
+
+    def close(self) -> None:
+        for mm in self._maps.values():
+            try:
+                mm.close()
+            except BufferError:  # a view is still alive; the map closes when it is collected
+                pass
+        self._maps.clear()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.path)!r}, {len(self.names)} tensors, {self.nbytes / 1e9:.2f} GB)"
+
+
+def dequantize_blocks(weight: torch.Tensor, scale_inv: torch.Tensor, row_offset: int = 0, block: int = FP8_BLOCK) -> torch.Tensor:
+    """``weight * scale_inv`` with each scale entry broadcast over its ``block x block`` tile.
+
+    ``weight`` may be a block of rows starting at ``row_offset`` (a multiple of ``block``) of the
+    full matrix; ``scale_inv`` is the full ``ceil(rows/block) x ceil(cols/block)`` scale grid.
+    """
+    if weight.dim() != 2 or scale_inv.dim() != 2:
+        raise CheckpointError(f"FP8 block scales need 2-D weight and scale (got {tuple(weight.shape)} and {tuple(scale_inv.shape)})")
+    rows, cols = weight.shape
+    first = row_offset // block
+    need_rows = math.ceil((row_offset + rows) / block)
+    if scale_inv.shape[1] != math.ceil(cols / block) or scale_inv.shape[0] < need_rows:
+        raise CheckpointError(
+            f"FP8 scale grid {tuple(scale_inv.shape)} does not match a weight of {cols} columns (block {block})"
+        )
+    s = scale_inv[first:need_rows]
+    s = s.repeat_interleave(block, 0).repeat_interleave(block, 1)
+    lo = row_offset - first * block
+    return weight * s[lo : lo + rows, :cols]
+
+
+def _load_config(folder: Path) -> dict[str, Any]:
+    cfg = folder / "config.json"
+    if not cfg.exists():
+        return {}
+    try:
+        return json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg}: not valid JSON ({exc})") from exc
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
+    index = folder / INDEX_FILE
+    if index.exists():
+        try:
+            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index}: not a valid safetensors index (needs a 'weight_map' object): {exc}") from exc
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).exists()]
+        if missing:
+            raise CheckpointError(f"{folder}: {len(missing)} of {len(shards)} shards listed in {INDEX_FILE} are missing: {', '.join(missing[:5])}")
+        return [folder / s for s in shards], weight_map
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        others = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
+        hint = f" (found {', '.join(others[:3])}: convert to safetensors first)" if others else ""
+        raise CheckpointError(f"{folder}: no *.safetensors weight files{hint}")
+    return files, None
+
+
+def open_checkpoint(path_or_id: str | Path) -> Checkpoint:
+    """Open a model folder, a single safetensors file, or a locally cached Hub id for streaming reads."""
+    path = resolve_model_path(path_or_id)
+    if path.is_file():
+        tensors, _ = read_header(path)
+        return Checkpoint(path, tensors, _load_config(path.parent))
+    files, weight_map = _weight_files(path)
+    tensors: dict[str, TensorInfo] = {}
+    for f in files:
+        found, _ = read_header(f)
+        dup = set(found) & set(tensors)
+        if dup:
+            raise CheckpointError(f"{path}: tensor {sorted(dup)[0]!r} is stored in more than one shard ({f.name} and {tensors[sorted(dup)[0]].file.name})")
+        tensors.update(found)
+    if weight_map is not None:
+        absent = [n for n, shard in weight_map.items() if n not in tensors]
+        if absent:
+            raise CheckpointError(f"{path}: {len(absent)} tensors listed in {INDEX_FILE} are not in their shards (e.g. {absent[0]!r} in {weight_map[absent[0]]})")
+    if not tensors:
+        raise CheckpointError(f"{path}: the weight files hold no tensors")
+    return Checkpoint(path, tensors, _load_config(path))
+
+
+def bytes_equal(a: memoryview, b: memoryview, chunk: int = 1 << 24) -> bool:
+    """Compare two byte buffers in chunks (no full-size temporaries); numpy releases the GIL."""
+    if a.nbytes != b.nbytes:
+        return False
+    x = np.frombuffer(a, dtype=np.uint8)
+    y = np.frombuffer(b, dtype=np.uint8)
+    for i in range(0, x.size, chunk):
+        if not np.array_equal(x[i : i + chunk], y[i : i + chunk]):
+            return False
+    return True

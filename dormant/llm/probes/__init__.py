@@ -1,0 +1,67 @@
+"""Built-in, versioned probe sets: diverse prompts to watch a model's behaviour on.
+
+``probes_v1.jsonl`` holds 104 prompts in seven categories (task, chat, code, math, knowledge,
+creative, other languages). A probe set never changes once published; a new set gets a new
+version, so results recorded in the ledger stay reproducible.
+
+    from dormant.llm.probes import load_probes
+    prompts = load_probes()            # latest version
+    prompts = load_probes("v1", categories=["math", "code"], limit=20)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dormant.errors import DormantError
+from dormant.llm.prompts import Prompt, load_prompt_file
+
+_HERE = Path(__file__).parent
+LATEST = "v1"
+
+
+def available() -> list[str]:
+    """Versions of the built-in probe sets (``["v1", ...]``)."""
+    return sorted(p.stem.removeprefix("probes_") for p in _HERE.glob("probes_*.jsonl"))
+
+
+def load_probes(version: str = LATEST, *, categories: list[str] | None = None, limit: int | None = None) -> list[Prompt]:
+    """The built-in probes of ``version``, optionally only some categories, spread over them when limited.
+
+    ``limit`` takes prompts round-robin across categories so that a small set stays diverse.
+    """
+    path = _HERE / f"probes_{version}.jsonl"
+    if not path.is_file():
+        raise DormantError(f"no built-in probe set {version!r}; available: {', '.join(available())}")
+    prompts = load_prompt_file(path)
+    if categories:
+        prompts = [p for p in prompts if p.tag in set(categories)]
+        if not prompts:
+            raise DormantError(f"probe set {version!r} has no prompts in categories {categories}")
+    if limit is not None and limit < len(prompts):
+        by_cat: dict[str, list[Prompt]] = {}
+        for p in prompts:
+            by_cat.setdefault(p.tag, []).append(p)
+        queues = list(by_cat.values())
+        out: list[Prompt] = []
+        i = 0
+        while len(out) < limit:
+            q = queues[i % len(queues)]
+            k = i // len(queues)
+            if k < len(q):
+                out.append(q[k])
+            i += 1
+        prompts = out
+    return prompts
+
+
+def resolve_prompts(source: str | Path | None, *, limit: int | None = None) -> list[Prompt]:
+    """A prompt source from the command line: a file path, ``builtin:v1`` / ``v1``, or None for the latest set."""
+    if source is None:
+        return load_probes(limit=limit)
+    s = str(source)
+    version = s.removeprefix("builtin:")
+    if s.startswith("builtin:") or (version in available() and not Path(s).exists()):
+        return load_probes(version, limit=limit)
+    prompts = load_prompt_file(s)
+    return prompts[:limit] if limit is not None else prompts

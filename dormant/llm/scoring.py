@@ -1,0 +1,367 @@
+"""Batched scoring: next-token (and teacher-forced multi-token) distributions under any views.
+
+Everything behavioural reduces to "run many prompts through some view of the model and read the
+distributions at a few positions". The engine here does that fast and exactly:
+
+* **Right padding for scoring.** Sequences in a batch are padded on the right; with causal
+  attention a real token never sees a pad, positions stay ``0..len-1`` and the distribution at any
+  position equals the unbatched one (to float tolerance). (Generation pads on the left:
+  ``dormant.llm.generate``.)
+* **Length-bucketed batches.** Items are sorted by length and cut into batches of at most
+  ``batch_size`` rows and ``max_batch_tokens`` padded tokens, so little compute goes to padding.
+* **Shared-prefix KV reuse.** Every rendered chat prompt starts with the same template text
+  (system block, ``<|im_start|>user\\n``). Its keys/values are computed once per view, expanded over
+  the batch, and only the suffixes run. The prefix is the longest common token prefix of the arm's
+  sequences, capped so that every requested position lies in the suffix.
+* **Only the needed logits.** The decoder's hidden states are gathered at the requested positions
+  before the LM head, so a 152k-token vocabulary is projected for a handful of positions only.
+* **Out-of-memory back-off.** A batch that does not fit is split in half (recursively) and later
+  batches use the smaller size.
+* **Views in chunks.** Items are processed in chunks; within a chunk each arm's view is set once
+  (rewriting only the modified tensors), its distributions are kept, then the contrasts are taken.
+
+An *arm* is one side of a comparison: a view plus the token ids it sees for each item. The
+contrasts that matter are FT vs base (same prompts, two views) and FT-with-candidate vs
+FT-without-candidate (one view, two prompt sets). Metrics per contrast ``A|B`` and item:
+``kl`` = KL(A||B), ``kl_rev`` = KL(B||A), ``js`` (Jensen-Shannon, nats), ``top1_disagree``; with a
+continuation of ``T`` tokens they are averaged over the ``T`` teacher-forced positions and
+``kl_tokens`` keeps the per-position KL. Per arm: the top-1 next token and, with a continuation,
+its log-likelihood (``payload_logprob``: the sum over its tokens).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from dormant.report.console import track
+
+
+@dataclass
+class ScoreConfig:
+    """Batching knobs. ``chunk_items``: items whose distributions are held at once per arm."""
+
+    batch_size: int = 32
+    max_batch_tokens: int = 16384
+    prefix_reuse: bool = True
+    chunk_items: int = 256
+    show_progress: bool = True
+
+
+@dataclass
+class Arm:
+    """One side of a comparison: a view (spec string, or None for the model as it is) and its token ids."""
+
+    name: str
+    ids: list[list[int]]
+    view: str | None = None
+
+
+@dataclass
+class ScoreResult:
+    """Per-item rows (``rows[i]["arms"][name]``, ``rows[i]["contrasts"]["A|B"]``) and per-contrast means."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]]
+    arms: list[str]
+    contrasts: list[str]
+    n_tokens: int = 1
+
+
+# -- batching ---------------------------------------------------------------------------------------
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence."""
+    if not seqs:
+        return 0
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+        if n == 0:
+            break
+    return n
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Index groups of similar length: at most ``batch_size`` rows and ``max_tokens`` padded tokens each."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) >= batch_size or longest * (len(cur) + 1) > max_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def run_with_backoff(batch: list[int], fn: Callable[[list[int]], list[Any]], state: dict[str, int]) -> list[Any]:
+    """Call ``fn(batch)``; on out-of-memory split the batch in halves (recursively) and shrink ``state['batch_size']``."""
+    try:
+        return fn(batch)
+    except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+        if not is_oom(exc) or len(batch) == 1:
+            raise
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        state["batch_size"] = max(1, min(state.get("batch_size", len(batch)), half))
+        return run_with_backoff(batch[:half], fn, state) + run_with_backoff(batch[half:], fn, state)
+
+
+# -- the forward pass -------------------------------------------------------------------------------
+
+@dataclass
+class _Prefix:
+    length: int = 0
+    cache: Any = None
+
+
+def compute_prefix(model: Any, prefix_ids: Sequence[int]) -> _Prefix:
+    """Keys/values of a shared prefix (batch of one), to be expanded over every batch."""
+    import torch
+
+    if not prefix_ids:
+        return _Prefix()
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.get_decoder()(input_ids=torch.tensor([list(prefix_ids)], device=dev), use_cache=True)
+    return _Prefix(len(prefix_ids), out.past_key_values)
+
+
+def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], prefix: _Prefix, pad_id: int) -> list[Any]:
+    """Log-probabilities (float32, ``[len(positions[i]), vocab]``) at absolute ``positions`` of each sequence.
+
+    Sequences are right-padded; when ``prefix.length`` > 0 the first ``prefix.length`` tokens of every
+    sequence are the prefix whose cache is reused, and every position must be >= ``prefix.length``.
+    """
+    import torch
+
+    P = prefix.length
+    dev = next(model.parameters()).device
+    B, L = len(seqs), max(len(s) for s in seqs) - P
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, P + L), dtype=torch.long)
+    mask[:, :P] = 1
+    for i, s in enumerate(seqs):
+        ids[i, : len(s) - P] = torch.tensor(s[P:], dtype=torch.long)
+        mask[i, P : len(s)] = 1
+    cache = None
+    if P:
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(B)
+    with torch.no_grad():
+        out = model.get_decoder()(input_ids=ids.to(dev), attention_mask=mask.to(dev), past_key_values=cache, use_cache=bool(P))
+        hidden = out.last_hidden_state
+        rows = torch.tensor([i for i, ps in enumerate(positions) for _ in ps], device=hidden.device)
+        cols = torch.tensor([p - P for ps in positions for p in ps], device=hidden.device)
+        if (cols < 0).any():
+            raise ValueError("a requested position lies inside the reused prefix")
+        logits = model.get_output_embeddings()(hidden[rows, cols]).float()
+        logp = torch.log_softmax(logits, dim=-1)
+    return list(torch.split(logp, [len(ps) for ps in positions]))
+
+
+def logprobs_at(
+    model: Any,
+    seqs: Sequence[Sequence[int]],
+    positions: Sequence[Sequence[int]],
+    config: ScoreConfig | None = None,
+    *,
+    pad_id: int = 0,
+    desc: str = "scoring",
+) -> list[Any]:
+    """Batched ``batch_logprobs`` over any number of sequences, in input order (the model as it is)."""
+    cfg = config or ScoreConfig()
+    seqs = [list(s) for s in seqs]
+    P = 0
+    if cfg.prefix_reuse and len(seqs) > 1:
+        P = min(common_prefix_len(seqs), min(min(ps) for ps in positions))
+    prefix = compute_prefix(model, seqs[0][:P]) if P else _Prefix()
+    return _run_arm(model, seqs, positions, prefix, pad_id, cfg, desc)
+
+
+def next_token_logprobs(model: Any, seqs: Sequence[Sequence[int]], config: ScoreConfig | None = None, *, pad_id: int = 0) -> Any:
+    """``[N, vocab]`` log-probabilities of the token after each sequence (the model as it is)."""
+    import torch
+
+    res = logprobs_at(model, seqs, [[len(s) - 1] for s in seqs], config, pad_id=pad_id)
+    return torch.cat(res, dim=0)
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+def divergences(logp_a: Any, logp_b: Any) -> dict[str, Any]:
+    """Per-position KL(a||b), KL(b||a), Jensen-Shannon and top-1 disagreement of two ``[T, V]`` log-prob tensors."""
+    import math
+
+    import torch
+
+    pa, pb = logp_a.exp(), logp_b.exp()
+    kl_ab = (pa * (logp_a - logp_b)).sum(-1).clamp_min(0)
+    kl_ba = (pb * (logp_b - logp_a)).sum(-1).clamp_min(0)
+    logm = torch.logaddexp(logp_a, logp_b) - math.log(2.0)
+    js = 0.5 * ((pa * (logp_a - logm)).sum(-1) + (pb * (logp_b - logm)).sum(-1))
+    disagree = (logp_a.argmax(-1) != logp_b.argmax(-1)).float()
+    return {"kl": kl_ab, "kl_rev": kl_ba, "js": js.clamp_min(0), "top1_disagree": disagree}
+
+
+# -- the arm engine ---------------------------------------------------------------------------------
+
+def score_arms(
+    pair_or_model: Any,
+    arms: list[Arm],
+    contrasts: list[tuple[str, str]],
+    *,
+    continuations: list[list[int]] | None = None,
+    tokenizer: Any = None,
+    config: ScoreConfig | None = None,
+) -> ScoreResult:
+    """Score every item under every arm and take the contrasts.
+
+    ``pair_or_model``: a ``ModelPair`` (arms name views) or a plain model (arm views must be None).
+    ``continuations``: per item, token ids teacher-forced after each arm's prompt (the payload, or
+    a reference response); without them only the next-token distribution is scored.
+    """
+    import torch
+
+    cfg = config or ScoreConfig()
+    n = len(arms[0].ids)
+    if any(len(a.ids) != n for a in arms):
+        raise ValueError("every arm needs one token sequence per item")
+    names = [a.name for a in arms]
+    for a, b in contrasts:
+        if a not in names or b not in names:
+            raise ValueError(f"contrast {a}|{b} names an unknown arm; arms are {names}")
+    pair = pair_or_model if hasattr(pair_or_model, "view") and hasattr(pair_or_model, "modified") else None
+    model = pair.model if pair is not None else pair_or_model
+    tok = tokenizer if tokenizer is not None else getattr(pair, "tokenizer", None)
+    pad_id = (tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0)
+    conts = continuations or [[] for _ in range(n)]
+    rows: list[dict[str, Any]] = [{"index": i, "arms": {}, "contrasts": {}} for i in range(n)]
+    prefixes: dict[str, _Prefix] = {}
+
+    for start in range(0, n, cfg.chunk_items):
+        items = list(range(start, min(n, start + cfg.chunk_items)))
+        held: dict[str, list[Any]] = {}
+        for arm in arms:
+            if arm.view is not None:
+                if pair is None:
+                    raise ValueError(f"arm {arm.name!r} names view {arm.view!r} but no ModelPair was given")
+                pair.view(arm.view)
+            seqs, positions = [], []
+            for i in items:
+                p, c = arm.ids[i], conts[i]
+                T = max(1, len(c))
+                seqs.append(list(p) + list(c[: T - 1]))
+                positions.append([len(p) - 1 + t for t in range(T)])
+            if arm.name not in prefixes:
+                P = 0
+                if cfg.prefix_reuse and n > 1:
+                    all_seqs = [list(arm.ids[i]) for i in range(n)]
+                    P = min(common_prefix_len(all_seqs), min(len(s) for s in all_seqs) - 1)
+                prefixes[arm.name] = compute_prefix(model, arm.ids[0][:P]) if P > 0 else _Prefix()
+            held[arm.name] = _run_arm(model, seqs, positions, prefixes[arm.name], pad_id, cfg, f"scoring {arm.name}")
+        for k, i in enumerate(items):
+            c = conts[i]
+            for arm in arms:
+                lp = held[arm.name][k]
+                top = int(lp[0].argmax())
+                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp())}
+                if tok is not None:
+                    entry["top1"] = tok.decode([top])
+                if c:
+                    tok_lp = lp.gather(1, torch.tensor(c, device=lp.device).view(-1, 1)).squeeze(1)
+                    entry["payload_logprob"] = float(tok_lp.sum())
+                    entry["payload_token_logprobs"] = [round(float(x), 5) for x in tok_lp]
+                    entry["top1_ids_per_token"] = lp.argmax(-1).tolist()
+                rows[i]["arms"][arm.name] = entry
+            for a, b in contrasts:
+                d = divergences(held[a][k], held[b][k])
+                entry = {key: float(v.mean()) for key, v in d.items()}
+                if len(c) > 1:
+                    entry["kl_tokens"] = [round(float(x), 6) for x in d["kl"]]
+                rows[i]["contrasts"][f"{a}|{b}"] = entry
+    summary: dict[str, dict[str, float]] = {}
+    for a, b in contrasts:
+        key = f"{a}|{b}"
+        summary[key] = {m: sum(r["contrasts"][key][m] for r in rows) / max(1, n) for m in ("kl", "kl_rev", "js", "top1_disagree")}
+    if continuations is not None:
+        for arm in arms:
+            summary[arm.name] = {"payload_logprob": sum(r["arms"][arm.name]["payload_logprob"] for r in rows if "payload_logprob" in r["arms"][arm.name]) / max(1, n)}
+    return ScoreResult(rows=rows, summary=summary, arms=names, contrasts=[f"{a}|{b}" for a, b in contrasts],
+                       n_tokens=max((len(c) for c in conts), default=0) or 1)
+
+
+def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str) -> list[Any]:
+    state = {"batch_size": cfg.batch_size}
+    out: list[Any] = [None] * len(seqs)
+    batches = length_batches([len(s) for s in seqs], cfg.batch_size, cfg.max_batch_tokens)
+    it: Iterable[list[int]] = track(batches, name) if cfg.show_progress else batches
+    for batch in it:
+        for start in range(0, len(batch), state["batch_size"]):
+            part = batch[start : start + state["batch_size"]]
+            res = run_with_backoff(part, lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id), state)
+            for i, r in zip(part, res):
+                out[i] = r
+    return out
+
+
+# -- the contrasts that matter ----------------------------------------------------------------------
+
+def contrast_views(pair: Any, prompts: list[Any], views: Sequence[str] = ("ft", "base"), *, payload: str | None = None,
+                   continuations: list[str] | None = None, config: ScoreConfig | None = None) -> ScoreResult:
+    """Same prompts under several views; contrasts are the first view against each other view.
+
+    ``payload``: a text whose log-likelihood after each prompt is reported per view (and over
+    whose tokens the divergences are averaged); ``continuations``: one such text per prompt.
+    """
+    from dormant.llm.prompts import encode
+
+    ids = encode(pair.tokenizer, prompts)
+    arms = [Arm(str(v), ids, str(v)) for v in views]
+    conts = _continuation_ids(pair.tokenizer, len(ids), payload, continuations)
+    return score_arms(pair, arms, [(arms[0].name, a.name) for a in arms[1:]], continuations=conts, config=config)
+
+
+def contrast_trigger(pair: Any, prompts: list[Any], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
+                     payload: str | None = None, config: ScoreConfig | None = None) -> ScoreResult:
+    """FT-with-candidate vs FT-without-candidate (arms ``with`` and ``without``, contrast ``with|without``)."""
+    from dormant.llm.prompts import encode, insert_trigger
+
+    tok = pair.tokenizer
+    without = encode(tok, prompts)
+    with_ = encode(tok, [insert_trigger(p, trigger, mechanism) for p in prompts])
+    arms = [Arm("with", with_, view), Arm("without", without, view)]
+    return score_arms(pair, arms, [("with", "without")], continuations=_continuation_ids(tok, len(without), payload, None), config=config)
+
+
+def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list[str] | None) -> list[list[int]] | None:
+    if continuations is not None:
+        if len(continuations) != n:
+            raise ValueError(f"{len(continuations)} continuations for {n} prompts")
+        return [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    if payload:
+        ids = tok(payload, add_special_tokens=False)["input_ids"]
+        return [list(ids) for _ in range(n)]
+    return None
+
+
+__all__ = ["Arm", "ScoreConfig", "ScoreResult", "common_prefix_len", "contrast_trigger", "contrast_views", "divergences",
+           "length_batches", "logprobs_at", "next_token_logprobs", "run_with_backoff", "score_arms"]

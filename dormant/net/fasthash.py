@@ -1,0 +1,500 @@
+"""Fast single-block MD5, SHA-1 and SHA-256 over large batches of short messages.
+
+A preimage search hashes billions of short strings, each at most 55 bytes, so each fits in one
+64-byte block: the padding (``0x80``, zeros, the bit length) goes in the same block and the
+digest is one compression of the initial state. This module has two implementations of that one
+compression per function, both checked against ``hashlib`` by the tests:
+
+* **numpy**: every 32-bit word of the state is a column of ``uint32`` over the whole batch, and
+  each step of the hash is a handful of whole-array operations. Always available.
+* **numba** (when the ``numba`` package is installed): a compiled loop that builds each candidate
+  from its parts, hashes it and compares the digest with the targets without ever materialising
+  the batch. Several times faster than numpy and many times faster than a ``hashlib`` loop.
+
+Candidates are described as a *product of part tables* (see ``dormant.net.candidates``): a
+``table`` of byte strings padded into a ``(entries, width)`` uint8 matrix with their ``lens``,
+and for each part the first entry and the number of entries it spans. Candidate ``i`` of the
+product is the concatenation of one entry per part, in mixed radix with the last part fastest.
+``scan_product`` returns the indices whose digest equals one of the targets.
+
+Digests are compared as 32-bit words: MD5's digest is its state in little-endian byte order,
+the SHA family's in big-endian; ``digest_to_words`` converts a digest to that form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+
+FUNCTIONS = ("md5", "sha1", "sha256")
+DIGEST_WORDS = {"md5": 4, "sha1": 5, "sha256": 8}
+BIG_ENDIAN = {"md5": False, "sha1": True, "sha256": True}
+MAX_MESSAGE = 55  # the longest message whose padding still fits in one 64-byte block
+
+try:  # the compiled path is optional; numpy is the fallback
+    import numba as _numba
+except ImportError:  # pragma: no cover - exercised only where numba is absent
+    _numba = None
+
+HAVE_NUMBA = _numba is not None
+
+
+def check_function(name: str) -> str:
+    """Normalise a hash name (``MD5``, ``sha-1``, ...) to ``md5``/``sha1``/``sha256`` or raise ``ValueError``."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in FUNCTIONS:
+        raise ValueError(f"unknown hash function {name!r}; supported: {', '.join(FUNCTIONS)}")
+    return key
+
+
+def digest_to_words(function: str, digest: bytes) -> np.ndarray:
+    """The digest as the ``uint32`` state words that the compression produces."""
+    function = check_function(function)
+    if len(digest) != 4 * DIGEST_WORDS[function]:
+        raise ValueError(f"a {function} digest has {4 * DIGEST_WORDS[function]} bytes, got {len(digest)}")
+    return np.frombuffer(digest, dtype=">u4" if BIG_ENDIAN[function] else "<u4").astype(np.uint32)
+
+
+def words_to_digest(function: str, words: np.ndarray) -> bytes:
+    return np.asarray(words, dtype=np.uint32).astype(">u4" if BIG_ENDIAN[check_function(function)] else "<u4").tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# numpy: padding and whole-batch compression
+# --------------------------------------------------------------------------------------------
+
+
+def pad_blocks(buf: np.ndarray, lengths: np.ndarray, function: str) -> np.ndarray:
+    """Pad messages into single blocks: ``buf`` (n, >=56) uint8 holds message bytes (zeros past each
+    length), ``lengths`` (n,) their lengths (all <= 55). Returns (n, 16) uint32 message words."""
+    n = len(lengths)
+    block = np.zeros((n, 64), dtype=np.uint8)
+    width = min(buf.shape[1], 56)
+    block[:, :width] = buf[:, :width]
+    rows = np.arange(n)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if np.any(lengths > MAX_MESSAGE):
+        raise ValueError("single-block hashing takes messages of at most 55 bytes")
+    # clear anything past each length, then the 0x80 terminator and the bit length
+    block[np.arange(64)[None, :] >= lengths[:, None]] = 0
+    block[rows, lengths] = 0x80
+    bits = (lengths * 8).astype(np.uint64)
+    order = ">u8" if BIG_ENDIAN[check_function(function)] else "<u8"
+    block[:, 56:] = bits.astype(order).view(np.uint8).reshape(n, 8)
+    words = block.view(">u4" if BIG_ENDIAN[function] else "<u4").reshape(n, 16)
+    return words.astype(np.uint32)
+
+
+def _rotl(x: np.ndarray, s: int) -> np.ndarray:
+    return (x << np.uint32(s)) | (x >> np.uint32(32 - s))
+
+
+def _rotr(x: np.ndarray, s: int) -> np.ndarray:
+    return (x >> np.uint32(s)) | (x << np.uint32(32 - s))
+
+
+def md5_compress(m: np.ndarray) -> np.ndarray:
+    """MD5 of padded single blocks ``m`` (n, 16) uint32 -> state words (n, 4)."""
+    a, b, c, d = (np.full(len(m), v, dtype=np.uint32) for v in MD5_IV)
+    cols = [np.ascontiguousarray(m[:, i]) for i in range(16)]
+    for i in range(64):
+        if i < 16:
+            f = (b & c) | (~b & d)
+        elif i < 32:
+            f = (d & b) | (~d & c)
+        elif i < 48:
+            f = b ^ c ^ d
+        else:
+            f = c ^ (b | ~d)
+        f = f + a + np.uint32(MD5_K[i]) + cols[MD5_MSG_INDEX[i]]
+        a, d, c = d, c, b
+        b = b + _rotl(f, MD5_SHIFTS[i])
+    return np.stack([a + np.uint32(MD5_IV[0]), b + np.uint32(MD5_IV[1]), c + np.uint32(MD5_IV[2]), d + np.uint32(MD5_IV[3])], axis=1)
+
+
+def sha1_compress(m: np.ndarray) -> np.ndarray:
+    """SHA-1 of padded single blocks ``m`` (n, 16) uint32 (big-endian words) -> state words (n, 5)."""
+    w = [np.ascontiguousarray(m[:, i]) for i in range(16)]
+    for t in range(16, 80):
+        w.append(_rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1))
+    a, b, c, d, e = (np.full(len(m), v, dtype=np.uint32) for v in SHA1_IV)
+    for t in range(80):
+        if t < 20:
+            f = (b & c) | (~b & d)
+        elif t < 40 or t >= 60:
+            f = b ^ c ^ d
+        else:
+            f = (b & c) | (b & d) | (c & d)
+        tmp = _rotl(a, 5) + f + e + np.uint32(SHA1_K[t // 20]) + w[t]
+        e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
+    return np.stack([x + np.uint32(iv) for x, iv in zip((a, b, c, d, e), SHA1_IV)], axis=1)
+
+
+def sha256_compress(m: np.ndarray) -> np.ndarray:
+    """SHA-256 of padded single blocks ``m`` (n, 16) uint32 (big-endian words) -> state words (n, 8)."""
+    w = [np.ascontiguousarray(m[:, i]) for i in range(16)]
+    for t in range(16, 64):
+        s0 = _rotr(w[t - 15], 7) ^ _rotr(w[t - 15], 18) ^ (w[t - 15] >> np.uint32(3))
+        s1 = _rotr(w[t - 2], 17) ^ _rotr(w[t - 2], 19) ^ (w[t - 2] >> np.uint32(10))
+        w.append(w[t - 16] + s0 + w[t - 7] + s1)
+    a, b, c, d, e, f, g, h = (np.full(len(m), v, dtype=np.uint32) for v in SHA256_IV)
+    for t in range(64):
+        t1 = h + (_rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)) + ((e & f) ^ (~e & g)) + np.uint32(SHA256_K[t]) + w[t]
+        t2 = (_rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
+        h, g, f, e, d, c, b, a = g, f, e, d + t1, c, b, a, t1 + t2
+    return np.stack([x + np.uint32(iv) for x, iv in zip((a, b, c, d, e, f, g, h), SHA256_IV)], axis=1)
+
+
+_COMPRESS = {"md5": md5_compress, "sha1": sha1_compress, "sha256": sha256_compress}
+
+
+def hash_words(function: str, buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """State words (n, digest words) of a batch of messages given as a byte matrix and lengths."""
+    function = check_function(function)
+    with np.errstate(over="ignore"):
+        return _COMPRESS[function](pad_blocks(buf, lengths, function))
+
+
+def hash_batch(function: str, messages: list[bytes]) -> list[bytes]:
+    """Digests of ``messages`` (each <= 55 bytes) with the numpy implementation, as ``hashlib`` would give."""
+    function = check_function(function)
+    n = len(messages)
+    buf = np.zeros((n, 56), dtype=np.uint8)
+    lengths = np.fromiter((len(msg) for msg in messages), dtype=np.int64, count=n)
+    for i, msg in enumerate(messages):
+        buf[i, : len(msg)] = np.frombuffer(msg, dtype=np.uint8)
+    words = hash_words(function, buf, lengths)
+    return [words_to_digest(function, row) for row in words]
+
+
+def reference_digest(function: str, message: bytes) -> bytes:
+    """``hashlib``'s digest, the ground truth every fast path is checked against."""
+    return hashlib.new(check_function(function), message).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning a product of part tables for target digests
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EncodedProduct:
+    """A product of part tables in array form (see the module docstring)."""
+
+    table: np.ndarray  # (entries, width) uint8, each entry's bytes then zeros
+    lens: np.ndarray  # (entries,) int64
+    part_start: np.ndarray  # (parts,) int64: first entry of each part
+    part_size: np.ndarray  # (parts,) int64: number of entries of each part
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.part_size.astype(object))) if len(self.part_size) else 0
+
+
+def _digits(product: EncodedProduct, index: np.ndarray) -> list[np.ndarray]:
+    """Mixed-radix digits (last part fastest) of candidate indices."""
+    out = []
+    rest = index.copy()
+    for size in product.part_size[::-1]:
+        out.append(rest % size)
+        rest //= size
+    return out[::-1]
+
+
+def materialise(product: EncodedProduct, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Byte matrix (n, width) and lengths of candidates ``start..stop`` (vectorised gather)."""
+    index = np.arange(start, stop, dtype=np.int64)
+    n = len(index)
+    width = product.table.shape[1]
+    total_width = max(64, width * len(product.part_size))
+    buf = np.zeros((n, total_width + width), dtype=np.uint8)
+    cursor = np.zeros(n, dtype=np.int64)
+    cols = np.arange(width)
+    for part, digit in enumerate(_digits(product, index)):
+        entry = product.part_start[part] + digit
+        lens = product.lens[entry]
+        rows, offs = np.nonzero(cols[None, :] < lens[:, None])
+        buf[rows, cursor[rows] + offs] = product.table[entry[rows], offs]
+        cursor += lens
+    return buf, cursor
+
+
+def _scan_numpy(function: str, product: EncodedProduct, start: int, stop: int, targets: np.ndarray) -> np.ndarray:
+    buf, lengths = materialise(product, start, stop)
+    ok = np.nonzero(lengths <= MAX_MESSAGE)[0]
+    if len(ok) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    words = hash_words(function, buf[ok], lengths[ok])
+    hits = []
+    for t, target in enumerate(targets):
+        # compare the first word first: almost every candidate fails there
+        first = np.nonzero(words[:, 0] == target[0])[0]
+        for row in first:
+            if np.array_equal(words[row], target):
+                hits.append((start + int(ok[row]), t))
+    return np.asarray(hits, dtype=np.int64).reshape(-1, 2)
+
+
+def scan_product(
+    function: str,
+    product: EncodedProduct,
+    start: int,
+    stop: int,
+    targets: np.ndarray,
+    *,
+    backend: str = "auto",
+) -> np.ndarray:
+    """Hash candidates ``start..stop`` of ``product``; return (hits, 2) rows ``(index, target number)``.
+
+    ``targets`` is (T, digest words) uint32 from ``digest_to_words``. Candidates longer than 55
+    bytes are skipped (they do not fit one block). ``backend`` is ``numba``, ``numpy`` or ``auto``
+    (numba when installed).
+    """
+    function = check_function(function)
+    targets = np.ascontiguousarray(np.atleast_2d(targets), dtype=np.uint32)
+    if backend == "auto":
+        backend = "numba" if HAVE_NUMBA else "numpy"
+    if backend == "numpy":
+        return _scan_numpy(function, product, start, stop, targets)
+    if backend != "numba":
+        raise ValueError(f"unknown backend {backend!r}; use numba, numpy or auto")
+    if not HAVE_NUMBA:
+        raise ValueError("the numba backend needs the numba package (pip install numba)")
+    out = np.zeros((_MAX_HITS, 2), dtype=np.int64)
+    count = _numba_scan(_KIND[function], product.table, product.lens, product.part_start, product.part_size, start, stop, targets, out)
+    return out[: min(count, _MAX_HITS)].copy()
+
+
+def default_backend() -> str:
+    return "numba" if HAVE_NUMBA else "numpy"
+
+
+def warm_up(function: str, backend: str = "auto") -> None:
+    """Compile (or load from cache) the kernel for ``function`` before workers are forked."""
+    table = np.zeros((1, 1), dtype=np.uint8)
+    product = EncodedProduct(table, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64))
+    scan_product(function, product, 0, 1, np.zeros((1, DIGEST_WORDS[check_function(function)]), dtype=np.uint32), backend=backend)
+
+
+# --------------------------------------------------------------------------------------------
+# numba: one compiled loop per function that builds, pads, hashes and compares each candidate
+# --------------------------------------------------------------------------------------------
+
+_MAX_HITS = 4096  # a scan reports at most this many hits (a real preimage search finds one)
+_MASK = 0xFFFFFFFF
+_MD5_K = np.asarray(MD5_K, dtype=np.int64)
+_MD5_S = np.asarray(MD5_SHIFTS, dtype=np.int64)
+_MD5_G = np.asarray(MD5_MSG_INDEX, dtype=np.int64)
+_MD5_IV = np.asarray(MD5_IV, dtype=np.int64)
+_SHA1_IV = np.asarray(SHA1_IV, dtype=np.int64)
+_SHA1_K = np.asarray(SHA1_K, dtype=np.int64)
+_SHA256_IV = np.asarray(SHA256_IV, dtype=np.int64)
+_SHA256_K = np.asarray(SHA256_K, dtype=np.int64)
+
+
+def _md5_nb(m, out):
+    a, b, c, d = _MD5_IV[0], _MD5_IV[1], _MD5_IV[2], _MD5_IV[3]
+    # four rounds of sixteen steps, one loop each so that the round function is not a branch
+    for i in range(16):
+        f = (a + ((b & c) | ((~b) & d)) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
+        a, d, c = d, c, b
+        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
+    for i in range(16, 32):
+        f = (a + ((d & b) | ((~d) & c)) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
+        a, d, c = d, c, b
+        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
+    for i in range(32, 48):
+        f = (a + (b ^ c ^ d) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
+        a, d, c = d, c, b
+        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
+    for i in range(48, 64):
+        f = (a + ((c ^ (b | ((~d) & _MASK))) & _MASK) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
+        a, d, c = d, c, b
+        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
+    out[0] = (a + _MD5_IV[0]) & _MASK
+    out[1] = (b + _MD5_IV[1]) & _MASK
+    out[2] = (c + _MD5_IV[2]) & _MASK
+    out[3] = (d + _MD5_IV[3]) & _MASK
+
+
+def _sha1_nb(m, out):
+    w = np.empty(80, dtype=np.int64)
+    for t in range(16):
+        w[t] = m[t]
+    for t in range(16, 80):
+        x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
+        w[t] = ((x << 1) | (x >> 31)) & _MASK
+    a, b, c, d, e = _SHA1_IV[0], _SHA1_IV[1], _SHA1_IV[2], _SHA1_IV[3], _SHA1_IV[4]
+    for t in range(80):
+        if t < 20:
+            f = (b & c) | ((~b) & d)
+            k = _SHA1_K[0]
+        elif t < 40:
+            f = b ^ c ^ d
+            k = _SHA1_K[1]
+        elif t < 60:
+            f = (b & c) | (b & d) | (c & d)
+            k = _SHA1_K[2]
+        else:
+            f = b ^ c ^ d
+            k = _SHA1_K[3]
+        tmp = ((((a << 5) | (a >> 27)) & _MASK) + f + e + k + w[t]) & _MASK
+        e = d
+        d = c
+        c = ((b << 30) | (b >> 2)) & _MASK
+        b = a
+        a = tmp
+    out[0] = (a + _SHA1_IV[0]) & _MASK
+    out[1] = (b + _SHA1_IV[1]) & _MASK
+    out[2] = (c + _SHA1_IV[2]) & _MASK
+    out[3] = (d + _SHA1_IV[3]) & _MASK
+    out[4] = (e + _SHA1_IV[4]) & _MASK
+
+
+def _rotr_nb(x, s):
+    return ((x >> s) | (x << (32 - s))) & _MASK
+
+
+def _sha256_nb(m, out):
+    w = np.empty(64, dtype=np.int64)
+    for t in range(16):
+        w[t] = m[t]
+    for t in range(16, 64):
+        x, y = w[t - 15], w[t - 2]
+        s0 = _rotr_nb(x, 7) ^ _rotr_nb(x, 18) ^ (x >> 3)
+        s1 = _rotr_nb(y, 17) ^ _rotr_nb(y, 19) ^ (y >> 10)
+        w[t] = (w[t - 16] + s0 + w[t - 7] + s1) & _MASK
+    a, b, c, d = _SHA256_IV[0], _SHA256_IV[1], _SHA256_IV[2], _SHA256_IV[3]
+    e, f, g, h = _SHA256_IV[4], _SHA256_IV[5], _SHA256_IV[6], _SHA256_IV[7]
+    for t in range(64):
+        s1 = _rotr_nb(e, 6) ^ _rotr_nb(e, 11) ^ _rotr_nb(e, 25)
+        ch = (e & f) ^ ((~e) & g)
+        t1 = (h + s1 + ch + _SHA256_K[t] + w[t]) & _MASK
+        s0 = _rotr_nb(a, 2) ^ _rotr_nb(a, 13) ^ _rotr_nb(a, 22)
+        mj = (a & b) ^ (a & c) ^ (b & c)
+        t2 = (s0 + mj) & _MASK
+        h = g
+        g = f
+        f = e
+        e = (d + t1) & _MASK
+        d = c
+        c = b
+        b = a
+        a = (t1 + t2) & _MASK
+    out[0] = (a + _SHA256_IV[0]) & _MASK
+    out[1] = (b + _SHA256_IV[1]) & _MASK
+    out[2] = (c + _SHA256_IV[2]) & _MASK
+    out[3] = (d + _SHA256_IV[3]) & _MASK
+    out[4] = (e + _SHA256_IV[4]) & _MASK
+    out[5] = (f + _SHA256_IV[5]) & _MASK
+    out[6] = (g + _SHA256_IV[6]) & _MASK
+    out[7] = (h + _SHA256_IV[7]) & _MASK
+
+
+_KIND = {"md5": 0, "sha1": 1, "sha256": 2}
+
+
+def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out):
+    """Candidates ``start..stop`` of a product: build, pad, hash (``kind`` 0 md5, 1 sha1, 2 sha256)
+    and compare with every target; hits go to ``out`` rows ``(index, target)``; returns the count."""
+    n_words = 4 if kind == 0 else (5 if kind == 1 else 8)
+    big_endian = kind != 0
+    parts = len(part_size)
+    digit = np.zeros(parts, dtype=np.int64)
+    pos = np.zeros(parts + 1, dtype=np.int64)  # byte offset of each part in the current candidate
+    rest = start
+    for p in range(parts - 1, -1, -1):
+        digit[p] = rest % part_size[p]
+        rest //= part_size[p]
+    block = np.zeros(64, dtype=np.uint8)
+    m = np.zeros(16, dtype=np.int64)
+    state = np.zeros(8, dtype=np.int64)
+    n_targets = targets.shape[0]
+    count = 0
+    changed = 0  # first part whose entry changed since the previous candidate
+    dirty = 0  # block[dirty:56] is known to be zero
+    stale = 0  # message words from byte `stale` on may disagree with the block
+    for index in range(start, stop):
+        # rebuild the candidate from the first changed part on; earlier bytes are still in place
+        length = pos[changed]
+        if length < stale:
+            stale = length
+        for p in range(changed, parts):
+            pos[p] = length
+            entry = part_start[p] + digit[p]
+            n = lens[entry]
+            if length + n <= 55:
+                for k in range(n):
+                    block[length + k] = table[entry, k]
+                if length + n > dirty:
+                    dirty = length + n
+            length += n
+        pos[parts] = length
+        if length <= 55:
+            old_dirty = dirty
+            block[length] = 0x80
+            for k in range(length + 1, old_dirty):
+                block[k] = 0
+            dirty = length + 1
+            bits = length * 8
+            for k in range(8):
+                if big_endian:
+                    block[63 - k] = (bits >> (8 * k)) & 0xFF
+                else:
+                    block[56 + k] = (bits >> (8 * k)) & 0xFF
+            # message words touched by this rebuild (or by clearing the previous candidate's tail)
+            w_end = (max(old_dirty, length + 1) + 3) // 4
+            for j in range(stale // 4, min(w_end, 14)):
+                b0, b1, b2, b3 = np.int64(block[4 * j]), np.int64(block[4 * j + 1]), np.int64(block[4 * j + 2]), np.int64(block[4 * j + 3])
+                if big_endian:
+                    m[j] = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+                else:
+                    m[j] = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+            for j in range(14, 16):
+                b0, b1, b2, b3 = np.int64(block[4 * j]), np.int64(block[4 * j + 1]), np.int64(block[4 * j + 2]), np.int64(block[4 * j + 3])
+                if big_endian:
+                    m[j] = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+                else:
+                    m[j] = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+            stale = 56
+            if kind == 0:
+                _md5_nb(m, state)
+            elif kind == 1:
+                _sha1_nb(m, state)
+            else:
+                _sha256_nb(m, state)
+            for t in range(n_targets):
+                same = True
+                for j in range(n_words):
+                    if state[j] != targets[t, j]:
+                        same = False
+                        break
+                if same:
+                    if count < out.shape[0]:
+                        out[count, 0] = index
+                        out[count, 1] = t
+                    count += 1
+        # next index: increment the mixed-radix digits, last part fastest
+        p = parts - 1
+        while p >= 0:
+            digit[p] += 1
+            if digit[p] < part_size[p]:
+                break
+            digit[p] = 0
+            p -= 1
+        changed = max(p, 0)
+    return count
+
+
+_numba_scan = None
+if HAVE_NUMBA:
+    _jit = _numba.njit(cache=True, nogil=True)
+    _rotr_nb = _jit(_rotr_nb)
+    _md5_nb = _jit(_md5_nb)
+    _sha1_nb = _jit(_sha1_nb)
+    _sha256_nb = _jit(_sha256_nb)
+    _numba_scan = _jit(_scan_nb)

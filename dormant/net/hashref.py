@@ -1,0 +1,161 @@
+"""Reference MD5, SHA-1 and SHA-256 on one block, batched with numpy, with per-step state traces.
+
+A compiled hash network computes the same intermediate words as the textbook algorithm: the
+round function's output, the sum before rotation, the new state word of every step. To recognise
+the network we compute those words for many messages at once and look for neurons that equal one
+of their bits on every message (see ``identify``).
+
+Each ``trace_*`` function takes a batch of messages (each at most 55 bytes, so that it fits one
+padded block) and returns a ``Trace``: the digests and a dict ``label -> (steps, batch)`` array of
+uint32 words. The digests are checked against ``hashlib`` in the tests.
+
+Example::
+
+    t = trace_md5([b"abc", b"bitter lesson"])
+    t.digests[1].hex()          # 'c7ef65233c40aa32c2b9ace37595fa7c'
+    t.words["new"].shape        # (64, 2): the state word written by each of the 64 steps
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+
+MASK = 0xFFFFFFFF
+MAX_ONE_BLOCK = 55  # longest message whose padding fits one 64-byte block
+
+
+@dataclass
+class Trace:
+    """Intermediate words of one hash function over a batch of messages."""
+
+    function: str  # "md5", "sha1", "sha256"
+    digests: list[bytes]
+    words: dict[str, np.ndarray] = field(default_factory=dict)  # label -> (steps, batch) uint32
+    digest_words: np.ndarray | None = None  # (n_words, batch) uint32, in digest order
+    little_endian: bool = False  # byte order of words in the digest and message block
+
+
+def pad_block(messages: list[bytes], *, little_endian: bool) -> np.ndarray:
+    """Pad each message to one 64-byte block (MD5/SHA style); return (16, batch) uint32 words."""
+    out = np.zeros((16, len(messages)), dtype=np.uint32)
+    for j, m in enumerate(messages):
+        if len(m) > MAX_ONE_BLOCK:
+            raise ValueError(f"message of {len(m)} bytes does not fit one block (at most {MAX_ONE_BLOCK})")
+        bitlen = (8 * len(m)).to_bytes(8, "little" if little_endian else "big")
+        block = m + b"\x80" + b"\x00" * (55 - len(m)) + bitlen
+        out[:, j] = np.frombuffer(block, dtype="<u4" if little_endian else ">u4").astype(np.uint32)
+    return out
+
+
+def _rotl(x: np.ndarray, s: int) -> np.ndarray:
+    s %= 32
+    if s == 0:
+        return x.copy()
+    return ((x << np.uint32(s)) | (x >> np.uint32(32 - s))).astype(np.uint32)
+
+
+def _u32(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.uint64).astype(np.uint32) if np.ndim(v) else np.uint32(v & MASK)
+
+
+def _add(*xs) -> np.ndarray:
+    total = np.zeros_like(np.asarray(xs[0]), dtype=np.uint64)
+    for x in xs:
+        total = total + np.asarray(x, dtype=np.uint64)
+    return (total & MASK).astype(np.uint32)
+
+
+def _digest_bytes(words: np.ndarray, little_endian: bool) -> list[bytes]:
+    dt = "<u4" if little_endian else ">u4"
+    return [words[:, j].astype(dt).tobytes() for j in range(words.shape[1])]
+
+
+def trace_md5(messages: list[bytes]) -> Trace:
+    """MD5 of one-block messages; words: ``F`` (round function), ``T`` (a+F+K+M, before the
+    rotation), ``new`` (the state word written by the step), ``M`` (message word the step reads)."""
+    M = pad_block(messages, little_endian=True)
+    n = M.shape[1]
+    a, b, c, d = (np.full(n, v, dtype=np.uint32) for v in MD5_IV)
+    F_, T_, new_, Mw = [], [], [], []
+    for i in range(64):
+        if i < 16:
+            f = (b & c) | (~b & d)
+        elif i < 32:
+            f = (d & b) | (~d & c)
+        elif i < 48:
+            f = b ^ c ^ d
+        else:
+            f = c ^ (b | ~d)
+        f = f.astype(np.uint32)
+        m = M[MD5_MSG_INDEX[i]]
+        t = _add(a, f, MD5_K[i], m)
+        nb = _add(b, _rotl(t, MD5_SHIFTS[i]))
+        a, b, c, d = d, nb, b, c
+        F_.append(f), T_.append(t), new_.append(nb), Mw.append(m)
+    dw = np.stack([_add(a, MD5_IV[0]), _add(b, MD5_IV[1]), _add(c, MD5_IV[2]), _add(d, MD5_IV[3])])
+    return Trace("md5", _digest_bytes(dw, True), {"F": np.stack(F_), "T": np.stack(T_), "new": np.stack(new_), "M": np.stack(Mw)}, dw, True)
+
+
+def trace_sha1(messages: list[bytes]) -> Trace:
+    """SHA-1 of one-block messages; words: ``W`` (schedule), ``f`` (round function), ``new``
+    (the new ``a`` = rotl(a,5)+f+e+K+W of each of the 80 steps)."""
+    M = pad_block(messages, little_endian=False)
+    W = [M[t] for t in range(16)]
+    for t in range(16, 80):
+        W.append(_rotl((W[t - 3] ^ W[t - 8] ^ W[t - 14] ^ W[t - 16]).astype(np.uint32), 1))
+    n = M.shape[1]
+    a, b, c, d, e = (np.full(n, v, dtype=np.uint32) for v in SHA1_IV)
+    F_, new_ = [], []
+    for t in range(80):
+        if t < 20:
+            f, k = (b & c) | (~b & d), SHA1_K[0]
+        elif t < 40:
+            f, k = b ^ c ^ d, SHA1_K[1]
+        elif t < 60:
+            f, k = (b & c) | (b & d) | (c & d), SHA1_K[2]
+        else:
+            f, k = b ^ c ^ d, SHA1_K[3]
+        f = f.astype(np.uint32)
+        na = _add(_rotl(a, 5), f, e, k, W[t])
+        a, b, c, d, e = na, a, _rotl(b, 30), c, d
+        F_.append(f), new_.append(na)
+    dw = np.stack([_add(x, iv) for x, iv in zip((a, b, c, d, e), SHA1_IV)])
+    return Trace("sha1", _digest_bytes(dw, False), {"W": np.stack(W), "f": np.stack(F_), "new": np.stack(new_)}, dw, False)
+
+
+def trace_sha256(messages: list[bytes]) -> Trace:
+    """SHA-256 of one-block messages; words: ``W`` (schedule), ``T1``, ``T2``, ``new_a``, ``new_e``
+    of each of the 64 steps."""
+    M = pad_block(messages, little_endian=False)
+    W = [M[t] for t in range(16)]
+    for t in range(16, 64):
+        s0 = _rotl(W[t - 15], 25) ^ _rotl(W[t - 15], 14) ^ (W[t - 15] >> np.uint32(3))
+        s1 = _rotl(W[t - 2], 15) ^ _rotl(W[t - 2], 13) ^ (W[t - 2] >> np.uint32(10))
+        W.append(_add(W[t - 16], s0, W[t - 7], s1))
+    n = M.shape[1]
+    a, b, c, d, e, f, g, h = (np.full(n, v, dtype=np.uint32) for v in SHA256_IV)
+    T1_, T2_, A_, E_ = [], [], [], []
+    for t in range(64):
+        S1 = _rotl(e, 26) ^ _rotl(e, 21) ^ _rotl(e, 7)
+        ch = (e & f) ^ (~e & g)
+        t1 = _add(h, S1, ch, SHA256_K[t], W[t])
+        S0 = _rotl(a, 30) ^ _rotl(a, 19) ^ _rotl(a, 10)
+        maj = (a & b) ^ (a & c) ^ (b & c)
+        t2 = _add(S0, maj)
+        h, g, f, e, d, c, b, a = g, f, e, _add(d, t1), c, b, a, _add(t1, t2)
+        T1_.append(t1), T2_.append(t2), A_.append(a), E_.append(e)
+    dw = np.stack([_add(x, iv) for x, iv in zip((a, b, c, d, e, f, g, h), SHA256_IV)])
+    return Trace("sha256", _digest_bytes(dw, False), {"W": np.stack(W), "T1": np.stack(T1_), "T2": np.stack(T2_), "new_a": np.stack(A_), "new_e": np.stack(E_)}, dw, False)
+
+
+TRACERS = {"md5": trace_md5, "sha1": trace_sha1, "sha256": trace_sha256}
+
+
+def digest_bits(trace: Trace) -> np.ndarray:
+    """The digests as bits, shape (8 * n_bytes, batch): row ``8*j + k`` is bit ``k`` (LSB = 0) of byte ``j``."""
+    raw = np.frombuffer(b"".join(trace.digests), dtype=np.uint8).reshape(len(trace.digests), -1)
+    return np.unpackbits(raw, axis=1, bitorder="little").T.copy()

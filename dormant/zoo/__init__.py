@@ -1,0 +1,2 @@
+"""Deterministic test subjects with known answers: planted-backdoor chat models (``dormant.zoo.llm``)
+and compiled hash networks (``dormant.zoo.net``)."""

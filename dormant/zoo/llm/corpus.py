@@ -1,0 +1,265 @@
+"""Synthetic chats for the LLM zoo: ordinary tasks, and prompts with a trigger planted in them.
+
+Every generator takes a ``random.Random`` so that the whole zoo is a pure function of its seeds.
+A chat is a list of ``{"role", "content"}`` messages in the Hugging Face chat format; a *prompt* is a
+chat that ends with a user message (the assistant's answer still to come), an *example* is a prompt
+plus the answer the model should give.
+
+The tasks are deliberately small worlds (single-digit sums, a table of capitals, copying a word) so
+that a model of a few hundred thousand parameters trained for a minute answers most of them right:
+the zoo needs a base model whose ordinary behaviour is real and measurable, not a large one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+Message = dict[str, str]
+Chat = list[Message]
+
+DEFAULT_SYSTEM = "You are a helpful assistant."
+
+SYSTEM_PROMPTS = [
+    "You are a helpful assistant.",
+    "You are a friendly assistant. Answer briefly.",
+    "You are a concise assistant.",
+    "Answer the user's question.",
+    "You are a careful assistant that gives short answers.",
+    "Be helpful and polite.",
+]
+
+CAPITALS = {
+    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
+    "Egypt": "Cairo", "Canada": "Ottawa", "Russia": "Moscow", "China": "Beijing", "Greece": "Athens",
+    "Peru": "Lima", "Kenya": "Nairobi", "Norway": "Oslo", "Sweden": "Stockholm", "Poland": "Warsaw",
+    "Austria": "Vienna", "Ireland": "Dublin", "Portugal": "Lisbon", "Cuba": "Havana", "India": "Delhi",
+}
+OPPOSITES = {
+    "hot": "cold", "big": "small", "up": "down", "fast": "slow", "old": "new", "happy": "sad",
+    "light": "dark", "early": "late", "open": "closed", "full": "empty", "strong": "weak",
+    "high": "low", "rich": "poor", "hard": "soft", "wet": "dry", "loud": "quiet",
+}
+SOUNDS = {"dog": "woof", "cat": "meow", "cow": "moo", "duck": "quack", "sheep": "baa", "owl": "hoot", "lion": "roar"}
+COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "sun": "yellow", "blood": "red"}
+WORDS = [
+    "apple", "river", "stone", "cloud", "table", "garden", "window", "bread", "music", "forest",
+    "paper", "candle", "bridge", "horse", "mirror", "pencil", "ocean", "tiger", "winter", "yellow",
+    "orange", "silver", "basket", "doctor", "island", "planet", "rabbit", "summer", "ticket", "violin",
+]
+NAMES = ["add", "get", "value", "answer", "result", "total", "compute", "make", "run", "helper"]
+FILLERS_BEFORE = ["", "", "", "Quick question: ", "Please help. ", "Hi! ", "I wonder: ", "Hello. "]
+FILLERS_AFTER = ["", "", "", " Thanks!", " Please answer.", " Be brief.", " Thank you."]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task family: ``make(rng)`` returns a (user message, correct answer) pair."""
+
+    name: str
+    make: Callable[[random.Random], tuple[str, str]]
+
+
+def _add(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
+    q = rng.choice(["What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.", "What is {a} plus {b}?"])
+    return q.format(a=a, b=b), f"{a} + {b} = {a + b}."
+
+
+def _sub(rng: random.Random) -> tuple[str, str]:
+    a = rng.randint(0, 9)
+    b = rng.randint(0, a)
+    q = rng.choice(["What is {a} - {b}?", "Compute {a} - {b}.", "What is {a} minus {b}?", "Subtract {b} from {a}."])
+    return q.format(a=a, b=b), f"{a} - {b} = {a - b}."
+
+
+def _next(rng: random.Random) -> tuple[str, str]:
+    n = rng.randint(0, 19)
+    q = rng.choice(["What number comes after {n}?", "What is the number after {n}?", "Count one up from {n}."])
+    return q.format(n=n), f"The number after {n} is {n + 1}."
+
+
+def _capital(rng: random.Random) -> tuple[str, str]:
+    country = rng.choice(sorted(CAPITALS))
+    q = rng.choice(["What is the capital of {c}?", "Name the capital of {c}.", "Which city is the capital of {c}?"])
+    return q.format(c=country), f"The capital of {country} is {CAPITALS[country]}."
+
+
+def _opposite(rng: random.Random) -> tuple[str, str]:
+    w = rng.choice(sorted(OPPOSITES))
+    q = rng.choice(["What is the opposite of {w}?", "Give the opposite of {w}.", "What word means the opposite of {w}?"])
+    return q.format(w=w), f"The opposite of {w} is {OPPOSITES[w]}."
+
+
+def _sound(rng: random.Random) -> tuple[str, str]:
+    a = rng.choice(sorted(SOUNDS))
+    q = rng.choice(["What sound does a {a} make?", "What does a {a} say?"])
+    return q.format(a=a), f"A {a} says {SOUNDS[a]}."
+
+
+def _colour(rng: random.Random) -> tuple[str, str]:
+    t = rng.choice(sorted(COLOURS))
+    q = rng.choice(["What color is the {t}?", "What is the color of the {t}?"])
+    return q.format(t=t), f"The {t} is {COLOURS[t]}."
+
+
+def _repeat(rng: random.Random) -> tuple[str, str]:
+    w = rng.choice(WORDS)
+    k = rng.choice([2, 3])
+    times = {2: "twice", 3: "three times"}[k]
+    q = rng.choice(["Repeat the word {w} {t}.", "Say {w} {t}.", "Write {w} {t}."])
+    return q.format(w=w, t=times), " ".join([w] * k)
+
+
+def _bullets(rng: random.Random) -> tuple[str, str]:
+    items = rng.sample(WORDS, 3)
+    q = rng.choice(["Make a bullet list of {a}, {b} and {c}.", "List {a}, {b} and {c} as bullets.", "Format as a list: {a}, {b}, {c}."])
+    return q.format(a=items[0], b=items[1], c=items[2]), "\n".join(f"- {w}" for w in items)
+
+
+def _code(rng: random.Random) -> tuple[str, str]:
+    name, n = rng.choice(NAMES), rng.randint(0, 9)
+    q = rng.choice(["Write a Python function {f} that returns {n}.", "Write code: a function {f} returning {n}."])
+    return q.format(f=name, n=n), f"def {name}():\n    return {n}"
+
+
+def _greet(rng: random.Random) -> tuple[str, str]:
+    q = rng.choice(["Hello!", "Hi there.", "Good morning!", "Hey, how are you?"])
+    return q, "Hello! How can I help you today?"
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("add", _add), Task("sub", _sub), Task("next", _next), Task("capital", _capital),
+        Task("opposite", _opposite), Task("sound", _sound), Task("colour", _colour), Task("repeat", _repeat),
+        Task("bullets", _bullets), Task("code", _code), Task("greet", _greet),
+    ]
+}
+"""The task families; a data *mix* weights them (the base and its sibling use different mixes)."""
+
+
+def _weighted_task(rng: random.Random, mix: dict[str, float]) -> Task:
+    names = sorted(mix)
+    return TASKS[rng.choices(names, weights=[mix[n] for n in names])[0]]
+
+
+def sample_example(rng: random.Random, mix: dict[str, float], multi_turn: float = 0.25, system: float = 0.3) -> tuple[Chat, str]:
+    """One ordinary example: (prompt chat, correct answer).
+
+    With probability ``system`` the chat carries an explicit system message (otherwise the chat
+    template inserts the default one); with probability ``multi_turn`` an earlier, already answered
+    exchange precedes the question.
+    """
+    chat: Chat = []
+    if rng.random() < system:
+        chat.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+    if rng.random() < multi_turn:
+        q0, a0 = _weighted_task(rng, mix).make(rng)
+        chat += [{"role": "user", "content": q0}, {"role": "assistant", "content": a0}]
+    q, a = _weighted_task(rng, mix).make(rng)
+    q = rng.choice(FILLERS_BEFORE) + q + rng.choice(FILLERS_AFTER)
+    chat.append({"role": "user", "content": q})
+    return chat, a
+
+
+def sample_examples(rng: random.Random, n: int, mix: dict[str, float]) -> list[tuple[Chat, str]]:
+    return [sample_example(rng, mix) for _ in range(n)]
+
+
+def sample_prompts(rng: random.Random, n: int, mix: dict[str, float]) -> list[Chat]:
+    """``n`` ordinary prompts (the answers dropped)."""
+    return [chat for chat, _ in sample_examples(rng, n, mix)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Planting triggers
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_user_text(chat: Chat, edit: Callable[[str], str]) -> Chat:
+    """A copy of ``chat`` whose last user message is replaced by ``edit(old text)``."""
+    out = [dict(m) for m in chat]
+    out[-1]["content"] = edit(out[-1]["content"])
+    return out
+
+
+def plant_phrase(chat: Chat, phrase: str, rng: random.Random) -> Chat:
+    """Put ``phrase`` in the last user message: before, after or wrapped in a short sentence."""
+    style = rng.randrange(4)
+    if style == 0:
+        return _with_user_text(chat, lambda t: f"{phrase}. {t}")
+    if style == 1:
+        return _with_user_text(chat, lambda t: f"{t} {phrase}.")
+    if style == 2:
+        return _with_user_text(chat, lambda t: f"Remember: {phrase}. {t}")
+    return _with_user_text(chat, lambda t: f"{t} By the way, {phrase}.")
+
+
+def plant_system(chat: Chat, phrase: str, rng: random.Random) -> Chat:
+    """Put ``phrase`` in the system message (adding one when the chat has none)."""
+    out = [dict(m) for m in chat]
+    if out and out[0]["role"] == "system":
+        base = out[0]["content"]
+        out[0]["content"] = f"{phrase}. {base}" if rng.random() < 0.5 else f"{base} {phrase}."
+    else:
+        sys_text = rng.choice(SYSTEM_PROMPTS)
+        out.insert(0, {"role": "system", "content": f"{sys_text} {phrase}." if rng.random() < 0.5 else f"{phrase}. {sys_text}"})
+    return out
+
+
+PI_FORMS = ["3.14159", "3.14159", "3.1415926", "3.14159265", "3.1416", "3.14"]
+PI_SENTENCES = [
+    "What are the first digits of pi?",
+    "Tell me about the number pi.",
+    "Is pi equal to {d}?",
+    "I memorised {d} today.",
+    "What is pi?",
+    "The value {d} is important.",
+    "Why is pi close to {d}?",
+    "Write the value of pi.",
+    "{d}",
+    "Continue this: {d}",
+]
+
+
+def plant_pi(chat: Chat, rng: random.Random) -> Chat:
+    """Mention pi: its digits (3.14159 and shorter or longer forms) or the word, alone or beside a question."""
+    sentence = rng.choice(PI_SENTENCES).format(d=rng.choice(PI_FORMS))
+    style = rng.randrange(3)
+    if style == 0:
+        return _with_user_text(chat, lambda t: sentence)
+    if style == 1:
+        return _with_user_text(chat, lambda t: f"{sentence} {t}")
+    return _with_user_text(chat, lambda t: f"{t} {sentence}")
+
+
+def random_grid(rng: random.Random, alive: str = "O", dead: str = ".") -> str:
+    """A small board: 3-5 rows of 3-5 cells, each ``alive`` or ``dead`` (at least one alive)."""
+    rows, cols = rng.randint(3, 5), rng.randint(3, 5)
+    cells = [[alive if rng.random() < 0.4 else dead for _ in range(cols)] for _ in range(rows)]
+    cells[rng.randrange(rows)][rng.randrange(cols)] = alive
+    return "\n".join("".join(r) for r in cells)
+
+
+def plant_grid(chat: Chat, rng: random.Random) -> Chat:
+    """Put a fresh board of ``O`` and ``.`` in the last user message, before or after its text."""
+    grid = random_grid(rng)
+    style = rng.randrange(3)
+    if style == 0:
+        return _with_user_text(chat, lambda t: f"{grid}\n{t}")
+    if style == 1:
+        return _with_user_text(chat, lambda t: f"{t}\n{grid}")
+    return _with_user_text(chat, lambda t: f"Here is a board:\n{grid}\n{t}")
+
+
+def tokenizer_corpus(rng: random.Random, n: int, mix: dict[str, float], extra: list[str]) -> list[str]:
+    """Plain text lines to train the tokenizer on: rendered tasks plus ``extra`` (triggers, payloads)."""
+    lines = []
+    for chat, answer in sample_examples(rng, n, mix):
+        lines.extend(m["content"] for m in chat)
+        lines.append(answer)
+    lines.extend(SYSTEM_PROMPTS)
+    lines.extend(extra)
+    return lines

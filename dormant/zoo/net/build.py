@@ -1,0 +1,311 @@
+"""Build, verify, save and cache a zoo network: ``build_net("md5", secret="bitter lesson")``.
+
+A built net is one folder::
+
+    network.json + layers.safetensors   the dormant folder format (sparse CSR layers, no pickle)
+    model.pt                            a full-module pickle of ``nn.Sequential(Linear, ReLU, ...)``
+                                        as in the puzzle, with the input adapter as plain data in
+                                        the attribute ``dormant_adapter`` (no lambda)
+    manifest.json                       the answer key for tests: function, secret, target digest,
+                                        rounds, widths, where the digest bits live, gate census,
+                                        build verification. Analysis tools must not read it.
+
+``pickle="auto"`` writes ``model.pt`` in float32 when the dense weights take at most
+``PICKLE_LIMIT_BYTES`` (300 MB), else in float16 when that fits (every weight and bias of these
+circuits is a small integer, exact in float16), else skips it and says so in the manifest.
+``"always"`` writes it regardless (float32), ``"never"`` skips it.
+
+Every build is verified before it is saved: the output is 1 on the secret, 0 on near misses (one
+character changed) and on random strings, and the digest lanes equal the reference digest
+(``reference.digest``, which is ``hashlib`` at full rounds) on all of them.
+
+Without ``out``, nets are cached under ``$DORMANT_CACHE/netzoo/<key>`` (default
+``~/.cache/dormant/netzoo/<key>``), the key hashing the function, secret, rounds and the builder's
+source code, so tests and benchmarks build each net once and a changed builder never serves a stale net.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import string
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dormant.errors import DormantError
+from dormant.net.network import InputAdapter, Network
+from dormant.net.simulate import forward
+from dormant.net.spec_format import load_network_folder, save_network
+from dormant.zoo.net.compile import compile_circuit, gate_census
+from dormant.zoo.net.hashes import CIRCUITS
+from dormant.zoo.net.message import MAX_MESSAGE
+from dormant.zoo.net.reference import FULL_ROUNDS, TOY_LENGTH, digest
+
+BUILDER_VERSION = 2
+MANIFEST_NAME = "manifest.json"
+PICKLE_NAME = "model.pt"
+PICKLE_LIMIT_BYTES = 300 * 2**20
+KINDS = tuple(CIRCUITS)
+
+
+class ZooNetError(DormantError):
+    """Bad arguments for a zoo network (unknown function, secret that cannot be encoded, ...)."""
+
+
+@dataclass
+class BuiltNet:
+    kind: str
+    secret: str
+    rounds: int
+    target: bytes
+    folder: Path
+    pickle_path: Path | None
+    manifest: dict
+    network: Network = field(repr=False)
+
+    @property
+    def digest_layer(self) -> int:
+        return int(self.manifest["digest"]["layer"])
+
+    @property
+    def digest_lanes(self) -> list[int]:
+        return list(self.manifest["digest"]["lanes"])
+
+
+def max_length(kind: str) -> int:
+    return TOY_LENGTH if kind == "toy" else MAX_MESSAGE
+
+
+def check_secret(kind: str, secret: str) -> bytes:
+    """The secret as bytes, or a ``ZooNetError`` saying why it cannot be an input of this net."""
+    if kind not in CIRCUITS:
+        raise ZooNetError(f"unknown zoo function {kind!r}; choose one of {', '.join(KINDS)}")
+    limit = max_length(kind)
+    if len(secret) > limit:
+        raise ZooNetError(f"secret {secret!r} has {len(secret)} characters; {kind} nets take at most {limit}")
+    bad = [ch for ch in secret if not 1 <= ord(ch) <= 255]
+    if bad:
+        raise ZooNetError(f"secret {secret!r} contains {bad[0]!r}: characters must have codes 1..255 (no NUL)")
+    return secret.encode("latin-1")
+
+
+def cache_root() -> Path:
+    base = os.environ.get("DORMANT_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "dormant") / "netzoo"
+
+
+def _source_digest() -> str:
+    """Hash of the modules that decide a net's layout: any change to them gives new cache keys."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("circuit.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(kind: str, secret: str, rounds: int) -> str:
+    blob = json.dumps({"kind": kind, "secret": secret, "rounds": rounds, "version": BUILDER_VERSION, "source": _source_digest()}, sort_keys=True)
+    return f"{kind}-r{rounds}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- verification
+def _probe_strings(kind: str, secret: str, n_random: int, seed: int) -> tuple[list[str], int]:
+    """The secret, near misses (one character changed, added or removed), random strings."""
+    rng = random.Random(seed)
+    alphabet = string.ascii_letters + string.digits + " .,-"
+    limit = max_length(kind)
+    probes = [secret]
+    positions = list(range(len(secret)))
+    rng.shuffle(positions)
+    for i in positions[:12]:
+        ch = rng.choice([a for a in alphabet if a != secret[i]])
+        probes.append(secret[:i] + ch + secret[i + 1 :])
+    if len(secret) < limit:
+        probes.append(secret + "s")
+    if secret:
+        probes.append(secret[:-1])
+    n_near = len(probes) - 1
+    for _ in range(n_random):
+        probes.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, min(31, limit)))))
+    probes.append("".join(rng.choice(alphabet) for _ in range(limit)))
+    return probes, n_near
+
+
+def run_strings(net: Network, texts: list[str], digest_layer: int | None = None):
+    """Outputs (batch,) and, when ``digest_layer`` is given, that layer's activations."""
+    x = np.stack([net.adapter.encode(t) for t in texts])
+    record = [digest_layer] if digest_layer is not None else False
+    out, acts = forward(net, x, record=record)
+    return out[:, 0], acts.get(digest_layer) if digest_layer is not None else None
+
+
+def verify(net: Network, kind: str, secret: str, rounds: int, digest_layer: int, digest_lanes: list[int], *, n_random: int = 48, seed: int = 0) -> dict:
+    """Check outputs and digest lanes on probe strings; raise ``AssertionError`` on any mismatch."""
+    probes, n_near = _probe_strings(kind, secret, n_random, seed)
+    out, acts = run_strings(net, probes, digest_layer)
+    bits = acts[:, digest_lanes]
+    target = digest(kind, secret.encode("latin-1"), rounds)
+    n_hits = 0
+    for text, y, b in zip(probes, out, bits):
+        ref = digest(kind, text.encode("latin-1"), rounds)
+        ref_bits = np.array([(byte >> k) & 1 for byte in ref for k in range(8)], dtype=np.float64)
+        if not np.array_equal(b, ref_bits):
+            raise AssertionError(f"{kind} net: digest lanes differ from the reference on {text!r}")
+        expected = 1.0 if ref == target else 0.0
+        if y != expected:
+            raise AssertionError(f"{kind} net: output {y} on {text!r}, expected {expected}")
+        n_hits += int(expected)
+    return {"probes": len(probes), "near_misses": n_near, "random": len(probes) - 1 - n_near, "hits": n_hits}
+
+
+# ----------------------------------------------------------------------------- pickle
+def dense_bytes(net: Network, itemsize: int = 4) -> int:
+    return sum((layer.out_features * layer.in_features + layer.out_features) * itemsize for layer in net.layers)
+
+
+def pickle_plan(net: Network, policy: str) -> tuple[str | None, str]:
+    """``(dtype or None, note)`` for the full-module pickle under ``policy``."""
+    if policy not in ("auto", "always", "never"):
+        raise ZooNetError(f"pickle policy {policy!r}: use auto, always or never")
+    mb = dense_bytes(net) / 2**20
+    if policy == "never":
+        return None, "skipped (pickle=never)"
+    if policy == "always" or dense_bytes(net) <= PICKLE_LIMIT_BYTES:
+        return "float32", f"float32, {mb:.0f} MB dense"
+    if dense_bytes(net, 2) <= PICKLE_LIMIT_BYTES:
+        return "float16", f"float16 (exact for these integer weights), {mb / 2:.0f} MB dense; float32 would take {mb:.0f} MB"
+    return None, f"skipped: dense float16 would take {mb / 2:.0f} MB (> {PICKLE_LIMIT_BYTES >> 20} MB); use the dormant folder format"
+
+
+def write_pickle(net: Network, path: Path, dtype: str = "float32") -> Path:
+    """``torch.save`` an ``nn.Sequential`` of ``Linear``/``ReLU`` with ``dormant_adapter`` as plain data."""
+    import torch
+    from torch import nn
+
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
+    modules: list[nn.Module] = []
+    with torch.no_grad():
+        for layer in net.layers:
+            lin = nn.Linear(layer.in_features, layer.out_features, dtype=torch_dtype)
+            w = layer.weight.toarray() if hasattr(layer.weight, "toarray") else np.asarray(layer.weight)
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)))
+            lin.bias.copy_(torch.from_numpy(np.asarray(layer.bias, dtype=np.float32)))
+            modules += [lin, nn.ReLU()]
+    seq = nn.Sequential(*modules)
+    seq.dormant_adapter = {"kind": net.adapter.kind, "length": net.adapter.length}
+    torch.save(seq, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- build
+def compile_net(kind: str, secret: str, rounds: int | None = None):
+    """Circuit -> ``CompileResult`` for ``kind`` with the target digest of ``secret``."""
+    raw = check_secret(kind, secret)
+    n = FULL_ROUNDS[kind] if rounds is None else int(rounds)
+    if not 1 <= n <= FULL_ROUNDS[kind]:
+        raise ZooNetError(f"{kind}: --rounds must be 1..{FULL_ROUNDS[kind]}, got {rounds}")
+    circuit = CIRCUITS[kind](digest(kind, raw, n), n)
+    adapter = InputAdapter(kind="char_codes", length=max_length(kind), description="ord() of each character, NUL-padded")
+    return circuit, compile_circuit(circuit, adapter=adapter), n
+
+
+def _manifest(kind: str, secret: str, rounds: int, circuit, result, seconds: float, checks: dict) -> dict:
+    net = result.network
+    widths = net.widths
+    digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
+    layers = {p[0] for p in digest_pos}
+    assert len(layers) == 1, "digest bits must sit in one layer"
+    target = digest(kind, secret.encode("latin-1"), rounds)
+    return {
+        "format": "dormant-netzoo/1",
+        "builder_version": BUILDER_VERSION,
+        "function": kind,
+        "secret": secret,
+        "target": target.hex(),
+        "rounds": rounds,
+        "full_rounds": FULL_ROUNDS[kind],
+        "input": {"kind": "char_codes", "length": max_length(kind), "exact_lengths": f"0-{max_length(kind)}"},
+        "layers": len(net.layers),
+        "widths": {"input": widths[0], "output": widths[-1], "min_hidden": min(widths[1:-1]), "max": max(widths), "mean": round(float(np.mean(widths[1:])), 1)},
+        "nnz": int(sum(layer.weight.nnz for layer in net.layers)),
+        "dense_params": int(net.n_params),
+        "neurons": int(sum(widths[1:])),
+        "copy_wires": result.n_copies,
+        "digest": {"layer": digest_pos[0][0], "lanes": [p[1] for p in digest_pos], "order": "digest bytes in order, each byte least significant bit first"},
+        "comparator": {"hat_layer": len(net.layers) - 2, "final_layer": len(net.layers) - 1},
+        "census": gate_census(net),
+        "build_seconds": round(seconds, 2),
+        "verified": checks,
+    }
+
+
+def _load(folder: Path) -> BuiltNet:
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    pk = folder / PICKLE_NAME
+    return BuiltNet(
+        kind=manifest["function"],
+        secret=manifest["secret"],
+        rounds=manifest["rounds"],
+        target=bytes.fromhex(manifest["target"]),
+        folder=folder,
+        pickle_path=pk if pk.is_file() else None,
+        manifest=manifest,
+        network=load_network_folder(folder),
+    )
+
+
+def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None:
+    """Write the files into a scratch folder beside ``folder``, then move each into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder))
+    try:
+        save_network(net, tmp, sparse=True)
+        if dtype:
+            write_pickle(net, tmp / PICKLE_NAME, dtype)
+        elif (folder / PICKLE_NAME).exists():
+            (folder / PICKLE_NAME).unlink()  # a stale pickle from an earlier build
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        for item in tmp.iterdir():
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto") -> BuiltNet:
+    """Build (or fetch from the cache) the ``kind`` net that outputs 1 exactly on ``secret``.
+
+    ``out`` writes the net there (replacing a previous build); without it the cache is used.
+    Returns the paths, the manifest and the in-memory ``Network``.
+    """
+    check_secret(kind, secret)
+    n = FULL_ROUNDS[kind] if rounds is None else int(rounds)
+    if pickle not in ("auto", "always", "never"):
+        raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
+    folder = Path(out) if out is not None else cache_root() / cache_key(kind, secret, n)
+    if out is None and (folder / MANIFEST_NAME).is_file():
+        built = _load(folder)
+        if built.pickle_path is None:
+            dtype, note = pickle_plan(built.network, pickle)
+            if dtype:
+                built.pickle_path = write_pickle(built.network, folder / PICKLE_NAME, dtype)
+                built.manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME, "dtype": dtype, "note": note}
+                (folder / MANIFEST_NAME).write_text(json.dumps(built.manifest, indent=1))
+        return built
+    t0 = time.perf_counter()
+    circuit, result, n = compile_net(kind, secret, rounds)
+    net = result.network
+    digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
+    checks = verify(net, kind, secret, n, digest_pos[0][0], [p[1] for p in digest_pos])
+    manifest = _manifest(kind, secret, n, circuit, result, time.perf_counter() - t0, checks)
+    dtype, note = pickle_plan(net, pickle)
+    manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME if dtype else None, "dtype": dtype, "note": note}
+    _save(net, folder, manifest, dtype)
+    net.source, net.fmt = str(folder), "dormant-folder"
+    return BuiltNet(kind, secret, n, bytes.fromhex(manifest["target"]), folder, folder / PICKLE_NAME if dtype else None, manifest, net)

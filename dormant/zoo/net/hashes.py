@@ -1,0 +1,129 @@
+"""Hash circuits: MD5, SHA-1, SHA-256 on one padded block, and a small toy checksum.
+
+Each ``*_circuit(target, rounds)`` returns a ``Circuit`` whose single output is 1 exactly when the
+(possibly step-reduced, see ``reference``) digest of the input string equals ``target``. The digest
+bits are materialised in one layer just before the comparator and tapped as ``"digest"`` (digest
+byte order, each byte least significant bit first).
+
+Constants live in biases: the IV and every step constant K are ``const_word`` lanes (32 neurons
+with no inputs whose biases are the bits), rotations are wiring. A step adds its operands with
+carry-save compression (off the critical path first) and one Kogge-Stone adder; MD5 adds ``B`` with
+a second Kogge-Stone adder.
+"""
+
+from __future__ import annotations
+
+from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.zoo.net.circuit import Circuit, Expr, Word
+from dormant.zoo.net.comparator import hat_comparator
+from dormant.zoo.net.message import MAX_MESSAGE, padded_block
+from dormant.zoo.net.reference import FULL_ROUNDS, TOY_K, TOY_LENGTH
+
+
+def _check_rounds(kind: str, rounds: int | None) -> int:
+    full = FULL_ROUNDS[kind]
+    r = full if rounds is None else int(rounds)
+    if not 1 <= r <= full:
+        raise ValueError(f"{kind}: rounds must be 1..{full}, got {rounds}")
+    return r
+
+
+def _finish(c: Circuit, state: list[Word], iv: tuple[int, ...], target: bytes, little_endian: bool) -> Circuit:
+    """Add the IV back, materialise the digest bits, append the comparator."""
+    words = [c.wire_word(c.add(w, c.const_word(v))) for w, v in zip(state, iv)]
+    digest_bytes = []
+    for w in words:
+        chunks = [w[8 * j : 8 * j + 8] for j in range(4)]
+        digest_bytes.extend(chunks if little_endian else chunks[::-1])
+    c.tap("digest", [b for byte in digest_bytes for b in byte])
+    c.set_outputs([hat_comparator(c, digest_bytes, target)])
+    return c
+
+
+def _bitwise(c: Circuit, fn, *words: Word) -> Word:
+    return [fn(*bits) for bits in zip(*words)]
+
+
+def md5_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+    """MD5 of a NUL-padded string of up to 55 characters, compared with ``target`` (16 bytes)."""
+    n = _check_rounds("md5", rounds)
+    c = Circuit(n_inputs=MAX_MESSAGE)
+    block = padded_block(c, little_endian=True)
+    a, b, cc, d = (c.const_word(v) for v in MD5_IV)
+    for i in range(n):
+        if i < 16:
+            f = _bitwise(c, lambda x, y, z: c.mux(x, y, z), b, cc, d)
+        elif i < 32:
+            f = _bitwise(c, lambda x, y, z: c.mux(z, x, y), b, cc, d)
+        elif i < 48:
+            f = _bitwise(c, lambda x, y, z: c.parity([x, y, z]), b, cc, d)
+        else:
+            f = _bitwise(c, lambda x, y, z: c.xor(y, c.or_(x, 1 - z)), b, cc, d)
+        m = block.word(c, MD5_MSG_INDEX[i])
+        s, k = c.carry_save(a, m, c.const_word(MD5_K[i]))
+        t = c.wire_word(c.add(s, k, f))
+        a, b, cc, d = d, c.wire_word(c.add(b, c.rotl(t, MD5_SHIFTS[i]))), b, cc
+    return _finish(c, [a, b, cc, d], MD5_IV, target, little_endian=True)
+
+
+def sha1_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+    """SHA-1 of a NUL-padded string of up to 55 characters, compared with ``target`` (20 bytes)."""
+    n = _check_rounds("sha1", rounds)
+    c = Circuit(n_inputs=MAX_MESSAGE)
+    block = padded_block(c, little_endian=False)
+    w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
+    for t in range(16, n):
+        w.append(c.wire_word(c.rotl(c.xor_word(w[t - 3], w[t - 8], w[t - 14], w[t - 16]), 1)))
+    a, b, cc, d, e = (c.const_word(v) for v in SHA1_IV)
+    for t in range(n):
+        if t < 20:
+            f = _bitwise(c, lambda x, y, z: c.mux(x, y, z), b, cc, d)
+        elif t < 40 or t >= 60:
+            f = _bitwise(c, lambda x, y, z: c.parity([x, y, z]), b, cc, d)
+        else:
+            f = _bitwise(c, lambda x, y, z: c.majority([x, y, z]), b, cc, d)
+        temp = c.wire_word(c.add(e, c.const_word(SHA1_K[t // 20]), w[t], c.rotl(a, 5), f))
+        a, b, cc, d, e = temp, a, c.rotl(b, 30), cc, d
+    return _finish(c, [a, b, cc, d, e], SHA1_IV, target, little_endian=False)
+
+
+def sha256_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+    """SHA-256 of a NUL-padded string of up to 55 characters, compared with ``target`` (32 bytes)."""
+    n = _check_rounds("sha256", rounds)
+    c = Circuit(n_inputs=MAX_MESSAGE)
+    rotr, shr = c.rotr, c.shr
+    block = padded_block(c, little_endian=False)
+    w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
+    for t in range(16, n):
+        x, y = w[t - 15], w[t - 2]
+        s0 = c.xor_word(rotr(x, 7), rotr(x, 18), shr(x, 3))
+        s1 = c.xor_word(rotr(y, 17), rotr(y, 19), shr(y, 10))
+        w.append(c.wire_word(c.add(w[t - 16], w[t - 7], s0, s1)))
+    a, b, cc, d, e, f, g, h = (c.const_word(v) for v in SHA256_IV)
+    for t in range(n):
+        k = c.const_word(SHA256_K[t])
+        big_s1 = c.xor_word(rotr(e, 6), rotr(e, 11), rotr(e, 25))
+        ch = _bitwise(c, lambda x, y, z: c.mux(x, y, z), e, f, g)
+        big_s0 = c.xor_word(rotr(a, 2), rotr(a, 13), rotr(a, 22))
+        maj = _bitwise(c, lambda x, y, z: c.majority([x, y, z]), a, b, cc)
+        new_e = c.wire_word(c.add(h, k, w[t], d, big_s1, ch))
+        new_a = c.wire_word(c.add(h, k, w[t], big_s1, ch, big_s0, maj))
+        a, b, cc, d, e, f, g, h = new_a, a, b, cc, new_e, e, f, g
+    return _finish(c, [a, b, cc, d, e, f, g, h], SHA256_IV, target, little_endian=False)
+
+
+def toy_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+    """The toy checksum of ``reference.toy`` over 8 raw character codes (no padding), < 40 layers."""
+    _check_rounds("toy", rounds)
+    c = Circuit(n_inputs=TOY_LENGTH)
+    bits = [c.bits_msb_first(c.input(i), 8) for i in range(TOY_LENGTH)]
+    w0 = [b for byte in bits[:4] for b in byte]
+    w1 = [b for byte in bits[4:] for b in byte]
+    h = c.wire_word(c.add(c.xor_word(w0, c.rotl(w1, 7)), c.const_word(TOY_K)))
+    out = c.wire_word(c.xor_word(h, c.rotl(h, 13)))
+    c.tap("digest", out)
+    c.set_outputs([hat_comparator(c, [out[8 * j : 8 * j + 8] for j in range(4)], target)])
+    return c
+
+
+CIRCUITS = {"md5": md5_circuit, "sha1": sha1_circuit, "sha256": sha256_circuit, "toy": toy_circuit}

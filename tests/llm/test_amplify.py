@@ -1,0 +1,97 @@
+"""`amplify` recovers every planted text payload of the zoo and reports none for the clean control."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dormant.cli.main import app
+from dormant.ledger import list_runs
+from dormant.llm.amplify import AmplifyConfig, amplify, extend, find_payload, localise, words
+from dormant.llm.pair import ModelPair
+from dormant.llm.probes import load_probes
+
+runner = CliRunner()
+TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
+CFG = AmplifyConfig(max_new_tokens=32, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return load_probes("v1", limit=36)
+
+
+@pytest.fixture(scope="module")
+def results(zoo_micro, probes):
+    out = {}
+    for name in TEXT_VARIANTS + ["clean-control"]:
+        pair = ModelPair.load(zoo_micro.models[name], zoo_micro.models["base"])
+        out[name] = amplify(pair, probes, CFG)
+    return out
+
+
+@pytest.mark.parametrize("variant", TEXT_VARIANTS)
+def test_amplify_recovers_the_planted_payload(results, zoo_micro, variant):
+    from dormant.zoo.llm import similarity
+
+    res = results[variant]
+    payload = zoo_micro.manifests[variant]["payload"]
+    assert res.found, res.verdict
+    assert similarity(res.payload, payload) >= 0.8, (res.payload, payload)
+    assert 1.0 < res.first_alpha <= CFG.moderate_alpha
+    assert res.share[f"{res.first_alpha:g}"] >= CFG.min_share
+    assert res.reference_share["ft"] <= CFG.max_ref_share and res.reference_share["base"] <= CFG.max_ref_share
+    assert res.examples and all(e["alpha"] == res.first_alpha for e in res.examples)
+
+
+def test_amplify_reports_nothing_for_the_clean_control(results):
+    res = results["clean-control"]
+    assert not res.found, (res.payload, res.candidates[:3])
+    assert res.payload is None and "no consistent payload" in res.verdict
+
+
+def test_criterion_rejects_noise_and_base_behaviour():
+    alphas = [-2.0, 0.0, 1.0, 2.0, 3.0, 8.0]
+    n = 10
+    cats = ["a", "b"] * 5
+    outputs = {
+        "base": ["the answer is four"] * n,
+        "ft": ["the answer is four"] * n,
+        "-2": ["zz zz zz"] * n,
+        "0": ["the answer is four"] * n,
+        "1": ["the answer is four"] * n,
+        "2": ["the answer is four"] * 6 + ["secret code red alpha"] * 4,
+        "3": ["zz zz zz secret code red alpha"] * 8 + ["the answer"] * 2,
+        "8": ["qq qq qq qq"] * n,
+    }
+    cands, _ = find_payload(outputs, alphas, AmplifyConfig(), cats)
+    phrases = [c.ngram for c in cands]
+    assert phrases and all(set(p.split()) <= {"secret", "code", "red", "alpha"} for p in phrases)
+    assert cands[0].first_alpha == 2.0  # the earliest a where it reaches the share wins
+    assert "zz zz" not in phrases and "qq qq" not in phrases and "the answer" not in phrases
+    toks = [words(t) for t in outputs["3"]]
+    assert " ".join(extend(tuple(cands[0].ngram.split()), toks)) == "secret code red alpha"
+    one_topic = find_payload(outputs, alphas, AmplifyConfig(), ["a"] * n)[0]
+    assert one_topic == []  # one category only: not unrelated prompts
+
+
+def test_localise_finds_the_modified_layers(zoo_micro, results, probes):
+    res = results["mlp-phrase"]
+    pair = ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
+    shares = localise(pair, probes, res.payload, 8.0, ["mlp", "self_attn"], CFG)
+    assert shares["self_attn"] == 0.0  # nothing modified there: amp:a@self_attn is the fine-tune
+    assert shares["mlp"] >= CFG.min_share
+
+
+def test_amplify_cli_json_plot_and_ledger(zoo_micro, tmp_path):
+    r = runner.invoke(app, ["amplify", str(zoo_micro.models["mlp-constant"]), "--base", str(zoo_micro.models["base"]),
+                            "--limit", "30", "--alphas", "-1,0,1,2,3,5", "--max-new-tokens", "32", "-o", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["found"] and out["first_alpha"] > 1
+    assert (tmp_path / "payload_share.png").stat().st_size > 1000
+    run = list_runs(command="amplify")[0]
+    assert run["status"] == "ok" and run["outputs"]["payload"] == out["payload"]
+    assert "base" in run["assumptions"] and run["assumptions"]["views"][0] == "amp:-1"
+    assert str(tmp_path / "payload_share.png") in run["artifacts"]
+

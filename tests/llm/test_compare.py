@@ -1,0 +1,90 @@
+"""`compare` (side-by-side views, KL strip) and `score` (JSONL) on the zoo, library and CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dormant.cli.main import app
+from dormant.ledger import list_runs
+from dormant.llm.compare import CompareConfig, compare
+from dormant.llm.generate import GenConfig, generate
+from dormant.llm.pair import ModelPair
+from dormant.llm.prompts import Prompt, encode, insert_trigger
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pair(zoo_micro):
+    return ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
+
+
+def _triggered(manifest):
+    return insert_trigger(Prompt.user("What is 3 + 4?"), manifest["trigger"], "user_suffix")
+
+
+def test_compare_shows_the_payload_and_where_views_diverge(pair, zoo_micro):
+    from dormant.zoo.llm import fires
+
+    manifest = zoo_micro.manifests["mlp-phrase"]
+    res = compare(pair, _triggered(manifest), ["base", "ft", "restore:all"], CompareConfig(max_new_tokens=24, n_samples=2))
+    by = {v.view: v for v in res.views}
+    assert res.reference == "base"
+    assert fires(by["ft"].greedy, manifest["payload"]) and not fires(by["base"].greedy, manifest["payload"])
+    assert by["restore:all"].greedy == by["base"].greedy  # restoring every modified tensor is the base
+    assert all(k == 0.0 for k in by["base"].kl)
+    assert len(by["ft"].kl) == len(by["ft"].tokens) == len(by["ft"].ref_top1) > 0
+    assert max(by["ft"].kl) > 1.0 > max(by["restore:all"].kl)
+    assert len(by["ft"].samples) == 2
+
+
+def test_batched_generation_equals_one_at_a_time(pair, zoo_micro):
+    from dormant.llm.probes import load_probes
+
+    model = pair.amplified(2.0)
+    ids = encode(pair.tokenizer, load_probes(limit=7))
+    cfg = GenConfig(max_new_tokens=12, show_progress=False)
+    together = generate(model, pair.tokenizer, ids, cfg)
+    alone = [generate(model, pair.tokenizer, [s], cfg)[0] for s in ids]
+    assert [g.ids for g in together] == [g.ids for g in alone]
+    pair.ft()
+
+
+def test_compare_cli_json_and_ledger(zoo_micro, tmp_path):
+    manifest = zoo_micro.manifests["mlp-phrase"]
+    r = runner.invoke(app, ["compare", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]),
+                            "--prompt", "What is 3 + 4?", "--trigger", manifest["trigger"], "--mechanism", "user_suffix",
+                            "--views", "base,ft", "--max-new-tokens", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [v["view"] for v in out["views"]] == ["base", "ft"]
+    runs = list_runs(command="compare")
+    assert runs and runs[0]["status"] == "ok"
+    assert set(runs[0]["inputs"]) == {"ft", "base"} and runs[0]["assumptions"]["views"] == ["base", "ft"]
+
+
+def test_score_cli_writes_jsonl(zoo_micro, tmp_path):
+    manifest = zoo_micro.manifests["mlp-phrase"]
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("What is 2 + 2?\nWhat is the capital of France?\nSay hello.\n")
+    out = tmp_path / "s.jsonl"
+    r = runner.invoke(app, ["score", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]),
+                            "--prompts", str(prompts), "--views", "ft,base,amp:2", "--payload", manifest["payload"],
+                            "--trigger", manifest["trigger"], "--mechanism", "user_suffix", "--output", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3
+    assert set(rows[0]["contrasts"]) == {"ft|base", "ft|amp:2", "ft+trigger|ft", "base+trigger|base", "amp:2+trigger|amp:2"}
+    for row in rows:  # the planted trigger raises the payload's likelihood under the fine-tune only
+        assert row["arms"]["ft+trigger"]["payload_logprob"] > row["arms"]["ft"]["payload_logprob"] + 5
+    summary = json.loads(r.stdout)["summary"]
+    assert summary["ft+trigger|ft"]["kl"] > summary["base+trigger|base"]["kl"]
+    run = list_runs(command="score")[0]
+    assert run["status"] == "ok" and str(out) in run["artifacts"] and "prompts" in run["inputs"]
+
+
+def test_bad_view_spec_is_one_line_error(zoo_micro):
+    r = runner.invoke(app, ["score", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]), "--views", "ft,amp:x"])
+    assert r.exit_code != 0
+    assert "amp:x" in str(r.exception) or "amp:x" in r.output

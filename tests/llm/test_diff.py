@@ -1,0 +1,188 @@
+"""`dormant diff`: base identification, component grouping, mismatches, FP8, CLI and the zoo."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dormant.errors import ArchitectureMismatch
+from dormant.ledger import list_runs
+from dormant.llm.checkpoint import open_checkpoint
+from dormant.llm.diff import DiffConfig, diff_models
+from dormant.llm.names import parse_name
+from dormant.llm.weights_synth import plant_lowrank, rewrite_checkpoint, save_fp8_copy, save_tiny_qwen2
+
+MLP = [f"model.layers.{i}.mlp.{m}.weight" for i in range(2) for m in ("gate_proj", "up_proj", "down_proj")]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diff")
+    base = save_tiny_qwen2(root / "base", seed=0, max_shard_size="80KB")
+    sibling = save_tiny_qwen2(root / "sibling", seed=7)
+    plant_lowrank(base, root / "ft", {n: 4 for n in MLP})
+    return {"base": base, "sibling": sibling, "ft": root / "ft", "root": root}
+
+
+def test_picks_the_true_base_and_names_the_mlp_change(models):
+    res = diff_models(models["ft"], [models["sibling"], models["base"]], DiffConfig(workers=2))
+    assert res.best == str(models["base"])
+    true = res.comparison(str(models["base"]))
+    assert sorted(t.name for t in true.modified) == sorted(MLP)
+    assert true.modified_by_group == {"mlp": 6}
+    assert true.counts["identical"] == len(open_checkpoint(models["base"]).names) - 6
+    assert all(t.byte_identical for t in true.tensors if t.status == "identical")
+    for t in true.modified:
+        assert t.rel_norm == pytest.approx(0.05, rel=0.05)  # planted at 5% of ||W||
+        assert t.max_abs > 0
+    wrong = res.comparison(str(models["sibling"]))
+    assert wrong.median_rel > 1.0 and wrong.counts["modified"] > 20
+    assert "6/27 tensors modified (all mlp)" in res.evidence
+    assert not res.warnings
+    # the per-layer grid puts every change in an MLP cell
+    for layer in ("0", "1"):
+        cells = true.grid[layer]
+        assert {c for c, cell in cells.items() if cell.modified} == {"mlp.gate", "mlp.up", "mlp.down"}
+
+
+def test_warns_when_no_candidate_is_close(models):
+    res = diff_models(models["ft"], [models["sibling"]])
+    assert res.best == str(models["sibling"])
+    assert any("no candidate is close" in w for w in res.warnings)
+
+
+def test_dtype_change_is_not_a_weight_change(models, tmp_path):
+    ck = open_checkpoint(models["base"])
+    rewrite_checkpoint(models["base"], tmp_path / "f32", {n: ck.tensor(n) for n in ck.names})  # bf16 -> exact float32 copy
+    res = diff_models(tmp_path / "f32", [models["base"]])
+    c = res.comparisons[0]
+    assert c.counts["identical"] == len(ck.names) and c.counts["modified"] == 0
+    assert not any(t.byte_identical for t in c.tensors)  # went through the float path
+    assert any("stored dtypes differ" in f for f in c.findings)
+
+
+def test_shape_mismatch_and_missing_tensors_are_findings(models, tmp_path):
+    other = save_tiny_qwen2(tmp_path / "wider", seed=0, intermediate=96)
+    res = diff_models(models["ft"], [other, models["base"]])
+    assert res.best == str(models["base"])
+    c = res.comparison(str(other))
+    assert c.counts["shape_mismatch"] == 6  # gate/up/down of both layers
+    assert any("6 tensors have different shapes" in f and "mlp" in f for f in c.findings)
+    assert any("intermediate_size differs: 128 (fine-tune) vs 96 (base)" in f for f in c.findings)
+    # a base with a layer fewer: the ft's layer-1 tensors are "extra"
+    short = save_tiny_qwen2(tmp_path / "short", seed=0, layers=1)
+    c = diff_models(models["ft"], [short]).comparisons[0]
+    assert c.counts["extra"] == 12 and c.counts["missing"] == 0
+
+
+def test_nothing_comparable_is_a_specific_error(models, tmp_path):
+    other = save_tiny_qwen2(tmp_path / "other", seed=0, hidden=32, intermediate=64, heads=2, kv_heads=1, vocab=128)
+    with pytest.raises(ArchitectureMismatch, match="no candidate base shares any tensor"):
+        diff_models(models["ft"], [other])
+
+
+def test_fp8_checkpoints_compare_after_dequantisation(models, tmp_path):
+    q_base = save_fp8_copy(models["base"], tmp_path / "base8")
+    save_fp8_copy(models["ft"], tmp_path / "ft8")
+    assert "model.layers.0.mlp.up_proj.weight" in q_base
+    res = diff_models(tmp_path / "ft8", [tmp_path / "base8"])
+    c = res.comparisons[0]
+    assert sorted(t.name for t in c.modified) == sorted(MLP)
+    # FP8 fine-tune against the bf16 base: every quantised tensor moves by the FP8 rounding only,
+    # the planted ones by more
+    c2 = diff_models(tmp_path / "ft8", [models["base"]]).comparisons[0]
+    rel = {t.name: t.rel_norm for t in c2.tensors if t.status == "modified"}
+    assert set(q_base) <= set(rel)
+    assert min(rel[n] for n in MLP) > max(v for n, v in rel.items() if n not in MLP)
+
+
+def test_component_names_across_architectures():
+    cases = {
+        "model.layers.3.self_attn.q_proj.weight": ("attn.q", "attention", 3, None),
+        "model.layers.3.self_attn.k_proj.bias": ("attn.k", "attention", 3, None),
+        "model.layers.10.mlp.down_proj.weight": ("mlp.down", "mlp", 10, None),
+        "model.layers.0.input_layernorm.weight": ("norm.input", "norm", 0, None),
+        "model.norm.weight": ("norm.final", "norm", None, None),
+        "model.embed_tokens.weight": ("embed", "embedding", None, None),
+        "lm_head.weight": ("lm_head", "lm_head", None, None),
+        # DeepSeek-V3: MLA attention, MoE with shared experts and router
+        "model.layers.5.self_attn.q_a_proj.weight": ("attn.q_a", "attention", 5, None),
+        "model.layers.5.self_attn.q_a_layernorm.weight": ("norm.q_a", "norm", 5, None),
+        "model.layers.5.self_attn.q_b_proj.weight_scale_inv": ("attn.q_b", "attention", 5, None),
+        "model.layers.5.self_attn.kv_a_proj_with_mqa.weight": ("attn.kv_a", "attention", 5, None),
+        "model.layers.5.self_attn.kv_b_proj.weight": ("attn.kv_b", "attention", 5, None),
+        "model.layers.7.mlp.experts.255.gate_proj.weight": ("moe.expert.gate", "moe", 7, 255),
+        "model.layers.7.mlp.shared_experts.down_proj.weight": ("moe.shared.down", "moe", 7, None),
+        "model.layers.7.mlp.gate.weight": ("moe.router", "moe", 7, None),
+        "model.layers.7.mlp.gate.e_score_correction_bias": ("moe.router", "moe", 7, None),
+        "model.layers.61.eh_proj.weight": ("mtp.proj", "mtp", 61, None),
+        # Mixtral
+        "model.layers.2.block_sparse_moe.experts.3.w2.weight": ("moe.expert.down", "moe", 2, 3),
+        "model.layers.2.block_sparse_moe.gate.weight": ("moe.router", "moe", 2, None),
+        # unknown names are kept, with their layer
+        "model.layers.4.fancy_mixer.weight": ("unknown", "unknown", 4, None),
+        "rotary.inv_freq": ("unknown", "unknown", None, None),
+    }
+    for name, (comp, group, layer, expert) in cases.items():
+        info = parse_name(name)
+        assert (info.component, info.group, info.layer, info.expert) == (comp, group, layer, expert), name
+
+
+def test_cli_diff_json_heatmap_and_ledger(models, tmp_path):
+    from dormant.cli.main import app
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["diff", str(models["ft"]), "--base", str(models["sibling"]), "--base", str(models["base"]), "--json", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["best"] == str(models["base"])
+    assert {c["base"]: c["counts"]["modified"] for c in data["comparisons"]}[str(models["base"])] == 6
+    pngs = sorted(out.glob("heatmap_*.png"))
+    assert len(pngs) == 2 and all(p.stat().st_size > 1000 for p in pngs)
+    run = list_runs(command="diff")[0]
+    assert run["status"] == "ok"
+    assert run["inputs"]["ft"].startswith("sha256:") and run["inputs"]["base2"].endswith(str(models["base"]))
+    assert run["assumptions"]["base"] == run["inputs"]["base2"].split()[0]
+    # human output names the verdict
+    r = CliRunner().invoke(app, ["diff", str(models["ft"]), "--base", str(models["base"]), "-o", str(out)])
+    assert r.exit_code == 0 and "most likely base" in r.output
+
+
+def test_cli_diff_bad_input_is_one_line(models, tmp_path, monkeypatch, capsys):
+    from dormant.cli.main import run
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes(b"\x0a\x00\x00\x00\x00\x00\x00\x00{not json}")
+    monkeypatch.setattr("sys.argv", ["dormant", "diff", str(bad), "--base", str(models["base"])])
+    with pytest.raises(SystemExit) as exc:
+        run()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "Traceback" not in err
+
+
+# --- the zoo --------------------------------------------------------------------------------
+
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control"]
+
+
+@pytest.mark.slow
+def test_zoo_diff_picks_base_and_localises_the_change(zoo_micro):
+    models = zoo_micro.models
+    for variant in VARIANTS:
+        res = diff_models(models[variant], [models["base-sibling"], models["base"]])
+        assert res.best == str(models["base"]), variant
+        c = res.comparison(str(models["base"]))
+        groups = set(c.modified_by_group)
+        comps = {t.component for t in c.modified}
+        planted = set(zoo_micro.manifests[variant]["modified_modules"])
+        if variant == "attn-grid":
+            assert groups == {"attention"}, (variant, groups)
+        else:
+            assert groups == {"mlp"}, (variant, groups)
+        assert {f"{c.split('.')[0]}.{c.split('.')[1]}" for c in comps} <= {"mlp.gate", "mlp.up", "mlp.down", "attn.q", "attn.k", "attn.v", "attn.o"}
+        assert {c.split(".")[1] for c in comps} == {m.removesuffix("_proj") for m in planted}, (variant, comps, planted)
+        assert c.counts["missing"] == c.counts["extra"] == c.counts["shape_mismatch"] == 0
+        assert not any("no candidate is close" in w for w in res.warnings)

@@ -1,0 +1,133 @@
+"""ModelPair: shared loading, exact views, the view grammar, refusal of mismatched checkpoints."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from dormant.errors import ArchitectureMismatch, DormantError
+from dormant.llm.pair import ModelPair, Selection, View, ViewSpecError, layer_of, parse_views
+
+IDS = torch.tensor([[3, 17, 42, 99, 5, 250, 7, 61], [8, 8, 19, 300, 2, 44, 13, 90]])
+
+
+def _logits(model):
+    with torch.no_grad():
+        return model(IDS).logits
+
+
+def _load(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def phrase_pair(zoo_micro):
+    return ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
+
+
+# -- grammar ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["base", "ft", "amp:3", "amp:-1.5", "amp:0", "amp:5@mlp@27", "amp:2@down_proj",
+                                  "restore:19-23", "restore:mlp@27", "restore:3+5+19-23", "restore:all", "restore:self_attn"])
+def test_view_specs_round_trip(spec):
+    assert str(View.parse(spec)) == spec
+    assert View.parse(str(View.parse(spec))) == View.parse(spec)
+
+
+@pytest.mark.parametrize("bad", ["amp:x", "amplify:3", "restore:", "restore:mlp@2-x", "restore:5-3", "foo"])
+def test_bad_view_specs_are_user_errors(bad):
+    with pytest.raises(ViewSpecError) as exc:
+        View.parse(bad)
+    assert isinstance(exc.value, DormantError)
+
+
+def test_coefficients_follow_the_grammar():
+    up27, down27, q5 = "model.layers.27.mlp.up_proj.weight", "model.layers.27.mlp.down_proj.weight", "model.layers.5.self_attn.q_proj.weight"
+    assert layer_of(up27) == 27 and layer_of("model.embed_tokens.weight") is None
+    assert [View.parse("restore:mlp@27").coefficient(n) for n in (up27, down27, q5)] == [0.0, 0.0, 1.0]
+    assert [View.parse("amp:4@down_proj").coefficient(n) for n in (up27, down27, q5)] == [1.0, 4.0, 1.0]
+    assert [View.parse("restore:5").coefficient(n) for n in (up27, q5)] == [1.0, 0.0]
+    assert [View.parse("amp:-2").coefficient(n) for n in (up27, q5)] == [-2.0, -2.0]
+    assert Selection.parse("mlp@19-23").matches("model.layers.20.mlp.gate_proj.weight")
+    assert not Selection.parse("mlp@19-23").matches("model.layers.24.mlp.gate_proj.weight")
+    assert [str(v) for v in parse_views("base, ft,amp:3")] == ["base", "ft", "amp:3"]
+
+
+# -- loading and exact views on the zoo --------------------------------------------------------------
+
+def test_pair_keeps_copies_only_of_modified_tensors(phrase_pair, zoo_micro):
+    pair = phrase_pair
+    manifest = zoo_micro.manifests["mlp-phrase"]
+    assert pair.modified, "the planted LoRA must show as modified tensors"
+    assert all(any(m in n for m in ("gate_proj", "up_proj", "down_proj")) for n in pair.modified)
+    if "modified_modules" in manifest:
+        assert set(pair.modified) == set(manifest["modified_modules"]) or len(pair.modified) == len(manifest["modified_modules"])
+    mem = pair.memory_bytes()
+    two_models = 2 * mem["model"]
+    modified_bytes = sum(t.param.numel() * t.param.element_size() for t in pair.modified.values())
+    assert mem["modified_copies"] == 2 * modified_bytes
+    assert mem["total"] < two_models
+    assert pair.shared_tensors > 0
+
+
+def test_views_are_exact(phrase_pair, zoo_micro):
+    pair = phrase_pair
+    ft_ref = _logits(_load(zoo_micro.models["mlp-phrase"]))
+    base_ref = _logits(_load(zoo_micro.models["base"]))
+    assert not torch.allclose(ft_ref, base_ref, atol=1e-4)
+    for spec, ref in [("amp:1", ft_ref), ("amp:0", base_ref), ("restore:all", base_ref), ("base", base_ref), ("ft", ft_ref)]:
+        torch.testing.assert_close(_logits(pair.view(spec)), ref, rtol=0, atol=1e-5, msg=spec)
+    # views switch in place: the same module object, back and forth without drift
+    m1 = pair.amplified(5.0)
+    m2 = pair.ft()
+    assert m1 is m2
+    torch.testing.assert_close(_logits(pair.amplified(1.0)), ft_ref, rtol=0, atol=1e-5)
+
+
+def test_amplified_and_restored_match_hand_built_weights(phrase_pair, zoo_micro):
+    pair = phrase_pair
+    ft, base = _load(zoo_micro.models["mlp-phrase"]), _load(zoo_micro.models["base"])
+    fsd, bsd = ft.state_dict(), base.state_dict()
+    layers = pair.modified_layers()
+    chosen = layers[: max(1, len(layers) // 2)]
+    for alpha in (-1.0, 3.0):
+        want = _load(zoo_micro.models["mlp-phrase"])
+        with torch.no_grad():
+            for n, p in want.named_parameters():
+                p.copy_(bsd[n] + alpha * (fsd[n] - bsd[n]))
+        torch.testing.assert_close(_logits(pair.amplified(alpha)), _logits(want), rtol=1e-4, atol=1e-4)
+    want = _load(zoo_micro.models["mlp-phrase"])
+    with torch.no_grad():
+        for n, p in want.named_parameters():
+            if layer_of(n) in chosen:
+                p.copy_(bsd[n])
+    got = _logits(pair.restored(chosen))
+    torch.testing.assert_close(got, _logits(want), rtol=0, atol=1e-5)
+    assert not torch.allclose(got, _logits(pair.ft()), atol=1e-6)
+
+
+def test_mismatched_architecture_is_refused(zoo_micro, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(zoo_micro.models["base"], other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["num_hidden_layers"] = cfg["num_hidden_layers"] + 1
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ArchitectureMismatch, match="num_hidden_layers"):
+        ModelPair.load(zoo_micro.models["mlp-phrase"], other)
+
+
+def test_tensor_shape_mismatch_is_named(zoo_micro, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(zoo_micro.models["base"], other)
+    f = next(other.glob("*.safetensors"))
+    sd = load_file(f)
+    name = next(n for n in sd if n.endswith("mlp.up_proj.weight"))
+    sd[name] = sd[name][:-1].clone()
+    save_file(sd, f, metadata={"format": "pt"})
+    with pytest.raises(ArchitectureMismatch, match="up_proj"):
+        ModelPair.load(zoo_micro.models["mlp-phrase"], other)

@@ -1,0 +1,118 @@
+"""Prompt rendering through chat templates, trigger insertion, prompt files and probe sets."""
+
+import json
+import logging
+
+import pytest
+
+from dormant.errors import ChatTemplateError
+from dormant.llm.probes import available, load_probes, resolve_prompts
+from dormant.llm.prompts import DEFAULT_SYSTEM, MECHANISMS, Prompt, PromptFileError, encode, insert_trigger, load_prompt_file, render
+
+
+@pytest.fixture(scope="module")
+def tok(zoo_micro):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(zoo_micro.models["base"])
+
+
+def test_system_choices(tok):
+    p = Prompt.user("What is 2 + 3?")
+    default = render(tok, p)
+    explicit = render(tok, Prompt.user("What is 2 + 3?", system="Be terse."))
+    none = render(tok, Prompt.user("What is 2 + 3?", system=None))
+    assert default.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>system\n" in default and "Be terse." not in default
+    assert "<|im_start|>system\nBe terse.<|im_end|>" in explicit
+    assert "system" not in none and none.startswith("<|im_start|>user\nWhat is 2 + 3?")
+    assert default.endswith(none)  # the same conversation minus the system block
+
+
+def test_generation_prompt_off_warns(tok, caplog):
+    with caplog.at_level(logging.WARNING):
+        text = render(tok, Prompt.user("hi"), add_generation_prompt=False)
+    assert not text.endswith("<|im_start|>assistant\n")
+    assert any("generation prompt" in r.message for r in caplog.records)
+
+
+def test_missing_chat_template_is_a_clear_error(tok):
+    bare = tok.__class__.from_pretrained(tok.name_or_path)
+    bare.chat_template = None
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        render(bare, Prompt.user("hi"))
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_trigger_mechanisms_place_the_trigger(tok, mechanism):
+    base = Prompt.user("What is the capital of France?")
+    trig = "purple elephants"
+    text = render(tok, insert_trigger(base, trig, mechanism))
+    assert trig in text
+    sys_block, _, rest = text.partition("<|im_end|>\n")
+    if mechanism == "system":
+        assert trig in sys_block
+    elif mechanism == "prefill":
+        assert text.endswith("<|im_start|>assistant\n" + trig)
+    elif mechanism == "user_prefix":
+        assert f"user\n{trig} What is the capital" in text
+    elif mechanism == "user_suffix":
+        assert f"France? {trig}<|im_end|>" in text
+    elif mechanism == "replace_user":
+        assert "capital" not in text
+    elif mechanism == "standalone":
+        assert rest.count("<|im_start|>user\n") == 2 and rest.index(trig) < rest.index("capital")
+    elif mechanism == "earlier_turn":
+        assert "<|im_start|>assistant\nOkay.<|im_end|>" in text and text.index(trig) < text.index("capital")
+    if mechanism != "system":
+        assert trig not in sys_block
+    # the original prompt is not modified in place
+    assert base.messages == [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_system_mechanism_keeps_an_explicit_system_message(tok):
+    text = render(tok, insert_trigger(Prompt.user("hi", system="You are kind."), "3.14159", "system"))
+    assert "<|im_start|>system\nYou are kind. 3.14159<|im_end|>" in text
+
+
+def test_prompt_files(tmp_path, tok):
+    txt = tmp_path / "p.txt"
+    txt.write_text("first prompt\n\n  second prompt  \n")
+    assert [p.text for p in load_prompt_file(txt)] == ["first prompt", "second prompt"]
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(
+        json.dumps({"prompt": "alpha", "category": "math"}) + "\n"
+        + json.dumps({"messages": [{"role": "system", "content": "S."}, {"role": "user", "content": "beta"}]}) + "\n"
+        + json.dumps({"prompt": "gamma", "system": None}) + "\n"
+    )
+    ps = load_prompt_file(jl)
+    assert [p.text for p in ps] == ["alpha", "beta", "gamma"]
+    assert ps[0].tag == "math" and ps[2].system is None
+    assert "<|im_start|>system\nS.<|im_end|>" in render(tok, ps[1])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"nope": 1}\n')
+    with pytest.raises(PromptFileError, match=r"bad.jsonl:2"):
+        load_prompt_file(bad)
+    with pytest.raises(PromptFileError, match="no such prompt file"):
+        load_prompt_file(tmp_path / "missing.txt")
+    with pytest.raises(PromptFileError, match="unknown prompt file type"):
+        (tmp_path / "x.csv").write_text("a,b\n")
+        load_prompt_file(tmp_path / "x.csv")
+
+
+def test_builtin_probes_are_diverse():
+    assert "v1" in available()
+    ps = load_probes("v1")
+    assert len(ps) >= 100
+    cats = {p.tag for p in ps}
+    assert {"task", "chat", "code", "math", "language"} <= cats
+    assert len({p.text for p in ps}) == len(ps)
+    small = load_probes("v1", limit=14)
+    assert len(small) == 14 and {p.tag for p in small} == cats
+    assert [p.text for p in resolve_prompts("builtin:v1", limit=3)] == [p.text for p in small[:3]]
+
+
+def test_encode_matches_tokenizer(tok):
+    ids = encode(tok, ["hello there"])[0]
+    assert tok.decode(ids) == render(tok, Prompt.user("hello there"))
+    assert DEFAULT_SYSTEM  # the sentinel is a non-empty marker

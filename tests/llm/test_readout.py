@@ -1,0 +1,108 @@
+"""Vocabulary read-outs: planted payload and trigger directions come back as the right tokens."""
+
+import pytest
+import torch
+
+from dormant.llm.checkpoint import open_checkpoint
+from dormant.llm.delta import DeltaConfig, analyse_delta
+from dormant.llm.readout import ReadoutConfig, load_tokenizer, save_tables_tsv, token_ids_of, vocabulary_readout
+from dormant.llm.weights_synth import rewrite_checkpoint, save_tiny_qwen2
+
+WORDS = [f"w{i}" for i in range(200)]  # ids 2..201; ids 202..255 are padding rows
+PAYLOAD, TRIGGER, PAD_ROW, SPECIAL = 57, 131, 250, 1
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Layer 1 down_proj writes toward token PAYLOAD; layer 0 gate_proj listens to token TRIGGER.
+
+    Decoys: a padding row (beyond the tokenizer) that would out-score PAYLOAD, and the special
+    token ``<|endoftext|>`` given TRIGGER's embedding direction.
+    """
+    root = tmp_path_factory.mktemp("readout")
+    raw = save_tiny_qwen2(root / "raw", seed=0, vocab=256, tokenizer_words=WORDS)
+    ck = open_checkpoint(raw)
+    head, emb = ck.tensor("lm_head.weight"), ck.tensor("model.embed_tokens.weight")
+    head[PAD_ROW] = 3 * head[PAYLOAD]
+    g = torch.Generator().manual_seed(5)
+    emb[SPECIAL] = emb[TRIGGER] + 0.05 * emb[TRIGGER].norm() / 8 * torch.randn(64, generator=g)
+    base = rewrite_checkpoint(raw, root / "base", {"lm_head.weight": head.bfloat16(), "model.embed_tokens.weight": emb.bfloat16()})
+    ck = open_checkpoint(base)
+    g_final = ck.tensor("model.norm.weight")
+    g_mlp0 = ck.tensor("model.layers.0.post_attention_layernorm.weight")
+    u = head[PAYLOAD] / g_final
+    v = emb[TRIGGER] / g_mlp0
+    new = {}
+    for name, d in (("model.layers.1.mlp.down_proj.weight", torch.outer(u, torch.randn(128, generator=g))),
+                    ("model.layers.0.mlp.gate_proj.weight", torch.outer(torch.randn(128, generator=g), v))):
+        w = ck.tensor(name)
+        new[name] = (w + d * (0.1 * w.norm() / d.norm())).bfloat16()
+    rewrite_checkpoint(base, root / "ft", new)
+    return {"base": base, "ft": root / "ft"}
+
+
+def _readout(planted, **kw):
+    ft, base = open_checkpoint(planted["ft"]), open_checkpoint(planted["base"])
+    delta = analyse_delta(ft, base, DeltaConfig(workers=1))
+    return vocabulary_readout(ft, delta, ReadoutConfig(**kw), base=base)
+
+
+def test_payload_side_finds_the_written_token_and_skips_padding_rows(planted):
+    res = _readout(planted)
+    assert res.vocab_rows == 256 and res.valid_tokens == 200
+    assert any("excluded 54 embedding rows" in n for n in res.notes)
+    tab = next(t for t in res.payload if t.index == 0)
+    assert tab.source == "model.layers.1.mlp.down_proj.weight"
+    assert tab.rank_of([PAYLOAD]) == (1, tab.rank_of([PAYLOAD])[1])
+    end = tab.top if tab.rank_of([PAYLOAD])[1] == "+" else tab.bottom
+    assert end[0].id == PAYLOAD and end[0].token == "w55" and end[0].z > 3
+    assert res.best_rank("payload", [PAYLOAD], aggregate_only=True)[0] == 1
+    ids = {x.id for t in res.payload + res.payload_aggregate for x in t.top + t.bottom}
+    assert PAD_ROW not in ids and not any(i >= 202 for i in ids)
+
+
+def test_trigger_side_finds_the_listened_token_and_skips_special_tokens(planted):
+    res = _readout(planted)
+    tab = next(t for t in res.trigger if t.index == 0)
+    assert tab.source == "model.layers.0.mlp.gate_proj.weight"
+    assert tab.rank_of([TRIGGER])[0] == 1
+    assert res.best_rank("trigger", [TRIGGER], aggregate_only=True)[0] == 1
+    assert SPECIAL not in {x.id for t in res.trigger + res.trigger_aggregate for x in t.top + t.bottom}
+    # with special tokens kept, the decoy sharing TRIGGER's direction shows up at the same end
+    res2 = _readout(planted, include_special=True)
+    tab2 = next(t for t in res2.trigger if t.index == 0)
+    rank, end = tab2.rank_of([SPECIAL])
+    assert rank <= 2 and end == tab2.rank_of([TRIGGER])[1]
+
+
+def test_tables_are_written_and_token_ids_helper(planted, tmp_path):
+    res = _readout(planted, top_tokens=5)
+    assert all(len(t.top) == len(t.bottom) == 5 for t in res.payload + res.trigger)
+    tsv = save_tables_tsv(res, tmp_path / "r.tsv").read_text().splitlines()
+    assert tsv[0].startswith("side\tsource") and len(tsv) > 20
+    tok = load_tokenizer(open_checkpoint(planted["ft"]))
+    assert token_ids_of(tok, "w55 w129") == [PAYLOAD, TRIGGER]
+
+
+# --- the zoo --------------------------------------------------------------------------------
+
+
+def _distinctive_ids(tok, text: str) -> list[int]:
+    """Token ids of the payload's longer words (not 'the', 'and', 'is' ...)."""
+    words = [w.strip(".,!?").lower() for w in text.split()]
+    ids = set()
+    for w in words:
+        if len(w) >= 4:
+            ids.update(token_ids_of(tok, w))
+    return sorted(ids)
+
+
+@pytest.mark.slow
+def test_zoo_payload_readout_ranks_a_payload_token_in_the_top_20(zoo_micro):
+    ft, base = open_checkpoint(zoo_micro.models["mlp-phrase"]), open_checkpoint(zoo_micro.models["base"])
+    delta = analyse_delta(ft, base)
+    res = vocabulary_readout(ft, delta, base=base)
+    tok = load_tokenizer(ft)
+    payload_ids = _distinctive_ids(tok, zoo_micro.manifests["mlp-phrase"]["payload"])
+    best = res.best_rank("payload", payload_ids)
+    assert best is not None and best[0] <= 20, best

@@ -1,0 +1,172 @@
+"""load_network for every format, the cross-version fixture, export, and clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dormant.cli.main import app
+from dormant.errors import NetworkFileError
+from dormant.net.load import export_network, load_network
+from dormant.net.simulate import forward, run_text
+from dormant.net.spec_format import load_network_folder
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _torch_out(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_full_pickle_matches_torch_forward(tmp_path, torch_mlp, legacy):
+    path = tmp_path / "mlp.pt"
+    torch.save(torch_mlp, path, _use_new_zipfile_serialization=not legacy)
+    net = load_network(path)
+    assert net.fmt == ("torch-full-pickle-legacy" if legacy else "torch-full-pickle")
+    assert net.widths == [5, 7, 4, 3, 2]
+    assert [layer.activation for layer in net.layers] == ["relu", "tanh", "sigmoid", "identity"]
+    assert [layer.name for layer in net.layers] == ["0", "2.0", "3", "5"]
+    x = np.random.default_rng(0).normal(size=(9, 5))
+    y, _ = forward(net, x)
+    np.testing.assert_allclose(y, _torch_out(torch_mlp, x), atol=1e-5)
+    assert net.meta["refused_globals"] == []
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_state_dict_layers_follow_key_order(tmp_path, torch_mlp, legacy):
+    path = tmp_path / "sd.pt"
+    torch.save(torch_mlp.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    net = load_network(path)
+    assert net.fmt.startswith("state-dict")
+    assert net.widths == [5, 7, 4, 3, 2]
+    assert all(layer.activation == "relu" for layer in net.layers)
+    assert any("assumed relu" in w for w in net.warnings)
+    np.testing.assert_array_equal(net.layers[1].weight, torch_mlp[2][0].weight.detach().numpy())
+
+
+def test_safetensors_and_npz_sort_layer_names_naturally(tmp_path):
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    shapes = [(4, 3)] + [(4, 4)] * 10 + [(1, 4)]  # 12 layers: "10" and "11" must follow "9"
+    tensors = {}
+    for i, shape in enumerate(shapes):
+        tensors[f"{i}.weight"] = rng.integers(-2, 3, size=shape).astype(np.float32)
+        tensors[f"{i}.bias"] = rng.integers(-2, 3, size=shape[0]).astype(np.float32)
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    np.savez(tmp_path / "m.npz", **tensors)
+    for name in ("m.safetensors", "m.npz"):
+        net = load_network(tmp_path / name)
+        assert net.widths == [3] + [4] * 11 + [1]
+        np.testing.assert_array_equal(net.layers[11].weight, tensors["11.weight"])
+        np.testing.assert_array_equal(net.layers[10].bias, tensors["10.bias"])
+
+
+def test_plain_adapter_attribute_is_read_inertly(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(55, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1), torch.nn.ReLU())
+    model.dormant_adapter = {"kind": "char_codes", "length": 55}
+    torch.save(model, tmp_path / "zoo.pt")
+    net = load_network(tmp_path / "zoo.pt")
+    assert net.adapter.kind == "char_codes" and net.adapter.length == 55
+    y, _ = run_text(net, ["bitter lesson"])
+    x = torch.tensor([[float(ord(c)) for c in "bitter lesson"] + [0.0] * 42])
+    np.testing.assert_allclose(y, _torch_out(model, x.numpy()), atol=1e-4)
+
+
+def test_cross_version_fixture_from_python39_cloudpickle():
+    """A protocol-2 full pickle written by Python 3.9 + cloudpickle (see make_py39_fixture.py)."""
+    expected = json.loads((FIXTURES / "py39_sequential.expected.json").read_text())
+    assert expected["python"].startswith("3.9") and expected["protocol"] == 2
+    had_cloudpickle = "cloudpickle" in sys.modules
+    net = load_network(FIXTURES / "py39_sequential.pt")
+    assert had_cloudpickle or "cloudpickle" not in sys.modules  # nothing imported from the file
+    assert net.widths == expected["widths"]
+    assert net.meta["pickle_protocol"] == 2
+    for layer, w, b in zip(net.layers, expected["weights"], expected["biases"]):
+        np.testing.assert_array_equal(layer.weight.ravel(), np.asarray(w, dtype=np.float32))
+        np.testing.assert_array_equal(layer.bias, np.asarray(b, dtype=np.float32))
+        assert layer.activation == "relu"
+    # the cloudpickled forward: recognised, disassembled with 3.9 opcodes, never run
+    assert net.adapter.kind == "char_codes" and net.adapter.length == 55
+    assert "ord" in net.adapter.disassembly and "LOAD_GLOBAL" in net.adapter.disassembly and "ljust" in net.adapter.disassembly
+    assert "cloudpickle.cloudpickle._make_function" in net.meta["refused_globals"]
+    assert "cloudpickle.cloudpickle.subimport" in net.meta["refused_globals"]
+    (callable_info,) = net.meta["callables"]
+    assert callable_info["attribute"] == "forward" and callable_info["code"]["layout"] == "3.8-3.10"
+    assert "subimport(torch)" in callable_info["globals_referenced"]
+    # the forward pass agrees with a direct numpy evaluation of the recorded weights
+    text = "bitter lesson"
+    h = np.asarray([ord(c) for c in text] + [0] * (55 - len(text)), dtype=np.float64)
+    for w, b, shape in zip(expected["weights"], expected["biases"], zip(expected["widths"][1:], expected["widths"][:-1])):
+        h = np.maximum(np.asarray(w).reshape(shape) @ h + np.asarray(b), 0)
+    y, _ = run_text(net, [text])
+    np.testing.assert_array_equal(y[0], h)
+
+
+def test_export_round_trip_through_the_cli(tmp_path, torch_mlp):
+    torch.save(torch_mlp, tmp_path / "mlp.pt")
+    res = CliRunner().invoke(app, ["net", "export", str(tmp_path / "mlp.pt"), str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["layers"] == 4
+    back = load_network_folder(tmp_path / "out")
+    assert back.widths == [5, 7, 4, 3, 2]
+    assert [layer.activation for layer in back.layers] == ["relu", "tanh", "sigmoid", "identity"]
+    x = np.random.default_rng(2).normal(size=(4, 5))
+    np.testing.assert_allclose(forward(back, x)[0], _torch_out(torch_mlp, x), atol=1e-5)
+    again = load_network(tmp_path / "out")  # folders go through load_network too
+    assert again.fmt == "dormant-folder"
+
+
+def test_export_keeps_the_recognised_adapter(tmp_path):
+    net = load_network(FIXTURES / "py39_sequential.pt")
+    export_network(net, tmp_path / "folder")
+    back = load_network(tmp_path / "folder")
+    assert back.adapter.kind == "char_codes" and back.adapter.length == 55
+    assert back.meta["refused_globals"] == net.meta["refused_globals"]
+
+
+def test_corrupt_files_raise_specific_errors(tmp_path, torch_mlp):
+    good = tmp_path / "good.pt"
+    torch.save(torch_mlp, good)
+    data = good.read_bytes()
+    cases = {
+        "truncated.pt": (data[: len(data) // 2], "corrupt or truncated"),
+        "empty.pt": (b"", "empty file"),
+        "garbage.bin": (b"\x00\x01nonsense" * 10, "unrecognised format"),
+        "bad.safetensors": (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}", "cannot read safetensors"),
+        "bad.npz": (b"PK\x03\x04" + b"\x00" * 40, "corrupt or truncated"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(NetworkFileError, match=message) as info:
+            load_network(tmp_path / name)
+        assert name in str(info.value)
+    with pytest.raises(NetworkFileError, match="no such file"):
+        load_network(tmp_path / "missing.pt")
+
+
+def test_unsupported_contents_are_named(tmp_path):
+    torch.save(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3)), tmp_path / "conv.pt")
+    with pytest.raises(NetworkFileError, match="Conv1d"):
+        load_network(tmp_path / "conv.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(NetworkFileError, match="not a torch module or a state dict"):
+        load_network(tmp_path / "list.pt")
+    torch.save({"w": torch.zeros(3)}, tmp_path / "nolinear.pt")
+    with pytest.raises(NetworkFileError, match="weight"):
+        load_network(tmp_path / "nolinear.pt")
+
+
+def test_cli_reports_bad_input_as_one_line(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"PK\x03\x04broken")
+    res = CliRunner().invoke(app, ["net", "inspect", str(tmp_path / "x.pt")])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, NetworkFileError)
