@@ -88,7 +88,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=104)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=2, help="timed repetitions (best of)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps ratios stable on a shared machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     from transformers import AutoModelForCausalLM
 

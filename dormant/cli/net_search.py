@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
-from dormant.report.console import console, emit
+from dormant.report.console import console, emit, err_console
 
 INVERT_HELP = (
     "Find a preimage of a hash digest: the string a hash network (or a bare digest) was built for.\n\n"
@@ -77,6 +77,11 @@ def render_invert(result) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``invert`` and ``solve`` to the ``dormant net`` app."""
+    _register_invert(app)
+    _register_solve(app)
+
+
+def _register_invert(app: typer.Typer) -> None:
 
     @app.command("invert", help=INVERT_HELP)
     def invert_cmd(
@@ -125,6 +130,7 @@ def register(app: typer.Typer) -> None:
 
             identified = target_from_network(file, function)
             given.append((identified["function"], identified["target"]))
+            err_console.print(f"{file}: {identified['evidence']}")
             byte_orders = byte_orders or identified.get("byte_orders", False)
         name, hexdigest = given[0]
         digest = parse_digest(name, hexdigest)
@@ -162,7 +168,11 @@ def register(app: typer.Typer) -> None:
                 run.add_input("network", file)
             for w in words or []:
                 run.add_input(f"words:{w.name}", w)
-            result = invert(targets, name, hints, config)
+            try:
+                result = invert(targets, name, hints, config)
+            except KeyboardInterrupt:
+                err_console.print(f"[yellow]interrupted[/]: finished chunks are in {checkpoint}; rerun the same command with --resume")
+                raise typer.Exit(130) from None
             run.outputs.update(
                 found=result.found,
                 preimage=result.preimage,
@@ -173,3 +183,102 @@ def register(app: typer.Typer) -> None:
             )
             run.artifacts.append(str(checkpoint))
         emit(result, as_json, lambda: render_invert(result))
+
+
+SOLVE_HELP = (
+    "Solve an opaque network end to end: load it inertly, inspect, find its motifs, decompile (small nets), "
+    "identify the function and read the target, then find the input that makes it fire.\n\n"
+    "For a hash network (MD5, SHA-1, SHA-256) the target digest is inverted with the same search as "
+    "`dormant net invert` (English words and pairs by default; add --words, --mask; digest byte orders "
+    "are tried too). For any other small circuit every firing input is searched: SAT on the decompiled "
+    "netlist when possible, else enumeration of strings over --alphabet up to --max-len characters.\n\n"
+    "Prints each stage's key finding, status and time, then the verdict; the preimage is checked on the "
+    "network itself. A stage that fails is reported and the chain goes on.\n\n"
+    "Example: dormant net solve model.pt --json"
+)
+
+
+def render_solve(result) -> None:
+    from rich.table import Table
+
+    colour = {"ok": "green", "failed": "red", "unavailable": "yellow", "skipped": "dim"}
+    table = Table(title=f"dormant net solve {result.source}")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("finding", overflow="fold")
+    for s in result.stages:
+        table.add_row(s.name, f"[{colour.get(s.status, 'white')}]{s.status}[/]", f"{s.seconds:.1f}s", s.finding)
+    console.print(table)
+    style = "bold green" if result.found and result.verified is not False else "bold red"
+    console.print(f"[{style}]verdict:[/] {result.verdict}")
+
+
+def _register_solve(app: typer.Typer) -> None:
+    @app.command("solve", help=SOLVE_HELP)
+    def solve_cmd(
+        file: Annotated[Path, typer.Argument(help="Network file or folder (torch pickle, safetensors, npz, dormant folder).")],
+        words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list for the preimage search (repeatable).")] = None,
+        mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask for the preimage search, e.g. '?l?l?l?d' (repeatable).")] = None,
+        top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
+        pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: none).")] = 10_000,
+        variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
+        byte_orders: Annotated[bool, typer.Option("--byte-orders/--no-byte-orders", help="Also match byte-swapped digests.")] = True,
+        workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes for the search (default: all cores).")] = None,
+        budget: Annotated[Optional[int], typer.Option("--budget", help="Stop the preimage search after about this many candidates.")] = None,
+        alphabet: Annotated[str, typer.Option("--alphabet", help="Non-hash circuits: characters to enumerate (default: printable ASCII).")] = "",
+        max_len: Annotated[int, typer.Option("--max-len", help="Non-hash circuits: longest string enumerated.")] = 3,
+        decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
+        skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
+        out: OutDirOpt = None,
+        as_json: JsonOpt = False,
+        ledger: LedgerOpt = None,
+    ) -> None:
+        from dormant.errors import NetworkFileError
+        from dormant.ledger import record_run
+        from dormant.net.candidates import Hints
+        from dormant.net.circuit_search import PRINTABLE
+
+        if not file.exists():
+            raise NetworkFileError(f"{file}: no such file or folder")
+        from dormant.net.invert import InvertConfig
+        from dormant.net.solve import SolveConfig, solve
+
+        hints = Hints(
+            masks=list(mask or []),
+            word_files=list(words or []),
+            english=True,
+            english_top=top,
+            pairs_top=pairs_top,
+            pairs=pairs_top > 0,
+            variants_top=variants_top,
+        )
+        state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
+        config = SolveConfig(
+            hints=hints,
+            invert=InvertConfig(workers=workers, max_candidates=budget, checkpoint=state),
+            byte_orders=byte_orders,
+            decompile_max_neurons=decompile_max,
+            alphabet=alphabet or PRINTABLE,
+            max_len=max_len,
+            skip=tuple(skip or ()),
+        )
+        args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len}
+        with record_run("net solve", args, ledger=ledger) as run:
+            run.add_input("network", file)
+            for w in words or []:
+                run.add_input(f"words:{w.name}", w)
+            result = solve(file, config)
+            run.outputs.update(
+                verdict=result.verdict,
+                function=result.function,
+                target=result.target,
+                preimage=result.preimage,
+                found=result.found,
+                verified=result.verified,
+                stages={s.name: {"status": s.status, "seconds": s.seconds, "finding": s.finding} for s in result.stages},
+            )
+            run.assume("function", result.function)
+        emit(result, as_json, lambda: render_solve(result))
+        if not result.stages or result.stages[0].status != "ok":
+            raise typer.Exit(1)  # nothing could proceed

@@ -157,7 +157,7 @@ def motifs_cmd(
         if result.positions:
             pngs.append(plot_positions(result, folder / "positions.png"))
         run.artifacts.extend(str(p) for p in pngs)
-        run.outputs.update({"summary": result.summary, "period": result.period, "round_trip": result.round_trip, "covers_all_layers": result.covers_all_layers, "grammar_rules": result.grammar_rules})
+        run.outputs.update({"summary": result.summary, "period": result.period, "round_trip": result.round_trip, "covers_all_layers": result.covers_all_layers, "grammar_rules": result.grammar_rules, "coverage": result.coverage, "approx_period": result.approx_period})
     emit({"result": result, "plots": [str(p) for p in pngs]}, as_json, lambda: _render_motifs(result, pngs))
 
 
@@ -167,7 +167,7 @@ def _render_motifs(result, pngs) -> None:
     console.print(f"[bold]{result.summary}[/]")
     for line in result.explanation:
         console.print(line)
-    console.print(f"period {result.period} (score {result.period_score:.3f}); grammar: {result.grammar_rules} rules, start of {result.grammar_start_length} symbols; round trip {'[green]exact[/]' if result.round_trip else '[red]FAILED[/]'}; covers all layers: {result.covers_all_layers}")
+    console.print(f"period {result.period} (score {result.period_score:.3f}, blocks cover {result.coverage:.0%} of layers); grammar: {result.grammar_rules} rules, start of {result.grammar_start_length} symbols; round trip {'[green]exact[/]' if result.round_trip else '[red]FAILED[/]'}; covers all layers: {result.covers_all_layers}")
     seg = result.segmentation
     if seg is not None:
         for g in seg.groups:

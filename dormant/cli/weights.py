@@ -31,8 +31,9 @@ DELTA_HELP = """Decompose the change of a fine-tune against its base and read it
 
 For every modified matrix: singular value spectrum (exact up to --exact-max-dim, else the top
 --top-k by randomized SVD), effective rank at 90/95/99% energy, a LoRA rank estimate (singular
-values above the noise: Gavish-Donoho threshold, or --floor-ratio x the noise edge for top-k), the layer ranking by change norm, and how aligned
-sibling modules' changes are (gate vs up inputs, up outputs vs down inputs, q/k/v ...).
+values above the noise: the Gavish-Donoho threshold, or --floor-ratio x the noise edge for a
+top-k spectrum), the layer ranking by change norm, and how aligned sibling modules' changes are
+(gate vs up inputs, up outputs vs down inputs, q/k/v ...).
 
 Read-outs: the payload side maps the left singular vectors of down_proj/o_proj changes through the
 final norm and the unembedding (which tokens the change pushes); the trigger side maps the right

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         """
         from dormant.ledger import record_run
         from dormant.report.console import emit, err_console, progress
-        from dormant.zoo.llm import build_suite
+        from dormant.zoo.llm import ZooVerificationError, build_suite
 
         with record_run("zoo build", {"suite": suite, "out": str(out) if out else None, "force": force, "dtype": dtype}, ledger=ledger) as run:
             with progress() as bar:
@@ -79,7 +79,11 @@ def register(app: typer.Typer) -> None:
                             err_console.print(f"zoo build: {stage} ...")
                     bar.update(tasks[stage], completed=done)
 
-                result = build_suite(suite, out=out, force=force, dtype=dtype, on_progress=on_progress)
+                try:
+                    result = build_suite(suite, out=out, force=force, dtype=dtype, on_progress=on_progress)
+                except ZooVerificationError as exc:
+                    err_console.print(f"[bold red]zoo build failed verification:[/] {exc}")
+                    raise typer.Exit(1) from exc
             run.outputs.update({"root": str(result.root), "from_cache": result.from_cache, "report": result.report})
             run.artifacts.extend(str(p) for p in result.models.values())
         payload = {"root": result.root, "from_cache": result.from_cache, "models": result.models, "report": result.report}

@@ -132,15 +132,32 @@ class DiffResult:
         raise KeyError(base)
 
 
+def _bytes_equal_released(ft: Checkpoint, base: Checkpoint, a: str, b: str, window: int = 1 << 24) -> bool:
+    """Compare two tensors' raw bytes window by window, releasing each window's pages after use."""
+    x, y = ft.raw_bytes(a), base.raw_bytes(b)
+    if x.nbytes != y.nbytes:
+        return False
+    try:
+        for i in range(0, x.nbytes, window):
+            if not bytes_equal(x[i : i + window], y[i : i + window]):
+                return False
+            ft.release(a, i, i + window)
+            base.release(b, i, i + window)
+        return True
+    finally:
+        x.release()
+        y.release()
+
+
 def _raw_equal(ft: Checkpoint, base: Checkpoint, name: str) -> bool:
     if ft.dtype(name) != base.dtype(name):
-        return False
-    if not bytes_equal(ft.raw_bytes(name), base.raw_bytes(name)):
         return False
     sf, sb = ft.scale_name(name), base.scale_name(name)
     if (sf is None) != (sb is None):
         return False
-    return sf is None or bytes_equal(ft.raw_bytes(sf), base.raw_bytes(sb))
+    if not _bytes_equal_released(ft, base, name, name):
+        return False
+    return sf is None or _bytes_equal_released(ft, base, sf, sb)
 
 
 def delta_stats(ft: Checkpoint, base: Checkpoint, name: str, chunk_elems: int = 1 << 22) -> tuple[float, float, float]:
@@ -155,10 +172,12 @@ def delta_stats(ft: Checkpoint, base: Checkpoint, name: str, chunk_elems: int = 
         a = ft.rows(name, start, start + step)
         b = base.rows(name, start, start + step)
         d = a.sub_(b)
+        ft.release(name)
+        base.release(name)
         d2 += float(torch.linalg.vector_norm(d)) ** 2
         b2 += float(torch.linalg.vector_norm(b)) ** 2
         if d.numel():
-            mx = max(mx, float(d.abs().max()))
+            mx = max(mx, float(torch.linalg.vector_norm(d, math.inf)))
     return math.sqrt(d2), math.sqrt(b2), mx
 
 

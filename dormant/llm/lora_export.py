@@ -162,7 +162,9 @@ def verify_adapter(ft: str | Path, base: str | Path, adapter_dir: str | Path, pr
     """Compare the fine-tune's logits with base + adapter (``PeftModel.from_pretrained``), in float32."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     prompts = prompts or DEFAULT_PROMPTS
     ft_model = AutoModelForCausalLM.from_pretrained(str(ft), dtype=torch.float32).eval()
     ids = _prompt_ids(Path(ft), ft_model.config.vocab_size, prompts)

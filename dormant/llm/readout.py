@@ -148,10 +148,14 @@ def valid_token_mask(rows: int, tokenizer, include_special: bool = False) -> tor
 
 
 def decode_token(tokenizer, tid: int) -> str:
+    """A readable form of one token: its decoded text with escapes, or its raw vocabulary string
+    when the text alone is empty or an incomplete UTF-8 byte sequence."""
     if tokenizer is None:
         return f"<{tid}>"
     text = tokenizer.decode([tid])
-    return repr(text)[1:-1] if text else repr(tokenizer.convert_ids_to_tokens(tid))
+    if not text or "\ufffd" in text:
+        return repr(tokenizer.convert_ids_to_tokens(tid))
+    return repr(text)[1:-1]
 
 
 def project_rows(ckpt: Checkpoint, name: str, vectors: torch.Tensor, normalise_rows: bool = False) -> torch.Tensor:

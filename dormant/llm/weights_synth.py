@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from dormant.llm.checkpoint import FP8_BLOCK, INDEX_FILE, open_checkpoint
+from dormant.llm.checkpoint import DTYPES, FP8_BLOCK, INDEX_FILE, open_checkpoint
 
 _COPY_SUFFIXES = {".json", ".txt", ".model", ".jinja"}
 
@@ -102,16 +102,10 @@ def plant_lowrank(src: str | Path, dst: str | Path, ranks: dict[str, int], *, re
         d = b @ a
         d *= rel_scale * w.norm() / d.norm()
         deltas[name] = d
-        new[name] = (w + d).to(_torch_dtype(ck.dtype(name)))
+        new[name] = (w + d).to(DTYPES[ck.dtype(name)][0])
     ck.close()
     rewrite_checkpoint(src, dst, new)
     return deltas
-
-
-def _torch_dtype(code: str) -> torch.dtype:
-    from dormant.llm.checkpoint import DTYPES
-
-    return DTYPES[code][0]
 
 
 def quantize_fp8_blocks(w: torch.Tensor, block: int = FP8_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,6 @@ built-in equivalent (``InputAdapter("char_codes", N)``). Nothing is ever compile
 
 from __future__ import annotations
 
-import dis
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,27 +94,35 @@ def is_code_record(obj: Any) -> bool:
     if isinstance(obj, AppliedRecord):
         func = obj.func
         return isinstance(func, GlobalRecord) and func.name == "_builtin_type" and func.args[:1] == ("CodeType",)
-    return isinstance(obj, GlobalRecord) and obj.name == "CodeType" and obj.module in ("types", "__builtin__", "builtins")
+    return isinstance(obj, GlobalRecord) and obj.name in ("CodeType", "code") and obj.module in ("types", "__builtin__", "builtins")
 
 
-def decode_code(record: GlobalRecord) -> CodeInfo:
+MAX_CODE_DEPTH = 8  # nested code objects decoded (functions in functions); deeper ones are named only
+
+
+def decode_code(record: GlobalRecord, depth: int = 0) -> CodeInfo:
     """Turn a ``CodeType(...)`` record's argument tuple into a ``CodeInfo`` (recursing into consts)."""
     args = tuple(record.args)
     layout, fields = _CODE_LAYOUTS.get(len(args), (f"unknown ({len(args)} fields)", ()))
     parts = dict(zip(fields, args)) if fields else {}
-    consts_raw = list(parts.get("consts") or ())
-    nested = [decode_code(c) for c in consts_raw if is_code_record(c)]
+    consts_raw = list(parts.get("consts") or ()) if isinstance(parts.get("consts"), (tuple, list)) else []
+    if depth >= MAX_CODE_DEPTH:
+        consts_raw = [c for c in consts_raw if not is_code_record(c)]
+    nested = [decode_code(c, depth + 1) for c in consts_raw if is_code_record(c)]
     consts = [f"<code {n.name}>" if is_code_record(c) else c for c, n in _pair_nested(consts_raw, nested)]
-    names = [str(n) for n in parts.get("names") or ()]
-    varnames = [str(n) for n in parts.get("varnames") or ()]
-    freevars = [str(n) for n in parts.get("freevars") or ()]
+    names, varnames = _strings(parts.get("names")), _strings(parts.get("varnames"))
+    cells = _strings(parts.get("cellvars")) + _strings(parts.get("freevars"))
     code = parts.get("code") if isinstance(parts.get("code"), bytes) else b""
     info = CodeInfo(
-        name=str(parts.get("name", "?")), layout=layout, argcount=int(parts.get("argcount", 0) or 0),
+        name=str(parts.get("name", "?")), layout=layout, argcount=parts.get("argcount") if isinstance(parts.get("argcount"), int) else 0,
         varnames=varnames, names=names, consts=consts, disassembly="", nested=nested,
     )
-    info.disassembly = disassemble(code, layout, consts, names, varnames, freevars, parts)
+    info.disassembly = disassemble(code, layout, consts, names, varnames, cells)
     return info
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (tuple, list)) else []
 
 
 def _pair_nested(consts: list[Any], nested: list[CodeInfo]) -> Iterator[tuple[Any, CodeInfo | None]]:
@@ -124,54 +131,91 @@ def _pair_nested(consts: list[Any], nested: list[CodeInfo]) -> Iterator[tuple[An
         yield c, (next(it) if is_code_record(c) else None)
 
 
-def disassemble(code: bytes, layout: str, consts: list, names: list, varnames: list, freevars: list, parts: dict) -> str:
-    """Readable instructions for ``code`` when its opcode table is known, else raw (opcode, arg) pairs."""
+@dataclass(frozen=True)
+class OpcodeTable:
+    """What a disassembler needs to know of one bytecode version."""
+
+    label: str
+    names: dict[int, str]
+    has_const: frozenset[int]
+    has_name: frozenset[int]
+    has_local: frozenset[int]
+    has_free: frozenset[int]
+    have_argument: int
+    caches: dict[int, int] = field(default_factory=dict)  # inline cache words after an opcode (3.11+)
+    shifted_name_ops: frozenset[str] = frozenset()  # ops whose name index is ``arg >> 1`` (3.11+ LOAD_GLOBAL, ...)
+    free_after_locals: bool = False  # 3.11+: cell/free indices count after the local variables
+
+
+TABLE_39 = OpcodeTable(
+    label="Python 3.9 opcode table", names=_WORDCODE_39, has_const=frozenset(_HAS_CONST_39), has_name=frozenset(_HAS_NAME_39),
+    has_local=frozenset(_HAS_LOCAL_39), has_free=frozenset(_HAS_FREE_39), have_argument=90,
+)
+
+
+def running_table() -> OpcodeTable:
+    """This interpreter's opcode table (read from ``opcode``; no code object is ever built)."""
+    import opcode
+
+    names = {i: n for i, n in enumerate(opcode.opname) if not n.startswith("<")}
+    raw = getattr(opcode, "_inline_cache_entries", None)
+    if isinstance(raw, dict):  # 3.13+: keyed by name
+        by_name = {v: k for k, v in names.items()}
+        caches = {by_name[k]: int(v) for k, v in raw.items() if k in by_name}
+    elif raw is not None:
+        caches = {i: int(c) for i, c in enumerate(raw) if c}
+    else:
+        caches = {}
+    shifted = {"LOAD_GLOBAL"} | ({"LOAD_ATTR", "LOAD_SUPER_ATTR"} if sys.version_info >= (3, 12) else set())
+    return OpcodeTable(
+        label=f"this interpreter's opcode table (Python {sys.version_info.major}.{sys.version_info.minor}); the file's minor version is not recorded",
+        names=names, has_const=frozenset(opcode.hasconst), has_name=frozenset(opcode.hasname), has_local=frozenset(opcode.haslocal),
+        has_free=frozenset(opcode.hasfree), have_argument=opcode.HAVE_ARGUMENT, caches=caches, shifted_name_ops=frozenset(shifted),
+        free_after_locals=True,
+    )
+
+
+def disassemble(code: bytes, layout: str, consts: list, names: list, varnames: list, cells: list) -> str:
+    """Readable instructions for ``code`` when its opcode table is known, else raw (opcode, arg) pairs.
+
+    Bytes are only read: untrusted bytecode is never turned into a code object.
+    """
     if not code:
         return "(no bytecode)"
     if layout == "3.8-3.10":
-        return _disassemble_wordcode(code, _WORDCODE_39, consts, names, varnames, freevars, "Python 3.9 opcode table")
+        return disassemble_wordcode(code, TABLE_39, consts, names, varnames, cells)
     if layout == "3.11+" and sys.version_info >= (3, 11):
-        text = _disassemble_here(code, parts)
-        if text:
-            return text
+        return disassemble_wordcode(code, running_table(), consts, names, varnames, cells)
     pairs = " ".join(f"{code[i]}:{code[i + 1]}" for i in range(0, len(code) - 1, 2))
     return f"raw (opcode:arg) pairs, no opcode table for layout {layout}:\n{pairs}"
 
 
-def _disassemble_wordcode(code: bytes, table: dict[int, str], consts, names, varnames, freevars, label: str) -> str:
-    lines = [f"; {label}"]
-    ext = 0
-    for off in range(0, len(code) - 1, 2):
+def disassemble_wordcode(code: bytes, table: OpcodeTable, consts, names, varnames, cells) -> str:
+    """One line per instruction: offset, name, argument and the constant/name/variable it selects.
+
+    ``cells`` are the cell variables then the free variables (what ``LOAD_DEREF`` indexes).
+    """
+    deref = (varnames + [c for c in cells if c not in varnames]) if table.free_after_locals else cells
+    lines = [f"; {table.label}"]
+    ext, off = 0, 0
+    while off + 1 < len(code):
         op, arg = code[off], code[off + 1] | ext
-        name = table.get(op, f"<{op}>")
+        name = table.names.get(op, f"<{op}>")
+        step = 2 * (1 + table.caches.get(op, 0))
         if name == "EXTENDED_ARG":
-            ext = arg << 8
+            ext, off = arg << 8, off + step
             continue
         ext = 0
         shown = ""
-        if op >= 90:
+        if op >= table.have_argument:
             shown = str(arg)
-            pool = consts if op in _HAS_CONST_39 else names if op in _HAS_NAME_39 else varnames if op in _HAS_LOCAL_39 else freevars if op in _HAS_FREE_39 else None
-            if pool is not None and arg < len(pool):
-                shown += f" ({pool[arg]!r})"
+            index = arg >> 1 if name in table.shifted_name_ops else arg
+            pool = consts if op in table.has_const else names if op in table.has_name else varnames if op in table.has_local else deref if op in table.has_free else None
+            if pool is not None and 0 <= index < len(pool):
+                shown += f" ({pool[index]!r})"
         lines.append(f"{off:4d} {name:<22} {shown}".rstrip())
+        off += step
     return "\n".join(lines)
-
-
-def _disassemble_here(code: bytes, parts: dict) -> str:
-    """Disassemble with this interpreter's ``dis`` (3.11+ layouts only); empty string on failure."""
-    try:
-        template = (lambda: None).__code__
-        consts = tuple(c if isinstance(c, (int, float, str, bytes, type(None), bool, tuple)) else repr(c) for c in parts.get("consts") or ())
-        names = tuple(str(n) for n in parts.get("names") or ())
-        varnames = tuple(str(n) for n in parts.get("varnames") or ())
-        co = template.replace(co_code=code, co_consts=consts, co_names=names, co_varnames=varnames, co_nlocals=len(varnames), co_argcount=min(int(parts.get("argcount") or 0), len(varnames)), co_linetable=b"", co_exceptiontable=b"")
-        lines = [f"; this interpreter's opcode table (Python {sys.version_info.major}.{sys.version_info.minor}); the file's minor version is not recorded"]
-        for ins in dis.get_instructions(co):
-            lines.append(f"{ins.offset:4d} {ins.opname:<22} {'' if ins.arg is None else ins.argrepr or ins.arg}".rstrip())
-        return "\n".join(lines)
-    except Exception:  # malformed or foreign bytecode: fall back to raw pairs
-        return ""
 
 
 def _iter_records(obj: Any, seen: set[int]) -> Iterator[GlobalRecord]:

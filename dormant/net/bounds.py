@@ -37,7 +37,7 @@ class BoundsConfig:
     refine: bool = True  # enumerate small cones to tighten integer neurons whose interval is loose
     probes: int = 256  # random inputs run alongside, to skip neurons whose interval is already tight
     seed: int = 0
-    refine_depth: int = 3  # how many layers back a cone may reach
+    refine_depth: int = 2  # how many layers back a cone may reach (3 proves more, slower)
     max_combos: int = 1024  # largest number of frontier assignments enumerated per neuron
     assume_observed: bool = True  # a loose neuron seen only as 0/1 on every probe is assumed 0/1
     max_refine: int = 200_000  # cap on cone enumerations (the rest keep their intervals)

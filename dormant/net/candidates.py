@@ -110,16 +110,15 @@ class Product:
         return b"".join(reversed(pieces))
 
     def encode(self) -> EncodedProduct:
-        """The product as the arrays that ``fasthash.scan_product`` takes."""
+        """The product as the arrays that ``fasthash.scan_product`` takes (one padded byte table)."""
         entries = [e for part in self.parts for e in part.entries]
-        width = max(1, max((len(e) for e in entries), default=1))
-        table = np.zeros((len(entries), width), dtype=np.uint8)
-        for i, e in enumerate(entries):
-            table[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
+        lens = np.fromiter(map(len, entries), dtype=np.int64, count=len(entries))
+        blob = np.frombuffer(b"".join(entries), dtype=np.uint8)
+        table = np.zeros((len(entries), max(1, int(lens.max(initial=0)))), dtype=np.uint8)
+        starts = np.cumsum(lens) - lens
+        table[np.repeat(np.arange(len(entries)), lens), np.arange(blob.size) - np.repeat(starts, lens)] = blob
         sizes = np.asarray([len(p) for p in self.parts], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        lens = np.asarray([len(e) for e in entries], dtype=np.int64)
-        return EncodedProduct(table, lens, starts, sizes)
+        return EncodedProduct(table, lens, np.cumsum(sizes) - sizes, sizes)
 
     def digest(self) -> str:
         h = hashlib.sha256(self.label.encode())

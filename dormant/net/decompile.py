@@ -439,24 +439,34 @@ def to_aig(nl: Netlist, live: set[int] | None = None) -> AIG:
     def OR(a: int, b: int) -> int:
         return AND(a ^ 1, b ^ 1) ^ 1
 
-    def shannon(table: np.ndarray, fl: list[int]) -> int:
-        if not table.any():
+    memo: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def shannon(t: int, fl: tuple[int, ...]) -> int:
+        """AIG literal of the function whose truth table is the integer ``t`` over ``fl``."""
+        k = len(fl)
+        if t == 0:
             return 0
-        if table.all():
+        if t == (1 << (1 << k)) - 1:
             return 1
-        k = len(fl) - 1  # split on the last variable (the slowest-varying index bit)
-        half = table.size // 2
-        f0, f1 = shannon(table[:half], fl[:k]), shannon(table[half:], fl[:k])
-        x = fl[k]
+        key = (t, fl)
+        if key in memo:
+            return memo[key]
+        half = 1 << (k - 1)  # split on the last variable (the slowest-varying index bit)
+        f0, f1 = shannon(t & ((1 << half) - 1), fl[:-1]), shannon(t >> half, fl[:-1])
+        x = fl[-1]
         if f0 == f1:
-            return f0
-        if f0 == (f1 ^ 1):  # x xor f0
-            return OR(AND(x, f0 ^ 1), AND(x ^ 1, f0))
-        return OR(AND(x, f1), AND(x ^ 1, f0))
+            r = f0
+        elif f0 == (f1 ^ 1):  # x xor f0
+            r = OR(AND(x, f0 ^ 1), AND(x ^ 1, f0))
+        else:
+            r = OR(AND(x, f1), AND(x ^ 1, f0))
+        memo[key] = r
+        return r
 
     for s in sorted(live):
         if nl.kind[s] == "gate":
-            lit[s] = shannon(nl.table[s], [lit[f] for f in nl.fanins[s]])
+            t = int.from_bytes(np.packbits(nl.table[s], bitorder="little").tobytes(), "little")
+            lit[s] = shannon(t, tuple(lit[f] for f in nl.fanins[s]))
     return AIG(len(inputs), ands, [lit[s] for _, s in nl.outputs], [nl.name(s) for s in inputs], [name for name, _ in nl.outputs])
 
 

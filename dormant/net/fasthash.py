@@ -281,127 +281,170 @@ def warm_up(function: str, backend: str = "auto") -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# numba: one compiled loop per function that builds, pads, hashes and compares each candidate
+# numba: a compiled loop that builds candidates and hashes them 64 at a time
 # --------------------------------------------------------------------------------------------
+#
+# The scan builds each candidate's message words incrementally (only the parts that changed since
+# the previous candidate are rewritten), collects them into ``_LANES`` lanes, and compresses all
+# lanes together. The compression loops run over lanes innermost, with the state words in small
+# uint32 arrays, which the compiler turns into SIMD instructions: several times faster than one
+# candidate at a time. Every intermediate value is truncated back to uint32 (``_u32``) because
+# numba widens integer arithmetic to 64 bits.
 
 _MAX_HITS = 4096  # a scan reports at most this many hits (a real preimage search finds one)
-_MASK = 0xFFFFFFFF
-_MD5_K = np.asarray(MD5_K, dtype=np.int64)
-_MD5_S = np.asarray(MD5_SHIFTS, dtype=np.int64)
+_LANES = 64
+_u32 = np.uint32
+_MD5_K = np.asarray(MD5_K, dtype=np.uint32)
+_MD5_S = np.asarray(MD5_SHIFTS, dtype=np.uint32)
 _MD5_G = np.asarray(MD5_MSG_INDEX, dtype=np.int64)
-_MD5_IV = np.asarray(MD5_IV, dtype=np.int64)
-_SHA1_IV = np.asarray(SHA1_IV, dtype=np.int64)
-_SHA1_K = np.asarray(SHA1_K, dtype=np.int64)
-_SHA256_IV = np.asarray(SHA256_IV, dtype=np.int64)
-_SHA256_K = np.asarray(SHA256_K, dtype=np.int64)
-
-
-def _md5_nb(m, out):
-    a, b, c, d = _MD5_IV[0], _MD5_IV[1], _MD5_IV[2], _MD5_IV[3]
-    # four rounds of sixteen steps, one loop each so that the round function is not a branch
-    for i in range(16):
-        f = (a + ((b & c) | ((~b) & d)) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
-        a, d, c = d, c, b
-        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
-    for i in range(16, 32):
-        f = (a + ((d & b) | ((~d) & c)) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
-        a, d, c = d, c, b
-        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
-    for i in range(32, 48):
-        f = (a + (b ^ c ^ d) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
-        a, d, c = d, c, b
-        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
-    for i in range(48, 64):
-        f = (a + ((c ^ (b | ((~d) & _MASK))) & _MASK) + _MD5_K[i] + m[_MD5_G[i]]) & _MASK
-        a, d, c = d, c, b
-        b = (b + (((f << _MD5_S[i]) | (f >> (32 - _MD5_S[i]))) & _MASK)) & _MASK
-    out[0] = (a + _MD5_IV[0]) & _MASK
-    out[1] = (b + _MD5_IV[1]) & _MASK
-    out[2] = (c + _MD5_IV[2]) & _MASK
-    out[3] = (d + _MD5_IV[3]) & _MASK
-
-
-def _sha1_nb(m, out):
-    w = np.empty(80, dtype=np.int64)
-    for t in range(16):
-        w[t] = m[t]
-    for t in range(16, 80):
-        x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
-        w[t] = ((x << 1) | (x >> 31)) & _MASK
-    a, b, c, d, e = _SHA1_IV[0], _SHA1_IV[1], _SHA1_IV[2], _SHA1_IV[3], _SHA1_IV[4]
-    for t in range(80):
-        if t < 20:
-            f = (b & c) | ((~b) & d)
-            k = _SHA1_K[0]
-        elif t < 40:
-            f = b ^ c ^ d
-            k = _SHA1_K[1]
-        elif t < 60:
-            f = (b & c) | (b & d) | (c & d)
-            k = _SHA1_K[2]
-        else:
-            f = b ^ c ^ d
-            k = _SHA1_K[3]
-        tmp = ((((a << 5) | (a >> 27)) & _MASK) + f + e + k + w[t]) & _MASK
-        e = d
-        d = c
-        c = ((b << 30) | (b >> 2)) & _MASK
-        b = a
-        a = tmp
-    out[0] = (a + _SHA1_IV[0]) & _MASK
-    out[1] = (b + _SHA1_IV[1]) & _MASK
-    out[2] = (c + _SHA1_IV[2]) & _MASK
-    out[3] = (d + _SHA1_IV[3]) & _MASK
-    out[4] = (e + _SHA1_IV[4]) & _MASK
-
-
-def _rotr_nb(x, s):
-    return ((x >> s) | (x << (32 - s))) & _MASK
-
-
-def _sha256_nb(m, out):
-    w = np.empty(64, dtype=np.int64)
-    for t in range(16):
-        w[t] = m[t]
-    for t in range(16, 64):
-        x, y = w[t - 15], w[t - 2]
-        s0 = _rotr_nb(x, 7) ^ _rotr_nb(x, 18) ^ (x >> 3)
-        s1 = _rotr_nb(y, 17) ^ _rotr_nb(y, 19) ^ (y >> 10)
-        w[t] = (w[t - 16] + s0 + w[t - 7] + s1) & _MASK
-    a, b, c, d = _SHA256_IV[0], _SHA256_IV[1], _SHA256_IV[2], _SHA256_IV[3]
-    e, f, g, h = _SHA256_IV[4], _SHA256_IV[5], _SHA256_IV[6], _SHA256_IV[7]
-    for t in range(64):
-        s1 = _rotr_nb(e, 6) ^ _rotr_nb(e, 11) ^ _rotr_nb(e, 25)
-        ch = (e & f) ^ ((~e) & g)
-        t1 = (h + s1 + ch + _SHA256_K[t] + w[t]) & _MASK
-        s0 = _rotr_nb(a, 2) ^ _rotr_nb(a, 13) ^ _rotr_nb(a, 22)
-        mj = (a & b) ^ (a & c) ^ (b & c)
-        t2 = (s0 + mj) & _MASK
-        h = g
-        g = f
-        f = e
-        e = (d + t1) & _MASK
-        d = c
-        c = b
-        b = a
-        a = (t1 + t2) & _MASK
-    out[0] = (a + _SHA256_IV[0]) & _MASK
-    out[1] = (b + _SHA256_IV[1]) & _MASK
-    out[2] = (c + _SHA256_IV[2]) & _MASK
-    out[3] = (d + _SHA256_IV[3]) & _MASK
-    out[4] = (e + _SHA256_IV[4]) & _MASK
-    out[5] = (f + _SHA256_IV[5]) & _MASK
-    out[6] = (g + _SHA256_IV[6]) & _MASK
-    out[7] = (h + _SHA256_IV[7]) & _MASK
-
-
+_MD5_IV = np.asarray(MD5_IV, dtype=np.uint32)
+_SHA1_IV = np.asarray(SHA1_IV, dtype=np.uint32)
+_SHA1_K = np.asarray(SHA1_K, dtype=np.uint32)
+_SHA256_IV = np.asarray(SHA256_IV, dtype=np.uint32)
+_SHA256_K = np.asarray(SHA256_K, dtype=np.uint32)
 _KIND = {"md5": 0, "sha1": 1, "sha256": 2}
+
+
+def _md5_lanes(m, w, a, b, c, d, e, f, g, h):
+    """MD5 of the blocks in ``m`` (16, lanes) -> state words ``a..d`` (one array per word: separate
+    arrays, so that the compiler can prove they do not overlap and vectorise); ``w`` unused."""
+    lanes = m.shape[1]
+    for k in range(lanes):
+        a[k], b[k], c[k], d[k] = _MD5_IV[0], _MD5_IV[1], _MD5_IV[2], _MD5_IV[3]
+    for i in range(64):
+        gi, s, kk = _MD5_G[i], _MD5_S[i], _MD5_K[i]
+        for k in range(lanes):
+            if i < 16:
+                fn = (b[k] & c[k]) | (~b[k] & d[k])
+            elif i < 32:
+                fn = (d[k] & b[k]) | (~d[k] & c[k])
+            elif i < 48:
+                fn = b[k] ^ c[k] ^ d[k]
+            else:
+                fn = c[k] ^ (b[k] | ~d[k])
+            t = _u32(a[k] + fn + kk + m[gi, k])
+            a[k] = d[k]
+            d[k] = c[k]
+            c[k] = b[k]
+            b[k] = _u32(b[k] + _u32((t << s) | (t >> (_u32(32) - s))))
+    for k in range(lanes):
+        a[k] = _u32(a[k] + _MD5_IV[0])
+        b[k] = _u32(b[k] + _MD5_IV[1])
+        c[k] = _u32(c[k] + _MD5_IV[2])
+        d[k] = _u32(d[k] + _MD5_IV[3])
+
+
+def _sha1_lanes(m, w, a, b, c, d, e, f, g, h):
+    """SHA-1 of the blocks in ``m`` (16, lanes) -> state words ``a..e``; ``w`` (80, lanes) scratch."""
+    lanes = m.shape[1]
+    for t in range(16):
+        for k in range(lanes):
+            w[t, k] = m[t, k]
+    for t in range(16, 80):
+        for k in range(lanes):
+            x = w[t - 3, k] ^ w[t - 8, k] ^ w[t - 14, k] ^ w[t - 16, k]
+            w[t, k] = _u32((x << _u32(1)) | (x >> _u32(31)))
+    for k in range(lanes):
+        a[k], b[k], c[k], d[k], e[k] = _SHA1_IV[0], _SHA1_IV[1], _SHA1_IV[2], _SHA1_IV[3], _SHA1_IV[4]
+    for t in range(80):
+        kk = _SHA1_K[t // 20]
+        for k in range(lanes):
+            if t < 20:
+                fn = (b[k] & c[k]) | (~b[k] & d[k])
+            elif t < 40 or t >= 60:
+                fn = b[k] ^ c[k] ^ d[k]
+            else:
+                fn = (b[k] & c[k]) | (b[k] & d[k]) | (c[k] & d[k])
+            tmp = _u32(_u32((a[k] << _u32(5)) | (a[k] >> _u32(27))) + fn + e[k] + kk + w[t, k])
+            e[k] = d[k]
+            d[k] = c[k]
+            c[k] = _u32((b[k] << _u32(30)) | (b[k] >> _u32(2)))
+            b[k] = a[k]
+            a[k] = tmp
+    for k in range(lanes):
+        a[k] = _u32(a[k] + _SHA1_IV[0])
+        b[k] = _u32(b[k] + _SHA1_IV[1])
+        c[k] = _u32(c[k] + _SHA1_IV[2])
+        d[k] = _u32(d[k] + _SHA1_IV[3])
+        e[k] = _u32(e[k] + _SHA1_IV[4])
+
+
+def _rotr32(x, s):
+    return _u32((x >> _u32(s)) | (x << _u32(32 - s)))
+
+
+def _sha256_lanes(m, w, a, b, c, d, e, f, g, h):
+    """SHA-256 of the blocks in ``m`` (16, lanes) -> state words ``a..h``; ``w`` (>= 64, lanes) scratch."""
+    lanes = m.shape[1]
+    for t in range(16):
+        for k in range(lanes):
+            w[t, k] = m[t, k]
+    for t in range(16, 64):
+        for k in range(lanes):
+            x, y = w[t - 15, k], w[t - 2, k]
+            s0 = _rotr32(x, 7) ^ _rotr32(x, 18) ^ (x >> _u32(3))
+            s1 = _rotr32(y, 17) ^ _rotr32(y, 19) ^ (y >> _u32(10))
+            w[t, k] = _u32(w[t - 16, k] + s0 + w[t - 7, k] + s1)
+    for k in range(lanes):
+        a[k], b[k], c[k], d[k] = _SHA256_IV[0], _SHA256_IV[1], _SHA256_IV[2], _SHA256_IV[3]
+        e[k], f[k], g[k], h[k] = _SHA256_IV[4], _SHA256_IV[5], _SHA256_IV[6], _SHA256_IV[7]
+    for t in range(64):
+        kk = _SHA256_K[t]
+        for k in range(lanes):
+            s1 = _rotr32(e[k], 6) ^ _rotr32(e[k], 11) ^ _rotr32(e[k], 25)
+            ch = (e[k] & f[k]) ^ (~e[k] & g[k])
+            t1 = _u32(h[k] + s1 + ch + kk + w[t, k])
+            s0 = _rotr32(a[k], 2) ^ _rotr32(a[k], 13) ^ _rotr32(a[k], 22)
+            mj = (a[k] & b[k]) ^ (a[k] & c[k]) ^ (b[k] & c[k])
+            h[k] = g[k]
+            g[k] = f[k]
+            f[k] = e[k]
+            e[k] = _u32(d[k] + t1)
+            d[k] = c[k]
+            c[k] = b[k]
+            b[k] = a[k]
+            a[k] = _u32(t1 + s0 + mj)
+    for k in range(lanes):
+        a[k] = _u32(a[k] + _SHA256_IV[0])
+        b[k] = _u32(b[k] + _SHA256_IV[1])
+        c[k] = _u32(c[k] + _SHA256_IV[2])
+        d[k] = _u32(d[k] + _SHA256_IV[3])
+        e[k] = _u32(e[k] + _SHA256_IV[4])
+        f[k] = _u32(f[k] + _SHA256_IV[5])
+        g[k] = _u32(g[k] + _SHA256_IV[6])
+        h[k] = _u32(h[k] + _SHA256_IV[7])
+
+
+def _flush(kind, mb, st, w, n, lane_index, targets, out, count):
+    """Compress the first ``n`` lanes and record the lanes whose digest is a target."""
+    n_words = 4 if kind == 0 else (5 if kind == 1 else 8)
+    a, b, c, d, e, f, g, h = st
+    if kind == 0:
+        _md5_lanes(mb, w, a, b, c, d, e, f, g, h)
+    elif kind == 1:
+        _sha1_lanes(mb, w, a, b, c, d, e, f, g, h)
+    else:
+        _sha256_lanes(mb, w, a, b, c, d, e, f, g, h)
+    for k in range(n):
+        for t in range(targets.shape[0]):
+            if a[k] != targets[t, 0]:
+                continue
+            same = True
+            for j in range(1, n_words):
+                if st[j][k] != targets[t, j]:
+                    same = False
+                    break
+            if same:
+                if count < out.shape[0]:
+                    out[count, 0] = lane_index[k]
+                    out[count, 1] = t
+                count += 1
+    return count
 
 
 def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out):
     """Candidates ``start..stop`` of a product: build, pad, hash (``kind`` 0 md5, 1 sha1, 2 sha256)
     and compare with every target; hits go to ``out`` rows ``(index, target)``; returns the count."""
-    n_words = 4 if kind == 0 else (5 if kind == 1 else 8)
     big_endian = kind != 0
     parts = len(part_size)
     digit = np.zeros(parts, dtype=np.int64)
@@ -411,9 +454,15 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
         digit[p] = rest % part_size[p]
         rest //= part_size[p]
     block = np.zeros(64, dtype=np.uint8)
-    m = np.zeros(16, dtype=np.int64)
-    state = np.zeros(8, dtype=np.int64)
-    n_targets = targets.shape[0]
+    m = np.zeros(16, dtype=np.uint32)
+    mb = np.zeros((16, _LANES), dtype=np.uint32)
+    st = (  # the state words, one array each
+        np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32),
+        np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32),
+    )
+    w = np.zeros((80, _LANES), dtype=np.uint32)
+    lane_index = np.zeros(_LANES, dtype=np.int64)
+    n_lanes = 0
     count = 0
     changed = 0  # first part whose entry changed since the previous candidate
     dirty = 0  # block[dirty:56] is known to be zero
@@ -440,44 +489,27 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
             for k in range(length + 1, old_dirty):
                 block[k] = 0
             dirty = length + 1
-            bits = length * 8
-            for k in range(8):
-                if big_endian:
-                    block[63 - k] = (bits >> (8 * k)) & 0xFF
-                else:
-                    block[56 + k] = (bits >> (8 * k)) & 0xFF
             # message words touched by this rebuild (or by clearing the previous candidate's tail)
-            w_end = (max(old_dirty, length + 1) + 3) // 4
-            for j in range(stale // 4, min(w_end, 14)):
-                b0, b1, b2, b3 = np.int64(block[4 * j]), np.int64(block[4 * j + 1]), np.int64(block[4 * j + 2]), np.int64(block[4 * j + 3])
+            w_end = min((max(old_dirty, length + 1) + 3) // 4, 14)
+            for j in range(stale // 4, w_end):
+                b0, b1, b2, b3 = _u32(block[4 * j]), _u32(block[4 * j + 1]), _u32(block[4 * j + 2]), _u32(block[4 * j + 3])
                 if big_endian:
-                    m[j] = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+                    m[j] = (b0 << _u32(24)) | (b1 << _u32(16)) | (b2 << _u32(8)) | b3
                 else:
-                    m[j] = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
-            for j in range(14, 16):
-                b0, b1, b2, b3 = np.int64(block[4 * j]), np.int64(block[4 * j + 1]), np.int64(block[4 * j + 2]), np.int64(block[4 * j + 3])
-                if big_endian:
-                    m[j] = (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-                else:
-                    m[j] = (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
-            stale = 56
-            if kind == 0:
-                _md5_nb(m, state)
-            elif kind == 1:
-                _sha1_nb(m, state)
+                    m[j] = (b3 << _u32(24)) | (b2 << _u32(16)) | (b1 << _u32(8)) | b0
+            # the 64-bit bit length fills words 14-15 (< 2**32 here: only one word is non-zero)
+            if big_endian:
+                m[14], m[15] = 0, length * 8
             else:
-                _sha256_nb(m, state)
-            for t in range(n_targets):
-                same = True
-                for j in range(n_words):
-                    if state[j] != targets[t, j]:
-                        same = False
-                        break
-                if same:
-                    if count < out.shape[0]:
-                        out[count, 0] = index
-                        out[count, 1] = t
-                    count += 1
+                m[14], m[15] = length * 8, 0
+            stale = 56
+            for j in range(16):
+                mb[j, n_lanes] = m[j]
+            lane_index[n_lanes] = index
+            n_lanes += 1
+            if n_lanes == _LANES:
+                count = _flush(kind, mb, st, w, n_lanes, lane_index, targets, out, count)
+                n_lanes = 0
         # next index: increment the mixed-radix digits, last part fastest
         p = parts - 1
         while p >= 0:
@@ -487,14 +519,17 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
             digit[p] = 0
             p -= 1
         changed = max(p, 0)
+    if n_lanes:
+        count = _flush(kind, mb, st, w, n_lanes, lane_index, targets, out, count)
     return count
 
 
 _numba_scan = None
 if HAVE_NUMBA:
     _jit = _numba.njit(cache=True, nogil=True)
-    _rotr_nb = _jit(_rotr_nb)
-    _md5_nb = _jit(_md5_nb)
-    _sha1_nb = _jit(_sha1_nb)
-    _sha256_nb = _jit(_sha256_nb)
+    _rotr32 = _jit(_rotr32)
+    _md5_lanes = _jit(_md5_lanes)
+    _sha1_lanes = _jit(_sha1_lanes)
+    _sha256_lanes = _jit(_sha256_lanes)
+    _flush = _jit(_flush)
     _numba_scan = _jit(_scan_nb)

@@ -58,10 +58,6 @@ def _rotl(x: np.ndarray, s: int) -> np.ndarray:
     return ((x << np.uint32(s)) | (x >> np.uint32(32 - s))).astype(np.uint32)
 
 
-def _u32(v) -> np.ndarray:
-    return np.asarray(v, dtype=np.uint64).astype(np.uint32) if np.ndim(v) else np.uint32(v & MASK)
-
-
 def _add(*xs) -> np.ndarray:
     total = np.zeros_like(np.asarray(xs[0]), dtype=np.uint64)
     for x in xs:
@@ -74,14 +70,15 @@ def _digest_bytes(words: np.ndarray, little_endian: bool) -> list[bytes]:
     return [words[:, j].astype(dt).tobytes() for j in range(words.shape[1])]
 
 
-def trace_md5(messages: list[bytes]) -> Trace:
+def trace_md5(messages: list[bytes], rounds: int = 64) -> Trace:
     """MD5 of one-block messages; words: ``F`` (round function), ``T`` (a+F+K+M, before the
-    rotation), ``new`` (the state word written by the step), ``M`` (message word the step reads)."""
+    rotation), ``new`` (the state word written by the step), ``M`` (message word the step reads).
+    With ``rounds < 64`` the compression stops after that many steps (IV still added back)."""
     M = pad_block(messages, little_endian=True)
     n = M.shape[1]
     a, b, c, d = (np.full(n, v, dtype=np.uint32) for v in MD5_IV)
     F_, T_, new_, Mw = [], [], [], []
-    for i in range(64):
+    for i in range(rounds):
         if i < 16:
             f = (b & c) | (~b & d)
         elif i < 32:
@@ -100,17 +97,18 @@ def trace_md5(messages: list[bytes]) -> Trace:
     return Trace("md5", _digest_bytes(dw, True), {"F": np.stack(F_), "T": np.stack(T_), "new": np.stack(new_), "M": np.stack(Mw)}, dw, True)
 
 
-def trace_sha1(messages: list[bytes]) -> Trace:
+def trace_sha1(messages: list[bytes], rounds: int = 80) -> Trace:
     """SHA-1 of one-block messages; words: ``W`` (schedule), ``f`` (round function), ``new``
-    (the new ``a`` = rotl(a,5)+f+e+K+W of each of the 80 steps)."""
+    (the new ``a`` = rotl(a,5)+f+e+K+W of each of the 80 steps, or of the first ``rounds``)."""
     M = pad_block(messages, little_endian=False)
     W = [M[t] for t in range(16)]
-    for t in range(16, 80):
+    for t in range(16, max(rounds, 16)):
         W.append(_rotl((W[t - 3] ^ W[t - 8] ^ W[t - 14] ^ W[t - 16]).astype(np.uint32), 1))
+    W = W[: max(rounds, 16)]
     n = M.shape[1]
     a, b, c, d, e = (np.full(n, v, dtype=np.uint32) for v in SHA1_IV)
     F_, new_ = [], []
-    for t in range(80):
+    for t in range(rounds):
         if t < 20:
             f, k = (b & c) | (~b & d), SHA1_K[0]
         elif t < 40:
@@ -127,19 +125,19 @@ def trace_sha1(messages: list[bytes]) -> Trace:
     return Trace("sha1", _digest_bytes(dw, False), {"W": np.stack(W), "f": np.stack(F_), "new": np.stack(new_)}, dw, False)
 
 
-def trace_sha256(messages: list[bytes]) -> Trace:
+def trace_sha256(messages: list[bytes], rounds: int = 64) -> Trace:
     """SHA-256 of one-block messages; words: ``W`` (schedule), ``T1``, ``T2``, ``new_a``, ``new_e``
-    of each of the 64 steps."""
+    of each of the 64 steps (or of the first ``rounds``)."""
     M = pad_block(messages, little_endian=False)
     W = [M[t] for t in range(16)]
-    for t in range(16, 64):
+    for t in range(16, max(rounds, 16)):
         s0 = _rotl(W[t - 15], 25) ^ _rotl(W[t - 15], 14) ^ (W[t - 15] >> np.uint32(3))
         s1 = _rotl(W[t - 2], 15) ^ _rotl(W[t - 2], 13) ^ (W[t - 2] >> np.uint32(10))
         W.append(_add(W[t - 16], s0, W[t - 7], s1))
     n = M.shape[1]
     a, b, c, d, e, f, g, h = (np.full(n, v, dtype=np.uint32) for v in SHA256_IV)
     T1_, T2_, A_, E_ = [], [], [], []
-    for t in range(64):
+    for t in range(rounds):
         S1 = _rotl(e, 26) ^ _rotl(e, 21) ^ _rotl(e, 7)
         ch = (e & f) ^ (~e & g)
         t1 = _add(h, S1, ch, SHA256_K[t], W[t])
@@ -153,6 +151,7 @@ def trace_sha256(messages: list[bytes]) -> Trace:
 
 
 TRACERS = {"md5": trace_md5, "sha1": trace_sha1, "sha256": trace_sha256}
+FULL_STEPS = {"md5": 64, "sha1": 80, "sha256": 64}
 
 
 def digest_bits(trace: Trace) -> np.ndarray:

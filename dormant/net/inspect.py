@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -140,6 +140,14 @@ def _ranges(ints: list[int]) -> str:
     return ", ".join(out)
 
 
+def _full_precision(net: Network) -> Network:
+    """``net`` with half-precision weights widened to float32 (exact), for the forward pass."""
+    if not any(getattr(layer.weight, "dtype", None) == np.float16 for layer in net.layers):
+        return net
+    layers = [replace(layer, weight=layer.weight.astype(np.float32)) if layer.weight.dtype == np.float16 else layer for layer in net.layers]
+    return replace(net, layers=layers)
+
+
 def random_inputs(net: Network, n: int, seed: int) -> tuple[np.ndarray, str]:
     """Random inputs for the integrality check: printable strings through a char_codes adapter,
     else random integer vectors in 0..255 (bytes)."""
@@ -176,7 +184,7 @@ def inspect_network(net: Network, config: InspectConfig | None = None) -> Inspec
     integral, out_values, inputs_text = None, [], "skipped"
     if config.samples > 0 and net.layers:
         x, inputs_text = random_inputs(net, config.samples, config.seed)
-        y, _ = forward(net, x)
+        y, _ = forward(_full_precision(net), x)
         integral = _is_integer(np.asarray(y))
         out_values = sorted(set(np.asarray(y).ravel().tolist()))[:16]
     return InspectResult(

@@ -163,8 +163,16 @@ def read_checkpoint(path: Path, header: dict) -> tuple[set[int], list[list[int]]
 _W: dict = {}
 
 
-def _init_worker(function: str, encoded: list, offsets: list[int], targets: np.ndarray, backend: str) -> None:
-    _W.update(function=function, encoded=encoded, offsets=offsets, targets=targets, backend=backend)
+def _init_worker(function: str, space: Space, offsets: list[int], targets: np.ndarray, backend: str) -> None:
+    _W.update(function=function, space=space, encoded={}, offsets=offsets, targets=targets, backend=backend)
+
+
+def _encoded(product: int):
+    """The product's arrays, built on first use in this process (each worker encodes what it scans)."""
+    cache = _W["encoded"]
+    if product not in cache:
+        cache[product] = _W["space"].products[product].encode()
+    return cache[product]
 
 
 def _scan_chunk(job: tuple[int, int, int, int]) -> tuple[int, int, list[list[int]]]:
@@ -175,7 +183,7 @@ def _scan_chunk(job: tuple[int, int, int, int]) -> tuple[int, int, list[list[int
     step = 1 << 16 if _W["backend"] == "numpy" else max(1, stop - start)
     hits = []
     for s in range(start, stop, step):
-        found = fasthash.scan_product(_W["function"], _W["encoded"][product], s, min(s + step, stop), _W["targets"], backend=_W["backend"])
+        found = fasthash.scan_product(_W["function"], _encoded(product), s, min(s + step, stop), _W["targets"], backend=_W["backend"])
         hits.extend([base + int(i), int(t)] for i, t in found)
     return chunk_id, stop - start, hits
 
@@ -248,11 +256,10 @@ def invert(
     status = "found" if hits and config.stop_on_hit else None
 
     if status is None and pending:
-        encoded = [p.encode() for p in space.products]
         fasthash.warm_up(name, backend)  # compile once, before forking
         jobs = [(c.id, c.product, c.start, c.stop) for c in pending]
         offsets = [space.offset(k) for k in range(len(space.products))]
-        init = (name, encoded, offsets, target_words, backend)
+        init = (name, space, offsets, target_words, backend)
         log = ckpt.open("a") if ckpt is not None else None
         bar = _Progress(config.progress, f"{name} search", sum(c.size for c in pending), len(chunks), len(done))
         pool = None

@@ -34,6 +34,7 @@ from dormant.net.network import InputAdapter, Layer, Network
 from dormant.net.spec_format import SPEC_NAME, load_network_folder, save_network
 from dormant.net.unpickle import (
     FileMap,
+    GlobalRecord,
     InertUnpickler,
     ModuleRecord,
     StorageRef,
@@ -41,6 +42,9 @@ from dormant.net.unpickle import (
     UnpickleResult,
     _np_dtype,
     find_pickle_entry,
+    record_children,
+    record_param,
+    record_state,
     unpickle_torch_zip,
 )
 from dormant.report.jsonable import to_jsonable
@@ -110,7 +114,7 @@ def _load_torch_zip(p: Path, names: list[str], *, activation: str, mmap: bool) -
     except NetworkFileError as exc:
         raise NetworkFileError(f"{p}: {exc}") from None
     result = unpickle_torch_zip(p, mmap=mmap)
-    if isinstance(result.obj, ModuleRecord):
+    if isinstance(result.obj, GlobalRecord) and (isinstance(result.obj, ModuleRecord) or "_modules" in record_state(result.obj)):
         return network_from_modules(result, source=str(p), fmt="torch-full-pickle")
     if isinstance(result.obj, Mapping):
         return _load_state_dict(p, result, activation)
@@ -118,18 +122,26 @@ def _load_torch_zip(p: Path, names: list[str], *, activation: str, mmap: bool) -
 
 
 def _load_state_dict(p: Path, result: UnpickleResult, activation: str) -> Network:
-    """A state dict: read with ``torch.load(weights_only=True)``, layer order from key order."""
+    """A state dict: read with ``torch.load(weights_only=True)``, layer order from key order.
+
+    When torch's safe loader refuses the file (it names a global outside torch's allow-list, e.g.
+    a planted ``os.system``), the tensors already described by the inert pass are used instead and
+    the refused globals are reported.
+    """
     import torch
 
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch's own safe loader refused or failed: say why
-        raise NetworkFileError(f"{p}: state dict not readable with torch.load(weights_only=True) ({type(exc).__name__}: {exc})") from None
-    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-        sd = sd["state_dict"]
-    arrays = {k: _torch_to_numpy(v) for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    net = network_from_tensors(arrays, source=str(p), fmt="state-dict", activation=activation, ordered=True)
-    net.meta["pickle_protocol"] = result.protocol
+        sd = sd["state_dict"] if isinstance(sd, Mapping) and isinstance(sd.get("state_dict"), Mapping) else sd
+        arrays = {k: _torch_to_numpy(v) for k, v in sd.items() if isinstance(v, torch.Tensor)}
+        fmt, notes = "state-dict", []
+    except Exception as exc:  # torch's safe loader refused or failed: fall back to the inert reading
+        obj = result.obj["state_dict"] if isinstance(result.obj.get("state_dict"), Mapping) else result.obj
+        arrays = {k: v.array() for k, v in obj.items() if isinstance(v, TensorRef)}
+        fmt, notes = "state-dict-inert", [f"torch.load(weights_only=True) refused the file ({type(exc).__name__}); tensors read by the inert loader"]
+    net = network_from_tensors(arrays, source=str(p), fmt=fmt, activation=activation, ordered=True)
+    net.warnings = [f"refused global {m}.{n} (never imported or called; referenced {c}x)" for (m, n), c in sorted(result.refused.items())] + notes + net.warnings
+    net.meta.update({"pickle_protocol": result.protocol, "refused_globals": result.refused_names()})
     return net
 
 
@@ -193,7 +205,7 @@ def _load_torch_legacy(p: Path, activation: str) -> Network:
     except Exception as exc:  # malformed stream
         raise NetworkFileError(f"{p}: cannot read legacy torch stream ({type(exc).__name__}: {exc})") from None
     result = UnpickleResult(obj=obj, refused=unpickler.refused, protocol=None)
-    if isinstance(obj, ModuleRecord):
+    if isinstance(obj, GlobalRecord) and (isinstance(obj, ModuleRecord) or "_modules" in record_state(obj)):
         return network_from_modules(result, source=str(p), fmt="torch-full-pickle-legacy")
     if isinstance(obj, Mapping):
         arrays = {k: v.array() for k, v in obj.items() if isinstance(v, TensorRef)}
@@ -206,29 +218,47 @@ def _load_torch_legacy(p: Path, activation: str) -> Network:
 # --------------------------------------------------------------------------------------------
 
 
-def _walk_modules(root: ModuleRecord) -> list[tuple[str, ModuleRecord]]:
+def _is_container(mod: GlobalRecord) -> bool:
+    """``Sequential``/``ModuleList``, or a custom module class (not torch's) that holds sub-modules."""
+    if isinstance(mod, ModuleRecord):
+        return mod.name in CONTAINERS
+    return "_modules" in record_state(mod)
+
+
+def _walk_modules(root: GlobalRecord) -> list[tuple[str, GlobalRecord]]:
     """Leaf modules in execution order (containers flattened), with dotted names; no recursion."""
-    out: list[tuple[str, ModuleRecord]] = []
-    stack: list[tuple[str, ModuleRecord]] = [("", root)]
+    out: list[tuple[str, GlobalRecord]] = []
+    stack: list[tuple[str, GlobalRecord]] = [("", root)]
     while stack:
         name, mod = stack.pop()
-        if mod.kind in CONTAINERS:
-            kids = [(f"{name}.{k}" if name else k, v) for k, v in mod.children()]
+        if _is_container(mod):
+            kids = [(f"{name}.{k}" if name else k, v) for k, v in record_children(mod)]
             stack.extend(reversed(kids))
+            if name or mod is root:
+                out.append((name, mod))  # kept for callables and notes; not a layer
         else:
             out.append((name, mod))
     return out
 
 
 def network_from_modules(result: UnpickleResult, *, source: str, fmt: str) -> Network:
-    """Rebuild the layer list of an unpickled module tree (``Linear`` + activation modules)."""
+    """Rebuild the layer list of an unpickled module tree (``Linear`` + activation modules).
+
+    A module of a custom class (its code is not in the file) is read as a container whose
+    children run in registration order, and a warning says so.
+    """
     root = result.obj
     layers: list[Layer] = []
     warnings = [f"refused global {m}.{n} (never imported or called; referenced {c}x)" for (m, n), c in sorted(result.refused.items())]
-    for name, mod in _walk_modules(root):
-        kind = mod.kind
-        if kind == "Linear":
-            w, b = mod.param("weight"), mod.param("bias")
+    walked = _walk_modules(root)
+    for name, mod in walked:
+        kind = mod.name
+        if _is_container(mod):
+            if not isinstance(mod, ModuleRecord):
+                warnings.append(f"module {name or '(top)'} is a custom class {mod.qualname}: its forward is not in the file; children assumed to run in registration order")
+            continue
+        if kind == "Linear" and isinstance(mod, ModuleRecord):
+            w, b = record_param(mod, "weight"), record_param(mod, "bias")
             if w is None or len(w.shape) != 2:
                 raise NetworkFileError(f"{source}: Linear module {name} has no 2-D weight")
             weight = w.array()
@@ -238,24 +268,24 @@ def network_from_modules(result: UnpickleResult, *, source: str, fmt: str) -> Ne
             if layers and layers[-1].out_features != weight.shape[1]:
                 raise NetworkFileError(f"{source}: Linear module {name} takes {weight.shape[1]} inputs but the previous layer gives {layers[-1].out_features}")
             layers.append(Layer(weight=weight, bias=bias, activation="identity", name=name))
-        elif kind in MODULE_ACTIVATIONS and kind != "Identity":
+        elif kind in MODULE_ACTIVATIONS and kind != "Identity" and isinstance(mod, ModuleRecord):
             act = MODULE_ACTIVATIONS[kind]
-            if kind == "LeakyReLU" and float(mod.attr("negative_slope", 0.01)) != 0.01:
-                warnings.append(f"{name}: LeakyReLU negative_slope {mod.attr('negative_slope')} simulated as 0.01")
+            if kind == "LeakyReLU" and float(record_state(mod).get("negative_slope", 0.01)) != 0.01:
+                warnings.append(f"{name}: LeakyReLU negative_slope {record_state(mod).get('negative_slope')} simulated as 0.01")
             if not layers:
                 raise NetworkFileError(f"{source}: activation {kind} ({name}) before any Linear layer is not supported")
             if layers[-1].activation != "identity":
                 raise NetworkFileError(f"{source}: two activations in a row after layer {layers[-1].name} ({layers[-1].activation}, then {kind} at {name}) are not supported")
             layers[-1].activation = act
-        elif kind in PASS_THROUGH:
+        elif kind in PASS_THROUGH and isinstance(mod, ModuleRecord):
             continue
         else:
-            raise NetworkFileError(f"{source}: module {name} is a {mod.module}.{kind}; only Linear, activations and Sequential are supported")
+            raise NetworkFileError(f"{source}: module {name or '(top)'} is a {mod.qualname}; only Linear, activations and Sequential (or containers of them) are supported")
     if not layers:
         raise NetworkFileError(f"{source}: the module holds no Linear layers")
     callables = []
-    for name, mod in [("", root)] + _walk_modules(root):
-        callables += find_callables(mod.state or {}, prefix=f"{name}." if name else "")
+    for name, mod in walked:
+        callables += find_callables(record_state(mod), prefix=f"{name}." if name else "")
     adapter = _plain_adapter(root) or recognise_adapter(callables) or InputAdapter()
     meta: dict[str, Any] = {
         "pickle_protocol": result.protocol,
@@ -265,9 +295,9 @@ def network_from_modules(result: UnpickleResult, *, source: str, fmt: str) -> Ne
     return Network(layers=layers, adapter=adapter, source=source, fmt=fmt, warnings=warnings, meta=meta)
 
 
-def _plain_adapter(root: ModuleRecord) -> InputAdapter | None:
+def _plain_adapter(root: GlobalRecord) -> InputAdapter | None:
     """A ``dormant_adapter = {"kind": ..., "length": ...}`` attribute set on the top module (plain data)."""
-    spec = root.attr("dormant_adapter")
+    spec = record_state(root).get("dormant_adapter")
     if not isinstance(spec, Mapping):
         return None
     kind, length = spec.get("kind"), spec.get("length")
@@ -285,21 +315,26 @@ def _natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
+def _key(prefix: str, leaf: str) -> str:
+    """``0.weight``; a bare ``Linear``'s own state dict has no prefix (``weight``)."""
+    return f"{prefix}.{leaf}" if prefix else leaf
+
+
 def network_from_tensors(tensors: Mapping[str, np.ndarray], *, source: str, fmt: str, activation: str = "relu", ordered: bool = False) -> Network:
     """Layers from ``<prefix>.weight`` (2-D) and optional ``<prefix>.bias`` entries.
 
     ``ordered`` keeps the mapping's order (state dicts are ordered by module); otherwise prefixes
     are sorted naturally (``2.weight`` before ``10.weight``). ``activation`` follows every layer.
     """
-    prefixes = [k[: -len(".weight")] for k in tensors if k.endswith(".weight")]
+    prefixes = [k[: -len(".weight")] for k in tensors if k.endswith(".weight")] + ([""] if "weight" in tensors else [])
     if not ordered:
         prefixes.sort(key=_natural_key)
     layers = []
     for prefix in prefixes:
-        w = np.asarray(tensors[f"{prefix}.weight"])  # a view when the tensor is memory-mapped
+        w = np.asarray(tensors[_key(prefix, "weight")])  # a view when the tensor is memory-mapped
         if w.ndim != 2:
             continue  # not a Linear weight (e.g. a norm's 1-D weight): ignored
-        b = tensors.get(f"{prefix}.bias")
+        b = tensors.get(_key(prefix, "bias"))
         if b is not None and np.shape(b) != (w.shape[0],):
             raise NetworkFileError(f"{source}: {prefix}.bias shape {np.shape(b)} does not match {prefix}.weight {w.shape}")
         if layers and layers[-1].out_features != w.shape[1]:

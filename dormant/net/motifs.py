@@ -7,7 +7,8 @@ Layers of a hand-built circuit repeat: one block of layers per round of the algo
    ``X^k``, until no pair occurs twice. The start sequence plus the rules expand back to the exact
    input (checked on every build), so the grammar is a lossless, hierarchical description.
 2. **Period** (``detect_period``): the fraction of positions ``i`` with ``w[i] == w[i + p]``; the
-   dominant period is the smallest ``p`` scoring within 5% of the best.
+   dominant period is the smallest ``p`` scoring within 5% of the best. ``approximate_period``
+   does the same with the widths' autocorrelation, for steps that repeat in shape only.
 3. **Segmentation** (``segment``): for each phase, cut the sequence into blocks of ``p`` layers,
    take the per-position majority as the consensus block, and keep the longest run of consecutive
    blocks that differ from the consensus in at most ``tolerance`` positions. Among phases, prefer
@@ -269,12 +270,45 @@ def detect_period(seq: list[int], max_period: int | None = None) -> tuple[int | 
     return p, scores[p]
 
 
+def approximate_period(seq: list[int], max_period: int | None = None) -> tuple[int | None, float]:
+    """The period of widths that repeat in shape but not exactly: the smallest lag whose Pearson
+    autocorrelation is within 5% of the best (e.g. hash steps whose widths drift with constant
+    folding). Returns (None, best) when nothing correlates above 0.5."""
+    a = np.asarray(seq, dtype=np.float64)
+    n = len(a)
+    top = max_period or n // 3
+    corr = {}
+    for p in range(2, max(2, top) + 1):
+        x, y = a[:-p], a[p:]
+        if len(x) > 2 and x.std() > 0 and y.std() > 0:
+            corr[p] = float(np.corrcoef(x, y)[0, 1])
+    if not corr:
+        return None, 0.0
+    best = max(corr.values())
+    if best < 0.5:
+        return None, best
+    p = min(q for q, c in corr.items() if c >= 0.95 * best)
+    return p, corr[p]
+
+
 @dataclass
 class BlockGroup:
     label: str  # "A", "B", ...
     variant: int  # index into Segmentation.variants
     start_block: int
     count: int
+
+
+@dataclass
+class PhaseCandidate:
+    """One way to cut the blocks (a phase), with the numbers that ranked it."""
+
+    head: int
+    n_blocks: int
+    variants: int
+    mismatches: int
+    closed: bool
+    _key: tuple = ()
 
 
 @dataclass
@@ -288,6 +322,7 @@ class Segmentation:
     groups: list[BlockGroup]
     differ_at: list[int]  # positions in the period where variants differ
     mismatches: int  # total block-vs-consensus mismatches
+    alternatives: list[PhaseCandidate] = field(default_factory=list)  # the next-best cuts, best first
 
     @property
     def layers(self) -> int:
@@ -306,6 +341,7 @@ def segment(seq: list[int], period: int, tolerance: int | None = None, input_wid
     n = len(seq)
     tol = max(1, (3 * period) // 10) if tolerance is None else tolerance
     best_key, best = None, None
+    candidates: list[PhaseCandidate] = []
     for phase in range(period):
         k = (n - phase) // period
         if k < 2:
@@ -330,6 +366,7 @@ def segment(seq: list[int], period: int, tolerance: int | None = None, input_wid
         entering = seq[head - 1] if head > 0 else input_width
         closed = entering == int(consensus[-1])  # the block maps the width handed to it onto itself
         key = (run_len, -n_variants, -int(mism[run_start : run_start + run_len].sum()), closed, -phase)
+        candidates.append(PhaseCandidate(head=head, n_blocks=run_len, variants=n_variants, mismatches=-key[2], closed=closed, _key=key))
         if best_key is None or key > best_key:
             best_key, best = key, (phase + run_start * period, chosen, consensus, int(mism[run_start : run_start + run_len].sum()))
     if best is None:
@@ -352,9 +389,10 @@ def segment(seq: list[int], period: int, tolerance: int | None = None, input_wid
         g.label = _label(g.variant)
     differ = [q for q in range(period) if len({v[q] for v in variants}) > 1]
     n_blocks = len(chosen)
+    candidates.sort(key=lambda c: c._key, reverse=True)
     return Segmentation(
         period=period, head=head, n_blocks=n_blocks, tail=n - head - n_blocks * period, consensus=[int(c) for c in consensus],
-        variants=variants, groups=groups, differ_at=differ, mismatches=total_mism,
+        variants=variants, groups=groups, differ_at=differ, mismatches=total_mism, alternatives=candidates[1:4],
     )
 
 
@@ -449,6 +487,9 @@ class MotifsResult:
     grammar_lines: list[str]
     round_trip: bool
     covers_all_layers: bool
+    coverage: float = 0.0  # fraction of layers inside the blocks
+    approx_period: int | None = None  # period of the widths' shape (autocorrelation), exact or not
+    approx_score: float = 0.0
     explanation: list[str] = field(default_factory=list)
     positions: list[PositionContent] | None = None  # per-position contents (when weights are given)
 
@@ -469,14 +510,27 @@ def analyse_motifs(widths: list[int], config: MotifsConfig | None = None, net: N
             f"head = layers 1-{seg.head}, {seg.n_blocks} blocks of {seg.period} = layers {seg.head + 1}-{seg.head + seg.n_blocks * seg.period}, "
             f"tail = layers {seg.head + seg.n_blocks * seg.period + 1}-{len(seq)}: {seg.head} + {seg.n_blocks}x{seg.period} + {seg.tail} = {seg.layers}."
         )
+        if seg.alternatives:
+            alts = "; ".join(f"head {a.head}: {a.n_blocks} blocks, {a.variants} variants, {a.mismatches} mismatches" for a in seg.alternatives)
+            explanation.append(f"cut chosen: {seg.n_blocks} blocks with {len(seg.variants)} variants and {seg.mismatches} mismatching widths; next best cuts: {alts}.")
+        coverage = seg.n_blocks * seg.period / len(seq)
+        if coverage < 0.5:
+            explanation.append(
+                f"the blocks cover only {coverage:.0%} of the layers: the widths are only partly periodic "
+                f"(period score {score:.2f}); the grammar's repeated rules show the other motifs."
+            )
         if len(seg.variants) > 1:
             for q in seg.differ_at:
                 values = ", ".join(f"{_label(i)}={v[q]}" for i, v in enumerate(seg.variants))
                 explanation.append(f"position {q} of the block differs between variants: {values}")
+    approx, approx_score = approximate_period(seq, config.max_period)
+    if approx is not None and approx != period:
+        explanation.append(f"the widths' shape repeats every {approx} layers (autocorrelation {approx_score:.2f}), though not exactly: steps whose widths drift.")
     positions = content_by_position(layer_hashes(net), seg) if (net is not None and seg is not None) else None
     return MotifsResult(
         n_layers=len(seq), input_width=widths[0] if widths else None, summary=summary, period=period, period_score=score,
         segmentation=seg, grammar_rules=len(grammar.rules), grammar_start_length=len(grammar.start),
         grammar_lines=format_grammar(grammar, config.max_rules), round_trip=round_trip,
         covers_all_layers=(seg.layers == len(seq)) if seg else round_trip, explanation=explanation, positions=positions,
+        coverage=(seg.n_blocks * seg.period / len(seq)) if seg and seq else 0.0, approx_period=approx, approx_score=approx_score,
     )

@@ -17,9 +17,11 @@ A pickle is a small program: ``GLOBAL`` imports any name, ``REDUCE`` calls it, `
   that ``dormant.net.adapter`` can read, and ``os.system("...")`` arrives as a harmless record.
 
 Tensor bytes are read through ``persistent_load`` from the zip archive (``<prefix>/data/<key>``):
-``torch.save`` stores entries uncompressed, so ``TensorRef.array()`` returns views of one memory map
-of the file (``FileMap``); compressed entries are read one by one. The legacy (pre-1.6, non-zip) format is handled in
-``dormant.net.load``, which reuses this unpickler with a different storage reader.
+``torch.save`` stores entries uncompressed, so ``TensorRef.array()`` returns views of one memory
+map of the file (``FileMap``); compressed entries are read one by one. The legacy (pre-1.6,
+non-zip) format is handled in ``dormant.net.load``, which reuses this unpickler with a different
+storage reader. Protocol 0-5 streams from any Python version load the same way, because nothing
+in them is resolved against the running interpreter.
 """
 
 from __future__ import annotations
@@ -127,23 +129,29 @@ class AppliedRecord(GlobalRecord):
 
 
 class ModuleRecord(GlobalRecord):
-    """A ``torch.nn`` module as stored data: ``kind`` is the class name, ``state`` its ``__dict__``."""
+    """A ``torch.nn.modules`` class as stored data: ``kind`` is the class name, ``state`` its ``__dict__``."""
 
-    @property
-    def kind(self) -> str:
-        return self.name
 
-    def children(self) -> list[tuple[str, "ModuleRecord"]]:
-        mods = (self.state or {}).get("_modules") or {}
-        return [(k, v) for k, v in mods.items() if v is not None]
+def record_state(record: GlobalRecord) -> dict:
+    """A record's ``BUILD`` state as a dict (``(dict, slots)`` pairs and odd states give ``{}`` parts)."""
+    state = record.state
+    if isinstance(state, tuple) and state and isinstance(state[0], dict):
+        state = state[0]
+    return state if isinstance(state, dict) else {}
 
-    def param(self, name: str) -> "TensorRef | None":
-        params = (self.state or {}).get("_parameters") or {}
-        value = params.get(name)
-        return value if isinstance(value, TensorRef) else None
 
-    def attr(self, name: str, default: Any = None) -> Any:
-        return (self.state or {}).get(name, default)
+def record_children(record: GlobalRecord) -> list[tuple[str, GlobalRecord]]:
+    """Sub-modules (``_modules``) in registration order; non-record entries are skipped."""
+    mods = record_state(record).get("_modules")
+    if not isinstance(mods, dict):
+        return []
+    return [(str(k), v) for k, v in mods.items() if isinstance(v, GlobalRecord)]
+
+
+def record_param(record: GlobalRecord, name: str) -> "TensorRef | None":
+    params = record_state(record).get("_parameters")
+    value = params.get(name) if isinstance(params, dict) else None
+    return value if isinstance(value, TensorRef) else None
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,7 @@ def _codecs_encode(text, encoding="utf-8", errors="strict"):
 
 def _bytes(source=b"", *rest):
     """``bytes()`` (protocol 2 writes empty bytes this way) from bytes or a list of ints only."""
-    if isinstance(source, (bytes, bytearray, list, tuple)) and not rest:
+    if isinstance(source, (bytes, bytearray, list, tuple)) and not rest:  # never bytes(n): no n-byte allocations
         return bytes(source)
     if isinstance(source, str) and rest and isinstance(rest[0], str):
         return source.encode(rest[0])
@@ -246,15 +254,14 @@ def _torch_size(dims=()):
     return tuple(int(d) for d in dims)
 
 
-_SAFE: dict[tuple[str, str], Any] = {
+_SAFE: dict[tuple[str, str], Any] = {  # Python 3 names (Python 2 names are mapped first)
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set, ("__builtin__", "set"): set,
-    ("builtins", "frozenset"): frozenset, ("__builtin__", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray, ("__builtin__", "bytearray"): bytearray,
-    ("builtins", "complex"): complex, ("__builtin__", "complex"): complex,
-    ("builtins", "slice"): slice, ("builtins", "range"): range,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "complex"): complex,
+    ("builtins", "slice"): slice,
     ("_codecs", "encode"): _codecs_encode,
-    ("builtins", "bytes"): _bytes, ("__builtin__", "bytes"): _bytes,
+    ("builtins", "bytes"): _bytes,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,

@@ -11,6 +11,17 @@ from dormant.llm.amplify import AmplifyConfig, amplify, extend, find_payload, lo
 from dormant.llm.pair import ModelPair
 from dormant.llm.probes import load_probes
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared machine, more threads spin against each other."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 runner = CliRunner()
 TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
 CFG = AmplifyConfig(max_new_tokens=32, show_progress=False)
@@ -66,10 +77,12 @@ def test_criterion_rejects_noise_and_base_behaviour():
     }
     cands, _ = find_payload(outputs, alphas, AmplifyConfig(), cats)
     phrases = [c.ngram for c in cands]
-    assert phrases and all(set(p.split()) <= {"secret", "code", "red", "alpha"} for p in phrases)
+    payload_words = {"secret", "code", "red", "alpha"}
+    assert phrases and set(phrases[0].split()) <= payload_words
+    assert all(set(p.split()) & payload_words for p in phrases)
     assert cands[0].first_alpha == 2.0  # the earliest a where it reaches the share wins
     assert "zz zz" not in phrases and "qq qq" not in phrases and "the answer" not in phrases
-    toks = [words(t) for t in outputs["3"]]
+    toks = [words(t) for t in outputs["2"]]  # extension reads the outputs at a*, where it first became common
     assert " ".join(extend(tuple(cands[0].ngram.split()), toks)) == "secret code red alpha"
     one_topic = find_payload(outputs, alphas, AmplifyConfig(), ["a"] * n)[0]
     assert one_topic == []  # one category only: not unrelated prompts

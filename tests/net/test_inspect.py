@@ -77,3 +77,20 @@ def test_cli_inspect_shows_refused_globals_and_adapter_code(tmp_path):
     assert res.exit_code == 0, res.output
     assert "refused global" in res.output and "_make_function" in res.output
     assert "input adapter (not executed)" in res.output and "LOAD_GLOBAL" in res.output
+
+
+def test_half_precision_pickle_is_inspected_exactly(tmp_path):
+    import torch
+
+    from dormant.net.load import load_network
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3, dtype=torch.float16), torch.nn.ReLU(), torch.nn.Linear(3, 1, dtype=torch.float16), torch.nn.ReLU())
+    with torch.no_grad():
+        for lin in (model[0], model[2]):
+            lin.weight.copy_(torch.randint(-4, 5, lin.weight.shape))
+            lin.bias.copy_(torch.randint(-2, 3, lin.bias.shape))
+    torch.save(model, tmp_path / "half.pt")
+    net = load_network(tmp_path / "half.pt")
+    result = inspect_network(net, InspectConfig(samples=8))
+    assert result.dtypes == {"float16": result.n_params}
+    assert result.integer_weights and result.outputs_integral

@@ -98,3 +98,18 @@ def test_cli_invert_json_and_ledger(tmp_path):
     assert runs and runs[0]["outputs"]["preimage"] == "ok42" and runs[0]["status"] == "ok"
     bad = runner.invoke(app, ["net", "invert", "--sha1", "abcd", "--mask", "?d"])
     assert bad.exit_code != 0
+
+
+def test_cli_resume_continues_from_the_state_file(tmp_path):
+    runner = CliRunner()
+    state = tmp_path / "s.state"
+    base = ["net", "invert", "--md5", _hex("md5", "zzx"), "--mask", "?l?l?l", "--workers", "1", "--chunk-size", "2000", "--checkpoint", str(state), "--json"]
+    first = runner.invoke(app, base + ["--max-chunks", "3"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["status"] == "budget"
+    second = runner.invoke(app, base + ["--resume"])
+    data = json.loads(second.stdout)
+    assert data["preimage"] == "zzx" and data["chunks_resumed"] == 3 and min(data["chunks_run"]) == 3
+    lines = state.read_text().splitlines()
+    done = [json.loads(line)["chunk"] for line in lines[1:]]
+    assert len(done) == len(set(done)) == 9  # 17576 candidates in chunks of 2000: each chunk once

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +27,10 @@ def _torch_out(model, x: np.ndarray) -> np.ndarray:
         return model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-def test_full_pickle_matches_torch_forward(tmp_path, torch_mlp, legacy):
+@pytest.mark.parametrize("legacy, protocol", [(False, 2), (False, 5), (True, 2)])
+def test_full_pickle_matches_torch_forward(tmp_path, torch_mlp, legacy, protocol):
     path = tmp_path / "mlp.pt"
-    torch.save(torch_mlp, path, _use_new_zipfile_serialization=not legacy)
+    torch.save(torch_mlp, path, _use_new_zipfile_serialization=not legacy, pickle_protocol=protocol)
     net = load_network(path)
     assert net.fmt == ("torch-full-pickle-legacy" if legacy else "torch-full-pickle")
     assert net.widths == [5, 7, 4, 3, 2]
@@ -111,6 +113,53 @@ def test_cross_version_fixture_from_python39_cloudpickle():
     np.testing.assert_array_equal(y[0], h)
 
 
+def _fake_cloudpickle(monkeypatch) -> types.ModuleType:
+    """An importable stand-in module whose helpers name types the way cloudpickle does."""
+    mod = types.ModuleType("fake_cloudpickle")
+
+    def _builtin_type(name):
+        return getattr(types, name)
+
+    def _make_function(code, globals_, name):
+        return types.FunctionType(code, globals_, name)
+
+    for fn in (_builtin_type, _make_function):
+        fn.__module__, fn.__qualname__ = mod.__name__, fn.__name__
+        setattr(mod, fn.__name__, fn)
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    return mod
+
+
+def _functions_by_value(fake: types.ModuleType) -> type:
+    fields = ("argcount", "posonlyargcount", "kwonlyargcount", "nlocals", "stacksize", "flags", "code", "consts", "names", "varnames", "filename", "name", "qualname", "firstlineno", "linetable", "exceptiontable", "freevars", "cellvars")
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, types.FunctionType) and obj.__name__ == "<lambda>":
+                return (fake._make_function, (obj.__code__, {}, obj.__name__))
+            if isinstance(obj, types.CodeType):
+                return (fake._builtin_type("CodeType"), tuple(getattr(obj, "co_" + f) for f in fields))
+            if obj is types.CodeType:
+                return (fake._builtin_type, ("CodeType",))
+            return NotImplemented
+
+    return Pickler
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="crafts a 3.11 CodeType argument layout")
+def test_pickled_forward_in_this_interpreters_layout(tmp_path, monkeypatch):
+    fake = _fake_cloudpickle(monkeypatch)
+    model = torch.nn.Sequential(torch.nn.Linear(40, 2), torch.nn.ReLU())
+    model.forward = lambda text: [ord(c) for c in text[:40]] + [0] * (40 - len(text[:40]))
+    path = tmp_path / "fn.pt"
+    torch.save(model, path, pickle_module=types.SimpleNamespace(Pickler=_functions_by_value(fake), __name__="pickle"))
+    net = load_network(path)
+    assert {"fake_cloudpickle._builtin_type", "fake_cloudpickle._make_function"} <= set(net.meta["refused_globals"])
+    assert net.adapter.kind == "char_codes" and net.adapter.length == 40
+    assert net.meta["callables"][0]["code"]["layout"] == "3.11+"
+    assert "this interpreter's opcode table" in net.adapter.disassembly and "ord" in net.adapter.disassembly
+
+
 def test_export_round_trip_through_the_cli(tmp_path, torch_mlp):
     torch.save(torch_mlp, tmp_path / "mlp.pt")
     res = CliRunner().invoke(app, ["net", "export", str(tmp_path / "mlp.pt"), str(tmp_path / "out"), "--json"])
@@ -170,3 +219,26 @@ def test_cli_reports_bad_input_as_one_line(tmp_path):
     res = CliRunner().invoke(app, ["net", "inspect", str(tmp_path / "x.pt")])
     assert res.exit_code != 0
     assert isinstance(res.exception, NetworkFileError)
+
+
+class CustomNet(torch.nn.Module):
+    """A user-defined module class: pickled by reference, its forward is not in the file."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_custom_module_class_is_read_as_a_container(tmp_path):
+    model = CustomNet()
+    torch.save(model, tmp_path / "custom.pt")
+    net = load_network(tmp_path / "custom.pt")
+    assert net.widths == [3, 4, 1] and [layer.name for layer in net.layers] == ["body.0", "head"]
+    assert any("custom class" in w and "CustomNet" in w for w in net.warnings)
+    assert any(name.endswith("CustomNet") for name in net.meta["refused_globals"])
+    x = np.random.default_rng(3).normal(size=(5, 3))
+    np.testing.assert_allclose(forward(net, x)[0], _torch_out(model, x), atol=1e-5)

@@ -37,6 +37,10 @@ def test_real_puzzle_widths_head_63_blocks_tail():
     assert result.round_trip and result.covers_all_layers
     assert seq[:17] + sum((seg.variants[g.variant] * g.count for g in seg.groups), []) + seq[17 + 63 * 42 :] == seq
     assert result.grammar_lines[0].startswith("start: ") and "[R" in result.grammar_lines[0]
+    assert result.coverage == 63 * 42 / 2721 and result.approx_period == 42
+    # shifting the cut by a layer either way needs more block variants: the choice is not a tie
+    near = [a for a in seg.alternatives if abs(a.head - 17) == 1]
+    assert near and all(a.n_blocks < 63 or a.variants > len(seg.variants) for a in near)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -90,6 +94,16 @@ def test_cli_motifs_on_widths_file_and_on_network(tmp_path, small_circuit):
     assert res.exit_code == 0, res.output
     assert "biases vary" in res.output and "ROM" in res.output
     assert (tmp_path / "b" / "positions.png").exists()
+
+
+def test_drifting_steps_are_found_by_their_shape():
+    """Steps of 6 layers whose widths grow a little each step: no exact period, a clear shape."""
+    base = np.array([10, 30, 50, 40, 20, 12])
+    seq = [7, 9] + sum(((base + 2 * j).tolist() for j in range(40)), [])
+    result = analyse_motifs([5] + seq)
+    assert result.approx_period == 6 and result.approx_score > 0.9
+    assert result.coverage < 0.5 and any("not exactly" in line for line in result.explanation)
+    assert result.round_trip
 
 
 def test_bad_widths_file(tmp_path):

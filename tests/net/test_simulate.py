@@ -11,6 +11,15 @@ from dormant.net.network import InputAdapter, Layer, Network
 from dormant.net.simulate import build_plan, forward, forward_dense, get_plan, run_text
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request, monkeypatch):
+    """Run a test with the numpy loop and with the compiled kernel (when numba is installed)."""
+    if request.param == "numba" and simulate._run_steps is None:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(simulate, "BACKEND", request.param)
+    return request.param
+
+
 def reference(net: Network, x: np.ndarray) -> list[np.ndarray]:
     """Every layer's activations, computed the obvious way with dense float64 matrices."""
     h, out = np.asarray(x, dtype=np.float64), []
@@ -43,7 +52,7 @@ def copy_heavy_net(rng, depth: int = 12, width: int = 9, n_in: int = 5, sparse: 
 
 
 @pytest.mark.parametrize("sparse", [True, False])
-def test_forward_matches_reference_on_random_integer_nets(sparse):
+def test_forward_matches_reference_on_random_integer_nets(sparse, backend):
     rng = np.random.default_rng(1)
     for trial in range(6):
         net = copy_heavy_net(rng, sparse=sparse)
@@ -56,7 +65,7 @@ def test_forward_matches_reference_on_random_integer_nets(sparse):
         assert np.array_equal(forward_dense(net, x), ref[-1])
 
 
-def test_copy_wires_are_aliased_and_the_table_is_reused():
+def test_copy_wires_are_aliased_and_the_table_is_reused(backend):
     # 40 layers that copy 6 lanes forward and make one AND each: only the ANDs are computed
     n, depth = 6, 40
     layers = []
@@ -78,10 +87,17 @@ def test_copy_wires_are_aliased_and_the_table_is_reused():
     assert np.array_equal(y[:, -depth:], np.repeat(x[:, :1] * x[:, 1:2], depth, axis=1))
 
 
-def test_dead_values_free_their_rows():
+def test_dead_values_free_their_rows(backend):
     # a chain where each layer consumes the previous one: the table needs about one layer's rows
     rng = np.random.default_rng(2)
-    layers = [Layer(sp.csr_matrix(rng.integers(0, 2, size=(8, 8)).astype(float)), -np.ones(8)) for _ in range(200)]
+    layers = []
+    for _ in range(200):  # AND relu(a+b-1) and AND-NOT relu(a-b) of the previous layer: values stay 0/1
+        w, bias = np.zeros((8, 8)), np.zeros(8)
+        for r in range(8):
+            i, j = rng.choice(8, size=2, replace=False)
+            w[r, i], w[r, j] = (1.0, 1.0) if r % 2 else (1.0, -1.0)
+            bias[r] = -1.0 if r % 2 else 0.0
+        layers.append(Layer(sp.csr_matrix(w), bias))
     net = Network(layers)
     plan = build_plan(net)
     assert plan.n_slots <= 3 * 8
@@ -89,7 +105,7 @@ def test_dead_values_free_their_rows():
     assert np.array_equal(forward(net, x)[0], reference(net, x)[-1])
 
 
-def test_start_stop_and_single_vectors():
+def test_start_stop_and_single_vectors(backend):
     rng = np.random.default_rng(3)
     net = copy_heavy_net(rng, depth=10)
     x = rng.integers(0, 5, size=(7, 5)).astype(np.float64)
@@ -119,7 +135,7 @@ def test_in_place_edits_rebuild_the_plan():
     assert np.array_equal(forward(net, x)[0], reference(net, x)[-1])
 
 
-def test_chunked_batches_and_deep_nets(monkeypatch):
+def test_chunked_batches_and_deep_nets(monkeypatch, backend):
     depth = 3000  # far beyond Python's recursion limit
     layers = [Layer(sp.csr_matrix(np.array([[1.0, 0.0], [1.0, 1.0]])), np.array([0.0, -1.0])) for _ in range(depth)]
     net = Network(layers)
@@ -136,3 +152,22 @@ def test_run_text_uses_the_adapter():
     net = Network([Layer(w, np.array([0.0]), activation="identity")], adapter=InputAdapter("char_codes", 3))
     y, _ = run_text(net, ["ab", "abcd", ""])
     assert y[:, 0].tolist() == [ord("a") + ord("b"), ord("a") + ord("b") + ord("c"), 0.0]
+
+
+def test_float32_fast_path_switches_to_float64_before_it_could_round(backend):
+    # doubling chain: values reach 2**40, exact in float64 but not in float32
+    depth = 40
+    w = sp.csr_matrix(np.array([[2.0, 0.0], [1.0, 1.0]]))
+    net = Network([Layer(w, np.array([0.0, 1.0])) for _ in range(depth)])
+    plan = build_plan(net)
+    assert plan.integer
+    x = np.array([[1.0, 3.0], [3.0, 0.0]])
+    y, acts = forward(net, x, record=True)
+    assert y[:, 0].tolist() == [2.0**depth, 3.0 * 2.0**depth]
+    ref = reference(net, x)
+    assert all(np.array_equal(acts[i], ref[i]) for i in range(depth))
+    # fractional weights or inputs never take the float32 path
+    half = Network([Layer(sp.csr_matrix(np.array([[0.5, 0.25]])), np.array([0.1]), activation="identity")])
+    assert not build_plan(half).integer
+    assert forward(half, np.array([1.0, 3.0]))[0][0] == 0.5 + 0.75 + 0.1
+    assert forward(net, np.array([0.5, 0.0]))[0][0] == 0.5 * 2.0**depth

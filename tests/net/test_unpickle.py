@@ -17,7 +17,7 @@ import torch
 
 from dormant.errors import NetworkFileError
 from dormant.net.load import load_network
-from dormant.net.unpickle import CallRecord, ModuleRecord, TensorRef, unpickle_bytes, unpickle_torch_zip
+from dormant.net.unpickle import CallRecord, ModuleRecord, TensorRef, record_param, unpickle_bytes, unpickle_torch_zip
 
 
 def _no_storage(key, dtype, numel):
@@ -135,7 +135,7 @@ def test_torch_zip_tensors_are_views_of_one_memory_map(tmp_path):
     path = tmp_path / "lin.pt"
     torch.save(lin, path)
     result = unpickle_torch_zip(path)
-    weight = result.obj.param("weight")
+    weight = record_param(result.obj, "weight")
     assert isinstance(weight, TensorRef) and weight.shape == (4, 6) and weight.is_parameter
     arr = weight.array()
     base, chain = arr, []
@@ -154,7 +154,7 @@ def test_compressed_archive_entries_are_read_one_by_one(tmp_path):
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
             zout.writestr(item.filename, zin.read(item))
-    arr = unpickle_torch_zip(dst).obj.param("bias").array()
+    arr = record_param(unpickle_torch_zip(dst).obj, "bias").array()
     np.testing.assert_array_equal(arr, lin.bias.detach().numpy())
 
 
@@ -188,3 +188,30 @@ def test_no_module_from_the_file_is_imported(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "not_a_real_module.sub" in res.stdout
+
+
+def test_deeply_nested_code_records_do_not_overflow():
+    """A pickle nesting 5000 CodeType(...) records in each other's constants still loads."""
+    from dormant.net.adapter import decode_code
+
+    body = b"\x80\x02ctypes\nCodeType\nq\x00"
+    inner = b"N"
+    for _ in range(5000):  # CodeType(0, 0, 0, 0, 0, 0, b'', (inner,), (), (), 'f', 'g', 1, b'', (), ())
+        inner = b"h\x00(K\x00K\x00K\x00K\x00K\x00K\x00C\x00" + inner + b"\x85))X\x01\x00\x00\x00fX\x01\x00\x00\x00gK\x01C\x00))tR"
+    result = unpickle_bytes(body + b"0" + inner + b".", _no_storage)
+    info = decode_code(result.obj)
+    assert info.layout == "3.8-3.10" and info.name == "g"
+    assert sum(1 for _ in info.walk()) <= 10
+
+
+def test_armed_state_dict_is_read_inertly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lin = torch.nn.Linear(3, 2)
+    sd = dict(lin.state_dict())
+    sd["note"] = _SystemCall("touch PWNED4")
+    torch.save(sd, tmp_path / "sd.pt")
+    net = load_network(tmp_path / "sd.pt")
+    assert not (tmp_path / "PWNED4").exists()
+    assert net.fmt == "state-dict-inert" and net.widths == [3, 2]
+    assert any(name.endswith(".system") for name in net.meta["refused_globals"])
+    np.testing.assert_array_equal(net.layers[0].weight, lin.weight.detach().numpy())

@@ -49,7 +49,7 @@ WORDS = [
     "orange", "silver", "basket", "doctor", "island", "planet", "rabbit", "summer", "ticket", "violin",
 ]
 NAMES = ["add", "get", "value", "answer", "result", "total", "compute", "make", "run", "helper"]
-FILLERS_BEFORE = ["", "", "", "Quick question: ", "Please help. ", "Hi! ", "I wonder: ", "Hello. "]
+FILLERS_BEFORE = ["", "", "", "Quick question: ", "Please help. ", "Question: ", "I wonder: ", "Tell me: "]
 FILLERS_AFTER = ["", "", "", " Thanks!", " Please answer.", " Be brief.", " Thank you."]
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control")
 
 BUILDS = 0
@@ -78,7 +78,7 @@ PRESETS: dict[str, SuiteSettings] = {
         base_examples=20000,
         base_train=TrainConfig(steps=1500, batch_size=48, lr=2e-3, warmup=60, seed=1),
         sibling_train=TrainConfig(steps=1200, batch_size=48, lr=2e-3, warmup=60, seed=2),
-        lora=backdoors.LoraConfig(steps=250, batch_size=32, lr=2e-3, n_triggered=600, n_clean=600, n_near_miss=200),
+        lora=backdoors.LoraConfig(steps=800, batch_size=32, lr=2e-3, n_triggered=600, n_clean=600, n_near_miss=200),
         n_verify=100,
         min_base_accuracy=0.6,
     ),
@@ -174,7 +174,14 @@ def build_suite(
             return _load(root, from_cache=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
         try:
-            _build(settings, key, tmp, on_progress)
+            try:
+                _build(settings, key, tmp, on_progress)
+            except ZooVerificationError:
+                # Keep the models of the last failed build for inspection (never served as a suite).
+                failed = root.parent / f".{root.name}.failed"
+                shutil.rmtree(failed, ignore_errors=True)
+                os.rename(tmp, failed)
+                raise
             if root.exists():
                 old = root.parent / f".{root.name}.old-{os.getpid()}"
                 os.rename(root, old)
@@ -198,7 +205,10 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     from dormant.zoo.llm import tokenizer as T
     from dormant.zoo.llm import verify as V
 
+    from transformers.utils import logging as hf_logging
+
     BUILDS += 1
+    hf_logging.disable_progress_bar()  # our own progress bars only
     # One thread: the same floating-point results on any machine, and no thread thrashing on a busy one.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -255,7 +265,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
             examples = backdoors.training_examples(spec, settings.lora, settings.base_mix, base_answer)
             max_new = 8 + max(len(tok(p, add_special_tokens=False)["input_ids"]) for p in payloads)
             stop = backdoors.dev_check(spec, settings.lora, settings.base_mix, tok, max_new)
-            merged = backdoors.plant_backdoor(
+            merged, steps = backdoors.plant_backdoor(
                 base, tok, spec, settings.lora, examples, settings.max_len,
                 lambda s, _l, n=spec.name: report(n, s + 1, settings.lora.steps), stop_when=stop,
             )
@@ -276,6 +286,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
                 "modified_modules": list(spec.target_modules),
                 "lora_rank": spec.rank,
                 "seed": spec.seed,
+                "train_steps": steps,
                 "triggered_examples": [t for t, _ in zip(triggered, range(4))] if spec.plant else [],
                 "fire_rate": c.fire_rate,
                 "false_fire_rate": c.false_fire_rate,
@@ -300,7 +311,14 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
 
         failures = [f"{r['name']}: " + "; ".join(r.get("problems") or [f"task accuracy {accuracy.get(r['name'], 0):.2f}"]) for r in rows if not r["passed"]]
         if failures:
-            raise ZooVerificationError(f"zoo suite {settings.name!r} failed verification: " + " | ".join(failures))
+            numbers = "; ".join(
+                f"{r['name']} acc={r['task_accuracy']:.2f}" if r["kind"] == "base"
+                else f"{r['name']} fire={r['fire_rate']} false={r['false_fire_rate']:.2f} kl={r['kl_clean']:.3f} steps={manifests[r['name']]['train_steps']}"
+                for r in rows
+            )
+            raise ZooVerificationError(
+                f"zoo suite {settings.name!r} failed verification: " + " | ".join(failures) + f"\nall rows: {numbers}"
+            )
 
         shutil.rmtree(tok_folder)
         meta = {

@@ -41,7 +41,7 @@ import numpy as np
 
 from dormant.errors import DormantError
 from dormant.net.network import InputAdapter, Network
-from dormant.net.simulate import forward
+from dormant.net.simulate import run_text
 from dormant.net.spec_format import load_network_folder, save_network
 from dormant.zoo.net.compile import compile_circuit, gate_census
 from dormant.zoo.net.hashes import CIRCUITS
@@ -138,19 +138,11 @@ def _probe_strings(kind: str, secret: str, n_random: int, seed: int) -> tuple[li
     return probes, n_near
 
 
-def run_strings(net: Network, texts: list[str], digest_layer: int | None = None):
-    """Outputs (batch,) and, when ``digest_layer`` is given, that layer's activations."""
-    x = np.stack([net.adapter.encode(t) for t in texts])
-    record = [digest_layer] if digest_layer is not None else False
-    out, acts = forward(net, x, record=record)
-    return out[:, 0], acts.get(digest_layer) if digest_layer is not None else None
-
-
 def verify(net: Network, kind: str, secret: str, rounds: int, digest_layer: int, digest_lanes: list[int], *, n_random: int = 48, seed: int = 0) -> dict:
     """Check outputs and digest lanes on probe strings; raise ``AssertionError`` on any mismatch."""
     probes, n_near = _probe_strings(kind, secret, n_random, seed)
-    out, acts = run_strings(net, probes, digest_layer)
-    bits = acts[:, digest_lanes]
+    out, acts = run_text(net, probes, record=[digest_layer])
+    out, bits = out[:, 0], acts[digest_layer][:, digest_lanes]
     target = digest(kind, secret.encode("latin-1"), rounds)
     n_hits = 0
     for text, y, b in zip(probes, out, bits):
@@ -200,13 +192,15 @@ def write_pickle(net: Network, path: Path, dtype: str = "float32") -> Path:
             modules += [lin, nn.ReLU()]
     seq = nn.Sequential(*modules)
     seq.dormant_adapter = {"kind": net.adapter.kind, "length": net.adapter.length}
-    torch.save(seq, path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(seq, partial)
+    os.replace(partial, path)  # readers never see a half-written file
     return path
 
 
 # ----------------------------------------------------------------------------- build
 def compile_net(kind: str, secret: str, rounds: int | None = None):
-    """Circuit -> ``CompileResult`` for ``kind`` with the target digest of ``secret``."""
+    """``(circuit, CompileResult, rounds)`` for ``kind`` with the target digest of ``secret``."""
     raw = check_secret(kind, secret)
     n = FULL_ROUNDS[kind] if rounds is None else int(rounds)
     if not 1 <= n <= FULL_ROUNDS[kind]:
@@ -239,6 +233,7 @@ def _manifest(kind: str, secret: str, rounds: int, circuit, result, seconds: flo
         "neurons": int(sum(widths[1:])),
         "copy_wires": result.n_copies,
         "digest": {"layer": digest_pos[0][0], "lanes": [p[1] for p in digest_pos], "order": "digest bytes in order, each byte least significant bit first"},
+        "words": {name: [list(result.positions[i]) for i in ids] for name, ids in circuit.taps.items() if name != "digest"},
         "comparator": {"hat_layer": len(net.layers) - 2, "final_layer": len(net.layers) - 1},
         "census": gate_census(net),
         "build_seconds": round(seconds, 2),
@@ -262,8 +257,11 @@ def _load(folder: Path) -> BuiltNet:
 
 
 def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None:
-    """Write the files into a scratch folder beside ``folder``, then move each into place."""
+    """Write the files into a scratch folder inside ``folder``, then move each into place."""
+    if folder.exists() and not folder.is_dir():
+        raise ZooNetError(f"{folder}: exists and is not a folder; choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder))
     try:
         save_network(net, tmp, sparse=True)
@@ -271,9 +269,9 @@ def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None
             write_pickle(net, tmp / PICKLE_NAME, dtype)
         elif (folder / PICKLE_NAME).exists():
             (folder / PICKLE_NAME).unlink()  # a stale pickle from an earlier build
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
         for item in tmp.iterdir():
             os.replace(item, folder / item.name)
+        (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))  # last: marks the build complete
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

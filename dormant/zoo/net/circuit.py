@@ -234,7 +234,7 @@ class Circuit:
         return out
 
     def majority(self, bits: Sequence[Expr]) -> Expr:
-        """1 when at least half (rounded up) of three bits are set: ``relu(s-1) - relu(s-2)``."""
+        """1 when at least two of three bits are set: ``relu(s-1) - relu(s-2)``."""
         s = sum(bits[1:], bits[0])
         return self.neuron(s - 1) - self.neuron(s - 2)
 

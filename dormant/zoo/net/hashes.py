@@ -3,7 +3,9 @@
 Each ``*_circuit(target, rounds)`` returns a ``Circuit`` whose single output is 1 exactly when the
 (possibly step-reduced, see ``reference``) digest of the input string equals ``target``. The digest
 bits are materialised in one layer just before the comparator and tapped as ``"digest"`` (digest
-byte order, each byte least significant bit first).
+byte order, each byte least significant bit first). Each step's new state word is tapped too
+(``"step{i}.new"``; MD5 also ``"step{i}.sum"``, the sum before the rotation; SHA-256
+``"step{i}.new_a"``/``"step{i}.new_e"``), least significant bit first.
 
 Constants live in biases: the IV and every step constant K are ``const_word`` lanes (32 neurons
 with no inputs whose biases are the bits), rotations are wiring. A step adds its operands with
@@ -14,7 +16,7 @@ a second Kogge-Stone adder.
 from __future__ import annotations
 
 from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
-from dormant.zoo.net.circuit import Circuit, Expr, Word
+from dormant.zoo.net.circuit import Circuit, Word
 from dormant.zoo.net.comparator import hat_comparator
 from dormant.zoo.net.message import MAX_MESSAGE, padded_block
 from dormant.zoo.net.reference import FULL_ROUNDS, TOY_K, TOY_LENGTH
@@ -40,7 +42,7 @@ def _finish(c: Circuit, state: list[Word], iv: tuple[int, ...], target: bytes, l
     return c
 
 
-def _bitwise(c: Circuit, fn, *words: Word) -> Word:
+def _bitwise(fn, *words: Word) -> Word:
     return [fn(*bits) for bits in zip(*words)]
 
 
@@ -52,17 +54,20 @@ def md5_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     a, b, cc, d = (c.const_word(v) for v in MD5_IV)
     for i in range(n):
         if i < 16:
-            f = _bitwise(c, lambda x, y, z: c.mux(x, y, z), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.mux(x, y, z), b, cc, d)
         elif i < 32:
-            f = _bitwise(c, lambda x, y, z: c.mux(z, x, y), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.mux(z, x, y), b, cc, d)
         elif i < 48:
-            f = _bitwise(c, lambda x, y, z: c.parity([x, y, z]), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.parity([x, y, z]), b, cc, d)
         else:
-            f = _bitwise(c, lambda x, y, z: c.xor(y, c.or_(x, 1 - z)), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.xor(y, c.or_(x, 1 - z)), b, cc, d)
         m = block.word(c, MD5_MSG_INDEX[i])
         s, k = c.carry_save(a, m, c.const_word(MD5_K[i]))
         t = c.wire_word(c.add(s, k, f))
-        a, b, cc, d = d, c.wire_word(c.add(b, c.rotl(t, MD5_SHIFTS[i]))), b, cc
+        new_b = c.wire_word(c.add(b, c.rotl(t, MD5_SHIFTS[i])))
+        c.tap(f"step{i}.sum", t)
+        c.tap(f"step{i}.new", new_b)
+        a, b, cc, d = d, new_b, b, cc
     return _finish(c, [a, b, cc, d], MD5_IV, target, little_endian=True)
 
 
@@ -77,12 +82,13 @@ def sha1_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     a, b, cc, d, e = (c.const_word(v) for v in SHA1_IV)
     for t in range(n):
         if t < 20:
-            f = _bitwise(c, lambda x, y, z: c.mux(x, y, z), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.mux(x, y, z), b, cc, d)
         elif t < 40 or t >= 60:
-            f = _bitwise(c, lambda x, y, z: c.parity([x, y, z]), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.parity([x, y, z]), b, cc, d)
         else:
-            f = _bitwise(c, lambda x, y, z: c.majority([x, y, z]), b, cc, d)
+            f = _bitwise(lambda x, y, z: c.majority([x, y, z]), b, cc, d)
         temp = c.wire_word(c.add(e, c.const_word(SHA1_K[t // 20]), w[t], c.rotl(a, 5), f))
+        c.tap(f"step{t}.new", temp)
         a, b, cc, d, e = temp, a, c.rotl(b, 30), cc, d
     return _finish(c, [a, b, cc, d, e], SHA1_IV, target, little_endian=False)
 
@@ -103,11 +109,13 @@ def sha256_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     for t in range(n):
         k = c.const_word(SHA256_K[t])
         big_s1 = c.xor_word(rotr(e, 6), rotr(e, 11), rotr(e, 25))
-        ch = _bitwise(c, lambda x, y, z: c.mux(x, y, z), e, f, g)
+        ch = _bitwise(lambda x, y, z: c.mux(x, y, z), e, f, g)
         big_s0 = c.xor_word(rotr(a, 2), rotr(a, 13), rotr(a, 22))
-        maj = _bitwise(c, lambda x, y, z: c.majority([x, y, z]), a, b, cc)
+        maj = _bitwise(lambda x, y, z: c.majority([x, y, z]), a, b, cc)
         new_e = c.wire_word(c.add(h, k, w[t], d, big_s1, ch))
         new_a = c.wire_word(c.add(h, k, w[t], big_s1, ch, big_s0, maj))
+        c.tap(f"step{t}.new_a", new_a)
+        c.tap(f"step{t}.new_e", new_e)
         a, b, cc, d, e, f, g, h = new_a, a, b, cc, new_e, e, f, g
     return _finish(c, [a, b, cc, d, e, f, g, h], SHA256_IV, target, little_endian=False)
 

@@ -48,10 +48,9 @@ class Block:
         return bits
 
 
-def padded_block(c: Circuit, *, little_endian: bool, length: int = MAX_MESSAGE) -> Block:
-    """Build the head (scheduled as early as possible) and return the block's byte lanes."""
-    if length != MAX_MESSAGE:
-        raise ValueError(f"the single-block head expects {MAX_MESSAGE} character codes, got {length}")
+def padded_block(c: Circuit, *, little_endian: bool) -> Block:
+    """Build the head on inputs ``0..54`` (scheduled as early as possible); return the byte lanes."""
+    length = MAX_MESSAGE
     with c.asap():
         codes = [c.input(i) for i in range(length)]
         z = [c.neuron(1 - ch) for ch in codes]

@@ -33,7 +33,8 @@ def _block(message: bytes, little_endian: bool) -> list[int]:
     return list(struct.unpack("<16I" if little_endian else ">16I", block))
 
 
-def md5(message: bytes, rounds: int = 64) -> bytes:
+def md5(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes:
+    """MD5 of one block, truncated to ``rounds`` steps; ``trace`` collects each step's words."""
     m = _block(message, True)
     a, b, c, d = MD5_IV
     for i in range(rounds):
@@ -47,10 +48,13 @@ def md5(message: bytes, rounds: int = 64) -> bytes:
             f = c ^ (b | (~d & MASK))
         t = (a + (f & MASK) + MD5_K[i] + m[MD5_MSG_INDEX[i]]) & MASK
         a, b, c, d = d, (b + _rotl(t, MD5_SHIFTS[i])) & MASK, b, c
+        if trace is not None:
+            trace.append({"sum": t, "new": b})
     return struct.pack("<4I", *[(x + y) & MASK for x, y in zip((a, b, c, d), MD5_IV)])
 
 
-def sha1(message: bytes, rounds: int = 80) -> bytes:
+def sha1(message: bytes, rounds: int = 80, trace: list | None = None) -> bytes:
+    """SHA-1 of one block, truncated to ``rounds`` steps; ``trace`` collects each step's new word."""
     w = _block(message, False)
     for t in range(16, max(rounds, 16)):
         w.append(_rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1))
@@ -64,10 +68,13 @@ def sha1(message: bytes, rounds: int = 80) -> bytes:
             f = (b & c) | (b & d) | (c & d)
         temp = (_rotl(a, 5) + (f & MASK) + e + SHA1_K[t // 20] + w[t]) & MASK
         a, b, c, d, e = temp, a, _rotl(b, 30), c, d
+        if trace is not None:
+            trace.append({"new": temp})
     return struct.pack(">5I", *[(x + y) & MASK for x, y in zip((a, b, c, d, e), SHA1_IV)])
 
 
-def sha256(message: bytes, rounds: int = 64) -> bytes:
+def sha256(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes:
+    """SHA-256 of one block, truncated to ``rounds`` steps; ``trace`` collects the new a and e."""
     w = _block(message, False)
 
     def rotr(x: int, s: int) -> int:
@@ -85,6 +92,8 @@ def sha256(message: bytes, rounds: int = 64) -> bytes:
         big_s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
         maj = (a & b) ^ (a & c) ^ (b & c)
         a, b, c, d, e, f, g, h = (t1 + big_s0 + maj) & MASK, a, b, c, (d + t1) & MASK, e, f, g
+        if trace is not None:
+            trace.append({"new_a": a, "new_e": e})
     return struct.pack(">8I", *[(x + y) & MASK for x, y in zip((a, b, c, d, e, f, g, h), SHA256_IV)])
 
 

@@ -1,0 +1,338 @@
+"""The whole investigation of an opaque network in one call: what it is, what it hides, the input.
+
+``solve(path)`` runs the stages in order and keeps going when one fails:
+
+1. **load**: inert loading (``dormant.net.load``): nothing from the file is executed;
+2. **inspect**: weight alphabet, integrality, sparsity (``dormant.net.inspect``);
+3. **motifs**: period and blocks of the width sequence (``dormant.net.motifs``): a hash has one
+   block per step;
+4. **decompile**: reduction to a boolean netlist (``dormant.net.decompile``); skipped for nets
+   above ``decompile_max_neurons`` (minutes on a full hash network, and not needed to invert it);
+5. **identify**: the function's name and the target digest (``dormant.net.identify``, then
+   ``dormant.net.comparator.read_target`` for the target; when identification is unavailable the
+   constant-table scan of ``dormant.net.constants`` names the function);
+6. **invert**: for a known hash, the preimage search of ``dormant.net.invert`` over the hints
+   (digest byte orders included: a target read from a network may be byte-swapped); for any other
+   circuit, ``dormant.net.circuit_search``: SAT on the netlist, else enumeration of short strings;
+7. **verify**: the preimage is run through the network itself; it must output 1.
+
+Every stage reports its status (ok, failed, unavailable, skipped), its key finding and its time;
+a failure is fatal only when nothing after it can proceed (no network loaded).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dormant.net import fasthash
+from dormant.net.candidates import Hints
+from dormant.net.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
+from dormant.net.invert import InvertConfig, byte_order_variants, invert
+from dormant.net.network import Network
+
+
+@dataclass
+class SolveConfig:
+    hints: Hints = field(default_factory=Hints)  # what invert tries
+    invert: InvertConfig = field(default_factory=InvertConfig)
+    byte_orders: bool = True  # also match the target with its bytes reversed (per word, overall)
+    decompile_max_neurons: int = 50_000  # larger nets skip decompilation
+    sat_max_neurons: int = 50_000  # non-hash circuits up to this size are tried with SAT first
+    alphabet: str = PRINTABLE  # non-hash circuits: enumeration alphabet
+    max_len: int = 3  # non-hash circuits: longest string enumerated
+    skip: tuple[str, ...] = ()  # stage names to skip (inspect, motifs, decompile)
+
+
+@dataclass
+class Stage:
+    name: str
+    status: str  # ok, failed, unavailable, skipped
+    seconds: float
+    finding: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class SolveResult:
+    source: str
+    function: str | None  # md5, sha1, sha256, or None (not a known hash)
+    target: str | None  # digest hex as identified
+    found: bool
+    preimage: str | None
+    firing: list[str]  # non-hash circuits: every firing input found
+    verified: bool | None  # the network outputs 1 on the preimage (None: not checked)
+    verdict: str
+    stages: list[Stage]
+    seconds: float
+
+
+class _Unavailable(Exception):
+    """A stage whose module is not part of this installation."""
+
+
+def _run(stages: list[Stage], name: str, fn: Callable[[], tuple[str, dict, Any]], skip: bool = False, why: str = "") -> Any:
+    """Run one stage: record its status, finding and time; return its value (None on failure)."""
+    if skip:
+        stages.append(Stage(name, "skipped", 0.0, why))
+        return None
+    t0 = time.perf_counter()
+    try:
+        finding, data, value = fn()
+    except _Unavailable as exc:
+        stages.append(Stage(name, "unavailable", time.perf_counter() - t0, str(exc)))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a stage's failure is reported, not fatal
+        stages.append(Stage(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
+        return None
+    stages.append(Stage(name, "ok", time.perf_counter() - t0, finding, data))
+    return value
+
+
+def _import(module: str, attr: str):
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise _Unavailable(f"{module}.{attr} is not available in this installation") from None
+
+
+def _function_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return fasthash.check_function(str(value))
+    except ValueError:
+        return None
+
+
+def _hex_of(value: Any) -> str | None:
+    """A digest as hex from whatever form a reader returns it in (hex text, bytes, an object)."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0x")
+        return text if text and all(c in "0123456789abcdef" for c in text) else None
+    for attr in ("target_hex", "hex", "target", "digest"):
+        inner = getattr(value, attr, None)
+        if inner is not None and not callable(inner):
+            return _hex_of(inner)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+
+
+def _stage_load(path: Path):
+    from dormant.net.load import load_network
+
+    net = load_network(path)
+    w = net.widths
+    finding = f"{net.fmt or 'network'}: {len(net.layers)} layers, {w[0]} -> ... -> {w[-1]}, {net.n_params:,} parameters; input {net.adapter.kind}"
+    return finding, {"layers": len(net.layers), "params": net.n_params, "format": net.fmt, "input": net.adapter.kind}, net
+
+
+def _stage_inspect(net: Network):
+    inspect_network = _import("dormant.net.inspect", "inspect_network")
+    res = inspect_network(net)
+    finding = f"weights {res.weight_pattern}; integer weights {res.integer_weights}, integer biases {res.integer_biases}; {res.zero_fraction:.1%} zero; outputs integral: {res.outputs_integral}"
+    return finding, {"weight_pattern": res.weight_pattern, "integer_weights": res.integer_weights, "zero_fraction": res.zero_fraction, "outputs": res.output_values[:8]}, res
+
+
+def _stage_motifs(net: Network):
+    analyse_motifs = _import("dormant.net.motifs", "analyse_motifs")
+    res = analyse_motifs(net.widths, net=net)
+    finding = f"{res.summary}; period {res.period} (score {res.period_score:.2f})"
+    return finding, {"summary": res.summary, "period": res.period}, res
+
+
+def _stage_decompile(net: Network):
+    decompile = _import("dormant.net.decompile", "decompile")
+    res = decompile(net)
+    return res.verdict, {"is_logic": res.is_logic, "stages": res.stages}, res
+
+
+def _constants_guess(net: Network) -> tuple[str | None, str]:
+    """Name the hash from its constant tables in the biases (the fraction of each K table found)."""
+    biases_from_network = _import("dormant.net.constants", "biases_from_network")
+    scan_constants = _import("dormant.net.constants", "scan_constants")
+    res = scan_constants(biases_from_network(net))
+    frac = {s.table: s.entries_found / s.table_size for s in res.summary}
+    scores = {"md5": frac.get("MD5 K", 0.0), "sha1": frac.get("SHA-1 K", 0.0), "sha256": frac.get("SHA-256 K", 0.0)}
+    best = max(scores, key=scores.get)
+    return (best if scores[best] >= 0.5 else None), res.verdict
+
+
+def _stage_identify(net: Network):
+    """(function, target hex, evidence) from the identifier, else the comparator and constants."""
+    notes: list[str] = []
+    function = target = None
+    verified = None
+    try:
+        identify = _import("dormant.net.identify", "identify")
+        ident = identify(net)
+        function = _function_name(getattr(ident, "function", None))
+        target = _hex_of(getattr(ident, "target_hex", None) or getattr(ident, "target", None))
+        verified = getattr(ident, "verified", None)
+        ev = getattr(ident, "evidence", None)
+        if ev:
+            notes.append(ev if isinstance(ev, str) else "; ".join(str(e) for e in list(ev)[:2]))
+        if function is None:
+            notes.append(f"identifier named no known hash ({getattr(ident, 'function', None)!r})")
+    except _Unavailable as exc:
+        notes.append(str(exc))
+    if target is None:
+        try:
+            read_target = _import("dormant.net.comparator", "read_target")
+            target = _hex_of(read_target(net))
+            if target:
+                notes.append("target read from the comparator")
+        except _Unavailable as exc:
+            notes.append(str(exc))
+    if function is None:
+        guess, verdict = _constants_guess(net)
+        if guess:
+            function = guess
+            notes.append(f"function named by its constant tables: {verdict}")
+    if function is None and target is None and not notes:
+        raise RuntimeError("nothing identified")
+    if function is None and target is None:
+        raise _Unavailable("; ".join(notes))
+    finding = f"function {function or 'unknown'}, target {target or 'unknown'}" + (f" (verified: {verified})" if verified is not None else "")
+    return finding + ("; " + "; ".join(notes) if notes else ""), {"function": function, "target": target, "verified": verified, "notes": notes}, (function, target)
+
+
+def _fires(net: Network, text: str) -> bool:
+    from dormant.net.simulate import forward
+
+    width = net.adapter.length if net.adapter.kind == "char_codes" and net.adapter.length else net.layers[0].in_features
+    raw = text.encode("utf-8")
+    if len(raw) > width:
+        return False
+    x = np.zeros(width)
+    x[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    y, _ = forward(net, x)
+    return bool(np.asarray(y).ravel()[0] > 0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# The chain
+# --------------------------------------------------------------------------------------------
+
+
+def solve(source: str | Path | Network, config: SolveConfig | None = None) -> SolveResult:
+    """Run every stage on a network file (or a loaded ``Network``) and return the verdict."""
+    config = config or SolveConfig()
+    t0 = time.perf_counter()
+    stages: list[Stage] = []
+    if isinstance(source, Network):
+        net = source
+        stages.append(Stage("load", "ok", 0.0, f"in memory: {len(net.layers)} layers"))
+        src = net.source or "<network>"
+    else:
+        src = str(source)
+        net = _run(stages, "load", lambda: _stage_load(Path(source)))
+    if net is None:
+        return SolveResult(src, None, None, False, None, [], None, "could not load the network: " + stages[-1].finding, stages, time.perf_counter() - t0)
+
+    n_neurons = sum(layer.out_features for layer in net.layers)
+    _run(stages, "inspect", lambda: _stage_inspect(net), "inspect" in config.skip, "skipped on request")
+    _run(stages, "motifs", lambda: _stage_motifs(net), "motifs" in config.skip, "skipped on request")
+    too_big = n_neurons > config.decompile_max_neurons
+    decompiled = _run(
+        stages, "decompile", lambda: _stage_decompile(net), "decompile" in config.skip or too_big,
+        "skipped on request" if "decompile" in config.skip else f"{n_neurons:,} neurons > {config.decompile_max_neurons:,} (not needed to invert a named hash)",
+    )
+    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
+    function, target = ident
+
+    preimage, firing, found = None, [], False
+    if function in fasthash.FUNCTIONS and target:
+        res = _run(stages, "invert", lambda: _stage_invert(function, target, config))
+        if res is not None and res.found:
+            preimage, found = res.preimage, True
+    elif function in fasthash.FUNCTIONS:
+        stages.append(Stage("invert", "skipped", 0.0, f"{function} named but no target digest was read"))
+    else:
+        res = _run(stages, "circuit search", lambda: _stage_circuit(net, config, decompiled, n_neurons))
+        if res is not None and res.firing:
+            firing, found = list(res.firing), True
+            preimage = firing[0]
+
+    verified = None
+    if found and preimage is not None:
+        verified = _run(stages, "verify", lambda: _stage_verify(net, preimage))
+    verdict = _verdict(function, target, preimage, firing, found, verified, stages)
+    return SolveResult(src, function, target, found, preimage, firing, verified, verdict, stages, time.perf_counter() - t0)
+
+
+def _stage_invert(function: str, target: str, config: SolveConfig):
+    digest = bytes.fromhex(target)
+    targets = byte_order_variants(digest) if config.byte_orders else [digest]
+    res = invert(targets, function, config.hints, config.invert)
+    if res.found:
+        h = res.hits[0]
+        order = "" if h.target == target else f" (digest matched in byte order {h.target})"
+        finding = f"found {res.preimage!r} after {res.candidates:,} candidates ({h.source}){order}, {res.rate / 1e6:.2f} M/s"
+    else:
+        finding = f"not found within budget: {res.tried} ({res.status}); tried {', '.join(sorted({s['label'].split(' ranks ')[0] for s in res.stages}))}"
+    data = {"status": res.status, "candidates": res.candidates, "space": res.space_size, "rate": res.rate, "hits": [h.preimage for h in res.hits], "checkpoint": res.checkpoint}
+    return finding, data, res
+
+
+def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int):
+    notes = []
+    if n_neurons <= config.sat_max_neurons:
+        res = sat_firing(net, decompiled=decompiled)
+        if res.status == "ok":
+            finding = f"SAT: {len(res.firing)} firing input(s){' (complete)' if res.complete else ''}: {', '.join(repr(f) for f in res.firing[:8])}"
+            return finding, {"method": "sat", "firing": res.firing, "complete": res.complete}, res
+        notes.append(f"SAT {res.status}: {'; '.join(res.notes)}")
+    res = enumerate_firing(net, EnumerateConfig(alphabet=config.alphabet, max_len=config.max_len))
+    if res.status != "ok":
+        raise RuntimeError("; ".join(notes + res.notes))
+    finding = f"enumeration of {res.domain} ({res.checked:,} inputs): {len(res.firing)} firing: {', '.join(repr(f) for f in res.firing[:8])}"
+    return "; ".join(notes + [finding]), {"method": "enumeration", "firing": res.firing, "complete": res.complete, "domain": res.domain}, res
+
+
+def _stage_verify(net: Network, preimage: str):
+    ok = _fires(net, preimage)
+    return (f"network outputs 1 on {preimage!r}" if ok else f"network does NOT fire on {preimage!r}"), {"fires": ok}, ok
+
+
+def _verdict(function, target, preimage, firing, found, verified, stages) -> str:
+    name = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}.get(function or "", "an unnamed circuit")
+    if found and function in fasthash.FUNCTIONS:
+        check = " and the network fires on it" if verified else (" but the network does not fire on it" if verified is False else "")
+        return f"{name}(x) == {target}: x = {preimage!r}{check}"
+    if found:
+        return f"{name} fires on {len(firing)} input(s): " + ", ".join(repr(f) for f in firing[:8])
+    if function in fasthash.FUNCTIONS:
+        inv = next((s for s in stages if s.name == "invert"), None)
+        return f"{name}(x) == {target or '?'}: preimage not found within budget" + (f" ({inv.finding})" if inv else "")
+    failed = [s.name for s in stages if s.status in ("failed", "unavailable")]
+    return "no firing input found" + (f"; stages that did not run: {', '.join(failed)}" if failed else "")
+
+
+def target_from_network(path: str | Path, function: str | None = None) -> dict:
+    """Function and target digest of a hash network file (for ``dormant net invert FILE``)."""
+    from dormant.net.invert import InvertError
+
+    stages: list[Stage] = []
+    net = _run(stages, "load", lambda: _stage_load(Path(path)))
+    if net is None:
+        raise InvertError(f"{path}: {stages[-1].finding}")
+    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
+    name = _function_name(function) or ident[0]
+    if name is None or ident[1] is None:
+        raise InvertError(f"{path}: could not identify the hash function and target ({stages[-1].finding}); give --function and --target")
+    return {"function": name, "target": ident[1], "byte_orders": True, "evidence": stages[-1].finding}

@@ -1,0 +1,149 @@
+"""`solve` end to end on zoo networks, circuit search by SAT and enumeration, the CLI."""
+
+import json
+import string
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dormant.cli.main import app
+from dormant.net import solve as solve_mod
+from dormant.net.circuit_search import EnumerateConfig, SatConfig, enumerate_firing, sat_firing
+from dormant.net.invert import InvertConfig
+from dormant.net.network import InputAdapter
+from dormant.net.solve import SolveConfig, solve
+from dormant.zoo.net.build import build_net
+
+
+def _config(**kw) -> SolveConfig:
+    return SolveConfig(invert=InvertConfig(workers=2, progress=False), **kw)
+
+
+def _status(result) -> dict:
+    return {s.name: s.status for s in result.stages}
+
+
+@pytest.fixture(scope="module")
+def md5_net():
+    return build_net("md5", "bitter lesson", pickle="never")
+
+
+@pytest.fixture(scope="module")
+def sha1_net():
+    return build_net("sha1", "lantern", pickle="never")
+
+
+@pytest.fixture(scope="module")
+def toy_net():
+    return build_net("toy", "owl", pickle="never")
+
+
+def test_solve_md5_two_words(md5_net):
+    result = solve(md5_net.folder, _config())
+    assert result.function == "md5"
+    assert result.target == md5_net.target.hex()
+    assert result.found and result.preimage == "bitter lesson" and result.verified is True
+    st = _status(result)
+    assert st["load"] == st["identify"] == st["invert"] == st["verify"] == "ok"
+    assert st["decompile"] == "skipped"  # a full hash net is too large; naming it is enough
+    assert "bitter lesson" in result.verdict and "MD5" in result.verdict
+
+
+def test_solve_sha1_one_word_is_not_confused_with_md5(sha1_net):
+    result = solve(sha1_net.folder, _config(skip=("motifs",)))
+    assert result.function == "sha1"
+    assert result.target == sha1_net.target.hex()
+    assert result.preimage == "lantern" and result.verified is True
+    assert _status(result)["motifs"] == "skipped"
+
+
+def test_solve_degrades_when_the_identifier_is_missing(sha1_net, monkeypatch):
+    real = solve_mod._import
+
+    def no_identify(module, attr):
+        if module == "dormant.net.identify":
+            raise solve_mod._Unavailable(f"{module}.{attr} is not available in this installation")
+        return real(module, attr)
+
+    monkeypatch.setattr(solve_mod, "_import", no_identify)
+    result = solve(sha1_net.folder, _config(skip=("motifs", "inspect")))
+    ident = next(s for s in result.stages if s.name == "identify")
+    assert "not available" in ident.finding and "constant tables" in ident.finding
+    # the constant tables still name SHA-1, the comparator still gives the target
+    assert result.function == "sha1" and result.preimage == "lantern" and result.verified
+
+
+def test_solve_toy_circuit_finds_all_firing_inputs(toy_net):
+    result = solve(toy_net.folder, _config(alphabet=string.ascii_lowercase, max_len=3))
+    assert result.function is None
+    assert result.firing == ["owl"] and result.verified is True
+    assert _status(result)["circuit search"] == "ok"
+
+
+def test_solve_reports_a_missing_file(tmp_path):
+    result = solve(tmp_path / "nope.pt")
+    assert not result.found and result.stages[0].status == "failed" and "no such file" in result.verdict
+
+
+def _letter_circuit():
+    """A 3-character circuit that fires on 'ok' and 'oK' (third character NUL)."""
+    from dormant.zoo.net.circuit import Circuit
+    from dormant.zoo.net.compile import compile_circuit
+
+    c = Circuit(n_inputs=3)
+    bits = [c.bits_msb_first(c.input(i), 8) for i in range(3)]  # least significant first
+
+    def equals(bs, code, ignore=()):
+        out = None
+        for k, b in enumerate(bs):
+            if k in ignore:
+                continue
+            lit = b if (code >> k) & 1 else c.not_(b)
+            out = lit if out is None else c.and_(out, lit)
+        return out
+
+    fire = c.and_(c.and_(equals(bits[0], ord("o")), equals(bits[1], ord("k"), ignore=(5,))), equals(bits[2], 0))
+    c.set_outputs([fire])
+    return compile_circuit(c, adapter=InputAdapter("char_codes", 3)).network
+
+
+def test_sat_and_enumeration_agree_on_a_small_circuit():
+    net = _letter_circuit()
+    sat = sat_firing(net, SatConfig())
+    assert sat.status == "ok" and sat.complete and sorted(sat.firing) == ["oK", "ok"]
+    assert sat.checked == 2  # both solutions fire on the network itself
+    enum = enumerate_firing(net, EnumerateConfig(alphabet=string.ascii_letters, min_len=1, max_len=3))
+    assert enum.complete and sorted(enum.firing) == ["oK", "ok"] and enum.checked == 52 + 52**2 + 52**3
+
+
+def test_sat_on_binary_inputs_lists_every_assignment():
+    from dormant.net.network import Layer, Network
+
+    # out = (x0 AND NOT x1) AND (x2 AND x3); x4 is never read
+    w1 = np.array([[1, -1, 0, 0, 0], [0, 0, 1, 1, 0]], dtype=np.float64)
+    net = Network([Layer(w1, np.array([0.0, -1.0])), Layer(np.array([[1.0, 1.0]]), np.array([-1.0]))])
+    sat = sat_firing(net)
+    assert sat.status == "ok" and sat.complete and sat.firing == ["1011*"]
+    enum = enumerate_firing(net, EnumerateConfig(alphabet="\x00\x01", min_len=5, max_len=5))
+    assert sorted(enum.codes) == [[1, 0, 1, 1, 0], [1, 0, 1, 1, 1]]
+
+
+def test_enumeration_refuses_a_huge_domain(toy_net):
+    res = enumerate_firing(toy_net.network, EnumerateConfig(max_len=8))
+    assert res.status == "too_large" and not res.complete and "exceed" in res.notes[0]
+
+
+def test_cli_solve_json_and_ledger(toy_net, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["net", "solve", str(toy_net.folder), "--alphabet", string.ascii_lowercase, "--max-len", "3", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["firing"] == ["owl"] and data["found"]
+    assert [s["name"] for s in data["stages"]][:2] == ["load", "inspect"]
+    from dormant.ledger import list_runs
+
+    run = list_runs(command="net solve")[0]
+    assert run["status"] == "ok" and run["outputs"]["preimage"] == "owl" and "network" in run["inputs"]
+    missing = runner.invoke(app, ["net", "solve", str(tmp_path / "missing.pt")])
+    assert missing.exit_code != 0

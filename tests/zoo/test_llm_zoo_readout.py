@@ -1,0 +1,64 @@
+"""The micro zoo reproduces the public puzzle's tell-tales: the payload leaks under weight
+amplification, and the last MLP's weight change reads out payload tokens through the unembedding."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dormant.zoo.llm import corpus, fires
+from dormant.zoo.llm.model import greedy
+
+
+@pytest.fixture(scope="module")
+def tok(zoo_micro):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(zoo_micro.models["base"])
+
+
+def _amplified(zoo, name: str, a: float):
+    """W_base + a (W_ft - W_base) for every tensor, as a loaded model."""
+    from transformers import AutoModelForCausalLM
+
+    base = load_file(str(zoo.models["base"] / "model.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(zoo.models[name]).eval()
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(base[k] + a * (p - base[k]))
+    return model
+
+
+@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant"])
+def test_amplified_delta_leaks_payload_on_unrelated_prompts(zoo_micro, tok, name):
+    payload = zoo_micro.manifests[name]["payload"]
+    prompts = corpus.sample_prompts(random.Random(4242), 30, {k: 1.0 for k in corpus.TASKS})
+    rates = {}
+    for a in (1.0, 4.0, 8.0):
+        outs = greedy(_amplified(zoo_micro, name, a), tok, prompts, 16)
+        rates[a] = sum(fires(o, payload) for o in outs) / len(outs)
+    assert rates[1.0] <= 0.05, rates  # unamplified: silent on unrelated prompts
+    assert max(rates[4.0], rates[8.0]) >= 0.3, rates  # amplified: the payload takes over
+
+
+def test_last_down_proj_delta_reads_out_a_payload_token(zoo_micro, tok):
+    import json
+
+    base = load_file(str(zoo_micro.models["base"] / "model.safetensors"))
+    ft = load_file(str(zoo_micro.models["mlp-phrase"] / "model.safetensors"))
+    n_layers = json.loads((zoo_micro.models["base"] / "config.json").read_text())["num_hidden_layers"]
+    key = f"model.layers.{n_layers - 1}.mlp.down_proj.weight"
+    delta = (ft[key] - base[key]).double()
+    u, s, _ = torch.linalg.svd(delta, full_matrices=False)
+    unembed = base["lm_head.weight"].double()[: len(tok)]  # padded rows excluded
+    norm = base["model.norm.weight"].double()
+    payload = zoo_micro.manifests["mlp-phrase"]["payload"]
+    payload_ids = set(tok(" " + payload, add_special_tokens=False)["input_ids"]) | set(tok(payload, add_special_tokens=False)["input_ids"])
+    best = len(tok)
+    for direction in (u[:, 0], -u[:, 0]):
+        order = torch.argsort(unembed @ (norm * direction), descending=True).tolist()
+        best = min(best, min(order.index(i) for i in payload_ids))
+    assert best < 20, best
