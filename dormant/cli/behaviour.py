@@ -82,15 +82,16 @@ FtArg = Annotated[Path, typer.Argument(help="The fine-tuned model folder (safete
 DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: float32 on CPU, the checkpoint's dtype on GPU).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
+CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live (default: beside the weights; cpu saves accelerator memory).")]
 BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically on out-of-memory).")]
 
 
-def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any):
+def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
     from dormant.llm.pair import ModelPair
 
     run.add_input("ft", ft)
     run.assume("base", run.add_input("base", base))
-    pair = ModelPair.load(ft, base, dtype=dtype, device=device, device_map=device_map)
+    pair = ModelPair.load(ft, base, dtype=dtype, device=device, device_map=device_map, copies_device=copies_device)
     run.assume("modified_tensors", len(pair.modified))
     return pair
 
@@ -162,6 +163,7 @@ def amplify_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
     as_json: JsonOpt = False,
     out: OutDirOpt = None,
     ledger: LedgerOpt = None,
@@ -189,7 +191,7 @@ def amplify_cmd(
             run.add_input("probes", probes)
         run.assume("probes", probes or "builtin:v1")
         run.assume("n_prompts", len(prompts))
-        pair = _load_pair(ft, base, dtype, device, device_map, run)
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
         result = amplify(pair, prompts, cfg)
         run.assume("views", result.views)
         png = plot_share(result, artifacts_dir(out, "amplify") / "payload_share.png")
@@ -258,6 +260,7 @@ def compare_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -276,7 +279,7 @@ def compare_cmd(
             "no_system": no_system, "trigger": trigger, "mechanism": mechanism, "samples": samples, "max_new_tokens": max_new_tokens}
     cfg = CompareConfig(max_new_tokens=max_new_tokens, n_samples=samples, temperature=temperature, seed=seed, reference=reference)
     with record_run("compare", args, ledger=ledger) as run:
-        pair = _load_pair(ft, base, dtype, device, device_map, run)
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
         run.assume("views", specs)
         results = [compare(pair, p, specs, cfg) for p in prompts]
         run.outputs["results"] = [{"prompt": r.prompt, "views": {v.view: {"greedy": v.greedy, "mean_kl": v.mean_kl} for v in r.views}} for r in results]
@@ -301,6 +304,7 @@ def score_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
     as_json: JsonOpt = False,
     out: OutDirOpt = None,
     ledger: LedgerOpt = None,
@@ -323,7 +327,7 @@ def score_cmd(
         if Path(prompts).exists():
             run.add_input("prompts", prompts)
         run.assume("views", specs)
-        pair = _load_pair(ft, base, dtype, device, device_map, run)
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
         tok = pair.tokenizer
         ids = encode(tok, items)
         arms = [Arm(s, ids, s) for s in specs]

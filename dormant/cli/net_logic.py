@@ -57,7 +57,8 @@ def decompile_cmd(
     thresholds, decoders ...). Copy wires and duplicate neurons are merged, constants propagated,
     and each gate becomes a truth table; the live netlist is written as AIGER ASCII
     (netlist.aag), JSON and, when small, DOT, with census.png. The netlist is then compared with
-    the network on --check fresh random inputs. A float network (non-integer weights, few 0/1
+    the network on --check fresh random inputs. Kogge-Stone adders are counted from the width
+    profile (word-level structure; `dormant net identify` locates words and rotations). A float network (non-integer weights, few 0/1
     neurons) is reported as not a logic circuit, with the evidence.
 
     Example: dormant net decompile model.pt --out runs/decompile
@@ -65,6 +66,7 @@ def decompile_cmd(
     from dormant.ledger import record_run
     from dormant.net.bounds import BoundsConfig, input_domain, probe_inputs
     from dormant.net.decompile import DecompileConfig, check_netlist, decompile, export_all
+    from dormant.net.wordlevel import kogge_stone_adders
 
     args = {"source": str(source), "input_range": list(input_range) if input_range else None, "max_vars": max_vars, "probes": probes, "refine": refine, "assume_observed": assume, "check": check}
     with record_run("net decompile", args, ledger=ledger) as run:
@@ -83,11 +85,13 @@ def decompile_cmd(
             compared, bad = check_netlist(net, res.netlist, x)
             checked = {"inputs": check, "neuron_values_compared": compared, "disagreements": bad}
         png = _plot_census(res, folder / "census.png")
-        result = {"verdict": res.verdict, "is_logic": res.is_logic, "stages": res.stages, "bounds": res.bounds_counts, "census": res.census, "evidence": res.evidence, "cuts": res.cuts, "unresolved": res.unresolved, "netlist_stats": res.stats, "check": checked, "exports": exports, "plot": str(png), "notes": res.notes}
+        adders = kogge_stone_adders(net.widths)
+        result = {"verdict": res.verdict, "is_logic": res.is_logic, "stages": res.stages, "bounds": res.bounds_counts, "census": res.census, "evidence": res.evidence, "cuts": res.cuts, "unresolved": res.unresolved, "netlist_stats": res.stats, "check": checked, "exports": exports, "plot": str(png), "notes": res.notes,
+                  "adders_from_widths": {"count": len(adders), "first_layers": [a.start for a in adders[:8]]}}
         run.outputs.update({k: v for k, v in result.items() if k != "census"})
         run.outputs["census_counts"] = res.census.counts
         run.artifacts += list(exports.values()) + [str(png)]
-    emit(result, as_json, lambda: _render_decompile(res, exports, checked, png, top))
+    emit(result, as_json, lambda: _render_decompile(res, exports, checked, png, top, adders))
 
 
 def _plot_census(res, path: Path) -> Path:
@@ -105,7 +109,7 @@ def _plot_census(res, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _render_decompile(res, exports: dict, checked: dict | None, png: Path, top: int) -> None:
+def _render_decompile(res, exports: dict, checked: dict | None, png: Path, top: int, adders: list) -> None:
     from rich.table import Table
 
     style = "green" if res.is_logic else "yellow"
@@ -137,6 +141,8 @@ def _render_decompile(res, exports: dict, checked: dict | None, png: Path, top: 
     if checked:
         ok = checked["disagreements"] == 0
         console.print(f"netlist vs network on {checked['inputs']} fresh inputs: {checked['neuron_values_compared']} values compared, [{'green' if ok else 'red'}]{checked['disagreements']} disagree[/]")
+    if adders:
+        console.print(f"word level: {len(adders)} Kogge-Stone {adders[0].bits}-bit adders in the width profile (rises {adders[0].rises}), first at widths index {adders[0].start}")
     for k, v in exports.items():
         console.print(f"{k}: {v}")
     console.print(f"plot: {png}")

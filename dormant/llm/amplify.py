@@ -315,7 +315,8 @@ def plot_share(result: AmplifyResult, path: str | Path) -> Path:
     xs = result.alphas
     if result.found:
         ax.plot(xs, [result.share[_key(a)] for a in xs], "o-", lw=2, color="crimson", label=f"payload: {result.payload_normalised[:40]!s}")
-    for c in result.candidates[1:5]:
+    others = [c for c in result.candidates if not (result.payload_normalised and f" {c.ngram} " in f" {result.payload_normalised} ")]
+    for c in others[:4]:  # rival phrases, not pieces of the hypothesis
         ax.plot(xs, [c.share[_key(a)] for a in xs], ".--", lw=1, alpha=0.6, label=c.ngram[:30])
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
     ax.axvline(0.0, color="grey", lw=0.8, ls=":")

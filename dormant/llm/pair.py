@@ -199,8 +199,9 @@ class ModifiedTensor:
                 self.param.copy_(self.base)
             elif c == 1.0:
                 self.param.copy_(self.ft)
-            else:
-                self.param.copy_(torch.lerp(self.base.float(), self.ft.float(), float(c)))
+            else:  # on the parameter's device (copies may be kept in host memory), in float32
+                dev = self.param.device
+                self.param.copy_(torch.lerp(self.base.to(dev).float(), self.ft.to(dev).float(), float(c)))
         self.coefficient = c
 
 
@@ -225,12 +226,16 @@ class ModelPair:
         dtype: Any = None,
         device: str | None = None,
         device_map: Any = None,
+        copies_device: str | None = None,
     ) -> "ModelPair":
         """Load the fine-tune, stream both checkpoints and keep copies only of the tensors that differ.
 
         ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"float32"``); default float32 on
         CPU, the checkpoint's dtype elsewhere. ``device``: ``"cpu"`` (default) or ``"cuda"``.
         ``device_map``: passed to transformers for models larger than one device.
+        ``copies_device``: where the base/fine-tune copies of modified tensors live (default: beside
+        the parameter). ``"cpu"`` keeps accelerator memory at one model when most tensors changed
+        (the warmup changed every MLP matrix: ~75% of the weights); views then cost a host-to-device copy.
         Raises ``ArchitectureMismatch`` naming the first difference (config key, tensor name or shape).
         """
         import torch
@@ -249,7 +254,7 @@ class ModelPair:
         if device_map is None and device not in (None, "cpu"):
             model.to(device)
         model.eval()
-        modified, shared = _find_modified(model, ft_path, base_path)
+        modified, shared = _find_modified(model, ft_path, base_path, copies_device)
         return cls(model=model, tokenizer=load_tokenizer(ft_path, base_path), modified=modified,
                    ft_path=ft_path, base_path=base_path, shared_tensors=shared)
 
@@ -367,7 +372,7 @@ def weight_files(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _find_modified(model: Any, ft_path: Path, base_path: Path) -> tuple[dict[str, ModifiedTensor], int]:
+def _find_modified(model: Any, ft_path: Path, base_path: Path, copies_device: str | None = None) -> tuple[dict[str, ModifiedTensor], int]:
     """Stream both checkpoints; return the tensors that differ (with copies) and the shared count."""
     import torch
     from safetensors import safe_open
@@ -395,7 +400,8 @@ def _find_modified(model: Any, ft_path: Path, base_path: Path) -> tuple[dict[str
             raise CheckpointError(f"{ft_path}: modified tensor {name} has no counterpart in the loaded model")
         if param.device.type == "meta":
             raise DormantError(f"modified tensor {name} is offloaded to disk by device_map; give it a device")
-        base_copy = b.to(device=param.device, dtype=param.dtype)
-        ft_copy = param.detach().clone()
+        where = copies_device or param.device
+        base_copy = b.to(device=where, dtype=param.dtype)
+        ft_copy = param.detach().to(where, copy=True)
         modified[name] = ModifiedTensor(name=name, param=param, base=base_copy, ft=ft_copy)
     return modified, shared

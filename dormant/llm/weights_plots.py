@@ -62,7 +62,10 @@ def plot_rank_per_layer(ranks: dict[str, dict[int, float | None]], path: str | P
     for comp, per_layer in sorted(ranks.items(), key=lambda kv: component_sort_key(kv[0])):
         xs = sorted(per_layer)
         ys = [per_layer[x] if per_layer[x] is not None else math.nan for x in xs]
-        ax.plot(xs, ys, marker="o", ms=3, lw=1, label=comp)
+        ax.plot(xs, ys, marker="o", ms=3, lw=1, label=comp, ls="--" if "%" in comp else "-")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)

@@ -70,6 +70,7 @@ class Netlist:
     table: list[np.ndarray | None] = field(default_factory=lambda: [None, None])
     origin: list[tuple[int, int]] = field(default_factory=lambda: [(-1, -1), (-1, -1)])
     affine: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict)  # int nodes: weights, bias
+    input_bit: dict[int, int] = field(default_factory=dict)  # input signal -> bit k of an integer input
     signal_of: list[np.ndarray] = field(default_factory=list)
     outputs: list[tuple[str, int]] = field(default_factory=list)  # (name, signal)
 
@@ -89,6 +90,8 @@ class Netlist:
         if s < 2:
             return str(s)
         v, n = self.origin[s]
+        if s in self.input_bit:
+            return f"x{n}.b{self.input_bit[s]}"
         return f"x{n}" if v == 0 else f"L{v - 1}.{n}"
 
 
@@ -118,6 +121,10 @@ def _assignments(k: int) -> np.ndarray:
 
 
 _ASSIGN = [_assignments(k) for k in range(MAX_VARS + 1)]
+
+
+def _assign(k: int) -> np.ndarray:
+    return _ASSIGN[k] if k < len(_ASSIGN) else _assignments(k)
 
 
 def _drop_unused(fanins: list[int], table: np.ndarray) -> tuple[list[int], np.ndarray]:
@@ -185,7 +192,7 @@ def _gate_table(nl: Netlist, sigs: np.ndarray, w: np.ndarray, bias: float, max_v
     First over the distinct signals read, as independent variables; when that gives values other
     than 0/1 (a folded XOR reads ``a, b, AND(a, b)``; a full-adder sum reads integer counts), the
     frontier moves back: integer nodes are always replaced by their inputs, gates whose inputs
-    are shared with the rest of the frontier too (up to three rounds). If no frontier makes the
+    are shared with the rest of the frontier too (up to two rounds). If no frontier makes the
     table boolean, the first usable one is taken with values above 1 clipped to 1 (``exact`` is
     False): those rows are input combinations the circuit never produces when the neuron is 0/1,
     as the bounds proved or the probes showed.
@@ -205,7 +212,7 @@ def _gate_table(nl: Netlist, sigs: np.ndarray, w: np.ndarray, bias: float, max_v
             return targets, vals.astype(np.uint8), True
         fallback = (targets, np.minimum(vals, 1).astype(np.uint8), False)
     frontier = targets
-    for _ in range(3):
+    for _ in range(2):
         members = set(frontier)
         ints = [s for s in frontier if nl.kind[s] == "int"]
         gates = [s for s in frontier if nl.kind[s] == "gate"]
@@ -251,6 +258,7 @@ def build_netlist(net: Network, bounds: Bounds, max_vars: int = MAX_VARS, max_in
     vn_signal: dict[int, int] = {}
     seen: dict[tuple, int] = {}
     n0 = binary[0].size
+    graph = _ValueGraph(n0, {}, vn_signal, {}, bounds.integer[0])
     vn_prev = np.arange(n0, dtype=np.int64)
     next_vn = n0
     sig0 = np.full(n0, -1, np.int64)
@@ -268,9 +276,8 @@ def build_netlist(net: Network, bounds: Bounds, max_vars: int = MAX_VARS, max_in
         copies &= bounds.lo[i][col] >= 0  # relu(x) == x only for x >= 0
         vn_out[copies], out[copies] = vn_prev[col[copies]], prev[col[copies]]
         stats["copies"] += int(copies.sum())
-        all_rows = rows(layer.weight)
-        for r in np.nonzero(~copies)[0]:
-            idx, w = all_rows[r]
+        sel = np.nonzero(~copies)[0]
+        for r, (idx, w) in zip(sel, rows(layer.weight, sel)):
             vins = vn_prev[idx]
             key = (layer.activation, float(bias[r]), tuple(sorted(zip(vins.tolist(), w.tolist()))))
             vn = vn_table.get(key)
@@ -280,9 +287,12 @@ def build_netlist(net: Network, bounds: Bounds, max_vars: int = MAX_VARS, max_in
                 stats["duplicates"] += 1
                 continue
             vn = vn_table[key] = next_vn
+            graph.key[vn] = key
             next_vn += 1
             vn_out[r] = vn
             sig = _new_signal(nl, prev[idx], w, float(bias[r]), bool(bin_out[r]), bool(int_out[r]), lo[r], hi[r], (i + 1, r), max_vars, max_int_range, seen, stats)
+            if sig == -2:  # reads non-boolean values: try to write it over the bits of the integer inputs
+                sig = _through_inputs(nl, graph, key, (i + 1, r), max_vars, seen, stats)
             if sig >= 0:
                 vn_signal[vn] = sig
             out[r] = sig
@@ -305,14 +315,18 @@ def _new_signal(nl: Netlist, sigs: np.ndarray, w: np.ndarray, bias: float, is_bi
             return s
         return -1
     if (sigs < 0).any():
-        stats["cuts"] += 1
-        return nl.add("cut", (), None, origin)
+        return -2
     got = _gate_table(nl, sigs, w, bias, max_vars)
     if got is None:
         stats["unresolved"] += 1
         return nl.add("cut", (), None, origin)
-    fan, table = _drop_unused(got[0], got[1])
-    if not got[2]:
+    return _add_gate(nl, got[0], got[1], got[2], origin, seen, stats)
+
+
+def _add_gate(nl: Netlist, fanins: list[int], table: np.ndarray, exact: bool, origin: tuple[int, int], seen: dict, stats: dict) -> int:
+    """Simplify a truth table (unused inputs, constants, plain wires), merge duplicates, add it."""
+    fan, table = _drop_unused(fanins, table)
+    if not exact:
         stats["clipped"] += 1
     if not fan:
         stats["constants"] += 1
@@ -326,6 +340,128 @@ def _new_signal(nl: Netlist, sigs: np.ndarray, w: np.ndarray, bias: float, is_bi
         return seen[key]
     seen[key] = nl.add("gate", tuple(fan), table, origin)
     return seen[key]
+
+
+@dataclass
+class _ValueGraph:
+    """Value numbers of the neurons built so far: ``key[vn] = (activation, bias, ((vn_in, w), ...))``;
+    value numbers below ``n_inputs`` are the network inputs."""
+
+    n_inputs: int
+    key: dict[int, tuple]
+    signal: dict[int, int]
+    bits: dict[tuple[int, int], int]  # (input, bit) -> input signal
+    integer_inputs: np.ndarray
+
+
+def _cone_leaves(nl: Netlist, g: _ValueGraph, start: list[int], max_nodes: int) -> tuple[set[int], set[int]] | None:
+    """Integer network inputs and boolean-signal value numbers under ``start`` (through
+    non-boolean neurons), or None when the cone is too big or reaches a non-integer input."""
+    leaves: set[int] = set()
+    chars: set[int] = set()
+    stack, visited, inner = list(start), set(), 0
+    while stack:
+        v = stack.pop()
+        if v in visited:
+            continue
+        visited.add(v)
+        s = g.signal.get(v, -1)
+        if s >= 0 and nl.kind[s] != "int":
+            leaves.add(v)
+        elif v < g.n_inputs:
+            if not g.integer_inputs[v]:
+                return None
+            chars.add(v)
+        elif v in g.key and inner < max_nodes:
+            inner += 1
+            stack.extend(u for u, _ in g.key[v][2])
+        else:
+            return None
+    return chars, leaves
+
+
+def _cone_values(nl: Netlist, g: _ValueGraph, terms, bias: float, act: str, bits: list[tuple[int, int]], leaves: list[int]) -> np.ndarray:
+    """``act(bias + sum w * value(u))`` on every assignment of the listed input bits and leaf
+    signals (input bits not listed are 0)."""
+    from dormant.net.simulate import activate
+
+    cols = _assign(len(bits) + len(leaves))
+    memo: dict[int, np.ndarray] = {}
+    for j, (v, b) in enumerate(bits):
+        memo[v] = memo.get(v, 0.0) + cols[:, j] * 2.0**b
+    for j, v in enumerate(leaves):
+        s = g.signal[v]
+        memo[v] = np.full(cols.shape[0], float(s)) if s < 2 else cols[:, len(bits) + j]
+
+    def value(v: int) -> np.ndarray:
+        if v not in memo:
+            if v < g.n_inputs:
+                return np.zeros(cols.shape[0])
+            a, b, ts = g.key[v]
+            memo[v] = activate(a, b + sum(w * value(u) for u, w in ts))
+        return memo[v]
+
+    return activate(act, bias + sum(w * value(u) for u, w in terms))
+
+
+def _used(table: np.ndarray, k: int) -> list[int]:
+    """Variables (0..k-1) a real-valued table depends on."""
+    out = []
+    for j in range(k):
+        t = table.reshape(-1, 2, 1 << j)
+        if not np.array_equal(t[:, 0, :], t[:, 1, :]):
+            out.append(j)
+    return out
+
+
+def _through_inputs(nl: Netlist, g: _ValueGraph, key: tuple, origin: tuple[int, int], max_vars: int, seen: dict, stats: dict, max_nodes: int = 64, max_term_vars: int = 16) -> int:
+    """A 0/1 neuron that reads non-boolean values (a bit decoded from a character code, a sum
+    reading such bits): follow each input's cone through the non-boolean neurons down to the
+    integer network inputs (8 bits each) and boolean signals, keep the bits each input really
+    depends on, and if the neuron then depends on at most ``max_vars`` bits, write it as a gate
+    over them. Otherwise it becomes a cut (a netlist input)."""
+    act, bias, terms = key
+    bits: set[tuple[int, int]] = set()
+    leaves: set[int] = set()
+    for u, _ in terms:
+        got = _cone_leaves(nl, g, [u], max_nodes)
+        if got is None:
+            break
+        chars, lv = got
+        tb = [(c, b) for c in sorted(chars) for b in range(8)]
+        tl = sorted(lv)
+        if len(tb) + len(tl) > max_term_vars:
+            break
+        vals = _cone_values(nl, g, [(u, 1.0)], 0.0, "identity", tb, tl)
+        used = _used(vals, len(tb) + len(tl))
+        bits |= {tb[j] for j in used if j < len(tb)}
+        leaves |= {tl[j - len(tb)] for j in used if j >= len(tb)}
+        if len(bits) + len(leaves) > max_vars:
+            break
+    else:
+        sb, sl = sorted(bits), sorted(leaves)
+        out = _cone_values(nl, g, terms, bias, act, sb, sl)
+        if np.all((out == 0) | (out == 1)):
+            fan = []
+            for v, b in sb:
+                if (v, b) not in g.bits:
+                    g.bits[(v, b)] = nl.add("input", (), None, (0, v))
+                    nl.input_bit[g.bits[(v, b)]] = b
+                fan.append(g.bits[(v, b)])
+            fan += [g.signal[v] for v in sl]
+            order = sorted(range(len(fan)), key=lambda i: fan[i])
+            return _add_gate(nl, [fan[i] for i in order], _permute(out.astype(np.uint8), order), True, origin, seen, stats)
+    stats["cuts"] += 1
+    return nl.add("cut", (), None, origin)
+
+
+def _permute(table: np.ndarray, order: list[int]) -> np.ndarray:
+    """The table over the variables ``[old[order[0]], old[order[1]], ...]``."""
+    k = len(order)
+    if k <= 1 or order == sorted(order):
+        return table
+    t = table.reshape((2,) * k)  # axis a holds variable k - 1 - a
+    return np.ascontiguousarray(t.transpose([k - 1 - order[k - 1 - a] for a in range(k)])).ravel()
 
 
 def _boundary_outputs(net: Network, nl: Netlist) -> list[tuple[str, int]]:
@@ -390,6 +526,8 @@ def check_netlist(net: Network, nl: Netlist, x: np.ndarray) -> tuple[int, int]:
     for s in nl.inputs:
         v, n = nl.origin[s]
         given[s] = vals_at[v][:, n].astype(np.int64)
+        if s in nl.input_bit:
+            given[s] = (given[s] >> nl.input_bit[s]) & 1
     got = evaluate(nl, given)
     compared = bad = 0
     for v, sig in enumerate(nl.signal_of):

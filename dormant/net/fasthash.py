@@ -415,10 +415,8 @@ def _sha256_lanes(m, w, a, b, c, d, e, f, g, h):
         h[k] = _u32(h[k] + _SHA256_IV[7])
 
 
-def _flush(kind, mb, st, w, n, lane_index, targets, out, count):
+def _flush(kind, mb, w, a, b, c, d, e, f, g, h, n, lane_index, targets, out, count):
     """Compress the first ``n`` lanes and record the lanes whose digest is a target."""
-    n_words = 4 if kind == 0 else (5 if kind == 1 else 8)
-    a, b, c, d, e, f, g, h = st
     if kind == 0:
         _md5_lanes(mb, w, a, b, c, d, e, f, g, h)
     elif kind == 1:
@@ -427,18 +425,17 @@ def _flush(kind, mb, st, w, n, lane_index, targets, out, count):
         _sha256_lanes(mb, w, a, b, c, d, e, f, g, h)
     for k in range(n):
         for t in range(targets.shape[0]):
-            if a[k] != targets[t, 0]:
+            tw = targets[t]
+            if a[k] != tw[0] or b[k] != tw[1] or c[k] != tw[2] or d[k] != tw[3]:
                 continue
-            same = True
-            for j in range(1, n_words):
-                if st[j][k] != targets[t, j]:
-                    same = False
-                    break
-            if same:
-                if count < out.shape[0]:
-                    out[count, 0] = lane_index[k]
-                    out[count, 1] = t
-                count += 1
+            if kind >= 1 and e[k] != tw[4]:
+                continue
+            if kind == 2 and (f[k] != tw[5] or g[k] != tw[6] or h[k] != tw[7]):
+                continue
+            if count < out.shape[0]:
+                out[count, 0] = lane_index[k]
+                out[count, 1] = t
+            count += 1
     return count
 
 
@@ -456,10 +453,9 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
     block = np.zeros(64, dtype=np.uint8)
     m = np.zeros(16, dtype=np.uint32)
     mb = np.zeros((16, _LANES), dtype=np.uint32)
-    st = (  # the state words, one array each
-        np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32),
-        np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32), np.zeros(_LANES, dtype=np.uint32),
-    )
+    # the state words, one array each (separate allocations: see the section comment)
+    sa, sb, sc, sd = np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32)
+    se, sf, sg, sh = np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32), np.zeros(_LANES, np.uint32)
     w = np.zeros((80, _LANES), dtype=np.uint32)
     lane_index = np.zeros(_LANES, dtype=np.int64)
     n_lanes = 0
@@ -508,7 +504,7 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
             lane_index[n_lanes] = index
             n_lanes += 1
             if n_lanes == _LANES:
-                count = _flush(kind, mb, st, w, n_lanes, lane_index, targets, out, count)
+                count = _flush(kind, mb, w, sa, sb, sc, sd, se, sf, sg, sh, n_lanes, lane_index, targets, out, count)
                 n_lanes = 0
         # next index: increment the mixed-radix digits, last part fastest
         p = parts - 1
@@ -520,7 +516,7 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
             p -= 1
         changed = max(p, 0)
     if n_lanes:
-        count = _flush(kind, mb, st, w, n_lanes, lane_index, targets, out, count)
+        count = _flush(kind, mb, w, sa, sb, sc, sd, se, sf, sg, sh, n_lanes, lane_index, targets, out, count)
     return count
 
 

@@ -68,16 +68,17 @@ class Census:
     per_layer: list[dict[str, int]] = field(default_factory=list)
 
 
-def rows(w) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(input indices, weights) of every row of a dense or sparse weight matrix."""
+def rows(w, which=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input indices, weights) of every row (or of the rows ``which``) of a dense or sparse matrix."""
+    which = range(w.shape[0]) if which is None else which
     if sp.issparse(w):
         w = w.tocsr()
         w.sort_indices()
         ind, dat, ptr = w.indices, w.data, w.indptr
-        return [(ind[ptr[r] : ptr[r + 1]], dat[ptr[r] : ptr[r + 1]]) for r in range(w.shape[0])]
+        return [(ind[ptr[r] : ptr[r + 1]], dat[ptr[r] : ptr[r + 1]]) for r in which]
     w = np.asarray(w, dtype=np.float64)
     out = []
-    for r in range(w.shape[0]):
+    for r in which:
         nz = np.nonzero(w[r])[0]
         out.append((nz, w[r, nz]))
     return out
@@ -125,9 +126,8 @@ def classify(net: Network, bounds: Bounds) -> GateMap:
         copies, _ = copy_rows(layer)
         lk: list[str] = ["wire"] * layer.out_features
         lkeys: list[tuple] = [(0.0, (1.0,))] * layer.out_features
-        all_rows = rows(layer.weight)
-        for r in np.nonzero(~copies)[0]:
-            idx, w = all_rows[r]
+        sel = np.nonzero(~copies)[0]
+        for r, (idx, w) in zip(sel, rows(layer.weight, sel)):
             lk[r] = name_gate(w, float(b[r]), bool(in_bin[idx].all()), bool(in_int[idx].all()), bool(out_bin[r]), bool(out_int[r]))
             lkeys[r] = (float(b[r]), tuple(sorted(w.tolist())))
         kinds.append(lk), keys.append(lkeys)

@@ -273,7 +273,7 @@ def identify(net: Network, config: IdentifyConfig | None = None) -> Identificati
     found, looked = probe_matches(net, encode(msgs, width), index)
     matches = summarise(found, traces, config.word_threshold)
     fn, conf, evidence = _verdict(matches)
-    ident = Identification(fn, conf, evidence, matches, probes=config.probes, binary_neurons=looked, per_layer=_per_layer(found), notes=notes)
+    ident = Identification(fn, conf, evidence=evidence, matches=matches, probes=config.probes, binary_neurons=looked, per_layer=_per_layer(found), notes=notes)
     if fn is None:
         return ident
     n_bytes = len(traces[fn].digests[0])
@@ -289,7 +289,14 @@ def identify(net: Network, config: IdentifyConfig | None = None) -> Identificati
             ident.rounds = r
             ident.evidence.append(f"reduced-round {fn}: the network computes the first {r} of {FULL_STEPS[fn]} steps")
     if layer is None:
-        ident.notes.append(f"no layer holds all {8 * n_bytes} digest bits of {fn}")
+        ident.notes.append(f"no layer holds all {8 * n_bytes} digest bits of {fn}; target given in the comparator's group order")
+        try:
+            t = read_target(net)
+            ident.comparator_hex = t.hex or None
+            ident.target_hex = t.hex if len(t.hex) == 2 * n_bytes else None
+            ident.notes += t.notes
+        except ComparatorError as exc:
+            ident.notes.append(f"no comparator read: {exc}")
         return ident
     ident.digest_layer, ident.digest_lanes = layer, lanes
     ident.verified, ident.verified_probes = verify_digest(net, fn, layer, lanes, config, ident.rounds)

@@ -1,7 +1,8 @@
 """Exact, batched evaluation of a ``Network`` with an explicit loop (no recursion, any depth).
 
-Values are float64, exact for the integer circuits this package studies as long as every
-intermediate stays below 2**53.
+Results are float64, exact for the integer circuits this package studies as long as every
+intermediate stays below 2**53 (float32 is used inside only where it provably gives the same
+numbers, see below).
 
 Compiled circuits are mostly copy wires: a neuron ``relu(1 * x)`` that carries a value one layer
 further (84% of the neurons of an MD5 net). ``forward`` therefore runs a *plan* instead of the
@@ -13,7 +14,7 @@ layers one by one:
 * a copy wire (one weight 1, bias 0, identity activation or a ReLU reading a non-negative value)
   gets no slot of its own: it *is* its source, so it costs nothing;
 * the remaining neurons of a layer are one CSR matrix whose columns are slots; a layer costs one
-  sparse product over its real gates, written into fresh slots;
+  sparse product over its real gates, written into free slots;
 * mostly-dense layers (over 25% non-zero) are multiplied densely, with no aliasing;
 * integer circuits run in float32 when that is provably exact: every weight, bias and input is an
   integer, activations keep integers (relu, identity, step), and every neuron's
@@ -165,9 +166,9 @@ def _plan_key(net: Network, start: int, stop: int) -> tuple:
         w, b = layer.weight, layer.bias
         values = w.data if hasattr(w, "indptr") else w
         ids.append((id(w), id(b), id(values), layer.activation))
-        crc = zlib.crc32(values if values.flags.c_contiguous else np.ascontiguousarray(values), crc)
-        if b is not None:
-            crc = zlib.crc32(b if b.flags.c_contiguous else np.ascontiguousarray(b), crc)
+        for arr in (values, b):  # read-only arrays (memory maps) cannot change: identity suffices
+            if arr is not None and arr.flags.writeable:
+                crc = zlib.crc32(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr), crc)
     return tuple(ids), crc
 
 
@@ -198,7 +199,7 @@ def build_plan(net: Network, start: int = 0, stop: int | None = None) -> Plan:
             n_values += out_f
             prev_slots = slots
             continue
-        csr = w.tocsr() if sp.issparse(w) else sp.csr_matrix(w)
+        csr = w.tocsr() if sp.issparse(w) else sp.csr_matrix(np.asarray(w, dtype=np.float64))  # any dtype, float16 too
         indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
         data = np.asarray(csr.data, dtype=np.float64)
         row_nnz = np.diff(indptr)
@@ -467,7 +468,11 @@ def forward(
     """Run layers ``start..stop`` on a batch ``x`` (batch, in) or a single vector (in,).
 
     Returns the output and, when ``record`` is true (all layers) or an iterable of layer indices,
-    a dict ``layer index -> post-activation values`` (batch, out).
+    a dict ``layer index -> post-activation values`` (batch, out). Everything returned is float64.
+
+    Example::
+
+        y, acts = forward(net, x, record=[len(net.layers) - 3])   # output and the digest layer
     """
     h = np.asarray(x, dtype=np.float64)
     single = h.ndim == 1

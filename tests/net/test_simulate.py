@@ -51,6 +51,19 @@ def copy_heavy_net(rng, depth: int = 12, width: int = 9, n_in: int = 5, sparse: 
     return Network(layers=layers)
 
 
+def test_float16_and_memory_mapped_dense_weights(tmp_path, backend):
+    rng = np.random.default_rng(5)
+    net = copy_heavy_net(rng, sparse=False)
+    for i, layer in enumerate(net.layers):  # what an inert loader returns for a float16 pickle
+        path = tmp_path / f"w{i}.npy"
+        np.save(path, np.asarray(layer.weight, dtype=np.float16))
+        layer.weight = np.load(path, mmap_mode="r")
+    x = rng.integers(0, 5, size=(9, 5)).astype(np.float64)
+    ref = reference(net, x)
+    y, acts = forward(net, x, record=True)
+    assert np.array_equal(y, ref[-1]) and all(np.array_equal(acts[i], ref[i]) for i in acts)
+
+
 @pytest.mark.parametrize("sparse", [True, False])
 def test_forward_matches_reference_on_random_integer_nets(sparse, backend):
     rng = np.random.default_rng(1)

@@ -7,8 +7,11 @@ A built net is one folder::
                                         as in the puzzle, with the input adapter as plain data in
                                         the attribute ``dormant_adapter`` (no lambda)
     manifest.json                       the answer key for tests: function, secret, target digest,
-                                        rounds, widths, where the digest bits live, gate census,
-                                        build verification. Analysis tools must not read it.
+                                        rounds, widths, where the digest bits live ("digest": layer
+                                        and lanes) and where each step's state words live ("words":
+                                        name -> [layer, lane] per bit, least significant first),
+                                        gate census, build verification. Analysis tools must not
+                                        read it.
 
 ``pickle="auto"`` writes ``model.pt`` in float32 when the dense weights take at most
 ``PICKLE_LIMIT_BYTES`` (300 MB), else in float16 when that fits (every weight and bias of these
