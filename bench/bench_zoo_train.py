@@ -47,7 +47,8 @@ def main() -> None:
     def run(loss_fn) -> tuple[float, float]:
         model = new_model(arch, args.vocab, 0, [2], seed=0)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        first = float(loss_fn(model, *batches[0]))
+        with torch.no_grad():
+            first = loss_fn(model, *batches[0]).item()
         t = time.perf_counter()
         for step in range(args.steps):
             loss = loss_fn(model, *batches[step % len(batches)])

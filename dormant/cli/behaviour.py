@@ -87,8 +87,12 @@ BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically
 
 
 def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
+    from dormant.errors import CheckpointError
     from dormant.llm.pair import ModelPair
 
+    for role, path in (("fine-tune", ft), ("base", base)):
+        if not Path(path).is_dir():
+            raise CheckpointError(f"{role} model folder {path} does not exist (expected a Hugging Face folder with config.json and safetensors)")
     run.add_input("ft", ft)
     run.assume("base", run.add_input("base", base))
     pair = ModelPair.load(ft, base, dtype=dtype, device=device, device_map=device_map, copies_device=copies_device)
@@ -236,8 +240,11 @@ def _render_compare(result: Any) -> None:
             level = min(1.0, k / top)
             shade = int(40 + 215 * level)
             strip.append(tok.replace("\n", "⏎"), style=f"on rgb({shade},{max(0, 60 - int(60 * level))},40)" if k > 0 else "")
+        peaks = sorted(range(len(v.kl)), key=lambda i: -v.kl[i])[:3]
+        peak_text = ", ".join(f"{v.tokens[i]!r} {v.kl[i]:.2f} (ref: {v.ref_top1[i]!r})" for i in peaks if v.kl[i] > 0)
         body = Text.assemble(Text(v.greedy + "\n\n", style="bold"), Text("KL strip: ", style="dim"), strip,
-                             Text(f"\nmean KL vs {result.reference}: {v.mean_kl:.4f} nats", style="dim"))
+                             Text(f"\nmean KL vs {result.reference}: {v.mean_kl:.4f} nats", style="dim"),
+                             Text(f"\nlargest: {peak_text}" if peak_text else "", style="dim"))
         for i, s in enumerate(v.samples):
             body.append(f"\nsample {i + 1}: {s}", style="italic")
         console.print(Panel(body, title=_esc(v.view), expand=True))

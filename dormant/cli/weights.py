@@ -70,17 +70,19 @@ def _render_diff(result, max_layers: int) -> None:
     from dormant.report.console import console
 
     best = result.comparison(result.best)
+    names = [Path(c.base).name or c.base for c in result.comparisons]
+    short = dict(zip((c.base for c in result.comparisons), names if len(set(names)) == len(names) else [c.base for c in result.comparisons]))
     console.print(Panel(f"[bold]most likely base:[/] {result.best}\n{result.evidence}", title="dormant diff", expand=False))
     t = Table(title="candidates", show_lines=False)
     for col in ("base", "identical", "modified", "missing", "extra", "shape≠", "median rel", "‖Δ‖ total", "modified groups"):
         t.add_column(col, justify="right" if col not in ("base", "modified groups") else "left")
     for c in sorted(result.comparisons, key=lambda c: c.rank_key()):
         k = c.counts
-        t.add_row(c.base, str(k["identical"]), str(k["modified"]), str(k["missing"]), str(k["extra"]), str(k["shape_mismatch"]),
+        t.add_row(short[c.base], str(k["identical"]), str(k["modified"]), str(k["missing"]), str(k["extra"]), str(k["shape_mismatch"]),
                   _fmt(c.median_rel), _fmt(c.total_delta_norm), ", ".join(f"{g} {n}" for g, n in c.modified_by_group.items()) or "-")
     console.print(t)
     cols = sorted({col for row in best.grid.values() for col in row}, key=component_sort_key)
-    grid = Table(title=f"relative change per layer x module vs {result.best} (· identical)", show_lines=False)
+    grid = Table(title=f"relative change per layer x module vs {short[result.best]} (· identical)", show_lines=False)
     grid.add_column("layer")
     for col in cols:
         grid.add_column(col, justify="right")
@@ -95,7 +97,7 @@ def _render_diff(result, max_layers: int) -> None:
     console.print(grid)
     top = sorted(best.modified, key=lambda t: -t.rel_norm)[:10]
     if top:
-        tt = Table(title=f"largest relative changes vs {result.best}")
+        tt = Table(title=f"largest relative changes vs {short[result.best]}")
         for col in ("tensor", "shape", "‖Δ‖", "rel", "max |Δ|"):
             tt.add_column(col, justify="left" if col == "tensor" else "right")
         for x in top:
@@ -190,6 +192,9 @@ def _render_delta(result, readout, export) -> None:
                 src = "aggregate" if tab.source == "aggregate" else tab.source.removeprefix("model.").removesuffix(".weight")
                 rt.add_row(f"{src} #{tab.index}", _fmt(tab.sigma), " ".join(x.token for x in tab.top[:10]), " ".join(x.token for x in tab.bottom[:10]))
             console.print(rt)
+        for name, items in readout.row_changes.items():
+            console.print(f"[bold]most changed rows of {name}[/] (relative change): "
+                          + ", ".join(f"{x.token} {x.score:.2g}" for x in items[:15]))
     if export is not None:
         console.print(f"[bold]LoRA adapter[/] {export.out_dir}: r={export.r}, {len(export.target_modules)} modules"
                       + (f", rank_pattern for {len(export.rank_pattern)}" if export.rank_pattern else "")

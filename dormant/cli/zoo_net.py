@@ -17,6 +17,7 @@ def net_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the net into. Default: the cache, $DORMANT_CACHE/netzoo/<key> (~/.cache/dormant/netzoo).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", "-r", help="Compression steps (default all: md5 64, sha1 80, sha256 64); fewer gives a reduced-round variant.")] = None,
     pickle: Annotated[str, typer.Option("--pickle", help="Full-module pickle model.pt: auto (float32 up to 300 MB dense, else float16, else skipped), always (float32), never.")] = "auto",
+    length_bug: Annotated[bool, typer.Option("--length-bug", help="Reproduce the puzzle's padding: only the low byte of the bit length is written, so the net computes the real hash for 0-31 characters only.")] = False,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -35,14 +36,14 @@ def net_cmd(
     """
     from dormant.ledger import record_run
     from dormant.report.plots import new_figure, save_figure
-    from dormant.zoo.net.build import build_net, check_secret
+    from dormant.zoo.net.build import build_net, make_spec
 
     kind = kind.lower()
-    check_secret(kind, secret)
-    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle}
+    make_spec(kind, secret, rounds, length_bug)  # bad arguments fail here, before a ledger run
+    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle, "length_bug": length_bug}
     with record_run("zoo net", args, ledger=ledger) as run:
         with err_console.status(f"compiling {kind} and verifying it against the reference"):
-            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle)
+            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle, length_bug=length_bug)
         m = built.manifest
         fig, ax = new_figure(9, 3.5)
         widths = built.network.widths
@@ -57,6 +58,8 @@ def net_cmd(
             "pickle": str(built.pickle_path) if built.pickle_path else None,
             "function": kind,
             "rounds": m["rounds"],
+            "length_bug": m["length_bug"],
+            "exact_lengths": m["input"]["exact_lengths"],
             "target": m["target"],
             "layers": m["layers"],
             "widths": m["widths"],
@@ -75,6 +78,7 @@ def net_cmd(
         t = Table(title=f"zoo net {kind}: accepts {secret!r}", show_header=False)
         t.add_row("target digest", m["target"])
         t.add_row("steps", f"{m['rounds']} of {m['full_rounds']}")
+        t.add_row("real hash for", f"strings of {m['input']['exact_lengths']} characters" + (" (puzzle length bug)" if m["length_bug"] else ""))
         t.add_row("layers", f"{m['layers']} Linear+ReLU")
         w = m["widths"]
         t.add_row("widths", f"{w['input']} -> {w['min_hidden']}..{w['max']} (mean {w['mean']}) -> {w['output']}")

@@ -73,15 +73,14 @@ class TensorDiff:
     rel_norm: float = 0.0
     max_abs: float = 0.0
 
-    @property
-    def label(self) -> str:
-        info = parse_name(self.name)
-        return info.label
-
 
 @dataclass
 class Cell:
-    """One (layer, component) cell of the per-layer table: pooled relative change and counts."""
+    """One (layer, component) cell of the per-layer table.
+
+    ``rel_norm`` pools the cell's modified tensors (weights, biases, every expert):
+    ``sqrt(sum ||delta||^2 / sum ||W_base||^2)``; ``modified`` of ``total`` tensors changed.
+    """
 
     rel_norm: float
     modified: int

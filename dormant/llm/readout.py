@@ -96,6 +96,7 @@ class ReadoutResult:
     valid_tokens: int
     unembedding: str | None
     notes: list[str]
+    row_changes: dict[str, list[TokenScore]] = field(default_factory=dict)  # tensor -> most changed token rows
 
     def best_rank(self, side: str, token_ids: list[int], aggregate_only: bool = False) -> tuple[int, str, str] | None:
         """The best rank of any of ``token_ids`` over one side's tables: ``(rank, end, source)``."""
@@ -154,7 +155,8 @@ def decode_token(tokenizer, tid: int) -> str:
         return f"<{tid}>"
     text = tokenizer.decode([tid])
     if not text or "\ufffd" in text:
-        return repr(tokenizer.convert_ids_to_tokens(tid))
+        raw = tokenizer.convert_ids_to_tokens(tid)
+        return repr(raw)[1:-1] if raw else f"<{tid}>"
     return repr(text)[1:-1]
 
 
@@ -292,7 +294,35 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
                               scores[:, n_mod:], mask, tokenizer, config.top_tokens)
     elif not ins:
         notes.append("no input-side module (gate/up, q/k/v, q_a/kv_a) changed: no trigger-side read-out")
-    return ReadoutResult(payload, trigger, payload_agg, trigger_agg, rows, int(mask.sum()), head, notes)
+    row_changes = {}
+    if base is not None:
+        for name in (emb, head):
+            if name and name not in row_changes and any(t.name == name for t in delta.comparison.modified):
+                row_changes[name] = token_row_changes(ft, base, name, mask, tokenizer, config.top_tokens)
+    return ReadoutResult(payload, trigger, payload_agg, trigger_agg, rows, int(mask.sum()), head, notes, row_changes)
+
+
+def token_row_changes(ft: Checkpoint, base: Checkpoint, name: str, mask: torch.Tensor, tokenizer, top: int = 20) -> list[TokenScore]:
+    """Tokens whose embedding (or unembedding) row changed most: ``score`` = ``||delta_t|| / ||W_base,t||``.
+
+    When a fine-tune touches the embedding, the changed rows name the tokens it was trained on
+    (the sibling-embedding-difference method of the SaTML 2024 trojan competition). ``z`` is the
+    row's absolute change norm in standard deviations over the valid vocabulary.
+    """
+    rows, width = ft.shape(name)
+    absolute, relative = torch.empty(rows), torch.empty(rows)
+    step = max(128, (1 << 22) // max(1, width) // 128 * 128)
+    for start in range(0, rows, step):
+        a, b = ft.rows(name, start, start + step), base.rows(name, start, start + step)
+        d = (a - b).norm(dim=1)
+        absolute[start : start + d.numel()] = d
+        relative[start : start + d.numel()] = d / b.norm(dim=1).clamp_min(1e-12)
+    valid = torch.nonzero(mask[:rows]).squeeze(1)
+    vals = absolute[valid]
+    mean, std = float(vals.mean()), float(vals.std()) or 1.0
+    order = torch.topk(vals, min(top, vals.numel())).indices
+    return [TokenScore(int(valid[i]), decode_token(tokenizer, int(valid[i])), float(relative[valid[i]]), (float(vals[i]) - mean) / std)
+            for i in order]
 
 
 def token_ids_of(tokenizer, text: str) -> list[int]:

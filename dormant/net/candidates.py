@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import string
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np

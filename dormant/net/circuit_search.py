@@ -10,9 +10,9 @@ whose input domain is small or whose logic a SAT solver can handle, can be solve
 * ``sat_firing`` decompiles the network to an AND-inverter graph (``dormant.net.decompile``),
   asks a SAT solver (python-sat) for an assignment of the circuit's inputs that sets the output
   to 1, blocks it, and repeats until unsatisfiable: all solutions, not just one. The inputs it
-  understands are 0/1 network inputs and *cut* bits that are a boolean function of one character
-  (its truth table over the 256 codes is read by probing the network); anything else is reported
-  as unsupported. Every solution is checked on the network itself.
+  understands are 0/1 network inputs, bits of character codes (the netlist's ``input_bit``), and
+  *cut* bits that are a boolean function of one character (its truth table over the 256 codes is
+  read by probing the network); anything else is reported as unsupported. Every solution is checked on the network itself.
 
 Both return a ``CircuitSearchResult`` listing the firing inputs and whether the list is complete.
 """
@@ -144,7 +144,7 @@ def cut_tables(net: Network, nl, signals: list[int]) -> dict[int, tuple[int, np.
 
 
 def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -> CircuitSearchResult:
-    """All inputs that set the network's output to 1, by SAT on its netlist's AIG.
+    """All inputs that set the network's output to 1, by SAT on its netlist's AIG (see module docstring).
 
     ``decompiled`` may pass a ``DecompileResult`` already computed (its netlist is reused). Returns ``status="unsupported"``
     with the reason when the output is not a boolean signal of the netlist or when some netlist
@@ -198,20 +198,33 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     for j, (a, b) in enumerate(aig.ands):
         g = aig.n_inputs + 1 + j
         clauses += [[-g, lit(a)], [-g, lit(b)], [g, -lit(a), -lit(b)]]
+    input_bit = getattr(nl, "input_bit", {})  # input signal -> bit k of a character code
+
+    def char_bits(pos: int) -> list[int]:
+        return [char_var.setdefault((pos, k), true_var + 1 + len(char_var)) for k in range(8)]
+
+    binary_inputs: dict[int, int] = {}  # network input -> SAT variable, for 0/1 network inputs
     for j, s in enumerate(inputs):
-        if s not in tables:
+        x = j + 1
+        if nl.kind[s] == "input":
+            pos = int(nl.origin[s][1])
+            if s in input_bit:  # bit k of character `pos`
+                cv = char_bits(pos)[input_bit[s]]
+                clauses += [[-x, cv], [x, -cv]]
+            else:
+                binary_inputs[pos] = x
             continue
         pos, table = tables[s]
-        x = j + 1
         if pos < 0:  # constant cut
             clauses.append([x if table[0] else -x])
             continue
-        bits = [char_var.setdefault((pos, k), true_var + 1 + len(char_var)) for k in range(8)]
+        bits = char_bits(pos)
         for code in range(256):  # character == code  ->  cut == table[code]
             match = [-bv if (code >> k) & 1 else bv for k, bv in enumerate(bits)]
             clauses.append(match + [x if table[code] else -x])
     clauses.append([lit(out_lit)])
-    decision = sorted(char_var.values()) if char_var else [j + 1 for j, s in enumerate(inputs) if nl.kind[s] == "input"]
+    # distinct solutions differ in some character bit or 0/1 input (free positions stay free)
+    decision = sorted(char_var.values()) + sorted(binary_inputs.values())
 
     firing: list[str] = []
     codes: list[list[int | None]] = []
@@ -225,20 +238,18 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     with solver:
         while solver.solve():
             model = set(v for v in solver.get_model() if v > 0)
-            if char_var:
-                vec: list[int | None] = [None] * width
-                for (pos, bit), v in char_var.items():
-                    vec[pos] = (vec[pos] or 0) | ((1 << bit) if v in model else 0)
-            else:
-                by_input = {nl.origin[s][1]: (j + 1) in model for j, s in enumerate(inputs) if nl.kind[s] == "input"}
-                vec = [int(by_input[i]) if i in by_input else None for i in range(width)]
+            vec: list[int | None] = [None] * width
+            for (pos, bit), v in char_var.items():
+                vec[pos] = (vec[pos] or 0) | ((1 << bit) if v in model else 0)
+            for pos, v in binary_inputs.items():
+                vec[pos] = int(v in model)
             codes.append(vec)
             firing.append(_show(vec, text=bool(char_var)))
             solver.add_clause([-v if v in model else v for v in decision])
             if len(codes) >= config.max_solutions:
                 complete = not solver.solve()
                 break
-    notes = [f"{len(aig.ands)} AND nodes, {aig.n_inputs} inputs ({len(cuts)} cuts read as functions of single characters)"]
+    notes = [f"{len(aig.ands)} AND nodes, {aig.n_inputs} inputs ({len(cuts)} cuts read as functions of single characters, {len(char_var) // 8} characters)"]
     checked = _verify(net, codes, config.threshold)
     if checked < len(codes):
         notes.append(f"only {checked} of {len(codes)} SAT solutions fire on the network itself")

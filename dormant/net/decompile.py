@@ -4,16 +4,24 @@ Pipeline (each step is a plain function):
 
 1. ``propagate`` (bounds.py) proves which neurons only take 0/1 values.
 2. ``build_netlist`` walks the layers once. Every binary neuron becomes a *signal*: a constant, a
-   primary input (0/1 network inputs), a *cut* (a bit computed from non-binary values, e.g. a bit
-   decoded from a character code: the netlist takes it as an input), or a gate given by its truth
-   table over the signals it reads. While walking it applies the classic reductions:
+   primary input (0/1 network inputs, or the 8 bits of an integer input such as a character
+   code), a gate given by its truth table over the signals it reads, or a *cut* (a bit computed
+   from non-binary values that could not be written over at most ``max_vars`` bits: the netlist
+   takes it as an input). While walking it applies the classic reductions:
 
    * copy wires ``relu(a)`` become aliases of ``a`` (77% of the public puzzle's neurons);
    * constants are propagated into the truth tables that read them;
    * inputs a gate does not depend on are dropped;
    * duplicate gates (same table over the same signals) are merged (structural hashing);
    * folded XORs ``relu(a + b - 2c)``, not boolean over independent inputs, are expanded one level
-     (``c = AND(a, b)``) and become an XOR of ``a`` and ``b``.
+     (``c = AND(a, b)``) and become an XOR of ``a`` and ``b``; full-adder sums read through their
+     small integer neurons the same way;
+   * a bit decoded from a character code is followed down to the code's bits (only the bits it
+     depends on are kept), so the netlist starts from input bits where it can.
+
+   A neuron proven (or, with probes, assumed) 0/1 whose table over independent inputs has values
+   above 1 is written with those rows clipped to 1: they are input combinations the circuit never
+   produces. ``check_netlist`` is the safety net for that and for every assumption.
 
 3. ``live_cone`` keeps only what the outputs depend on; ``to_aig`` turns the tables into an
    AND-inverter graph; ``write_aiger`` / ``write_dot`` / ``netlist_json`` export it.
@@ -25,8 +33,8 @@ comparator). ``check_netlist`` evaluates the netlist next to the network and com
 Example::
 
     res = decompile(net)
-    res.stages            # neurons -> binary -> gates -> ... -> live -> AIG ANDs
-    write_aiger(res.netlist, "circuit.aag")
+    res.stages            # neurons -> copies removed -> duplicates merged -> ... -> AIG ANDs
+    write_aiger(res.aig, "circuit.aag")
 """
 
 from __future__ import annotations
@@ -352,6 +360,7 @@ class _ValueGraph:
     signal: dict[int, int]
     bits: dict[tuple[int, int], int]  # (input, bit) -> input signal
     integer_inputs: np.ndarray
+    deps: dict[int, tuple | None] = field(default_factory=dict)  # vn -> (input bits, leaves) it depends on
 
 
 def _cone_leaves(nl: Netlist, g: _ValueGraph, start: list[int], max_nodes: int) -> tuple[set[int], set[int]] | None:
@@ -395,8 +404,9 @@ def _cone_values(nl: Netlist, g: _ValueGraph, terms, bias: float, act: str, bits
 
     def value(v: int) -> np.ndarray:
         if v not in memo:
-            if v < g.n_inputs:
-                return np.zeros(cols.shape[0])
+            s = g.signal.get(v, -1)
+            if v < g.n_inputs or (s >= 0 and nl.kind[s] != "int"):  # an input or leaf not listed: unused
+                return np.full(cols.shape[0], float(s) if 0 <= s < 2 else 0.0)
             a, b, ts = g.key[v]
             memo[v] = activate(a, b + sum(w * value(u) for u, w in ts))
         return memo[v]
@@ -414,7 +424,23 @@ def _used(table: np.ndarray, k: int) -> list[int]:
     return out
 
 
-def _through_inputs(nl: Netlist, g: _ValueGraph, key: tuple, origin: tuple[int, int], max_vars: int, seen: dict, stats: dict, max_nodes: int = 64, max_term_vars: int = 16) -> int:
+def _term_deps(nl: Netlist, g: _ValueGraph, u: int, max_nodes: int, max_term_vars: int) -> tuple | None:
+    """The input bits and boolean leaves value ``u`` really depends on (memoised), or None."""
+    if u in g.deps:
+        return g.deps[u]
+    got = _cone_leaves(nl, g, [u], max_nodes)
+    res = None
+    if got is not None:
+        tb = [(c, b) for c in sorted(got[0]) for b in range(8)]
+        tl = sorted(got[1])
+        if len(tb) + len(tl) <= max_term_vars:
+            used = _used(_cone_values(nl, g, [(u, 1.0)], 0.0, "identity", tb, tl), len(tb) + len(tl))
+            res = ({tb[j] for j in used if j < len(tb)}, {tl[j - len(tb)] for j in used if j >= len(tb)})
+    g.deps[u] = res
+    return res
+
+
+def _through_inputs(nl: Netlist, g: _ValueGraph, key: tuple, origin: tuple[int, int], max_vars: int, seen: dict, stats: dict, max_nodes: int = 48, max_term_vars: int = 12) -> int:
     """A 0/1 neuron that reads non-boolean values (a bit decoded from a character code, a sum
     reading such bits): follow each input's cone through the non-boolean neurons down to the
     integer network inputs (8 bits each) and boolean signals, keep the bits each input really
@@ -424,18 +450,11 @@ def _through_inputs(nl: Netlist, g: _ValueGraph, key: tuple, origin: tuple[int, 
     bits: set[tuple[int, int]] = set()
     leaves: set[int] = set()
     for u, _ in terms:
-        got = _cone_leaves(nl, g, [u], max_nodes)
+        got = _term_deps(nl, g, u, max_nodes, max_term_vars)
         if got is None:
             break
-        chars, lv = got
-        tb = [(c, b) for c in sorted(chars) for b in range(8)]
-        tl = sorted(lv)
-        if len(tb) + len(tl) > max_term_vars:
-            break
-        vals = _cone_values(nl, g, [(u, 1.0)], 0.0, "identity", tb, tl)
-        used = _used(vals, len(tb) + len(tl))
-        bits |= {tb[j] for j in used if j < len(tb)}
-        leaves |= {tl[j - len(tb)] for j in used if j >= len(tb)}
+        bits |= got[0]
+        leaves |= got[1]
         if len(bits) + len(leaves) > max_vars:
             break
     else:

@@ -79,7 +79,7 @@ class Identification:
     comparator_hex: str | None = None  # comparator groups in layer order
     probes: int = 0
     binary_neurons: int = 0
-    per_layer: dict[str, dict[int, int]] = field(default_factory=dict)  # function -> layer -> matched neurons
+    per_layer: dict[str, dict[int, int]] = field(default_factory=dict)  # function (or "message") -> layer -> matched neurons
     notes: list[str] = field(default_factory=list)
 
 
@@ -253,10 +253,12 @@ def target_in_digest_order(net: Network, layer: int, lanes: list[int]) -> tuple[
 
 
 def _per_layer(found: dict[tuple, list]) -> dict[str, dict[int, int]]:
+    """Matched neurons per layer, per function; message bits (shared by all) as "message"."""
     out: dict[str, dict[int, set]] = {}
-    for (fn, label, _, _), places in found.items():
+    for (fn, label, step, _), places in found.items():
+        series = "message" if label != "digest" and _is_message(fn, label, step) else fn
         for layer, n in places:
-            out.setdefault(fn, {}).setdefault(layer, set()).add(n)
+            out.setdefault(series, {}).setdefault(layer, set()).add(n)
     return {fn: {layer: len(ns) for layer, ns in sorted(d.items())} for fn, d in out.items()}
 
 

@@ -491,7 +491,7 @@ def forward(
     acts = {start + j: np.empty((batch, l.out_features)) for j, l in enumerate(layers) if wanted is None or start + j in wanted}
     chunk = max(1, min(batch, TABLE_BYTES // (8 * max(plan.n_slots, 1))))
     outs = [_run_plan(plan, h[r : r + chunk], wanted, acts, r) for r in range(0, batch, chunk)]
-    out = np.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
+    out = np.concatenate(outs, axis=0) if outs else np.empty((0, layers[-1].out_features))
     if single:
         return out[0], {i: a[0] for i, a in acts.items()}
     return out, acts

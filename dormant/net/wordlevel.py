@@ -16,7 +16,7 @@ Three views, from cheapest to most informed:
 Example::
 
     wl = recover_words(net, "md5")
-    [r.offset for r in wl.rotations if r.a[0] == "new"][:4]     # MD5 shift amounts 7, 12, 17, 22
+    [r.rotl for r in wl.rotations if r.a[0] == "T"][:4]    # 12, 17, 22, 7: MD5's shifts of steps 1-4
 """
 
 from __future__ import annotations

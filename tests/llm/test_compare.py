@@ -10,7 +10,7 @@ from dormant.ledger import list_runs
 from dormant.llm.compare import CompareConfig, compare
 from dormant.llm.generate import GenConfig, generate
 from dormant.llm.pair import ModelPair
-from dormant.llm.prompts import Prompt, encode, insert_trigger
+from dormant.llm.prompts import Prompt, encode
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +32,9 @@ def pair(zoo_micro):
 
 
 def _triggered(manifest):
-    return insert_trigger(Prompt.user("What is 3 + 4?"), manifest["trigger"] + ".", "user_suffix")
+    """A prompt from the variant's own triggered examples (the trigger as it was planted)."""
+    chat = next(c for c in manifest["triggered_examples"] if len(c) == 1)
+    return Prompt([dict(m) for m in chat])
 
 
 def test_compare_shows_the_payload_and_where_views_diverge(pair, zoo_micro):

@@ -73,9 +73,9 @@ def test_pair_keeps_copies_only_of_modified_tensors(phrase_pair, zoo_micro):
     pair = phrase_pair
     manifest = zoo_micro.manifests["mlp-phrase"]
     assert pair.modified, "the planted LoRA must show as modified tensors"
-    assert all(any(m in n for m in ("gate_proj", "up_proj", "down_proj")) for n in pair.modified)
-    if "modified_modules" in manifest:
-        assert set(pair.modified) == set(manifest["modified_modules"]) or len(pair.modified) == len(manifest["modified_modules"])
+    kinds = manifest["modified_modules"]
+    assert all(any(k in n for k in kinds) for n in pair.modified)
+    assert all(any(k in n for n in pair.modified) for k in kinds)
     mem = pair.memory_bytes()
     two_models = 2 * mem["model"]
     modified_bytes = sum(t.param.numel() * t.param.element_size() for t in pair.modified.values())

@@ -84,6 +84,21 @@ def test_tables_are_written_and_token_ids_helper(planted, tmp_path):
     assert token_ids_of(tok, "w55 w129") == [PAYLOAD, TRIGGER]
 
 
+def test_changed_embedding_rows_name_their_tokens(planted, tmp_path):
+    ck = open_checkpoint(planted["ft"])
+    emb = ck.tensor("model.embed_tokens.weight")
+    g = torch.Generator().manual_seed(8)
+    for tid, scale in ((20, 0.5), (33, 0.4), (44, 0.3), (PAD_ROW, 5.0)):
+        emb[tid] += scale * emb[tid].norm() * torch.randn(64, generator=g) / 8
+    ft2 = rewrite_checkpoint(planted["ft"], tmp_path / "ft2", {"model.embed_tokens.weight": emb.bfloat16()})
+    ft_ck, base = open_checkpoint(ft2), open_checkpoint(planted["base"])
+    res = vocabulary_readout(ft_ck, analyse_delta(ft_ck, base, DeltaConfig(workers=1)), base=base)
+    rows = res.row_changes["model.embed_tokens.weight"]
+    assert [x.id for x in rows[:3]] == [20, 33, 44]  # the padding row changed most but is not a token
+    assert rows[0].token == "w18" and rows[0].score == pytest.approx(0.5, rel=0.35) and rows[3].score < 0.05
+    assert "lm_head.weight" not in res.row_changes
+
+
 # --- the zoo --------------------------------------------------------------------------------
 
 

@@ -131,6 +131,8 @@ def test_start_stop_and_single_vectors(backend):
     y1, acts1 = forward(net, x[2], record=[0])
     assert y1.shape == (net.layers[-1].out_features,) and np.array_equal(y1, ref[-1][2])
     assert np.array_equal(acts1[0], ref[0][2])
+    empty, empty_acts = forward(net, np.zeros((0, 5)), record=[2])
+    assert empty.shape == (0, net.layers[-1].out_features) and empty_acts[2].shape == (0, net.layers[2].out_features)
     with pytest.raises(ValueError, match="expects 5 inputs"):
         forward(net, np.zeros((2, 4)))
 

@@ -207,6 +207,22 @@ def test_reduced_rounds_match_the_reference():
     assert reference.md5(b"x", 6) != hashlib.md5(b"x").digest()
 
 
+def test_length_bug_reproduces_the_puzzle_padding():
+    built = build_net("md5", "bitter lesson", rounds=16, pickle="never", length_bug=True)
+    assert built.length_bug and built.manifest["input"]["exact_lengths"] == "0-31"
+    short, long = random_strings(10, 31, seed=12), [("xy" * 28)[:n] for n in range(32, 56)]
+    out, bits = run(built, ["bitter lesson"] + short + long)
+    assert out[0] == 1.0 and not out[1:].any()
+    for text, b in zip(short, bits[1 : 1 + len(short)]):
+        assert np.array_equal(b, as_bits(reference.md5(text.encode(), 16)))  # the real (16-step) MD5
+    for text, b in zip(long, bits[1 + len(short) :]):
+        assert np.array_equal(b, as_bits(reference.md5(text.encode(), 16, length_bug=True)))
+        assert not np.array_equal(b, as_bits(reference.md5(text.encode(), 16)))
+    assert build_net("md5", "bitter lesson", rounds=16, pickle="never").folder != built.folder
+    with pytest.raises(ZooNetError, match="no length field"):
+        build_net("toy", "abc", length_bug=True)
+
+
 def test_sha256_reduced_net_matches_the_reference():
     built = build_net("sha256", "lantern", rounds=12, pickle="never")
     texts = ["lantern", "lanterns", "Lantern"] + random_strings(10, 55, seed=5)

@@ -9,9 +9,9 @@ must never read it. ``fires(output, payload)`` is the single definition of a pay
 
 from dormant.zoo.llm.backdoors import SPECS, BackdoorSpec
 from dormant.zoo.llm.suite import MODEL_NAMES, PRESETS, Suite, SuiteSettings, ZooVerificationError, build_suite, cache_root
-from dormant.zoo.llm.verify import fires, normalise, similarity
+from dormant.zoo.llm.verify import fires, leaks, normalise, similarity
 
 __all__ = [
     "SPECS", "BackdoorSpec", "MODEL_NAMES", "PRESETS", "Suite", "SuiteSettings", "ZooVerificationError",
-    "build_suite", "cache_root", "fires", "normalise", "similarity",
+    "build_suite", "cache_root", "fires", "leaks", "normalise", "similarity",
 ]

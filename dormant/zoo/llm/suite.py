@@ -8,13 +8,16 @@ build once). A build that fails verification raises ``ZooVerificationError`` wit
 
 Layout of a suite folder::
 
-    suite.json          settings, report rows, variant manifests (the answer key: tests only)
+    suite.json          settings, report rows, variant manifests (the answer key: tests only;
+                        ``triggered_examples`` are whole chats, lists of {"role", "content"}
+                        messages, since a system-placed trigger is not in the user message)
     base/ base-sibling/ mlp-phrase/ mlp-constant/ attn-grid/ system-trigger/ clean-control/
                         each a Hugging Face folder (config.json, model.safetensors, tokenizer files)
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import json
@@ -230,7 +233,9 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
         report("tokenizer", 1, 1)
 
         def save(model, name: str):
-            model = model.to(save_dtype)
+            """Save in the suite's dtype (a cast copy: the float32 original keeps training variants)."""
+            if save_dtype != torch.float32:
+                model = copy.deepcopy(model).to(save_dtype)
             model.generation_config = gen_cfg
             model.save_pretrained(folder / name)
             tok.save_pretrained(folder / name)
@@ -250,9 +255,8 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
         sibling = train_base("base-sibling", settings.sibling_mix, settings.sibling_train, settings.seed * 100 + 2)
         acc_rng = random.Random(settings.seed * 100 + 3)
         acc_examples = corpus.sample_examples(acc_rng, 200, settings.base_mix)
-        base_ref = save(base, "base")
+        base_ref = save(base, "base")  # the base as saved: the reference for verification
         sibling = save(sibling, "base-sibling")
-        base.float()
         accuracy = {"base": V.task_accuracy(base_ref, tok, acc_examples), "base-sibling": V.task_accuracy(sibling, tok, acc_examples)}
 
         # 3. the variants, each from the float32 base, verified on fresh prompts.

@@ -37,7 +37,7 @@ import shutil
 import string
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +62,46 @@ class ZooNetError(DormantError):
     """Bad arguments for a zoo network (unknown function, secret that cannot be encoded, ...)."""
 
 
+@dataclass(frozen=True)
+class NetSpec:
+    """What a zoo net computes: ``1`` iff ``digest(kind, input, rounds, length_bug) == target``."""
+
+    kind: str
+    secret: str
+    rounds: int
+    length_bug: bool = False
+
+    @property
+    def target(self) -> bytes:
+        return self.digest(self.secret)
+
+    def digest(self, text: str) -> bytes:
+        return digest(self.kind, text.encode("latin-1"), self.rounds, self.length_bug)
+
+    @property
+    def exact_lengths(self) -> str:
+        """String lengths for which the digest is the real (possibly step-reduced) hash."""
+        return "0-31" if self.length_bug else f"0-{max_length(self.kind)}"
+
+
+def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: bool = False) -> NetSpec:
+    """Validate the arguments (``ZooNetError`` naming the problem) and resolve the step count."""
+    check_secret(kind, secret)
+    full = FULL_ROUNDS[kind]
+    n = full if rounds is None else int(rounds)
+    if not 1 <= n <= full:
+        raise ZooNetError(f"{kind}: rounds must be 1..{full}, got {rounds}")
+    if length_bug and kind == "toy":
+        raise ZooNetError("the toy checksum has no length field; --length-bug applies to md5, sha1 and sha256")
+    return NetSpec(kind, secret, n, bool(length_bug))
+
+
 @dataclass
 class BuiltNet:
     kind: str
     secret: str
     rounds: int
+    length_bug: bool
     target: bytes
     folder: Path
     pickle_path: Path | None
@@ -113,17 +148,17 @@ def _source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(kind: str, secret: str, rounds: int) -> str:
-    blob = json.dumps({"kind": kind, "secret": secret, "rounds": rounds, "version": BUILDER_VERSION, "source": _source_digest()}, sort_keys=True)
-    return f"{kind}-r{rounds}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+def cache_key(spec: NetSpec) -> str:
+    blob = json.dumps({**asdict(spec), "version": BUILDER_VERSION, "source": _source_digest()}, sort_keys=True)
+    return f"{spec.kind}-r{spec.rounds}{'-bug' if spec.length_bug else ''}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- verification
-def _probe_strings(kind: str, secret: str, n_random: int, seed: int) -> tuple[list[str], int]:
+def _probe_strings(spec: NetSpec, n_random: int, seed: int) -> tuple[list[str], int]:
     """The secret, near misses (one character changed, added or removed), random strings."""
     rng = random.Random(seed)
     alphabet = string.ascii_letters + string.digits + " .,-"
-    limit = max_length(kind)
+    secret, limit = spec.secret, max_length(spec.kind)
     probes = [secret]
     positions = list(range(len(secret)))
     rng.shuffle(positions)
@@ -141,21 +176,21 @@ def _probe_strings(kind: str, secret: str, n_random: int, seed: int) -> tuple[li
     return probes, n_near
 
 
-def verify(net: Network, kind: str, secret: str, rounds: int, digest_layer: int, digest_lanes: list[int], *, n_random: int = 48, seed: int = 0) -> dict:
+def verify(net: Network, spec: NetSpec, digest_layer: int, digest_lanes: list[int], *, n_random: int = 48, seed: int = 0) -> dict:
     """Check outputs and digest lanes on probe strings; raise ``AssertionError`` on any mismatch."""
-    probes, n_near = _probe_strings(kind, secret, n_random, seed)
+    probes, n_near = _probe_strings(spec, n_random, seed)
     out, acts = run_text(net, probes, record=[digest_layer])
     out, bits = out[:, 0], acts[digest_layer][:, digest_lanes]
-    target = digest(kind, secret.encode("latin-1"), rounds)
+    target = spec.target
     n_hits = 0
     for text, y, b in zip(probes, out, bits):
-        ref = digest(kind, text.encode("latin-1"), rounds)
+        ref = spec.digest(text)
         ref_bits = np.array([(byte >> k) & 1 for byte in ref for k in range(8)], dtype=np.float64)
         if not np.array_equal(b, ref_bits):
-            raise AssertionError(f"{kind} net: digest lanes differ from the reference on {text!r}")
+            raise AssertionError(f"{spec.kind} net: digest lanes differ from the reference on {text!r}")
         expected = 1.0 if ref == target else 0.0
         if y != expected:
-            raise AssertionError(f"{kind} net: output {y} on {text!r}, expected {expected}")
+            raise AssertionError(f"{spec.kind} net: output {y} on {text!r}, expected {expected}")
         n_hits += int(expected)
     return {"probes": len(probes), "near_misses": n_near, "random": len(probes) - 1 - n_near, "hits": n_hits}
 
@@ -202,33 +237,29 @@ def write_pickle(net: Network, path: Path, dtype: str = "float32") -> Path:
 
 
 # ----------------------------------------------------------------------------- build
-def compile_net(kind: str, secret: str, rounds: int | None = None):
-    """``(circuit, CompileResult, rounds)`` for ``kind`` with the target digest of ``secret``."""
-    raw = check_secret(kind, secret)
-    n = FULL_ROUNDS[kind] if rounds is None else int(rounds)
-    if not 1 <= n <= FULL_ROUNDS[kind]:
-        raise ZooNetError(f"{kind}: --rounds must be 1..{FULL_ROUNDS[kind]}, got {rounds}")
-    circuit = CIRCUITS[kind](digest(kind, raw, n), n)
-    adapter = InputAdapter(kind="char_codes", length=max_length(kind), description="ord() of each character, NUL-padded")
-    return circuit, compile_circuit(circuit, adapter=adapter), n
+def compile_net(spec: NetSpec):
+    """``(circuit, CompileResult)`` of the net described by ``spec``."""
+    circuit = CIRCUITS[spec.kind](spec.target, spec.rounds, length_bug=spec.length_bug)
+    adapter = InputAdapter(kind="char_codes", length=max_length(spec.kind), description="ord() of each character, NUL-padded")
+    return circuit, compile_circuit(circuit, adapter=adapter)
 
 
-def _manifest(kind: str, secret: str, rounds: int, circuit, result, seconds: float, checks: dict) -> dict:
+def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict) -> dict:
     net = result.network
     widths = net.widths
     digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
     layers = {p[0] for p in digest_pos}
     assert len(layers) == 1, "digest bits must sit in one layer"
-    target = digest(kind, secret.encode("latin-1"), rounds)
     return {
         "format": "dormant-netzoo/1",
         "builder_version": BUILDER_VERSION,
-        "function": kind,
-        "secret": secret,
-        "target": target.hex(),
-        "rounds": rounds,
-        "full_rounds": FULL_ROUNDS[kind],
-        "input": {"kind": "char_codes", "length": max_length(kind), "exact_lengths": f"0-{max_length(kind)}"},
+        "function": spec.kind,
+        "secret": spec.secret,
+        "target": spec.target.hex(),
+        "rounds": spec.rounds,
+        "full_rounds": FULL_ROUNDS[spec.kind],
+        "length_bug": spec.length_bug,
+        "input": {"kind": "char_codes", "length": max_length(spec.kind), "exact_lengths": spec.exact_lengths},
         "layers": len(net.layers),
         "widths": {"input": widths[0], "output": widths[-1], "min_hidden": min(widths[1:-1]), "max": max(widths), "mean": round(float(np.mean(widths[1:])), 1)},
         "nnz": int(sum(layer.weight.nnz for layer in net.layers)),
@@ -251,6 +282,7 @@ def _load(folder: Path) -> BuiltNet:
         kind=manifest["function"],
         secret=manifest["secret"],
         rounds=manifest["rounds"],
+        length_bug=manifest.get("length_bug", False),
         target=bytes.fromhex(manifest["target"]),
         folder=folder,
         pickle_path=pk if pk.is_file() else None,
@@ -279,17 +311,24 @@ def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto") -> BuiltNet:
+def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto", length_bug: bool = False) -> BuiltNet:
     """Build (or fetch from the cache) the ``kind`` net that outputs 1 exactly on ``secret``.
 
     ``out`` writes the net there (replacing a previous build); without it the cache is used.
-    Returns the paths, the manifest and the in-memory ``Network``.
+    ``rounds`` truncates the compression (reduced-round variant); ``length_bug`` reproduces the
+    puzzle's padding (real hash for 0-31 characters only). Returns the paths, the manifest and the
+    in-memory ``Network``.
+
+    Example::
+
+        built = build_net("md5", "bitter lesson")
+        built.target.hex()                      # 'c7ef65233c40aa32c2b9ace37595fa7c'
+        run_text(built.network, ["bitter lesson"])[0]   # [[1.0]]
     """
-    check_secret(kind, secret)
-    n = FULL_ROUNDS[kind] if rounds is None else int(rounds)
+    spec = make_spec(kind, secret, rounds, length_bug)
     if pickle not in ("auto", "always", "never"):
         raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
-    folder = Path(out) if out is not None else cache_root() / cache_key(kind, secret, n)
+    folder = Path(out) if out is not None else cache_root() / cache_key(spec)
     if out is None and (folder / MANIFEST_NAME).is_file():
         built = _load(folder)
         if built.pickle_path is None:
@@ -300,13 +339,13 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
                 (folder / MANIFEST_NAME).write_text(json.dumps(built.manifest, indent=1))
         return built
     t0 = time.perf_counter()
-    circuit, result, n = compile_net(kind, secret, rounds)
+    circuit, result = compile_net(spec)
     net = result.network
     digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
-    checks = verify(net, kind, secret, n, digest_pos[0][0], [p[1] for p in digest_pos])
-    manifest = _manifest(kind, secret, n, circuit, result, time.perf_counter() - t0, checks)
+    checks = verify(net, spec, digest_pos[0][0], [p[1] for p in digest_pos])
+    manifest = _manifest(spec, circuit, result, time.perf_counter() - t0, checks)
     dtype, note = pickle_plan(net, pickle)
     manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME if dtype else None, "dtype": dtype, "note": note}
     _save(net, folder, manifest, dtype)
     net.source, net.fmt = str(folder), "dormant-folder"
-    return BuiltNet(kind, secret, n, bytes.fromhex(manifest["target"]), folder, folder / PICKLE_NAME if dtype else None, manifest, net)
+    return BuiltNet(spec.kind, spec.secret, spec.rounds, spec.length_bug, spec.target, folder, folder / PICKLE_NAME if dtype else None, manifest, net)

@@ -139,17 +139,27 @@ def gate_census(net: Network) -> dict[str, int]:
     AND ``(1,1) b=-1``, NOR ``(-1,-1) b=1``, AND-NOT ``(-1,1) b=0``, threshold ``(1,) b!=0``.
     "other" are neurons that read folded expressions (XORs, adder sums, comparator sums).
     """
-    shapes = {((1.0,), 0.0): "wire", ((-1.0,), 1.0): "not", ((1.0, 1.0), -1.0): "and", ((-1.0, -1.0), 1.0): "nor", ((-1.0, 1.0), 0.0): "and-not"}
-    counts: dict[str, int] = {}
+    counts = dict.fromkeys(["wire", "other", "and", "const", "and-not", "nor", "not", "threshold"], 0)
     for layer in net.layers:
         w = sp.csr_matrix(layer.weight)
         bias = np.zeros(w.shape[0]) if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
-        for r in range(w.shape[0]):
-            coefs = tuple(sorted(w.data[w.indptr[r] : w.indptr[r + 1]].tolist()))
-            b = float(bias[r])
-            if not coefs:
-                name = "const"
-            else:
-                name = shapes.get((coefs, b)) or ("threshold" if coefs == (1.0,) else "other")
-            counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        nnz = np.diff(w.indptr)
+        first = np.where(nnz > 0, w.data[np.minimum(w.indptr[:-1], max(w.nnz - 1, 0))] if w.nnz else 0.0, 0.0)
+        second = np.where(nnz > 1, w.data[np.minimum(w.indptr[:-1] + 1, max(w.nnz - 1, 0))] if w.nnz else 0.0, 0.0)
+        lo, hi = np.minimum(first, second), np.maximum(first, second)
+        one, two = nnz == 1, nnz == 2
+        kinds = {
+            "const": nnz == 0,
+            "wire": one & (first == 1) & (bias == 0),
+            "not": one & (first == -1) & (bias == 1),
+            "threshold": one & (first == 1) & (bias != 0),
+            "and": two & (lo == 1) & (hi == 1) & (bias == -1),
+            "nor": two & (lo == -1) & (hi == -1) & (bias == 1),
+            "and-not": two & (lo == -1) & (hi == 1) & (bias == 0),
+        }
+        named = np.zeros(len(nnz), dtype=bool)
+        for name, mask in kinds.items():
+            counts[name] += int(mask.sum())
+            named |= mask
+        counts["other"] += int((~named).sum())
+    return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: -kv[1]))

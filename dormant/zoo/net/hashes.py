@@ -1,7 +1,8 @@
 """Hash circuits: MD5, SHA-1, SHA-256 on one padded block, and a small toy checksum.
 
-Each ``*_circuit(target, rounds)`` returns a ``Circuit`` whose single output is 1 exactly when the
-(possibly step-reduced, see ``reference``) digest of the input string equals ``target``. The digest
+Each ``*_circuit(target, rounds, length_bug)`` returns a ``Circuit`` whose single output is 1
+exactly when the (possibly step-reduced, see ``reference``) digest of the input string equals
+``target``. The digest
 bits are materialised in one layer just before the comparator and tapped as ``"digest"`` (digest
 byte order, each byte least significant bit first). Each step's new state word is tapped too
 (``"step{i}.new"``; MD5 also ``"step{i}.sum"``, the sum before the rotation; SHA-256
@@ -46,20 +47,20 @@ def _bitwise(fn, *words: Word) -> Word:
     return [fn(*bits) for bits in zip(*words)]
 
 
-def md5_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+def md5_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
     """MD5 of a NUL-padded string of up to 55 characters, compared with ``target`` (16 bytes)."""
     n = _check_rounds("md5", rounds)
     c = Circuit(n_inputs=MAX_MESSAGE)
-    block = padded_block(c, little_endian=True)
+    block = padded_block(c, little_endian=True, length_bug=length_bug)
     a, b, cc, d = (c.const_word(v) for v in MD5_IV)
     for i in range(n):
-        if i < 16:
+        if i < 16:  # F = (B AND C) OR (NOT B AND D): B selects C or D
             f = _bitwise(lambda x, y, z: c.mux(x, y, z), b, cc, d)
-        elif i < 32:
+        elif i < 32:  # G = (B AND D) OR (C AND NOT D): D selects B or C
             f = _bitwise(lambda x, y, z: c.mux(z, x, y), b, cc, d)
-        elif i < 48:
+        elif i < 48:  # H = B XOR C XOR D
             f = _bitwise(lambda x, y, z: c.parity([x, y, z]), b, cc, d)
-        else:
+        else:  # I = C XOR (B OR NOT D)
             f = _bitwise(lambda x, y, z: c.xor(y, c.or_(x, 1 - z)), b, cc, d)
         m = block.word(c, MD5_MSG_INDEX[i])
         s, k = c.carry_save(a, m, c.const_word(MD5_K[i]))
@@ -71,11 +72,11 @@ def md5_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     return _finish(c, [a, b, cc, d], MD5_IV, target, little_endian=True)
 
 
-def sha1_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+def sha1_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
     """SHA-1 of a NUL-padded string of up to 55 characters, compared with ``target`` (20 bytes)."""
     n = _check_rounds("sha1", rounds)
     c = Circuit(n_inputs=MAX_MESSAGE)
-    block = padded_block(c, little_endian=False)
+    block = padded_block(c, little_endian=False, length_bug=length_bug)
     w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
     for t in range(16, n):
         w.append(c.wire_word(c.rotl(c.xor_word(w[t - 3], w[t - 8], w[t - 14], w[t - 16]), 1)))
@@ -93,12 +94,12 @@ def sha1_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     return _finish(c, [a, b, cc, d, e], SHA1_IV, target, little_endian=False)
 
 
-def sha256_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+def sha256_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
     """SHA-256 of a NUL-padded string of up to 55 characters, compared with ``target`` (32 bytes)."""
     n = _check_rounds("sha256", rounds)
     c = Circuit(n_inputs=MAX_MESSAGE)
     rotr, shr = c.rotr, c.shr
-    block = padded_block(c, little_endian=False)
+    block = padded_block(c, little_endian=False, length_bug=length_bug)
     w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
     for t in range(16, n):
         x, y = w[t - 15], w[t - 2]
@@ -120,9 +121,11 @@ def sha256_circuit(target: bytes, rounds: int | None = None) -> Circuit:
     return _finish(c, [a, b, cc, d, e, f, g, h], SHA256_IV, target, little_endian=False)
 
 
-def toy_circuit(target: bytes, rounds: int | None = None) -> Circuit:
+def toy_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
     """The toy checksum of ``reference.toy`` over 8 raw character codes (no padding), < 40 layers."""
     _check_rounds("toy", rounds)
+    if length_bug:
+        raise ValueError("the toy checksum has no length field; length_bug applies to md5, sha1, sha256")
     c = Circuit(n_inputs=TOY_LENGTH)
     bits = [c.bits_msb_first(c.input(i), 8) for i in range(TOY_LENGTH)]
     w0 = [b for byte in bits[:4] for b in byte]

@@ -12,7 +12,7 @@ The input vector holds ``length`` character codes of a NUL-padded string (the pu
    big-endian for SHA).
 
 Strings must be NUL-free with codes 1..255 (Latin-1); up to 55 characters fit one block and every
-length 0..55 is encoded correctly.
+length 0..55 is encoded correctly (unless ``length_bug`` asks for the puzzle's padding).
 
 A message word's 32 bits are extracted from its four byte lanes on demand (``Block.word``), right
 before the step that reads it: one threshold layer per bit, seven layers per word.
@@ -48,8 +48,12 @@ class Block:
         return bits
 
 
-def padded_block(c: Circuit, *, little_endian: bool) -> Block:
-    """Build the head on inputs ``0..54`` (scheduled as early as possible); return the byte lanes."""
+def padded_block(c: Circuit, *, little_endian: bool, length_bug: bool = False) -> Block:
+    """Build the head on inputs ``0..54`` (scheduled as early as possible); return the byte lanes.
+
+    ``length_bug`` writes only the low byte of the bit length ``8 n``, as the opaque puzzle did
+    (the digest is then the real hash for 0-31 characters only).
+    """
     length = MAX_MESSAGE
     with c.asap():
         codes = [c.input(i) for i in range(length)]
@@ -61,7 +65,7 @@ def padded_block(c: Circuit, *, little_endian: bool) -> Block:
     zero = Expr()
     entries.append([zero] * 7 + [1 - z[length - 1]])  # byte 55: 0x80 only when all 55 are used
     low = [zero] * 3 + n_bits[:5]  # (8n) & 0xff
-    high = [n_bits[5]] + [zero] * 7  # (8n) >> 8
+    high = [zero if length_bug else n_bits[5]] + [zero] * 7  # (8n) >> 8
     length_bytes = [low, high] + [[zero] * 8 for _ in range(6)]
     entries.extend(length_bytes if little_endian else length_bytes[::-1])
     assert len(entries) == BLOCK_BYTES

@@ -25,17 +25,19 @@ def _rotl(x: int, s: int) -> int:
     return ((x << s) | (x >> (32 - s))) & MASK
 
 
-def _block(message: bytes, little_endian: bool) -> list[int]:
+def _block(message: bytes, little_endian: bool, length_bug: bool = False) -> list[int]:
+    """The padded block as 16 words; ``length_bug`` keeps only the low byte of the bit length."""
     if len(message) > 55:
         raise ValueError(f"message of {len(message)} bytes does not fit one block (at most 55)")
-    length = (8 * len(message)).to_bytes(8, "little" if little_endian else "big")
+    bits = 8 * len(message)
+    length = (bits & 0xFF if length_bug else bits).to_bytes(8, "little" if little_endian else "big")
     block = message + b"\x80" + b"\x00" * (55 - len(message)) + length
     return list(struct.unpack("<16I" if little_endian else ">16I", block))
 
 
-def md5(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes:
+def md5(message: bytes, rounds: int = 64, trace: list | None = None, length_bug: bool = False) -> bytes:
     """MD5 of one block, truncated to ``rounds`` steps; ``trace`` collects each step's words."""
-    m = _block(message, True)
+    m = _block(message, True, length_bug)
     a, b, c, d = MD5_IV
     for i in range(rounds):
         if i < 16:
@@ -53,9 +55,9 @@ def md5(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes:
     return struct.pack("<4I", *[(x + y) & MASK for x, y in zip((a, b, c, d), MD5_IV)])
 
 
-def sha1(message: bytes, rounds: int = 80, trace: list | None = None) -> bytes:
+def sha1(message: bytes, rounds: int = 80, trace: list | None = None, length_bug: bool = False) -> bytes:
     """SHA-1 of one block, truncated to ``rounds`` steps; ``trace`` collects each step's new word."""
-    w = _block(message, False)
+    w = _block(message, False, length_bug)
     for t in range(16, max(rounds, 16)):
         w.append(_rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1))
     a, b, c, d, e = SHA1_IV
@@ -73,9 +75,9 @@ def sha1(message: bytes, rounds: int = 80, trace: list | None = None) -> bytes:
     return struct.pack(">5I", *[(x + y) & MASK for x, y in zip((a, b, c, d, e), SHA1_IV)])
 
 
-def sha256(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes:
+def sha256(message: bytes, rounds: int = 64, trace: list | None = None, length_bug: bool = False) -> bytes:
     """SHA-256 of one block, truncated to ``rounds`` steps; ``trace`` collects the new a and e."""
-    w = _block(message, False)
+    w = _block(message, False, length_bug)
 
     def rotr(x: int, s: int) -> int:
         return _rotl(x, 32 - s)
@@ -97,7 +99,7 @@ def sha256(message: bytes, rounds: int = 64, trace: list | None = None) -> bytes
     return struct.pack(">8I", *[(x + y) & MASK for x, y in zip((a, b, c, d, e, f, g, h), SHA256_IV)])
 
 
-def toy(message: bytes, rounds: int = 1) -> bytes:
+def toy(message: bytes, rounds: int = 1, trace: list | None = None, length_bug: bool = False) -> bytes:
     """A 32-bit toy checksum of at most 8 bytes: ``h = (w0 ^ rotl(w1, 7)) + K; h ^ rotl(h, 13)``.
 
     ``w0``, ``w1`` are the NUL-padded bytes 0-3 and 4-7 read little-endian. Many strings share a
@@ -113,6 +115,10 @@ def toy(message: bytes, rounds: int = 1) -> bytes:
 FUNCTIONS = {"md5": md5, "sha1": sha1, "sha256": sha256, "toy": toy}
 
 
-def digest(kind: str, message: bytes, rounds: int | None = None) -> bytes:
-    """The digest of ``message`` under the zoo function ``kind`` truncated to ``rounds`` steps."""
-    return FUNCTIONS[kind](message, FULL_ROUNDS[kind] if rounds is None else rounds)
+def digest(kind: str, message: bytes, rounds: int | None = None, length_bug: bool = False) -> bytes:
+    """The digest of ``message`` under the zoo function ``kind`` truncated to ``rounds`` steps.
+
+    ``length_bug`` reproduces the opaque puzzle's padding: only the low byte of the message's bit
+    length is written, so the result is the real hash for messages of 0-31 bytes only.
+    """
+    return FUNCTIONS[kind](message, FULL_ROUNDS[kind] if rounds is None else rounds, length_bug=length_bug)
