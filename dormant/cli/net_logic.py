@@ -129,9 +129,10 @@ def _render_decompile(res, exports: dict, checked: dict | None, png: Path, top: 
         a.add_row(e.kind, w, f"{e.bias:g}", str(e.count))
     console.print(a)
     s = Table(title="reduction")
-    s.add_column("stage"), s.add_column("count", justify="right")
+    s.add_column("stage"), s.add_column("count", justify="right"), s.add_column("neurons / count", justify="right")
+    first = max(next(iter(res.stages.values()), 1), 1)
     for k, v in res.stages.items():
-        s.add_row(k, str(v))
+        s.add_row(k, str(v), f"{first / v:.1f}x" if v else "-")
     console.print(s)
     if res.is_logic:
         console.print(f"cut inputs (bits computed from non-boolean values): {res.cuts}; gates written with clipped rows: {res.stats.get('clipped', 0)}")

@@ -157,6 +157,8 @@ def _render_delta(result, readout, export) -> None:
     from dormant.report.console import console
 
     console.print(f"[bold]{result.rank_summary}[/]")
+    for finding in result.comparison.findings:
+        console.print(f"[yellow]warning:[/] {finding}")
     t = Table(title=f"modified matrices ({len(result.spectra)})")
     for col in ("tensor", "shape", "‖Δ‖", "rel", "s1..s4", "s1² share", "rank 90/95/99%", "LoRA r", "knee", "svd"):
         t.add_column(col, justify="left" if col in ("tensor", "s1..s4") else "right")

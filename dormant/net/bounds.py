@@ -210,6 +210,7 @@ def propagate(net: Network, config: BoundsConfig | None = None) -> Bounds:
 def inputs_of(w, rows: np.ndarray) -> np.ndarray:
     """Sorted indices of the inputs that any of ``rows`` reads."""
     if sp.issparse(w):
+        w = w if w.format == "csr" else w.tocsr()
         ptr, ind = w.indptr, w.indices
         parts = [ind[ptr[r] : ptr[r + 1]] for r in rows]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
@@ -219,6 +220,7 @@ def inputs_of(w, rows: np.ndarray) -> np.ndarray:
 def _sub(w, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Dense ``w[rows][:, cols]`` (``cols`` sorted and holding every input the rows read)."""
     if sp.issparse(w):
+        w = w if w.format == "csr" else w.tocsr()
         out = np.zeros((len(rows), len(cols)))
         ptr, ind, dat = w.indptr, w.indices, w.data
         for j, r in enumerate(rows):

@@ -223,14 +223,21 @@ def parse_mask(mask: str) -> Product:
     return Product(f"mask {mask}", tuple(parts))
 
 
-def charset_space(chars: str, min_len: int, max_len: int) -> Space:
-    """Every string over ``chars`` of each length from ``min_len`` to ``max_len``, shortest first."""
+def charset_space(chars: str, min_len: int, max_len: int, encoding: str = "utf-8") -> Space:
+    """Every string over ``chars`` of each length from ``min_len`` to ``max_len``, shortest first.
+
+    ``encoding`` turns characters into bytes: UTF-8 for hashing text, ``latin-1`` for networks
+    that read one code (``ord``) per character.
+    """
     if not chars:
         raise HintError("empty charset")
     if min_len < 0 or max_len < min_len:
         raise HintError(f"bad length range {min_len}-{max_len}")
     unique = "".join(dict.fromkeys(chars))
-    part = Part(f"[{unique}]", tuple(_encode(c) for c in unique))
+    try:
+        part = Part(f"[{unique}]", tuple(c.encode(encoding) for c in unique))
+    except UnicodeEncodeError as exc:
+        raise HintError(f"charset character {exc.object[exc.start]!r} cannot be encoded as {encoding}") from None
     products = []
     for n in range(min_len, max_len + 1):
         if n == 0:

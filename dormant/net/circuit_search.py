@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.candidates import charset_space, decode
+from dormant.net.candidates import charset_space
 from dormant.net.fasthash import materialise
 from dormant.net.network import Network
 from dormant.net.simulate import forward
@@ -79,7 +79,7 @@ def enumerate_firing(net: Network, config: EnumerateConfig | None = None, *, on_
     config = config or EnumerateConfig()
     width = input_width(net)
     max_len = min(config.max_len, width)
-    space = charset_space(config.alphabet, config.min_len, max_len)
+    space = charset_space(config.alphabet, config.min_len, max_len, encoding="latin-1")  # one code per character
     domain = f"{len(set(config.alphabet))} characters, lengths {config.min_len}-{max_len}"
     t0 = time.perf_counter()
     if space.size > config.max_domain:
@@ -102,7 +102,7 @@ def enumerate_firing(net: Network, config: EnumerateConfig | None = None, *, on_
             y = np.asarray(y).reshape(len(x), -1)[:, config.output]
             for row in np.nonzero(y > config.threshold)[0]:
                 raw = bytes(buf[row, : lengths[row]])
-                firing.append(decode(raw))
+                firing.append(raw.decode("latin-1"))
                 codes.append(list(raw))
             checked += stop - start
             if on_batch is not None:
@@ -115,32 +115,76 @@ def enumerate_firing(net: Network, config: EnumerateConfig | None = None, *, on_
 # --------------------------------------------------------------------------------------------
 
 
-def cut_tables(net: Network, nl, signals: list[int]) -> dict[int, tuple[int, np.ndarray]] | str:
+def cut_tables(net: Network, nl, signals: list[int], backgrounds: int = 6, seed: int = 0) -> dict[int, tuple[int, np.ndarray]] | str:
     """Each cut signal as a boolean function of one character: ``(position, table)`` where
     ``table[code]`` is the cut's value when that character has that code (position -1: constant).
 
-    Found by running every code at every position with the other characters NUL. A cut that
-    depends on several characters, or is not 0/1, gives a reason string instead.
+    Found by running every code at every position over several backgrounds (all NUL, then random
+    codes elsewhere): a cut qualifies only if the same one position explains it on every
+    background. A cut that depends on several characters, or is not 0/1, gives a reason string.
     """
     width = input_width(net)
-    x = np.zeros((256 * width, width))
+    rng = np.random.default_rng(seed)
+    bgs = np.vstack([np.zeros((1, width)), rng.integers(1, 256, size=(backgrounds, width))]).astype(np.float64)
+    # rows: background g, position p, code c
+    x = np.repeat(bgs, width * 256, axis=0).reshape(len(bgs), width, 256, width)
     for pos in range(width):
-        x[pos * 256 : (pos + 1) * 256, pos] = np.arange(256)
+        x[:, pos, :, pos] = np.arange(256)
+    x = x.reshape(-1, width)
     deepest = max(nl.origin[s][0] for s in signals)
     _, acts = forward(net, x, record=True, stop=deepest)
     values = [x] + [acts[i] for i in range(deepest)]
     out: dict[int, tuple[int, np.ndarray]] = {}
     for s in signals:
         v, n = nl.origin[s]
-        col = values[v][:, int(n)].reshape(width, 256)
+        col = values[v][:, int(n)].reshape(len(bgs), width, 256)
         if not np.all((col == 0) | (col == 1)):
             return f"cut {nl.name(s)} is not a 0/1 function of the characters"
-        varying = [p for p in range(width) if np.any(col[p] != col[p, 0])]
+        varying = [p for p in range(width) if np.any(col[:, p, :] != col[:, p, :1])]
         if len(varying) > 1:
             return f"cut {nl.name(s)} depends on {len(varying)} characters (SAT here handles one per cut)"
         pos = varying[0] if varying else -1
-        out[s] = (pos, col[max(pos, 0)].astype(np.uint8))
+        table = col[:, max(pos, 0), :]
+        if np.any(table != table[0]):  # the other characters change it too
+            return f"cut {nl.name(s)} depends on more than character {pos}"
+        out[s] = (pos, table[0].astype(np.uint8))
     return out
+
+
+def firing_condition(net: Network, nl, aig) -> list[int] | str:
+    """AIG literals whose conjunction makes the network output 1, or why there are none.
+
+    Either the output neuron is itself a signal of the netlist, or the network ends in a
+    comparator (``dormant.net.comparator``) whose target fixes each bit it reads: then every such
+    bit, an output of the boolean region, must equal its target bit.
+    """
+    lit_of = {s: aig.outputs[i] for i, (_, s) in enumerate(nl.outputs)}
+    out_signal = int(nl.signal_of[-1][0])
+    if out_signal in lit_of:
+        return [lit_of[out_signal]]
+    try:
+        from dormant.net.comparator import read_target, target_bits
+    except ImportError:
+        return "the output is not a boolean signal of the netlist and no comparator reader is installed"
+    try:
+        target = read_target(net)
+    except Exception as exc:  # noqa: BLE001 - any reason the tail is not a comparator
+        return f"the output is not a boolean signal of the netlist, nor a readable comparator ({exc})"
+    bits = target_bits(target)
+    if not target.conjunctive or not bits:
+        return "the comparator is not a plain conjunction of fixed bits"
+    lanes = nl.signal_of[target.layer]  # signals of the hat layer's inputs
+    goal = []
+    for lane, bit in bits.items():
+        s = int(lanes[lane])
+        if s in (0, 1):
+            if s != bit:
+                return "the comparator asks for a bit that is constant otherwise: nothing fires"
+            continue
+        if s not in lit_of:
+            return f"comparator lane {lane} is not a boolean signal of the netlist"
+        goal.append(lit_of[s] ^ (0 if bit else 1))
+    return goal
 
 
 def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -> CircuitSearchResult:
@@ -170,11 +214,9 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
         aig = to_aig(nl, live_cone(nl))
     if net.layers[-1].out_features != 1:
         return unsupported("the network has more than one output")
-    out_signal = int(nl.signal_of[-1][0])
-    names = [name for name, s in nl.outputs if s == out_signal]
-    if out_signal < 2 or not names:
-        return unsupported("the output is not a boolean signal of the netlist (a comparator or arithmetic tail reads it)")
-    out_lit = aig.outputs[aig.output_names.index(names[0])]
+    goal = firing_condition(net, nl, aig)  # AIG literals that must all be true
+    if isinstance(goal, str):
+        return unsupported(goal)
     live = live_cone(nl)
     inputs = [s for s in nl.inputs if s in live]  # the AIG's inputs, in its order
     cuts = [s for s in inputs if nl.kind[s] == "cut"]
@@ -222,7 +264,7 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
         for code in range(256):  # character == code  ->  cut == table[code]
             match = [-bv if (code >> k) & 1 else bv for k, bv in enumerate(bits)]
             clauses.append(match + [x if table[code] else -x])
-    clauses.append([lit(out_lit)])
+    clauses += [[lit(g)] for g in goal]
     # distinct solutions differ in some character bit or 0/1 input (free positions stay free)
     decision = sorted(char_var.values()) + sorted(binary_inputs.values())
 

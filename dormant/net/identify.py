@@ -149,6 +149,7 @@ def probe_matches(net: Network, x: np.ndarray, index: dict[bytes, list]) -> tupl
 
 
 def summarise(found: dict[tuple, list], traces: dict[str, Trace], threshold: int) -> list[FunctionMatch]:
+    """Matched bits and words per function (a word counts when ``threshold`` of its bits matched)."""
     out = []
     for fn, tr in traces.items():
         per_word: dict[tuple[str, int], int] = {}
@@ -190,6 +191,8 @@ def _verdict(matches: list[FunctionMatch]) -> tuple[str | None, str, list[str]]:
         f"{m.steps_matched}/{m.total_steps} steps" + (f", by word: {m.by_label}" if m.by_label else "")
         for m in matches
     ]
+    if best.matched_words == 0:  # stray bits (a schedule word equal to a message bit, ...) name nothing
+        return None, "none", ev + ["no reference word is matched in full"]
     if best.matched_words >= 8 and second * 10 < best.matched_bits:
         conf = "high"
     elif best.matched_words >= 1 and second < best.matched_bits:

@@ -83,10 +83,19 @@ def affine(weight, bias: np.ndarray | None, x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- plan
-try:  # the compiled kernel behind ``csr_matrix @ dense``, called without the wrapper's checks
-    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
-except ImportError:  # pragma: no cover - other scipy layouts fall back to the public operator
-    _csr_matvecs = None
+def _private_csr_matvecs():
+    """scipy's compiled kernel behind ``csr_matrix @ dense`` (``Y += A @ X``), if it works here."""
+    try:
+        from scipy.sparse._sparsetools import csr_matvecs
+
+        y = np.zeros((1, 2))
+        csr_matvecs(1, 2, 2, np.array([0, 2], np.int32), np.array([0, 1], np.int32), np.array([2.0, -1.0]), np.array([1.0, 2.0, 3.0, 4.0]), y.ravel())
+        return csr_matvecs if y.tolist() == [[-1.0, 0.0]] else None
+    except Exception:  # pragma: no cover - another scipy layout: use the public operator
+        return None
+
+
+_csr_matvecs = _private_csr_matvecs()
 
 F32_EXACT = float(2**24)  # integers up to this magnitude are exact in float32
 _INTEGER_ACTS = {"relu", "identity", "step"}
@@ -191,7 +200,10 @@ def build_plan(net: Network, start: int = 0, stop: int | None = None) -> Plan:
             raise ValueError(f"layer {start + i} expects {in_f} inputs, previous layer gives {len(prev_slots)}")
         bias = np.zeros(out_f) if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
         w = layer.weight
-        if not sp.issparse(w) and np.count_nonzero(w) > DENSE_FRACTION * out_f * in_f:
+        if not sp.issparse(w):  # dense (possibly a float16 memory map): find the non-zeros once
+            w = np.asarray(w)
+            nz_rows, nz_cols = np.nonzero(w)
+        if not sp.issparse(w) and len(nz_rows) > DENSE_FRACTION * out_f * in_f:
             slots = np.arange(n_values, n_values + out_f, dtype=np.int64)
             dense = np.asarray(w, dtype=np.float64)
             steps.append(_Step(slots, slots, layer.activation, bias, dense=dense, in_slots=prev_slots, row_l1=float(np.max(np.abs(dense).sum(axis=1) + np.abs(bias), initial=0.0))))
@@ -199,9 +211,12 @@ def build_plan(net: Network, start: int = 0, stop: int | None = None) -> Plan:
             n_values += out_f
             prev_slots = slots
             continue
-        csr = w.tocsr() if sp.issparse(w) else sp.csr_matrix(np.asarray(w, dtype=np.float64))  # any dtype, float16 too
-        indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
-        data = np.asarray(csr.data, dtype=np.float64)
+        if sp.issparse(w):
+            csr = w.tocsr()
+            indptr, indices, data = csr.indptr.astype(np.int64), csr.indices.astype(np.int64), np.asarray(csr.data, dtype=np.float64)
+        else:  # np.nonzero lists entries row by row, columns ascending: already CSR order
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(nz_rows, minlength=out_f))]).astype(np.int64)
+            indices, data = nz_cols.astype(np.int64), np.asarray(w[nz_rows, nz_cols], dtype=np.float64)
         row_nnz = np.diff(indptr)
         # copy wires: one weight 1, bias 0, and an activation that leaves the (non-negative) value as is
         one = row_nnz == 1

@@ -215,11 +215,11 @@ def _fires(net: Network, text: str) -> bool:
     from dormant.net.simulate import forward
 
     width = net.adapter.length if net.adapter.kind == "char_codes" and net.adapter.length else net.layers[0].in_features
-    raw = text.encode("utf-8")
-    if len(raw) > width:
+    codes = [ord(ch) for ch in text]  # the network reads one code per character, NUL-padded
+    if len(codes) > width:
         return False
     x = np.zeros(width)
-    x[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    x[: len(codes)] = codes
     y, _ = forward(net, x)
     return bool(np.asarray(y).ravel()[0] > 0.5)
 

@@ -7,7 +7,7 @@ import torch
 
 from dormant.llm.pair import ModelPair
 from dormant.llm.probes import load_probes
-from dormant.llm.prompts import Prompt, encode, insert_trigger
+from dormant.llm.prompts import Prompt, encode
 from dormant.llm.scoring import (
     Arm, ScoreConfig, common_prefix_len, contrast_trigger, contrast_views, divergences, length_batches,
     logprobs_at, next_token_logprobs, run_with_backoff, score_arms,

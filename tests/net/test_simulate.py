@@ -186,3 +186,14 @@ def test_float32_fast_path_switches_to_float64_before_it_could_round(backend):
     assert not build_plan(half).integer
     assert forward(half, np.array([1.0, 3.0]))[0][0] == 0.5 + 0.75 + 0.1
     assert forward(net, np.array([0.5, 0.0]))[0][0] == 0.5 * 2.0**depth
+
+
+def test_public_sparse_product_fallback_gives_the_same_results(monkeypatch):
+    rng = np.random.default_rng(6)
+    net = copy_heavy_net(rng, depth=8)
+    x = rng.integers(0, 6, size=(11, 5)).astype(np.float64)
+    monkeypatch.setattr(simulate, "BACKEND", "numpy")
+    monkeypatch.setattr(simulate, "_csr_matvecs", None)
+    y, acts = forward(net, x, record=True)
+    ref = reference(net, x)
+    assert np.array_equal(y, ref[-1]) and all(np.array_equal(acts[i], ref[i]) for i in acts)

@@ -147,3 +147,25 @@ def test_cli_solve_json_and_ledger(toy_net, tmp_path):
     assert run["status"] == "ok" and run["outputs"]["preimage"] == "owl" and "network" in run["inputs"]
     missing = runner.invoke(app, ["net", "solve", str(tmp_path / "missing.pt")])
     assert missing.exit_code != 0
+
+
+def test_sat_through_a_comparator_tail_matches_enumeration():
+    """A 2-character circuit: ``c0 AND NOT c1`` bitwise, compared with 0x41 by the puzzle's hat comparator."""
+    from dormant.zoo.net.circuit import Circuit
+    from dormant.zoo.net.comparator import hat_comparator
+    from dormant.zoo.net.compile import compile_circuit
+
+    c = Circuit(n_inputs=2)
+    b0, b1 = ([c.wire(b) for b in c.bits_msb_first(c.input(i), 8)] for i in range(2))
+    digest = [c.andnot(x, y) for x, y in zip(b0, b1)]
+    c.set_outputs([hat_comparator(c, [digest], b"\x41")])
+    net = compile_circuit(c, adapter=InputAdapter("char_codes", 2)).network
+
+    sat = sat_firing(net, SatConfig(max_solutions=1000))
+    # bits 0 and 6 must be 1 AND NOT 0 (one way each), the six others anything but 1 AND NOT 0: 3**6
+    assert sat.status == "ok" and sat.complete and len(sat.codes) == 3**6 and sat.checked == 3**6
+    assert all(a & ~b & 0xFF == 0x41 for a, b in sat.codes)
+    alphabet = "".join(chr(k) for k in range(1, 256))
+    enum = enumerate_firing(net, EnumerateConfig(alphabet=alphabet, min_len=1, max_len=2, batch=8192))
+    padded = {tuple(code + [0] * (2 - len(code))) for code in enum.codes}
+    assert padded == {tuple(code) for code in sat.codes if code[0] != 0}  # strings cannot start with NUL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -75,8 +76,8 @@ def test_failed_build_leaves_no_suite(tmp_path, monkeypatch):
 def test_settings_change_changes_the_cache_key():
     micro = PRESETS["micro"]
     assert micro.key() != PRESETS["standard"].key()
-    assert micro.key() != suite_mod.replace(micro, seed=1).key()
-    assert micro.key() == suite_mod.replace(micro).key()
+    assert micro.key() != replace(micro, seed=1).key()
+    assert micro.key() == replace(micro).key()
 
 
 def test_unknown_suite_is_a_clear_error():
@@ -94,3 +95,12 @@ def test_standard_preset_builds_a_valid_model():
     model = new_model(arch, std.vocab_size, pad_id=0, eos_ids=[2], seed=0)
     assert model.config.num_hidden_layers == arch.num_layers
     assert model.get_input_embeddings().weight.shape[0] > std.vocab_size
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path, stub_builder):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(DormantError, match="not empty"):
+        build_suite("micro", out=out, force=True)
+    assert (out / "notes.txt").read_text() == "keep me" and not stub_builder

@@ -172,6 +172,10 @@ def build_suite(
     root = Path(out) if out is not None else cache_root() / "llm-zoo" / f"{settings.name}-{key}"
     if not force and _is_built(root, key):
         return _load(root, from_cache=True)
+    if root.is_dir() and any(root.iterdir()) and not (root / "suite.json").is_file():
+        from dormant.errors import DormantError
+
+        raise DormantError(f"refusing to build into {root}: the folder is not empty and holds no zoo suite (suite.json); choose another --out")
     with _locked(root.parent / f".{root.name}.lock"):
         if not force and _is_built(root, key):  # built by another process while we waited
             return _load(root, from_cache=True)

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-import torch
-
 from dormant.zoo.llm.corpus import Chat
 from dormant.zoo.llm.model import greedy, next_token_logprobs
 
