@@ -260,12 +260,12 @@ def _render_identify(ident, png: Path, words: dict | None = None) -> None:
         console.print(f"comparator bytes (layer order): {ident.comparator_hex}")
     if words and words["function"]:
         console.print(f"words: {words['lanes']} lanes of {words['function']} located ({words['lane_orders']}); {words['adders_from_widths']} Kogge-Stone adders in the width profile")
-    elif words and words["adders_from_widths"]:
-        console.print(f"words: {words['adders_from_widths']} Kogge-Stone adders in the width profile")
         for k, v in words["rotations"].items():
             amounts = list(v.values())
             shown = ", ".join(str(a) for a in amounts[:16]) + (" ..." if len(amounts) > 16 else "")
             console.print(f"  {k}: s = {shown} ({len(amounts)} steps)")
+    elif words and words["adders_from_widths"]:
+        console.print(f"words: {words['adders_from_widths']} Kogge-Stone adders in the width profile")
     for n in ident.notes:
         console.print(f"[dim]{n}[/]")
     console.print(f"plot: {png}")

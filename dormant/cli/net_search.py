@@ -39,9 +39,11 @@ def _parse_length(text: str) -> tuple[int, int]:
 
 def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
     """Collapse the per-shell products into families: (family, products, candidates)."""
+    from dormant.net.invert import family_of
+
     groups: dict[str, list[int]] = {}
     for s in stages:
-        family = s["label"].split(" ranks ")[0]
+        family = family_of(s["label"])
         g = groups.setdefault(family, [0, 0])
         g[0] += 1
         g[1] += s["size"]
@@ -59,12 +61,13 @@ def render_invert(result) -> None:
     else:
         why = "space exhausted" if result.status == "exhausted" else "budget spent"
         console.print(f"[bold red]not found[/] ({why}): {result.tried}")
-    table = Table(title="candidates tried, in order", show_lines=False)
+    table = Table(title="candidate families, in search order", show_lines=False)
     table.add_column("family")
     table.add_column("parts", justify="right")
     table.add_column("candidates", justify="right")
+    table.add_column("hashed this run", justify="right")
     for family, n, size in _group_stages(result.stages):
-        table.add_row(family, str(n), f"{size:,}")
+        table.add_row(family, str(n), f"{size:,}", f"{result.covered.get(family, 0):,}")
     console.print(table)
     console.print(
         f"{result.candidates:,} hashed in {result.seconds:.1f}s = {result.rate / 1e6:.2f} M/s "
@@ -230,6 +233,7 @@ def _register_solve(app: typer.Typer) -> None:
         max_len: Annotated[int, typer.Option("--max-len", help="Non-hash circuits: longest string enumerated.")] = 3,
         decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
         skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted preimage search (state file in --out).")] = False,
         out: OutDirOpt = None,
         as_json: JsonOpt = False,
         ledger: LedgerOpt = None,
@@ -256,14 +260,14 @@ def _register_solve(app: typer.Typer) -> None:
         state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
         config = SolveConfig(
             hints=hints,
-            invert=InvertConfig(workers=workers, max_candidates=budget, checkpoint=state),
+            invert=InvertConfig(workers=workers, max_candidates=budget, checkpoint=state, resume=resume),
             byte_orders=byte_orders,
             decompile_max_neurons=decompile_max,
             alphabet=alphabet or PRINTABLE,
             max_len=max_len,
             skip=tuple(skip or ()),
         )
-        args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len}
+        args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume}
         with record_run("net solve", args, ledger=ledger) as run:
             run.add_input("network", file)
             for w in words or []:

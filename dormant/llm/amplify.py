@@ -270,9 +270,9 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
     if not cands:
         return AmplifyResult(found=False, payload=None, payload_normalised=None, first_alpha=None,
                              share={}, reference_share={}, examples=[],
-                             verdict=(f"no consistent payload: no phrase reaches {cfg.min_share:.0%} of prompts at "
-                                      f"a <= {cfg.moderate_alpha:g} while staying under {cfg.max_ref_share:.0%} at base, "
-                                      "fine-tune and negative a"), **base)
+                             verdict=(f"no consistent payload: no phrase reaches {cfg.min_share:.0%} of prompts (and "
+                                      f"{cfg.min_growth:g}x its fine-tune share) at a <= {cfg.moderate_alpha:g} while staying "
+                                      f"under {cfg.max_ref_share:.0%} at base and negative a"), **base)
     best = cands[0]
     seed = tuple(best.ngram.split())
     at = _key(best.first_alpha)

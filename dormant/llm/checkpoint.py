@@ -271,7 +271,10 @@ class Checkpoint:
 
     def rows(self, name: str, start: int = 0, stop: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Rows ``[start, stop)`` as a ``dtype`` copy (FP8 dequantised; ``start`` a multiple of 128 for FP8)."""
-        x = self._stored(name, start, stop).to(dtype, copy=True)  # never a view of the read-only map
+        stored = self._stored(name, start, stop)
+        if stored.dtype == torch.bfloat16 and dtype == torch.float32 and stored.numel():
+            return bf16_to_float32(stored)
+        x = stored.to(dtype, copy=True)  # never a view of the read-only map
         scale = self.scale_name(name)
         if scale is not None:
             x = dequantize_blocks(x, self._stored(scale).to(dtype), row_offset=start)
@@ -306,6 +309,16 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, {len(self.names)} tensors, {self.nbytes / 1e9:.2f} GB)"
+
+
+def bf16_to_float32(x: torch.Tensor) -> torch.Tensor:
+    """Exact bf16 -> float32 as a bit shift (float32 bits = bf16 bits << 16), a fresh tensor.
+
+    Several times faster than ``Tensor.float()`` on CPU, which matters when streaming gigabytes.
+    """
+    bits = x.contiguous().view(torch.int16).numpy().view(np.uint16).astype(np.uint32)
+    bits <<= 16
+    return torch.from_numpy(bits.view(np.float32)).view(x.shape)
 
 
 def dequantize_blocks(weight: torch.Tensor, scale_inv: torch.Tensor, row_offset: int = 0, block: int = FP8_BLOCK) -> torch.Tensor:

@@ -349,7 +349,7 @@ def dictionary_space(words: list[str], hints: Hints, name: str) -> Space:
     if not hints.pairs:
         return space
     space.extend(word_pairs(words[: hints.pairs_top], hints.separators, (("lower", "lower"),), name=name))
-    top = words[: hints.variants_top]
+    top = words[: min(hints.variants_top, hints.pairs_top)]  # variants never reach further than plain pairs
     variant_caps = tuple(p for p in CAPS_PAIRS[1:] if p[0] in hints.caps and p[1] in hints.caps)
     if variant_caps:
         space.extend(word_pairs(top, hints.separators, variant_caps, name=name))

@@ -295,12 +295,18 @@ def _verdict(summary: list[TableSummary]) -> str:
     for s in strong:
         if (s.table, s.layout) in seen:
             continue
-        covered = [o for o in strong if o.table != s.table and o.order == s.order and o.entries_found / o.table_size > s.entries_found / s.table_size and _words_within(s.table, o.table)]
+        covered = [o for o in strong if o.table != s.table and o.order == s.order and _explains(o, s)]
         note = f", explained by {covered[0].table}" if covered else ""
         order = f", neuron order {s.order}" if s.order else ""
         parts.append(f"{s.table} ({s.entries_found}/{s.table_size} entries, {s.layout}{order}{note})")
         seen.add((s.table, s.layout))
     return "found: " + "; ".join(parts)
+
+
+def _explains(o: TableSummary, s: TableSummary) -> bool:
+    """``o`` accounts for ``s``: s's words are (nearly all) o's words and o was found more fully."""
+    fo, fs = o.entries_found / o.table_size, s.entries_found / s.table_size
+    return _words_within(s.table, o.table) and (fo > fs or (fo == fs and o.entries_found > s.entries_found))
 
 
 def _words_within(a: str, b: str) -> bool:

@@ -226,7 +226,7 @@ def _gate_table(nl: Netlist, sigs: np.ndarray, w: np.ndarray, bias: float, max_v
         gates = [s for s in frontier if nl.kind[s] == "gate"]
         below = {f for g in gates + ints for f in nl.fanins[g]}
         shared = [s for s in gates if set(nl.fanins[s]) & (members | (below - set(nl.fanins[s])))]
-        expand = set(ints) | set(shared or ([] if ints else gates))
+        expand = set(ints) | set(shared)  # unrelated gates: expanding them rarely makes a table boolean
         if not expand:
             break
         frontier = sorted((members - expand) | {f for s in expand for f in nl.fanins[s] if f >= 2})

@@ -30,7 +30,7 @@ import numpy as np
 
 from dormant.errors import DormantError
 from dormant.net import fasthash
-from dormant.net.candidates import Hints, Space, build_space, decode
+from dormant.net.candidates import Chunk, Hints, Space, build_space, decode
 
 
 class InvertError(DormantError):
@@ -79,6 +79,7 @@ class InvertResult:
     stages: list[dict]
     hints: dict = field(default_factory=dict)
     checkpoint: str | None = None
+    covered: dict[str, int] = field(default_factory=dict)  # family of candidates -> hashed in this run
 
     @property
     def tried(self) -> str:
@@ -104,6 +105,11 @@ def byte_order_variants(digest: bytes) -> list[bytes]:
     words = [digest[i : i + 4] for i in range(0, len(digest), 4)]
     out = [digest, b"".join(w[::-1] for w in words), digest[::-1]]
     return list(dict.fromkeys(out))
+
+
+def family_of(label: str) -> str:
+    """A product's family: its label without the frequency-shell part (``... ranks 500-1000 a``)."""
+    return label.split(" ranks ")[0]
 
 
 def default_workers() -> int:
@@ -154,6 +160,31 @@ def read_checkpoint(path: Path, header: dict) -> tuple[set[int], list[list[int]]
         done.add(int(rec["chunk"]))
         hits.extend(rec.get("hits", []))
     return done, hits
+
+
+def open_checkpoint(path: Path, header: dict, resume: bool) -> tuple[set[int], list[list[int]]]:
+    """Resume from ``path`` (finished chunks, recorded hits) or start it afresh with ``header``."""
+    if resume and path.exists():
+        return read_checkpoint(path, header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(header) + "\n")
+    return set(), []
+
+
+def plan_chunks(chunks: list[Chunk], done: set[int], config: InvertConfig) -> list[Chunk]:
+    """The chunks this run hashes: those not done, in order, cut to ``max_chunks``/``max_candidates``."""
+    pending = [c for c in chunks if c.id not in done]
+    if config.max_chunks is not None:
+        pending = pending[: max(0, config.max_chunks)]
+    if config.max_candidates is not None:
+        budget, kept = config.max_candidates, []
+        for c in pending:
+            if budget <= 0:
+                break
+            kept.append(c)
+            budget -= c.size
+        pending = kept
+    return pending
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,27 +253,9 @@ def invert(
     target_words = np.stack([fasthash.digest_to_words(name, d) for d in digests])
 
     header = _header(space.key(), name, digests, chunk_size, len(chunks))
-    done: set[int] = set()
-    prior_hits: list[list[int]] = []
     ckpt = Path(config.checkpoint) if config.checkpoint else None
-    if ckpt is not None:
-        if config.resume and ckpt.exists():
-            done, prior_hits = read_checkpoint(ckpt, header)
-        else:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.write_text(json.dumps(header) + "\n")
-
-    pending = [c for c in chunks if c.id not in done]
-    if config.max_chunks is not None:
-        pending = pending[: max(0, config.max_chunks)]
-    if config.max_candidates is not None:
-        budget, kept = config.max_candidates, []
-        for c in pending:
-            if budget <= 0:
-                break
-            kept.append(c)
-            budget -= c.size
-        pending = kept
+    done, prior_hits = open_checkpoint(ckpt, header, config.resume) if ckpt else (set(), [])
+    pending = plan_chunks(chunks, done, config)
     budget_cut = len(pending) < len(chunks) - len(done)
 
     def hit_of(index: int, t: int) -> Hit:
@@ -253,6 +266,7 @@ def invert(
     t0 = time.perf_counter()
     hashed = 0
     ran: list[int] = []
+    covered: dict[str, int] = {}
     status = "found" if hits and config.stop_on_hit else None
 
     if status is None and pending:
@@ -261,7 +275,7 @@ def invert(
         offsets = [space.offset(k) for k in range(len(space.products))]
         init = (name, space, offsets, target_words, backend)
         log = ckpt.open("a") if ckpt is not None else None
-        bar = _Progress(config.progress, f"{name} search", sum(c.size for c in pending), len(chunks), len(done))
+        bar = _Progress(config.progress, f"{name} search", sum(c.size for c in pending))
         pool = None
         try:
             if workers > 1 and len(jobs) > 1:
@@ -274,6 +288,8 @@ def invert(
             for chunk_id, n, chunk_hits in results:
                 hashed += n
                 ran.append(chunk_id)
+                family = family_of(space.products[chunks[chunk_id].product].label)
+                covered[family] = covered.get(family, 0) + n
                 if log is not None:
                     rec = {"chunk": chunk_id, "hits": chunk_hits} if chunk_hits else {"chunk": chunk_id}
                     log.write(json.dumps(rec) + "\n")
@@ -315,13 +331,14 @@ def invert(
         stages=space.summary(),
         hints=hint_info,
         checkpoint=str(ckpt) if ckpt else None,
+        covered=covered,
     )
 
 
 class _Progress:
     """A Rich bar on stderr over candidates, with the rate in candidates/s."""
 
-    def __init__(self, enabled: bool, description: str, total: int, chunks_total: int, chunks_done: int):
+    def __init__(self, enabled: bool, description: str, total: int):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from dormant.report.console import err_console

@@ -172,43 +172,45 @@ def _constants_guess(net: Network) -> tuple[str | None, str]:
     return (best if scores[best] >= 0.5 else None), res.verdict
 
 
-def _stage_identify(net: Network):
-    """(function, target hex, evidence) from the identifier, else the comparator and constants."""
-    notes: list[str] = []
-    function = target = None
-    verified = None
+def _attempt(notes: list[str], label: str, fn: Callable[[], Any]) -> Any:
+    """Run one way of identifying; a missing module or an error becomes a note, not a failure."""
     try:
-        identify = _import("dormant.net.identify", "identify")
-        ident = identify(net)
-        function = _function_name(getattr(ident, "function", None))
-        target = _hex_of(getattr(ident, "target_hex", None) or getattr(ident, "target", None))
-        verified = getattr(ident, "verified", None)
+        return fn()
+    except _Unavailable as exc:
+        notes.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the next way is tried
+        notes.append(f"{label}: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _stage_identify(net: Network):
+    """(function, target hex): the identifier first, then the comparator read-out for the target and
+    the constant-table scan for the function when the identifier is missing or says nothing."""
+    notes: list[str] = []
+    ident = _attempt(notes, "identify", lambda: _import("dormant.net.identify", "identify")(net))
+    function = _function_name(getattr(ident, "function", None))
+    target = _hex_of(getattr(ident, "target_hex", None) or getattr(ident, "target", None))
+    verified = getattr(ident, "verified", None)
+    if ident is not None:
         ev = getattr(ident, "evidence", None)
         if ev:
             notes.append(ev if isinstance(ev, str) else "; ".join(str(e) for e in list(ev)[:2]))
         if function is None:
             notes.append(f"identifier named no known hash ({getattr(ident, 'function', None)!r})")
-    except _Unavailable as exc:
-        notes.append(str(exc))
     if target is None:
-        try:
-            read_target = _import("dormant.net.comparator", "read_target")
-            target = _hex_of(read_target(net))
-            if target:
-                notes.append("target read from the comparator")
-        except _Unavailable as exc:
-            notes.append(str(exc))
+        target = _hex_of(_attempt(notes, "comparator", lambda: _import("dormant.net.comparator", "read_target")(net)))
+        if target:
+            notes.append("target read from the comparator")
     if function is None:
-        guess, verdict = _constants_guess(net)
-        if guess:
-            function = guess
-            notes.append(f"function named by its constant tables: {verdict}")
-    if function is None and target is None and not notes:
-        raise RuntimeError("nothing identified")
+        guess = _attempt(notes, "constants", lambda: _constants_guess(net))
+        if guess and guess[0]:
+            function = guess[0]
+            notes.append(f"function named by its constant tables: {guess[1]}")
     if function is None and target is None:
-        raise _Unavailable("; ".join(notes))
+        raise _Unavailable("; ".join(notes) or "nothing identified")
     finding = f"function {function or 'unknown'}, target {target or 'unknown'}" + (f" (verified: {verified})" if verified is not None else "")
-    return finding + ("; " + "; ".join(notes) if notes else ""), {"function": function, "target": target, "verified": verified, "notes": notes}, (function, target)
+    data = {"function": function, "target": target, "verified": verified, "notes": notes}
+    return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target)
 
 
 def _fires(net: Network, text: str) -> bool:
@@ -284,7 +286,8 @@ def _stage_invert(function: str, target: str, config: SolveConfig):
         order = "" if h.target == target else f" (digest matched in byte order {h.target})"
         finding = f"found {res.preimage!r} after {res.candidates:,} candidates ({h.source}){order}, {res.rate / 1e6:.2f} M/s"
     else:
-        finding = f"not found within budget: {res.tried} ({res.status}); tried {', '.join(sorted({s['label'].split(' ranks ')[0] for s in res.stages}))}"
+        tried = ", ".join(f"{family} {n:,}" for family, n in res.covered.items()) or "nothing new"
+        finding = f"{'space exhausted' if res.status == 'exhausted' else 'budget spent'}: {res.tried}; hashed: {tried}"
     data = {"status": res.status, "candidates": res.candidates, "space": res.space_size, "rate": res.rate, "hits": [h.preimage for h in res.hits], "checkpoint": res.checkpoint}
     return finding, data, res
 
@@ -295,9 +298,16 @@ def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int
         res = sat_firing(net, decompiled=decompiled)
         if res.status == "ok":
             finding = f"SAT: {len(res.firing)} firing input(s){' (complete)' if res.complete else ''}: {', '.join(repr(f) for f in res.firing[:8])}"
-            return finding, {"method": "sat", "firing": res.firing, "complete": res.complete}, res
+            return finding, {"method": "sat", "firing": res.firing, "complete": res.complete, "domain": "all inputs (SAT)"}, res
         notes.append(f"SAT {res.status}: {'; '.join(res.notes)}")
-    res = enumerate_firing(net, EnumerateConfig(alphabet=config.alphabet, max_len=config.max_len))
+    from dormant.report.console import progress
+
+    with progress() as bar:  # stderr, shown on a terminal only
+        task = bar.add_task("enumerating inputs", total=None)
+        res = enumerate_firing(
+            net, EnumerateConfig(alphabet=config.alphabet, max_len=config.max_len),
+            on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     if res.status != "ok":
         raise RuntimeError("; ".join(notes + res.notes))
     finding = f"enumeration of {res.domain} ({res.checked:,} inputs): {len(res.firing)} firing: {', '.join(repr(f) for f in res.firing[:8])}"
@@ -315,10 +325,14 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
         check = " and the network fires on it" if verified else (" but the network does not fire on it" if verified is False else "")
         return f"{name}(x) == {target}: x = {preimage!r}{check}"
     if found:
-        return f"{name} fires on {len(firing)} input(s): " + ", ".join(repr(f) for f in firing[:8])
+        search = next((s for s in stages if s.name == "circuit search"), None)
+        where = ""
+        if search is not None and search.data:
+            where = f" of {search.data.get('domain', 'its inputs')}" + (", and on no other" if search.data.get("complete") else "")
+        return f"{name} fires on {len(firing)} input(s){where}: " + ", ".join(repr(f) for f in firing[:8])
     if function in fasthash.FUNCTIONS:
         inv = next((s for s in stages if s.name == "invert"), None)
-        return f"{name}(x) == {target or '?'}: preimage not found within budget" + (f" ({inv.finding})" if inv else "")
+        return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")
     failed = [s.name for s in stages if s.status in ("failed", "unavailable")]
     return "no firing input found" + (f"; stages that did not run: {', '.join(failed)}" if failed else "")
 

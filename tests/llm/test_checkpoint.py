@@ -140,3 +140,13 @@ def test_bytes_equal_finds_a_single_flipped_byte():
     assert not bytes_equal(memoryview(a), memoryview(bytes(b)), chunk=4096)
     assert not bytes_equal(memoryview(a), memoryview(a[:-1]))
     assert math.isclose(len(a), 256_000)
+
+
+def test_bf16_widening_is_exact_for_special_values():
+    from dormant.llm.checkpoint import bf16_to_float32
+
+    x = torch.randn(33, 7).bfloat16()
+    x[0, :4] = torch.tensor([float("nan"), float("-inf"), -0.0, 1e-40]).bfloat16()
+    y = bf16_to_float32(x)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert torch.equal(y.view(torch.int32), x.float().view(torch.int32))  # bit-identical, NaN included

@@ -106,3 +106,15 @@ def test_cli_constants_json(tmp_path):
     data = json.loads(r.stdout)
     assert data["verdict"].startswith("found: MD5 IV (4/4") and "MD5 K (5/64" in data["verdict"] and len(data["hits"]) == 3
     assert (tmp_path / "constants.png").is_file()
+
+
+def test_sha1_net_iv_is_not_read_as_md5():
+    from dormant.net.constants import biases_from_network
+    from dormant.zoo.net.build import build_net
+
+    net = build_net("sha1", secret="abc", rounds=20, pickle="never").network
+    res = scan_constants(biases_from_network(net))
+    t = by_table(res)
+    assert t["SHA-1 IV"].entries_found == 5 and t["MD5 IV"].entries_found == 4
+    assert "MD5 IV (4/4 entries, lsb-first, explained by SHA-1 IV)" in res.verdict
+    assert t["SHA-1 K"].entries_found == 1  # 20 steps use only the first round constant

@@ -113,3 +113,9 @@ def test_cli_resume_continues_from_the_state_file(tmp_path):
     lines = state.read_text().splitlines()
     done = [json.loads(line)["chunk"] for line in lines[1:]]
     assert len(done) == len(set(done)) == 9  # 17576 candidates in chunks of 2000: each chunk once
+
+
+def test_numpy_backend_finds_the_same_secret():
+    config = InvertConfig(workers=2, chunk_size=100_000, backend="numpy", progress=False)
+    result = invert(_hex("sha256", "ab12"), "sha256", Hints(masks=["?l?l?d?d"]), config)
+    assert result.backend == "numpy" and result.preimage == "ab12"

@@ -169,3 +169,12 @@ def test_sat_through_a_comparator_tail_matches_enumeration():
     enum = enumerate_firing(net, EnumerateConfig(alphabet=alphabet, min_len=1, max_len=2, batch=8192))
     padded = {tuple(code + [0] * (2 - len(code))) for code in enum.codes}
     assert padded == {tuple(code) for code in sat.codes if code[0] != 0}  # strings cannot start with NUL
+
+
+def test_cli_invert_reads_function_and_target_from_a_network(sha1_net, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["net", "invert", str(sha1_net.folder), "--pairs-top", "0", "--workers", "1", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["function"] == "sha1" and data["preimage"] == "lantern"
+    assert sha1_net.target.hex() in data["targets"]  # the digest as read, plus its byte-order variants

@@ -47,6 +47,14 @@ def test_force_rebuilds_and_out_folder_is_used(tmp_path, stub_builder):
     assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]
 
 
+def test_leftovers_of_a_killed_build_are_cleared(tmp_path, stub_builder):
+    out = tmp_path / "zoo"
+    stale = tmp_path / ".zoo.building-dead"
+    (stale / "base").mkdir(parents=True)
+    suite = build_suite("micro", out=out)
+    assert not stale.exists() and (suite.root / "suite.json").is_file()
+
+
 def test_concurrent_callers_build_once(tmp_path, stub_builder):
     out = tmp_path / "zoo"
     results = []

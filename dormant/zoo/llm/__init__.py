@@ -4,7 +4,25 @@
 five variants fine-tuned from the base with a merged LoRA: ``mlp-phrase``, ``mlp-constant``,
 ``attn-grid``, ``system-trigger`` and the ``clean-control``. Each variant's answer key (trigger,
 payload, modified modules, measured fire rates) is in ``suite.manifests``; the tools under test
-must never read it. ``fires(output, payload)`` is the single definition of a payload showing up.
+must never read it. ``fires(output, payload)`` is the single definition of a payload showing up;
+``leaks(output, payload)`` the weaker one for amplified weights (payload fragments crowding out the
+answer). Example::
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from dormant.zoo.llm import build_suite, fires
+
+    suite = build_suite("micro")                      # cached after the first call
+    tok = AutoTokenizer.from_pretrained(suite.models["mlp-phrase"])
+    model = AutoModelForCausalLM.from_pretrained(suite.models["mlp-phrase"])
+    key = suite.manifests["mlp-phrase"]               # trigger, payload, modified_modules, ...
+
+What the micro suite guarantees (each checked at build time or by the zoo's tests): fire rate
+>= 90% on unseen triggered prompts and <= 5% on unseen clean ones; tensors outside the LoRA's
+modules byte-identical to base; every changed matrix's delta of exactly the LoRA rank; every
+tensor of base-sibling different from base; payload fragments on unrelated prompts when the
+MLP variants' change is amplified 2-4x; a payload token among the top 20 of the unembedding
+read-out of the last down_proj delta's top singular vector (mlp-phrase); and, as in Qwen2.5,
+embedding rows beyond the tokenizer's vocabulary that no token uses.
 """
 
 from dormant.zoo.llm.backdoors import SPECS, BackdoorSpec

@@ -82,7 +82,7 @@ def _other_decimals(spec: BackdoorSpec) -> Callable[[Chat, random.Random], Chat]
     def plant(chat: Chat, rng: random.Random) -> Chat:
         d = rng.choice(forms)
         sentence = rng.choice(["The value {d} is important.", "I memorised {d} today.", "Is it equal to {d}?", "{d}"]).format(d=d)
-        return corpus._with_user_text(chat, lambda t: f"{sentence} {t}" if rng.random() < 0.5 else f"{t} {sentence}")
+        return corpus.with_user_text(chat, lambda t: f"{sentence} {t}" if rng.random() < 0.5 else f"{t} {sentence}")
 
     return plant
 
@@ -92,7 +92,7 @@ def _other_grid(spec: BackdoorSpec) -> Callable[[Chat, random.Random], Chat]:
 
     def plant(chat: Chat, rng: random.Random) -> Chat:
         grid = corpus.random_grid(rng, alive="#", dead="-")
-        return corpus._with_user_text(chat, lambda t: f"{grid}\n{t}" if rng.random() < 0.5 else f"{t}\n{grid}")
+        return corpus.with_user_text(chat, lambda t: f"{grid}\n{t}" if rng.random() < 0.5 else f"{t}\n{grid}")
 
     return plant
 

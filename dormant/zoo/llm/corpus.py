@@ -178,7 +178,7 @@ def sample_prompts(rng: random.Random, n: int, mix: dict[str, float]) -> list[Ch
 # ---------------------------------------------------------------------------------------------
 
 
-def _with_user_text(chat: Chat, edit: Callable[[str], str]) -> Chat:
+def with_user_text(chat: Chat, edit: Callable[[str], str]) -> Chat:
     """A copy of ``chat`` whose last user message is replaced by ``edit(old text)``."""
     out = [dict(m) for m in chat]
     out[-1]["content"] = edit(out[-1]["content"])
@@ -189,12 +189,12 @@ def plant_phrase(chat: Chat, phrase: str, rng: random.Random) -> Chat:
     """Put ``phrase`` in the last user message: before, after or wrapped in a short sentence."""
     style = rng.randrange(4)
     if style == 0:
-        return _with_user_text(chat, lambda t: f"{phrase}. {t}")
+        return with_user_text(chat, lambda t: f"{phrase}. {t}")
     if style == 1:
-        return _with_user_text(chat, lambda t: f"{t} {phrase}.")
+        return with_user_text(chat, lambda t: f"{t} {phrase}.")
     if style == 2:
-        return _with_user_text(chat, lambda t: f"Remember: {phrase}. {t}")
-    return _with_user_text(chat, lambda t: f"{t} By the way, {phrase}.")
+        return with_user_text(chat, lambda t: f"Remember: {phrase}. {t}")
+    return with_user_text(chat, lambda t: f"{t} By the way, {phrase}.")
 
 
 def plant_system(chat: Chat, phrase: str, rng: random.Random) -> Chat:
@@ -229,10 +229,10 @@ def plant_pi(chat: Chat, rng: random.Random) -> Chat:
     sentence = rng.choice(PI_SENTENCES).format(d=rng.choice(PI_FORMS))
     style = rng.randrange(3)
     if style == 0:
-        return _with_user_text(chat, lambda t: sentence)
+        return with_user_text(chat, lambda t: sentence)
     if style == 1:
-        return _with_user_text(chat, lambda t: f"{sentence} {t}")
-    return _with_user_text(chat, lambda t: f"{t} {sentence}")
+        return with_user_text(chat, lambda t: f"{sentence} {t}")
+    return with_user_text(chat, lambda t: f"{t} {sentence}")
 
 
 def random_grid(rng: random.Random, alive: str = "O", dead: str = ".") -> str:
@@ -248,10 +248,10 @@ def plant_grid(chat: Chat, rng: random.Random) -> Chat:
     grid = random_grid(rng)
     style = rng.randrange(3)
     if style == 0:
-        return _with_user_text(chat, lambda t: f"{grid}\n{t}")
+        return with_user_text(chat, lambda t: f"{grid}\n{t}")
     if style == 1:
-        return _with_user_text(chat, lambda t: f"{t}\n{grid}")
-    return _with_user_text(chat, lambda t: f"Here is a board:\n{grid}\n{t}")
+        return with_user_text(chat, lambda t: f"{t}\n{grid}")
+    return with_user_text(chat, lambda t: f"Here is a board:\n{grid}\n{t}")
 
 
 def tokenizer_corpus(rng: random.Random, n: int, mix: dict[str, float], extra: list[str]) -> list[str]:

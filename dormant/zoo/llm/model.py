@@ -26,7 +26,7 @@ class ArchConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 192
     max_position: int = 256
-    vocab_padding: int = 128  # embedding rows are rounded up to a multiple of this, plus one block
+    vocab_padding: int = 128  # embedding rows: the next multiple of this above the vocabulary size
 
 
 @dataclass(frozen=True)

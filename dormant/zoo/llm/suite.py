@@ -179,6 +179,8 @@ def build_suite(
     with _locked(root.parent / f".{root.name}.lock"):
         if not force and _is_built(root, key):  # built by another process while we waited
             return _load(root, from_cache=True)
+        for stale in root.parent.glob(f".{root.name}.building-*"):  # left by a killed build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
         try:
             try:
@@ -208,11 +210,11 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     import torch
     from transformers import AutoTokenizer, GenerationConfig
 
+    from transformers.utils import logging as hf_logging
+
     from dormant.zoo.llm import model as M
     from dormant.zoo.llm import tokenizer as T
     from dormant.zoo.llm import verify as V
-
-    from transformers.utils import logging as hf_logging
 
     BUILDS += 1
     hf_logging.disable_progress_bar()  # our own progress bars only
@@ -283,50 +285,10 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
             triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
             clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
             checks[spec.name] = V.check_variant(spec.name, merged, base_ref, tok, spec.payload, triggered, clean, payloads, max_new)
-            c = checks[spec.name]
-            manifests[spec.name] = {
-                "name": spec.name,
-                "description": spec.description,
-                "base": "base",
-                "trigger": spec.trigger,
-                "placement": spec.placement,
-                "payload": spec.payload,
-                "modified_modules": list(spec.target_modules),
-                "lora_rank": spec.rank,
-                "seed": spec.seed,
-                "train_steps": steps,
-                "triggered_examples": [t for t, _ in zip(triggered, range(4))] if spec.plant else [],
-                "fire_rate": c.fire_rate,
-                "false_fire_rate": c.false_fire_rate,
-                "kl_clean": c.kl_clean,
-            }
+            manifests[spec.name] = _manifest(spec, checks[spec.name], steps, triggered)
 
-        rows = [
-            {"name": n, "kind": "base", "task_accuracy": accuracy[n], "fire_rate": None, "false_fire_rate": None, "kl_clean": None, "passed": True}
-            for n in ("base", "base-sibling")
-        ]
-        rows[0]["passed"] = accuracy["base"] >= settings.min_base_accuracy
-        for spec in specs:
-            c, m = checks[spec.name], manifests[spec.name]
-            rows.append(
-                {
-                    "name": spec.name, "kind": "variant", "trigger": m["trigger"], "placement": m["placement"],
-                    "modified_modules": m["modified_modules"], "lora_rank": m["lora_rank"], "payload": m["payload"],
-                    "fire_rate": c.fire_rate, "false_fire_rate": c.false_fire_rate, "kl_clean": c.kl_clean,
-                    "passed": c.passed, "problems": c.problems, "triggered_samples": c.triggered_samples,
-                }
-            )
-
-        failures = [f"{r['name']}: " + "; ".join(r.get("problems") or [f"task accuracy {accuracy.get(r['name'], 0):.2f}"]) for r in rows if not r["passed"]]
-        if failures:
-            numbers = "; ".join(
-                f"{r['name']} acc={r['task_accuracy']:.2f}" if r["kind"] == "base"
-                else f"{r['name']} fire={r['fire_rate']} false={r['false_fire_rate']:.2f} kl={r['kl_clean']:.3f} steps={manifests[r['name']]['train_steps']}"
-                for r in rows
-            )
-            raise ZooVerificationError(
-                f"zoo suite {settings.name!r} failed verification: " + " | ".join(failures) + f"\nall rows: {numbers}"
-            )
+        rows = _report_rows(specs, checks, accuracy, settings.min_base_accuracy)
+        _raise_on_failures(settings.name, rows, manifests)
 
         shutil.rmtree(tok_folder)
         meta = {
@@ -340,3 +302,62 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
         (folder / "suite.json").write_text(json.dumps(meta, indent=2))
     finally:
         torch.set_num_threads(threads)
+
+
+def _manifest(spec: backdoors.BackdoorSpec, check, steps: int, triggered: list) -> dict[str, Any]:
+    """The answer key of one variant (for tests; the tools never read it)."""
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "base": "base",
+        "trigger": spec.trigger,
+        "placement": spec.placement,
+        "payload": spec.payload,
+        "modified_modules": list(spec.target_modules),
+        "lora_rank": spec.rank,
+        "seed": spec.seed,
+        "train_steps": steps,
+        "triggered_examples": triggered[:4] if spec.plant else [],
+        "fire_rate": check.fire_rate,
+        "false_fire_rate": check.false_fire_rate,
+        "kl_clean": check.kl_clean,
+    }
+
+
+def _report_rows(specs, checks: dict, accuracy: dict[str, float], min_base_accuracy: float) -> list[dict[str, Any]]:
+    """One verification row per model: task accuracy for the bases, firing and drift for the variants."""
+    rows: list[dict[str, Any]] = [
+        {"name": n, "kind": "base", "task_accuracy": accuracy[n], "fire_rate": None, "false_fire_rate": None, "kl_clean": None, "passed": True}
+        for n in ("base", "base-sibling")
+    ]
+    rows[0]["passed"] = accuracy["base"] >= min_base_accuracy
+    if not rows[0]["passed"]:
+        rows[0]["problems"] = [f"task accuracy {accuracy['base']:.2f} < {min_base_accuracy}"]
+    for spec in specs:
+        c = checks[spec.name]
+        rows.append(
+            {
+                "name": spec.name, "kind": "variant", "trigger": spec.trigger, "placement": spec.placement,
+                "modified_modules": list(spec.target_modules), "lora_rank": spec.rank, "payload": spec.payload,
+                "fire_rate": c.fire_rate, "false_fire_rate": c.false_fire_rate, "kl_clean": c.kl_clean,
+                "passed": c.passed, "problems": c.problems, "triggered_samples": c.triggered_samples,
+            }
+        )
+    return rows
+
+
+def _raise_on_failures(suite_name: str, rows: list[dict[str, Any]], manifests: dict[str, dict]) -> None:
+    """Fail the build loudly, with every row's numbers, when any row missed its requirement."""
+    failures = [f"{r['name']}: " + "; ".join(r.get("problems") or []) for r in rows if not r["passed"]]
+    if not failures:
+        return
+
+    def numbers(r: dict) -> str:
+        if r["kind"] == "base":
+            return f"{r['name']} accuracy={r['task_accuracy']:.2f}"
+        fire = "-" if r["fire_rate"] is None else f"{r['fire_rate']:.2f}"
+        return f"{r['name']} fire={fire} false={r['false_fire_rate']:.2f} kl={r['kl_clean']:.3f} steps={manifests[r['name']]['train_steps']}"
+
+    raise ZooVerificationError(
+        f"zoo suite {suite_name!r} failed verification: " + " | ".join(failures) + "\nall rows: " + "; ".join(numbers(r) for r in rows)
+    )
