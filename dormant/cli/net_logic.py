@@ -58,8 +58,9 @@ def decompile_cmd(
     and each gate becomes a truth table; the live netlist is written as AIGER ASCII
     (netlist.aag), JSON and, when small, DOT, with census.png. The netlist is then compared with
     the network on --check fresh random inputs. Kogge-Stone adders are counted from the width
-    profile (word-level structure; `dormant net identify` locates words and rotations). A float network (non-integer weights, few 0/1
-    neurons) is reported as not a logic circuit, with the evidence.
+    profile (word-level structure; `dormant net identify` locates words and rotations). A float
+    network (non-integer weights, few 0/1 neurons) is reported as not a logic circuit, with the
+    evidence.
 
     Example: dormant net decompile model.pt --out runs/decompile
     """

@@ -146,7 +146,9 @@ def read_target(net: Network, max_bits: int = 16) -> Target:
     if any(g.ambiguous for g in groups):
         notes.append("some groups fire on several values (carry-save or redundant lanes)")
     byte_values = [g.value for g in groups]
-    hexs = bytes(byte_values).hex() if all(v is not None and 0 <= v < 256 for v in byte_values) else ""
+    if any(v is not None and v >= 256 for v in byte_values):  # a carry-save byte compares x + y, a 9-bit sum
+        notes.append("some groups compare a sum of two bytes; their target byte is that sum modulo 256")
+    hexs = bytes(v & 0xFF for v in byte_values).hex() if all(v is not None and v >= 0 for v in byte_values) else ""
     return Target(hexs, groups, conj, f_bias, len(net.layers) - 2, notes)
 
 

@@ -62,6 +62,15 @@ def test_dtype_change_is_not_a_weight_change(models, tmp_path):
     assert any("stored dtypes differ" in f for f in c.findings)
 
 
+def test_a_nan_counts_as_a_change(models, tmp_path):
+    ck = open_checkpoint(models["base"])
+    w = ck.tensor("model.layers.1.self_attn.v_proj.weight", None)
+    w[3, 5] = float("nan")
+    rewrite_checkpoint(models["base"], tmp_path / "nan", {"model.layers.1.self_attn.v_proj.weight": w})
+    c = diff_models(tmp_path / "nan", [models["base"]], DiffConfig(atol=1.0)).comparisons[0]
+    assert [t.name for t in c.modified] == ["model.layers.1.self_attn.v_proj.weight"]
+
+
 def test_shape_mismatch_and_missing_tensors_are_findings(models, tmp_path):
     other = save_tiny_qwen2(tmp_path / "wider", seed=0, intermediate=96)
     res = diff_models(models["ft"], [other, models["base"]])

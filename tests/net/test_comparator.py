@@ -84,3 +84,15 @@ def test_zoo_md5_target():
     assert t.hex == hashlib.md5(b"bitter lesson").hexdigest() == "c7ef65233c40aa32c2b9ace37595fa7c"
     assert t.conjunctive and not t.notes
     assert all(g.support == list(range(8 * g.index, 8 * g.index + 8)) or len(g.support) == 8 for g in t.groups)
+
+
+def test_sum_of_two_bytes_reads_modulo_256():
+    # one group whose hats read x + y over 16 lanes (two bytes, weights 1..128 each), t = 300
+    t = 300
+    hats = np.zeros((3, 16))
+    hats[:, :8] = hats[:, 8:] = 2.0 ** np.arange(8)
+    net = Network([Layer(hats, -np.array([t - 1.0, t, t + 1.0])), Layer(np.array([[1.0, -2.0, 1.0]]), np.array([0.0]))])
+    target = read_target(net)
+    g = target.groups[0]
+    assert g.value == 300 and g.firing_assignments > 1 and g.bits is None
+    assert target.hex == "2c" and any("modulo 256" in n for n in target.notes)
