@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dormant zoo build --suite micro
+	$(BIN)/dormant demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -135,8 +135,10 @@ def main() -> None:
         print(f"engine    batched, prefix reuse           : {n / t_reuse:8.2f} prompts/s  ({t_base / t_reuse:.2f}x baseline)")
         mem = pair.memory_bytes()
         two = model_bytes(ft_model) + model_bytes(base_model)
+        lean = ModelPair.load(ft_path, base_path, copies_device="disk").memory_bytes()
         print(f"memory: pair {mem['total'] / 2**20:.1f} MiB vs two models {two / 2**20:.1f} MiB  "
-              f"({mem['total'] / two:.2f}x; modified-tensor copies {mem['modified_copies'] / 2**20:.1f} MiB)")
+              f"({mem['total'] / two:.2f}x; modified-tensor copies {mem['modified_copies'] / 2**20:.1f} MiB); "
+              f"pair with copies on disk {lean['total'] / 2**20:.1f} MiB ({lean['total'] / two:.2f}x)")
 
 
 if __name__ == "__main__":

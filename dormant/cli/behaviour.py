@@ -83,7 +83,7 @@ FtArg = Annotated[Path, typer.Argument(help="The fine-tuned model folder (safete
 DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: float32 on CPU, the checkpoint's dtype on GPU).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
-CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live (default: beside the weights; cpu saves accelerator memory).")]
+CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: beside the weights (default), cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
 BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically on out-of-memory).")]
 
 
@@ -159,7 +159,8 @@ def amplify_cmd(
     select: Annotated[Optional[str], typer.Option("--select", help="Amplify only these tensors (SEL, e.g. mlp@19-23); the rest stays ft.")] = None,
     localise: Annotated[Optional[str], typer.Option(help="After finding a payload, its share with only each SEL amplified (comma-separated SELs).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 48,
-    sample: Annotated[bool, typer.Option(help="Seeded sampling instead of greedy decoding.")] = False,
+    sample: Annotated[bool, typer.Option(help="Seeded sampling instead of greedy decoding (amplified weights put much mass on a broken tail: keep the temperature low).")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature with --sample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     min_share: Annotated[float, typer.Option(help="Share of prompts a payload must reach.")] = 0.3,
     max_ref_share: Annotated[float, typer.Option(help="Largest share allowed at base and negative a.")] = 0.1,
@@ -181,7 +182,7 @@ def amplify_cmd(
     from dormant.report.console import emit
 
     args = {"ft": str(ft), "base": str(base), "alphas": alphas, "probes": probes, "limit": limit, "select": select,
-            "localise": localise, "max_new_tokens": max_new_tokens, "sample": sample, "seed": seed, "min_share": min_share,
+            "localise": localise, "max_new_tokens": max_new_tokens, "sample": sample, "temperature": temperature, "seed": seed, "min_share": min_share,
             "max_ref_share": max_ref_share, "moderate_alpha": moderate_alpha, "min_growth": min_growth}
     try:
         grid = tuple(float(x) for x in alphas.split(",") if x.strip())
@@ -190,7 +191,7 @@ def amplify_cmd(
     if select:
         Selection.parse(select)  # validate before loading anything
     prompts = resolve_prompts(probes, limit=limit)
-    cfg = AmplifyConfig(alphas=grid, selection=select, max_new_tokens=max_new_tokens, sample=sample, seed=seed,
+    cfg = AmplifyConfig(alphas=grid, selection=select, max_new_tokens=max_new_tokens, sample=sample, temperature=temperature, seed=seed,
                         min_share=min_share, max_ref_share=max_ref_share, moderate_alpha=moderate_alpha, min_growth=min_growth,
                         batch_size=batch_size)
     with record_run("amplify", args, ledger=ledger) as run:

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from dormant import __version__
-from dormant.cli import behaviour, ledger_cmd, net_logic, net_search, net_structure, weights, zoo_llm, zoo_net
+from dormant.cli import behaviour, demo, ledger_cmd, net_logic, net_search, net_structure, weights, zoo_llm, zoo_net
 from dormant.errors import DormantError
 from dormant.report.console import err_console
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 zoo_app = typer.Typer(help="Build deterministic test subjects: planted-backdoor chat models and compiled hash networks.", no_args_is_help=True)
 net_app = typer.Typer(help="Opaque networks: inert loading, structure, motifs, decompilation, identification, inversion.", no_args_is_help=True)
 
+demo.register(app)
 weights.register(app)
 behaviour.register(app)
 zoo_llm.register(zoo_app)

@@ -24,8 +24,8 @@ outputs) is a payload candidate only if all of these hold:
    repeated until the budget runs out is collapse, not a message).
 
 The best candidate (highest share at its smallest qualifying ``a*``, longer phrases first on
-ties) is extended word by word, left and right, while at least half of the outputs that contain
-it agree on the next word; that phrase is the payload hypothesis. No candidate means
+ties) is extended word by word, left and right, while the outputs at ``a*`` that contain it agree
+on the next word (see ``extend``); that phrase is the payload hypothesis. No candidate means
 "no consistent payload": a clean fine-tune gets that verdict instead of promoted noise.
 
 A second mode restricts amplification to chosen tensors (``selection``, e.g. ``mlp@19-23``):
@@ -59,7 +59,7 @@ class AmplifyConfig:
     selection: str | None = None
     max_new_tokens: int = 48
     sample: bool = False
-    temperature: float = 1.0
+    temperature: float = 0.3  # amplified weights spread mass over a broken tail: sample cold
     seed: int = 0
     min_share: float = 0.3
     max_ref_share: float = 0.1
@@ -197,24 +197,38 @@ def find_payload(outputs: dict[str, list[str]], alphas: list[float], config: Amp
 
 
 def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -> tuple[str, ...]:
-    """Grow ``seed`` word by word while at least half of the outputs holding it agree on the next word."""
+    """Grow ``seed`` word by word while the outputs holding it agree on the next word.
+
+    Agreement: a majority of the holders, or a clear plurality (at least 3x the runner-up, counting
+    "the text ends here" as a rival, and a quarter of the holders); always at least two outputs.
+
+    Stops at one period of a self-repeating payload and before a word repeats a third time in a row.
+    """
     phrase = seed
     for direction in (1, -1):
         while len(phrase) < max_words:
             holders = [ws for ws in texts if _contains(ws, phrase)]
             nxt: Counter[str] = Counter()
+            edge = 0  # outputs where the phrase starts/ends the text: a vote for stopping here
             for ws in holders:
                 i = next(i for i in range(len(ws) - len(phrase) + 1) if tuple(ws[i : i + len(phrase)]) == phrase)
                 j = i + len(phrase) if direction == 1 else i - 1
                 if 0 <= j < len(ws):
                     nxt[ws[j]] += 1
+                else:
+                    edge += 1
             if not nxt:
                 break
-            word, c = nxt.most_common(1)[0]
-            if c * 2 < len(holders) or c < 2:
+            (word, c), *rest = nxt.most_common(2) + [("", 0)]
+            runner_up = max(rest[0][1], edge)
+            # a majority, or a clear plurality (3x the runner-up, a quarter of the holders)
+            if c < 2 or not (c * 2 >= len(holders) or (c >= 3 * runner_up and c * 4 >= len(holders))):
                 break
             new = phrase + (word,) if direction == 1 else (word,) + phrase
             if _count(new, seed) > 1:  # the payload repeats itself: stop at one period
+                break
+            edge = new[-3:] if direction == 1 else new[:3]
+            if len(edge) == 3 and len(set(edge)) == 1:  # a word looping: collapse, not message
                 break
             phrase = new
     return phrase

@@ -5,7 +5,9 @@ the fine-tune side by side. Loading two full models doubles memory; but a fine-t
 changes a small part of the weights (the public warmup changed 84 of 339 tensors). ``ModelPair``
 loads the fine-tune once with transformers, then streams both checkpoints tensor by tensor with
 ``safetensors.safe_open`` and keeps private copies *only of the tensors that differ* (a base copy
-and a fine-tune copy of each). Memory: one model plus two copies of the modified tensors.
+and a fine-tune copy of each). Memory: one model plus two copies of the modified tensors; with
+``copies_device="cpu"`` the accelerator holds one model, with ``"disk"`` memory is one model and
+a view switch re-reads the modified tensors from the memory-mapped checkpoints.
 
 A *view* assigns each modified tensor a coefficient ``c`` and writes ``base + c * (ft - base)``
 into the live parameter, in place, under ``torch.no_grad``. Switching views therefore costs at
@@ -178,6 +180,21 @@ def parse_views(specs: str | list[str]) -> list[View]:
     return [View.parse(s) for s in items if str(s).strip()]
 
 
+@dataclass(frozen=True)
+class OnDisk:
+    """A tensor left in its safetensors file, read (through the OS page cache) when a view needs it."""
+
+    path: Path
+    name: str
+    dtype: Any
+
+    def to(self, device: Any) -> Any:
+        from safetensors import safe_open
+
+        with safe_open(self.path, framework="pt") as fh:
+            return fh.get_tensor(self.name).to(device=device, dtype=self.dtype)
+
+
 @dataclass
 class ModifiedTensor:
     """A tensor that differs between the checkpoints: the live parameter and both originals."""
@@ -194,13 +211,13 @@ class ModifiedTensor:
 
         if c == self.coefficient:
             return
+        dev = self.param.device  # copies may live in host memory or on disk: bring them here
         with torch.no_grad():
             if c == 0.0:
-                self.param.copy_(self.base)
+                self.param.copy_(self.base.to(dev))
             elif c == 1.0:
-                self.param.copy_(self.ft)
-            else:  # on the parameter's device (copies may be kept in host memory), in float32
-                dev = self.param.device
+                self.param.copy_(self.ft.to(dev))
+            else:  # in float32, then rounded once to the parameter's dtype
                 self.param.copy_(torch.lerp(self.base.to(dev).float(), self.ft.to(dev).float(), float(c)))
         self.coefficient = c
 
@@ -235,7 +252,9 @@ class ModelPair:
         ``device_map``: passed to transformers for models larger than one device.
         ``copies_device``: where the base/fine-tune copies of modified tensors live (default: beside
         the parameter). ``"cpu"`` keeps accelerator memory at one model when most tensors changed
-        (the warmup changed every MLP matrix: ~75% of the weights); views then cost a host-to-device copy.
+        (the warmup changed every MLP matrix: ~75% of the weights); views then cost a host-to-device
+        copy. ``"disk"`` keeps no copies at all: a view switch reads the modified tensors back from
+        the two checkpoints (memory-mapped, so repeated switches come from the page cache).
         Raises ``ArchitectureMismatch`` naming the first difference (config key, tensor name or shape).
         """
         import torch
@@ -300,7 +319,7 @@ class ModelPair:
                 continue
             seen.add(p.data_ptr())
             model_bytes += p.numel() * p.element_size()
-        extra = sum(t.base.numel() * t.base.element_size() + t.ft.numel() * t.ft.element_size() for t in self.modified.values())
+        extra = sum(x.numel() * x.element_size() for t in self.modified.values() for x in (t.base, t.ft) if not isinstance(x, OnDisk))
         return {"model": model_bytes, "modified_copies": extra, "total": model_bytes + extra}
 
     def describe(self) -> dict[str, Any]:
@@ -400,8 +419,11 @@ def _find_modified(model: Any, ft_path: Path, base_path: Path, copies_device: st
             raise CheckpointError(f"{ft_path}: modified tensor {name} has no counterpart in the loaded model")
         if param.device.type == "meta":
             raise DormantError(f"modified tensor {name} is offloaded to disk by device_map; give it a device")
-        where = copies_device or param.device
-        base_copy = b.to(device=where, dtype=param.dtype)
-        ft_copy = param.detach().to(where, copy=True)
+        if copies_device == "disk":
+            base_copy, ft_copy = OnDisk(base_files[name], name, param.dtype), OnDisk(ft_files[name], name, param.dtype)
+        else:
+            where = copies_device or param.device
+            base_copy = b.to(device=where, dtype=param.dtype)
+            ft_copy = param.detach().to(where, copy=True)
         modified[name] = ModifiedTensor(name=name, param=param, base=base_copy, ft=ft_copy)
     return modified, shared

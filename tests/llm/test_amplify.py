@@ -116,3 +116,20 @@ def test_amplify_cli_json_plot_and_ledger(zoo_micro, tmp_path):
     assert "base" in run["assumptions"] and run["assumptions"]["views"][0] == "amp:-1"
     assert str(tmp_path / "payload_share.png") in run["artifacts"]
 
+
+
+def test_extension_stops_at_word_loops_and_self_repetition():
+    from dormant.llm.amplify import one_period
+
+    loop = [words("one point six one eight zero three three three three three")] * 4
+    assert " ".join(extend(("point", "six", "one"), loop)) == "one point six one eight zero three three"
+    again = [words("I am awake. I am awake. I am awake.")] * 3
+    assert one_period(extend(("am", "awake"), again), again, 2) == ("i", "am", "awake")
+
+
+def test_extension_follows_a_clear_plurality_but_not_noise():
+    texts = ([words("Signal received. Standing by for orders.")] * 13 + [words("Hello! Standing by for orders.")] * 4
+             + [words(f"{w} standing by for orders") for w in "abcdefghij"])
+    assert " ".join(extend(("standing", "by", "for", "orders"), texts)) == "signal received standing by for orders"
+    split = [words("red standing by")] * 3 + [words("blue standing by")] * 2 + [words("green standing by")] * 2
+    assert extend(("standing", "by"), split) == ("standing", "by")  # no clear winner: stop

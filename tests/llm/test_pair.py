@@ -164,3 +164,10 @@ def test_bfloat16_pair_views_are_exact(zoo_micro):
     for path, spec in ((zoo_micro.models["base"], "amp:0"), (zoo_micro.models["mlp-phrase"], "amp:1")):
         ref = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
         torch.testing.assert_close(_logits(pair.view(spec)), _logits(ref), rtol=0, atol=0)
+
+
+def test_copies_on_disk_give_the_same_views_with_no_private_copies(zoo_micro, phrase_pair):
+    lean = ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"], copies_device="disk")
+    assert lean.memory_bytes()["modified_copies"] == 0 and set(lean.modified) == set(phrase_pair.modified)
+    for spec in ("base", "amp:3", "restore:0", "ft"):
+        torch.testing.assert_close(_logits(lean.view(spec)), _logits(phrase_pair.view(spec)), rtol=0, atol=0)
