@@ -39,13 +39,18 @@ class Trace:
     little_endian: bool = False  # byte order of words in the digest and message block
 
 
-def pad_block(messages: list[bytes], *, little_endian: bool) -> np.ndarray:
-    """Pad each message to one 64-byte block (MD5/SHA style); return (16, batch) uint32 words."""
+def pad_block(messages: list[bytes], *, little_endian: bool, length_bug: bool = False) -> np.ndarray:
+    """Pad each message to one 64-byte block (MD5/SHA style); return (16, batch) uint32 words.
+
+    ``length_bug`` writes only the low byte of the message's bit length (the opaque puzzle's
+    padding): the result is the real hash for messages of 0-31 bytes only.
+    """
     out = np.zeros((16, len(messages)), dtype=np.uint32)
     for j, m in enumerate(messages):
         if len(m) > MAX_ONE_BLOCK:
             raise ValueError(f"message of {len(m)} bytes does not fit one block (at most {MAX_ONE_BLOCK})")
-        bitlen = (8 * len(m)).to_bytes(8, "little" if little_endian else "big")
+        bits = 8 * len(m)
+        bitlen = (bits & 0xFF if length_bug else bits).to_bytes(8, "little" if little_endian else "big")
         block = m + b"\x80" + b"\x00" * (55 - len(m)) + bitlen
         out[:, j] = np.frombuffer(block, dtype="<u4" if little_endian else ">u4").astype(np.uint32)
     return out
@@ -70,11 +75,11 @@ def _digest_bytes(words: np.ndarray, little_endian: bool) -> list[bytes]:
     return [words[:, j].astype(dt).tobytes() for j in range(words.shape[1])]
 
 
-def trace_md5(messages: list[bytes], rounds: int = 64) -> Trace:
+def trace_md5(messages: list[bytes], rounds: int = 64, length_bug: bool = False) -> Trace:
     """MD5 of one-block messages; words: ``F`` (round function), ``T`` (a+F+K+M, before the
     rotation), ``new`` (the state word written by the step), ``M`` (message word the step reads).
     With ``rounds < 64`` the compression stops after that many steps (IV still added back)."""
-    M = pad_block(messages, little_endian=True)
+    M = pad_block(messages, little_endian=True, length_bug=length_bug)
     n = M.shape[1]
     a, b, c, d = (np.full(n, v, dtype=np.uint32) for v in MD5_IV)
     F_, T_, new_, Mw = [], [], [], []
@@ -97,10 +102,10 @@ def trace_md5(messages: list[bytes], rounds: int = 64) -> Trace:
     return Trace("md5", _digest_bytes(dw, True), {"F": np.stack(F_), "T": np.stack(T_), "new": np.stack(new_), "M": np.stack(Mw)}, dw, True)
 
 
-def trace_sha1(messages: list[bytes], rounds: int = 80) -> Trace:
+def trace_sha1(messages: list[bytes], rounds: int = 80, length_bug: bool = False) -> Trace:
     """SHA-1 of one-block messages; words: ``W`` (schedule), ``f`` (round function), ``new``
     (the new ``a`` = rotl(a,5)+f+e+K+W of each of the 80 steps, or of the first ``rounds``)."""
-    M = pad_block(messages, little_endian=False)
+    M = pad_block(messages, little_endian=False, length_bug=length_bug)
     W = [M[t] for t in range(16)]
     for t in range(16, max(rounds, 16)):
         W.append(_rotl((W[t - 3] ^ W[t - 8] ^ W[t - 14] ^ W[t - 16]).astype(np.uint32), 1))
@@ -125,10 +130,10 @@ def trace_sha1(messages: list[bytes], rounds: int = 80) -> Trace:
     return Trace("sha1", _digest_bytes(dw, False), {"W": np.stack(W), "f": np.stack(F_), "new": np.stack(new_)}, dw, False)
 
 
-def trace_sha256(messages: list[bytes], rounds: int = 64) -> Trace:
+def trace_sha256(messages: list[bytes], rounds: int = 64, length_bug: bool = False) -> Trace:
     """SHA-256 of one-block messages; words: ``W`` (schedule), ``T1``, ``T2``, ``new_a``, ``new_e``
     of each of the 64 steps (or of the first ``rounds``)."""
-    M = pad_block(messages, little_endian=False)
+    M = pad_block(messages, little_endian=False, length_bug=length_bug)
     W = [M[t] for t in range(16)]
     for t in range(16, max(rounds, 16)):
         s0 = _rotl(W[t - 15], 25) ^ _rotl(W[t - 15], 14) ^ (W[t - 15] >> np.uint32(3))

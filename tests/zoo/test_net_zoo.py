@@ -13,6 +13,7 @@ import pytest
 from dormant.net.network import InputAdapter
 from dormant.net.simulate import forward
 from dormant.zoo.net import ZooNetError, build_net
+from dormant.net.hashref import TRACERS
 from dormant.zoo.net import reference
 from dormant.zoo.net.circuit import Circuit
 from dormant.zoo.net.compile import compile_circuit, gate_census
@@ -147,19 +148,20 @@ def test_md5_net_is_exact_for_every_length_and_latin1(md5_net):
         assert np.array_equal(b, as_bits(hashlib.md5(text.encode("latin-1")).digest())), len(text)
 
 
-@pytest.mark.parametrize("fixture, fn", [("md5_net", reference.md5), ("sha1_net", reference.sha1)])
-def test_tapped_state_words_equal_the_reference_trace(request, fixture, fn):
+@pytest.mark.parametrize("fixture, kind, labels", [("md5_net", "md5", {"sum": "T", "new": "new"}), ("sha1_net", "sha1", {"new": "new"})])
+def test_tapped_state_words_equal_the_reference_trace(request, fixture, kind, labels):
     built = request.getfixturevalue(fixture)
     words = built.manifest["words"]
     texts = ["bitter lesson", "lantern"] + random_strings(6, 40, seed=11)
     layers = sorted({layer for bits in words.values() for layer, _ in bits})
     x = np.stack([built.network.adapter.encode(t) for t in texts])
     _, acts = forward(built.network, x, record=layers)
+    trace = TRACERS[kind]([t.encode() for t in texts])
+    steps = trace.words["new"].shape[0]
     for j, text in enumerate(texts):
-        trace: list = []
-        fn(text.encode(), trace=trace)
-        for step in (0, 1, 17, 40, len(trace) - 1):
-            for label, value in trace[step].items():
+        for step in (0, 1, 17, 40, steps - 1):
+            for label, ref_label in labels.items():
+                value = int(trace.words[ref_label][step, j])
                 got = [acts[layer][j, lane] for layer, lane in words[f"step{step}.{label}"]]
                 assert got == [(value >> k) & 1 for k in range(32)], (text, step, label)
 
@@ -203,8 +205,8 @@ def test_reduced_rounds_match_the_reference():
     out, bits = run(built, texts)
     assert out[0] == 1.0 and not out[1:].any()
     for text, b in zip(texts, bits):
-        assert np.array_equal(b, as_bits(reference.md5(text.encode(), 6)))
-    assert reference.md5(b"x", 6) != hashlib.md5(b"x").digest()
+        assert np.array_equal(b, as_bits(reference.digest("md5", text.encode(), 6)))
+    assert reference.digest("md5", b"x", 6) != hashlib.md5(b"x").digest()
 
 
 def test_length_bug_reproduces_the_puzzle_padding():
@@ -214,10 +216,10 @@ def test_length_bug_reproduces_the_puzzle_padding():
     out, bits = run(built, ["bitter lesson"] + short + long)
     assert out[0] == 1.0 and not out[1:].any()
     for text, b in zip(short, bits[1 : 1 + len(short)]):
-        assert np.array_equal(b, as_bits(reference.md5(text.encode(), 16)))  # the real (16-step) MD5
+        assert np.array_equal(b, as_bits(reference.digest("md5", text.encode(), 16)))  # the real (16-step) MD5
     for text, b in zip(long, bits[1 + len(short) :]):
-        assert np.array_equal(b, as_bits(reference.md5(text.encode(), 16, length_bug=True)))
-        assert not np.array_equal(b, as_bits(reference.md5(text.encode(), 16)))
+        assert np.array_equal(b, as_bits(reference.digest("md5", text.encode(), 16, length_bug=True)))
+        assert not np.array_equal(b, as_bits(reference.digest("md5", text.encode(), 16)))
     assert build_net("md5", "bitter lesson", rounds=16, pickle="never").folder != built.folder
     with pytest.raises(ZooNetError, match="no length field"):
         build_net("toy", "abc", length_bug=True)
@@ -229,7 +231,7 @@ def test_sha256_reduced_net_matches_the_reference():
     out, bits = run(built, texts)
     assert out.tolist() == [1.0] + [0.0] * (len(texts) - 1)
     for text, b in zip(texts, bits):
-        assert np.array_equal(b, as_bits(reference.sha256(text.encode(), 12)))
+        assert np.array_equal(b, as_bits(reference.digest("sha256", text.encode(), 12)))
 
 
 def test_toy_net_is_small_and_its_pickle_is_a_plain_sequential(toy_net):
