@@ -204,7 +204,7 @@ SOLVE_HELP = (
 def render_solve(result) -> None:
     from rich.table import Table
 
-    colour = {"ok": "green", "failed": "red", "unavailable": "yellow", "skipped": "dim"}
+    colour = {"ok": "green", "failed": "red", "skipped": "dim"}
     table = Table(title=f"dormant net solve {result.source}")
     table.add_column("stage")
     table.add_column("status")

@@ -9,14 +9,14 @@
 4. **decompile**: reduction to a boolean netlist (``dormant.net.decompile``); skipped for nets
    above ``decompile_max_neurons`` (minutes on a full hash network, and not needed to invert it);
 5. **identify**: the function's name and the target digest (``dormant.net.identify``, then
-   ``dormant.net.comparator.read_target`` for the target; when identification is unavailable the
+   ``dormant.net.comparator.read_target`` for the target; when signature probing fails the
    constant-table scan of ``dormant.net.constants`` names the function);
 6. **invert**: for a known hash, the preimage search of ``dormant.net.invert`` over the hints
    (digest byte orders included: a target read from a network may be byte-swapped); for any other
    circuit, ``dormant.net.circuit_search``: SAT on the netlist, else enumeration of short strings;
 7. **verify**: the preimage is run through the network itself; it must output 1.
 
-Every stage reports its status (ok, failed, unavailable, skipped), its key finding and its time;
+Every stage reports its status (ok, failed, skipped), its key finding and its time;
 a failure is fatal only when nothing after it can proceed (no network loaded).
 """
 
@@ -33,6 +33,13 @@ from dormant.net import fasthash
 from dormant.net.candidates import Hints
 from dormant.net.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
 from dormant.net.invert import InvertConfig, byte_order_variants, invert
+from dormant.net.comparator import read_target
+from dormant.net.constants import biases_from_network, scan_constants
+from dormant.net.decompile import decompile
+from dormant.net.identify import identify
+from dormant.net.inspect import inspect_network
+from dormant.net.load import load_network
+from dormant.net.motifs import analyse_motifs
 from dormant.net.network import Network
 
 
@@ -51,7 +58,7 @@ class SolveConfig:
 @dataclass
 class Stage:
     name: str
-    status: str  # ok, failed, unavailable, skipped
+    status: str  # ok, failed, skipped
     seconds: float
     finding: str
     data: dict = field(default_factory=dict)
@@ -71,10 +78,6 @@ class SolveResult:
     seconds: float
 
 
-class _Unavailable(Exception):
-    """A stage whose module is not part of this installation."""
-
-
 def _run(stages: list[Stage], name: str, fn: Callable[[], tuple[str, dict, Any]], skip: bool = False, why: str = "") -> Any:
     """Run one stage: record its status, finding and time; return its value (None on failure)."""
     if skip:
@@ -83,9 +86,6 @@ def _run(stages: list[Stage], name: str, fn: Callable[[], tuple[str, dict, Any]]
     t0 = time.perf_counter()
     try:
         finding, data, value = fn()
-    except _Unavailable as exc:
-        stages.append(Stage(name, "unavailable", time.perf_counter() - t0, str(exc)))
-        return None
     except Exception as exc:  # noqa: BLE001 - a stage's failure is reported, not fatal
         stages.append(Stage(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"))
         return None
@@ -93,38 +93,14 @@ def _run(stages: list[Stage], name: str, fn: Callable[[], tuple[str, dict, Any]]
     return value
 
 
-def _import(module: str, attr: str):
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise _Unavailable(f"{module}.{attr} is not available in this installation") from None
-
-
-def _function_name(value: Any) -> str | None:
+def _function_name(value: str | None) -> str | None:
+    """The name as the preimage search knows it, or None when it is no hash the search can run."""
     if value is None:
         return None
     try:
-        return fasthash.check_function(str(value))
+        return fasthash.check_function(value)
     except ValueError:
         return None
-
-
-def _hex_of(value: Any) -> str | None:
-    """A digest as hex from whatever form a reader returns it in (hex text, bytes, an object)."""
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, str):
-        text = value.strip().lower().removeprefix("0x")
-        return text if text and all(c in "0123456789abcdef" for c in text) else None
-    for attr in ("target_hex", "hex", "target", "digest"):
-        inner = getattr(value, attr, None)
-        if inner is not None and not callable(inner):
-            return _hex_of(inner)
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,8 +109,6 @@ def _hex_of(value: Any) -> str | None:
 
 
 def _stage_load(path: Path):
-    from dormant.net.load import load_network
-
     net = load_network(path)
     w = net.widths
     finding = f"{net.fmt or 'network'}: {len(net.layers)} layers, {w[0]} -> ... -> {w[-1]}, {net.n_params:,} parameters; input {net.adapter.kind}"
@@ -142,29 +116,24 @@ def _stage_load(path: Path):
 
 
 def _stage_inspect(net: Network):
-    inspect_network = _import("dormant.net.inspect", "inspect_network")
     res = inspect_network(net)
     finding = f"weights {res.weight_pattern}; integer weights {res.integer_weights}, integer biases {res.integer_biases}; {res.zero_fraction:.1%} zero; outputs integral: {res.outputs_integral}"
     return finding, {"weight_pattern": res.weight_pattern, "integer_weights": res.integer_weights, "zero_fraction": res.zero_fraction, "outputs": res.output_values[:8]}, res
 
 
 def _stage_motifs(net: Network):
-    analyse_motifs = _import("dormant.net.motifs", "analyse_motifs")
     res = analyse_motifs(net.widths, net=net)
     finding = f"{res.summary}; period {res.period} (score {res.period_score:.2f})"
     return finding, {"summary": res.summary, "period": res.period}, res
 
 
 def _stage_decompile(net: Network):
-    decompile = _import("dormant.net.decompile", "decompile")
     res = decompile(net)
     return res.verdict, {"is_logic": res.is_logic, "stages": res.stages}, res
 
 
 def _constants_guess(net: Network) -> tuple[str | None, str]:
     """Name the hash from its constant tables in the biases (the fraction of each K table found)."""
-    biases_from_network = _import("dormant.net.constants", "biases_from_network")
-    scan_constants = _import("dormant.net.constants", "scan_constants")
     res = scan_constants(biases_from_network(net))
     frac = {s.table: s.entries_found / s.table_size for s in res.summary}
     scores = {"md5": frac.get("MD5 K", 0.0), "sha1": frac.get("SHA-1 K", 0.0), "sha256": frac.get("SHA-256 K", 0.0)}
@@ -173,32 +142,29 @@ def _constants_guess(net: Network) -> tuple[str | None, str]:
 
 
 def _attempt(notes: list[str], label: str, fn: Callable[[], Any]) -> Any:
-    """Run one way of identifying; a missing module or an error becomes a note, not a failure."""
+    """Run one way of identifying; an error becomes a note and the next way is tried."""
     try:
         return fn()
-    except _Unavailable as exc:
-        notes.append(str(exc))
     except Exception as exc:  # noqa: BLE001 - the next way is tried
         notes.append(f"{label}: {type(exc).__name__}: {exc}")
     return None
 
 
 def _stage_identify(net: Network):
-    """(function, target hex): the identifier first, then the comparator read-out for the target and
-    the constant-table scan for the function when the identifier is missing or says nothing."""
+    """(function, target hex): signature probing first; then the comparator read-out for the target
+    and the constant-table scan for the function when probing fails or names nothing."""
     notes: list[str] = []
-    ident = _attempt(notes, "identify", lambda: _import("dormant.net.identify", "identify")(net))
-    function = _function_name(getattr(ident, "function", None))
-    target = _hex_of(getattr(ident, "target_hex", None) or getattr(ident, "target", None))
-    verified = getattr(ident, "verified", None)
+    ident = _attempt(notes, "identify", lambda: identify(net))
+    function = _function_name(ident.function) if ident else None
+    target = ident.target_hex if ident else None
+    verified = ident.verified if ident else None
     if ident is not None:
-        ev = getattr(ident, "evidence", None)
-        if ev:
-            notes.append(ev if isinstance(ev, str) else "; ".join(str(e) for e in list(ev)[:2]))
+        notes += ident.evidence[:2]
         if function is None:
-            notes.append(f"identifier named no known hash ({getattr(ident, 'function', None)!r})")
-    if target is None:
-        target = _hex_of(_attempt(notes, "comparator", lambda: _import("dormant.net.comparator", "read_target")(net)))
+            notes.append(f"signature probing named no known hash ({ident.function!r})")
+    if not target:
+        read = _attempt(notes, "comparator", lambda: read_target(net))
+        target = read.hex if read is not None and read.hex else None
         if target:
             notes.append("target read from the comparator")
     if function is None:
@@ -207,7 +173,7 @@ def _stage_identify(net: Network):
             function = guess[0]
             notes.append(f"function named by its constant tables: {guess[1]}")
     if function is None and target is None:
-        raise _Unavailable("; ".join(notes) or "nothing identified")
+        raise ValueError("; ".join(notes) or "nothing identified")
     finding = f"function {function or 'unknown'}, target {target or 'unknown'}" + (f" (verified: {verified})" if verified is not None else "")
     data = {"function": function, "target": target, "verified": verified, "notes": notes}
     return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target)
@@ -333,8 +299,8 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
     if function in fasthash.FUNCTIONS:
         inv = next((s for s in stages if s.name == "invert"), None)
         return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")
-    failed = [s.name for s in stages if s.status in ("failed", "unavailable")]
-    return "no firing input found" + (f"; stages that did not run: {', '.join(failed)}" if failed else "")
+    failed = [s.name for s in stages if s.status == "failed"]
+    return "no firing input found" + (f"; stages that failed: {', '.join(failed)}" if failed else "")
 
 
 def target_from_network(path: str | Path, function: str | None = None) -> dict:
