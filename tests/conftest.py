@@ -9,6 +9,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    """One torch thread: the test models are tiny, and extra threads only spin against each other."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("DORMANT_LEDGER", str(tmp_path / "ledger.sqlite"))

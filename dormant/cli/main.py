@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# Our own Rich progress bars go to stderr; the Hugging Face libraries' tqdm bars would interleave.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from dormant import __version__
+import typer  # noqa: E402
+
+from dormant import __version__  # noqa: E402
 from dormant.cli import behaviour, demo, ledger_cmd, net_logic, net_search, net_structure, weights, zoo_llm, zoo_net
 from dormant.errors import DormantError
 from dormant.report.console import err_console

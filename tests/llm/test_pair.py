@@ -10,15 +10,6 @@ from dormant.errors import ArchitectureMismatch, DormantError
 from dormant.llm.pair import ModelPair, Selection, View, ViewSpecError, layer_of, parse_views
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared machine, more threads spin against each other."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 IDS = torch.tensor([[3, 17, 42, 99, 5, 250, 7, 61], [8, 8, 19, 300, 2, 44, 13, 90]])
 

@@ -10,15 +10,6 @@ from dormant.llm.probes import available, load_probes, resolve_prompts
 from dormant.llm.prompts import DEFAULT_SYSTEM, MECHANISMS, Prompt, PromptFileError, encode, insert_trigger, load_prompt_file, render
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared machine, more threads spin against each other."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
