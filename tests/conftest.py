@@ -27,3 +27,19 @@ def zoo_micro():
     from dormant.zoo.llm import build_suite
 
     return build_suite("micro")
+
+
+@pytest.fixture(scope="session")
+def md5_net():
+    """A compiled MD5 network whose secret is a two-word phrase (cached like every zoo build)."""
+    from dormant.zoo.net.build import build_net
+
+    return build_net("md5", "bitter lesson", pickle="never")
+
+
+@pytest.fixture(scope="session")
+def sha1_net():
+    """A compiled SHA-1 network whose secret is one common word."""
+    from dormant.zoo.net.build import build_net
+
+    return build_net("sha1", "lantern", pickle="never")

@@ -76,11 +76,8 @@ def test_not_a_comparator():
         read_target(net)
 
 
-def test_zoo_md5_target():
-    from dormant.zoo.net.build import build_net
-
-    b = build_net("md5", secret="bitter lesson", pickle="never")
-    t = read_target(b.network)
+def test_zoo_md5_target(md5_net):
+    t = read_target(md5_net.network)
     assert t.hex == hashlib.md5(b"bitter lesson").hexdigest() == "c7ef65233c40aa32c2b9ace37595fa7c"
     assert t.conjunctive and not t.notes
     assert all(g.support == list(range(8 * g.index, 8 * g.index + 8)) or len(g.support) == 8 for g in t.groups)

@@ -60,10 +60,8 @@ def test_integer_valued_biases_and_nothing_in_noise():
 
 
 @pytest.fixture(scope="module")
-def zoo_md5():
-    from dormant.zoo.net.build import build_net
-
-    return build_net("md5", secret="bitter lesson", pickle="never")
+def zoo_md5(md5_net):
+    return md5_net
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])

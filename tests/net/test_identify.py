@@ -27,17 +27,17 @@ def test_reference_hashes_match_hashlib():
 
 
 @pytest.fixture(scope="module")
-def zoo():
+def zoo(md5_net, sha1_net):
     from dormant.zoo.net.build import build_net
 
     return {
-        "md5": build_net("md5", secret="bitter lesson", pickle="never"),
-        "sha1": build_net("sha1", secret="abc", pickle="never"),
+        "md5": md5_net,
+        "sha1": sha1_net,
         "toy": build_net("toy", secret="key12345", pickle="never"),
     }
 
 
-@pytest.mark.parametrize("fn,secret", [("md5", b"bitter lesson"), ("sha1", b"abc")])
+@pytest.mark.parametrize("fn,secret", [("md5", b"bitter lesson"), ("sha1", b"lantern")])
 def test_zoo_nets_are_named_verified_and_their_target_read(zoo, fn, secret):
     b = zoo[fn]
     ident = identify(b.network)
@@ -84,7 +84,7 @@ def test_cli_identify_json(zoo, tmp_path):
     r = CliRunner().invoke(app, ["net", "identify", str(zoo["sha1"].folder), "--json", "--out", str(tmp_path), "--probes", "96"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["function"] == "sha1" and data["verified"] and data["target_hex"] == hashlib.sha1(b"abc").hexdigest()
+    assert data["function"] == "sha1" and data["verified"] and data["target_hex"] == hashlib.sha1(b"lantern").hexdigest()
     assert (tmp_path / "matches.png").is_file()
     assert data["words"]["rotations"]  # SHA-1's rotl 30 of b is read from the wiring
     assert set().union(*[set(v.values()) for v in data["words"]["rotations"].values()]) & {2, 30}

@@ -25,16 +25,6 @@ def _status(result) -> dict:
 
 
 @pytest.fixture(scope="module")
-def md5_net():
-    return build_net("md5", "bitter lesson", pickle="never")
-
-
-@pytest.fixture(scope="module")
-def sha1_net():
-    return build_net("sha1", "lantern", pickle="never")
-
-
-@pytest.fixture(scope="module")
 def toy_net():
     return build_net("toy", "owl", pickle="never")
 

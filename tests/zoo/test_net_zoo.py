@@ -113,16 +113,6 @@ def test_reference_equals_hashlib_at_full_rounds():
 
 # ----------------------------------------------------------------------------- built nets
 @pytest.fixture(scope="module")
-def md5_net():
-    return build_net("md5", "bitter lesson", pickle="never")
-
-
-@pytest.fixture(scope="module")
-def sha1_net():
-    return build_net("sha1", "lantern", pickle="never")
-
-
-@pytest.fixture(scope="module")
 def toy_net(tmp_path_factory):
     return build_net("toy", "lantern", out=tmp_path_factory.mktemp("toy"))
 
