@@ -26,7 +26,7 @@ app = typer.Typer(
         "Every result-producing command records its run in a SQLite ledger (dormant ledger list)."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 
