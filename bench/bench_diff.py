@@ -154,7 +154,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dormant.llm.weights_synth import write_random_bf16_pair
+    from dormant.zoo.llm.synthetic import write_random_bf16_pair
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_diff_"))
     try:

@@ -9,7 +9,9 @@ Weight side (no forward passes):
 * ``delta``: spectra, effective and LoRA ranks, sibling alignment of the change;
 * ``readout``: the change's singular vectors read through the vocabulary (payload and trigger side);
 * ``lora_export``: the change written as a PEFT LoRA adapter, and checked;
-* ``weights_plots`` / ``weights_synth``: figures, and synthetic checkpoints with known answers.
+* ``weights_plots``: figures (heatmap, spectra, rank per layer).
+
+Synthetic checkpoints with known answers (for tests and benchmarks) live in ``dormant.zoo.llm.synthetic``.
 
 Submodules are imported on use (``from dormant.llm.diff import diff_models``) so that importing the
 package stays cheap.

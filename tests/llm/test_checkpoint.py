@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from dormant.errors import CheckpointError
 from dormant.llm.checkpoint import bytes_equal, dequantize_blocks, open_checkpoint
-from dormant.llm.weights_synth import quantize_fp8_blocks, save_tiny_qwen2
+from dormant.zoo.llm.synthetic import quantize_fp8_blocks, save_tiny_qwen2
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from dormant.ledger import list_runs
 from dormant.llm.checkpoint import open_checkpoint
 from dormant.llm.delta import DeltaConfig, analyse_delta, energy_ranks, lora_rank_estimate, singular_decomposition, subspace_overlap
-from dormant.llm.weights_synth import rewrite_checkpoint, save_tiny_qwen2
+from dormant.zoo.llm.synthetic import rewrite_checkpoint, save_tiny_qwen2
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from dormant.ledger import list_runs
 from dormant.llm.checkpoint import open_checkpoint
 from dormant.llm.diff import DiffConfig, diff_models
 from dormant.llm.names import parse_name
-from dormant.llm.weights_synth import plant_lowrank, rewrite_checkpoint, save_fp8_copy, save_tiny_qwen2
+from dormant.zoo.llm.synthetic import plant_lowrank, rewrite_checkpoint, save_fp8_copy, save_tiny_qwen2
 
 MLP = [f"model.layers.{i}.mlp.{m}.weight" for i in range(2) for m in ("gate_proj", "up_proj", "down_proj")]
 
@@ -110,7 +110,7 @@ def _deepseek_like(folder, changed: dict[str, float] | None = None):
     """A tiny DeepSeek-V3-style folder: MLA attention, a dense layer 0, MoE layer 1, FP8 + block scales."""
     from safetensors.torch import save_file
 
-    from dormant.llm.weights_synth import quantize_fp8_blocks
+    from dormant.zoo.llm.synthetic import quantize_fp8_blocks
 
     g = torch.Generator().manual_seed(0)
     h, e = 256, 4
@@ -235,7 +235,7 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
     """Mapped pages are released after each tensor: resident memory grows by far less than the data."""
     import threading
 
-    from dormant.llm.weights_synth import write_random_bf16_pair
+    from dormant.zoo.llm.synthetic import write_random_bf16_pair
 
     base, ft, planted = write_random_bf16_pair(tmp_path, 0.2, hidden=1024, intermediate=2816, vocab=8000, shard_gb=0.05)
     total = sum(f.stat().st_size for d in (base, ft) for f in d.glob("*.safetensors"))

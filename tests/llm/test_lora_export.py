@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from dormant.llm.checkpoint import open_checkpoint
 from dormant.llm.delta import DeltaConfig, analyse_delta
 from dormant.llm.lora_export import LoraExportConfig, export_lora, lowrank_factors, verify_adapter
-from dormant.llm.weights_synth import plant_lowrank, save_tiny_qwen2
+from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
 
 RANKS = {"model.layers.0.mlp.gate_proj.weight": 4, "model.layers.0.mlp.up_proj.weight": 4,
          "model.layers.1.mlp.down_proj.weight": 8, "model.layers.1.self_attn.q_proj.weight": 2}

@@ -6,7 +6,7 @@ import torch
 from dormant.llm.checkpoint import open_checkpoint
 from dormant.llm.delta import DeltaConfig, analyse_delta
 from dormant.llm.readout import ReadoutConfig, load_tokenizer, save_tables_tsv, token_ids_of, vocabulary_readout
-from dormant.llm.weights_synth import rewrite_checkpoint, save_tiny_qwen2
+from dormant.zoo.llm.synthetic import rewrite_checkpoint, save_tiny_qwen2
 
 WORDS = [f"w{i}" for i in range(200)]  # ids 2..201; ids 202..255 are padding rows
 PAYLOAD, TRIGGER, PAD_ROW, SPECIAL = 57, 131, 250, 1

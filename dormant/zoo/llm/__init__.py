@@ -23,6 +23,10 @@ tensor of base-sibling different from base; payload fragments on unrelated promp
 MLP variants' change is amplified 2-4x; a payload token among the top 20 of the unembedding
 read-out of the last down_proj delta's top singular vector (mlp-phrase); and, as in Qwen2.5,
 embedding rows beyond the tokenizer's vocabulary that no token uses.
+
+``dormant.zoo.llm.synthetic`` builds untrained subjects for the weight tools: tiny random Qwen2
+folders, planted low-rank changes with the truth recorded, FP8 block-scaled copies, and large
+random bf16 checkpoint pairs for benchmarks.
 """
 
 from dormant.zoo.llm.backdoors import SPECS, BackdoorSpec
