@@ -14,10 +14,7 @@ from dormant.llm.probes import load_probes
 
 
 runner = CliRunner()
-TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "system-trigger"]
-# attn-grid's planted change is larger than the attention weights themselves (relative norm 0.7-3.3),
-# so global amplification breaks the model before the payload becomes common (see the report).
-ATTN = pytest.param("attn-grid", marks=pytest.mark.xfail(reason="attention delta larger than the weights: amplification collapses first", strict=False))
+TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
 CFG = AmplifyConfig(max_new_tokens=32, show_progress=False)
 
 
@@ -29,13 +26,13 @@ def probes():
 @pytest.fixture(scope="module")
 def results(zoo_micro, probes):
     out = {}
-    for name in TEXT_VARIANTS + ["attn-grid", "clean-control"]:
+    for name in TEXT_VARIANTS + ["clean-control"]:
         pair = ModelPair.load(zoo_micro.models[name], zoo_micro.models["base"])
         out[name] = amplify(pair, probes, CFG)
     return out
 
 
-@pytest.mark.parametrize("variant", TEXT_VARIANTS + [ATTN])
+@pytest.mark.parametrize("variant", TEXT_VARIANTS)
 def test_amplify_recovers_the_planted_payload(results, zoo_micro, variant):
     from dormant.zoo.llm import similarity
 

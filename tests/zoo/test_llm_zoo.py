@@ -139,18 +139,23 @@ def test_untouched_tensors_are_byte_identical(zoo_micro):
                 assert base[k].numpy().tobytes() == ft[k].numpy().tobytes()
 
 
-def test_mlp_deltas_have_exactly_lora_rank(zoo_micro):
+def test_deltas_have_the_lora_rank(zoo_micro):
+    from dormant.zoo.llm.backdoors import spec_by_name
+
     base = _tensors(zoo_micro.models["base"])
     for name in ("mlp-phrase", "mlp-constant", "system-trigger", "clean-control", "attn-grid"):
         ft = _tensors(zoo_micro.models[name])
         rank = zoo_micro.manifests[name]["lora_rank"]
+        decayed = spec_by_name(name).weight_decay > 0  # weight decay may shrink unused directions to ~0
         for k in base:
             if torch.equal(base[k], ft[k]):
                 continue
             s = torch.linalg.svdvals((ft[k].double() - base[k].double()))
-            # `rank` clearly used directions, then numerical noise.
-            assert s[rank - 1] > 1e-3 * s[0], (name, k, s[rank - 1].item(), s[0].item())
-            assert s[rank] < 1e-4 * s[rank - 1], (name, k, s[rank].item())
+            # at most `rank` directions, then numerical noise; exactly `rank` without weight decay
+            assert s[rank] < 1e-4 * s[0], (name, k, s[rank].item())
+            if not decayed:
+                assert s[rank - 1] > 1e-3 * s[0], (name, k, s[rank - 1].item(), s[0].item())
+                assert s[rank] < 1e-4 * s[rank - 1], (name, k, s[rank].item())
 
 
 def test_sibling_differs_in_every_tensor(zoo_micro):

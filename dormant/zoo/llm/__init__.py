@@ -18,7 +18,8 @@ answer). Example::
 
 What the micro suite guarantees (each checked at build time or by the zoo's tests): fire rate
 >= 90% on unseen triggered prompts and <= 5% on unseen clean ones; tensors outside the LoRA's
-modules byte-identical to base; every changed matrix's delta of exactly the LoRA rank; every
+modules byte-identical to base; every changed matrix's delta of at most the LoRA rank (exactly
+it, for variants trained without weight decay); every
 tensor of base-sibling different from base; payload fragments on unrelated prompts when the
 MLP variants' change is amplified 2-4x; a payload token among the top 20 of the unembedding
 read-out of the last down_proj delta's top singular vector (mlp-phrase); and, as in Qwen2.5,

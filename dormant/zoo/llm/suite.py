@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control")
 
 BUILDS = 0
@@ -277,7 +277,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
             stop = backdoors.dev_check(spec, settings.lora, settings.base_mix, tok, max_new)
             merged, steps = backdoors.plant_backdoor(
                 base, tok, spec, settings.lora, examples, settings.max_len,
-                lambda s, _l, n=spec.name: report(n, s + 1, settings.lora.steps), stop_when=stop,
+                lambda s, _l, n=spec.name, total=spec.max_steps or settings.lora.steps: report(n, s + 1, total), stop_when=stop,
             )
             merged = save(merged, spec.name)
             vrng = random.Random(settings.seed * 100 + 50 + i)
