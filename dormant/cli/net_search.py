@@ -39,7 +39,7 @@ def _parse_length(text: str) -> tuple[int, int]:
 
 def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
     """Collapse the per-shell products into families: (family, products, candidates)."""
-    from dormant.net.invert import family_of
+    from dormant.net.invert.preimage import family_of
 
     groups: dict[str, list[int]] = {}
     for s in stages:
@@ -117,8 +117,8 @@ def _register_invert(app: typer.Typer) -> None:
         ledger: LedgerOpt = None,
     ) -> None:
         from dormant.ledger import record_run
-        from dormant.net.candidates import Hints
-        from dormant.net.invert import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
+        from dormant.net.invert.candidates import Hints
+        from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
 
         given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
         if target:
@@ -240,12 +240,12 @@ def _register_solve(app: typer.Typer) -> None:
     ) -> None:
         from dormant.errors import NetworkFileError
         from dormant.ledger import record_run
-        from dormant.net.candidates import Hints
-        from dormant.net.circuit_search import PRINTABLE
+        from dormant.net.invert.candidates import Hints
+        from dormant.net.logic.circuit_search import PRINTABLE
 
         if not file.exists():
             raise NetworkFileError(f"{file}: no such file or folder")
-        from dormant.net.invert import InvertConfig
+        from dormant.net.invert.preimage import InvertConfig
         from dormant.net.solve import SolveConfig, solve
 
         hints = Hints(

@@ -5,9 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from dormant.net.comparator import ComparatorError, read_target, target_bits
-from dormant.net.network import Layer, Network
-from dormant.net.simulate import forward
+from dormant.net.identify.comparator import ComparatorError, read_target, target_bits
+from dormant.net.load.network import Layer, Network
+from dormant.net.logic.simulate import forward
 
 
 def hat_tail(target: bytes, *, flip: bool = False, shuffle: int | None = None, extra_carry: int | None = None) -> Network:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dormant.errors import NetworkFileError
-from dormant.net.constants import BiasVector, load_bias_vectors, read_bias_bits, scan_constants
-from dormant.net.hash_tables import MD5_IV, SHA256_K
+from dormant.net.identify.constant_scan import BiasVector, load_bias_vectors, read_bias_bits, scan_constants
+from dormant.net.identify.hash_tables import MD5_IV, SHA256_K
 
 PUZZLE_BITS = Path(__file__).resolve().parents[1] / "data" / "puzzle_bias_bits.txt"
 
@@ -107,7 +107,7 @@ def test_cli_constants_json(tmp_path):
 
 
 def test_sha1_net_iv_is_not_read_as_md5():
-    from dormant.net.constants import biases_from_network
+    from dormant.net.identify.constant_scan import biases_from_network
     from dormant.zoo.net.build import build_net
 
     net = build_net("sha1", secret="abc", rounds=20, pickle="never").network

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from dormant.net.hashref import TRACERS, digest_bits, trace_md5
-from dormant.net.identify import IdentifyConfig, identify
-from dormant.net.wordlevel import kogge_stone_adders, recover_words
+from dormant.net.identify.reference_hashes import TRACERS, digest_bits, trace_md5
+from dormant.net.identify.signature import IdentifyConfig, identify
+from dormant.net.identify.wordlevel import kogge_stone_adders, recover_words
 
 
 def test_reference_hashes_match_hashlib():
@@ -58,7 +58,7 @@ def test_non_hash_net_gets_no_verdict(zoo):
 
 
 def test_word_level_recovery_on_md5(zoo):
-    from dormant.net.hash_tables import MD5_SHIFTS
+    from dormant.net.identify.hash_tables import MD5_SHIFTS
 
     wl = recover_words(zoo["md5"].network, "md5")
     labels = {(lane.label, lane.step) for lane in wl.lanes}

@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from dormant.cli.main import app
-from dormant.net.inspect import InspectConfig, describe_values, inspect_network
-from dormant.net.network import Layer, Network
-from dormant.net.spec_format import save_network
+from dormant.net.structure.summary import InspectConfig, describe_values, inspect_network
+from dormant.net.load.network import Layer, Network
+from dormant.net.load.spec_format import save_network
 
 
 def test_deep_circuit_summary(periodic_circuit):
@@ -82,7 +82,7 @@ def test_cli_inspect_shows_refused_globals_and_adapter_code(tmp_path):
 def test_half_precision_pickle_is_inspected_exactly(tmp_path):
     import torch
 
-    from dormant.net.load import load_network
+    from dormant.net.load.loaders import load_network
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3, dtype=torch.float16), torch.nn.ReLU(), torch.nn.Linear(3, 1, dtype=torch.float16), torch.nn.ReLU())
     with torch.no_grad():

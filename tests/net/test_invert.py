@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dormant.cli.main import app
-from dormant.net.candidates import Hints, build_space
-from dormant.net.invert import InvertConfig, InvertError, byte_order_variants, invert
+from dormant.net.invert.candidates import Hints, build_space
+from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, invert
 
 
 def _hex(function: str, text: str) -> str:

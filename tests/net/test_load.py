@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.errors import NetworkFileError
-from dormant.net.load import export_network, load_network
-from dormant.net.simulate import forward, run_text
-from dormant.net.spec_format import load_network_folder
+from dormant.net.load.loaders import export_network, load_network
+from dormant.net.logic.simulate import forward, run_text
+from dormant.net.load.spec_format import load_network_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

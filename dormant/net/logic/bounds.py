@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from dormant.net.network import Network
-from dormant.net.simulate import activate, affine
+from dormant.net.load.network import Network
+from dormant.net.logic.simulate import activate, affine
 
 
 @dataclass

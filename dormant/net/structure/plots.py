@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dormant.net.motifs import MotifsResult, Segmentation
+from dormant.net.structure.motifs import MotifsResult, Segmentation
 from dormant.report.plots import new_figure, save_figure
 
 _SEGMENT_COLOURS = {"head": "#8c564b", "tail": "#7f7f7f"}

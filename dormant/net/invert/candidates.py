@@ -8,7 +8,7 @@ mixed-radix number with the last part fastest. ``?l?l?d`` is the product (a-z, a
 * **deterministic**: the same hints give the same candidates in the same order;
 * **index-addressable**: candidate ``i`` is computed directly (``Space.candidate(i)``), so a search
   splits the space into numbered chunks, runs them on any core, and resumes by chunk number;
-* **cheap to hash**: ``Product.encode()`` gives the arrays that ``dormant.net.fasthash`` scans
+* **cheap to hash**: ``Product.encode()`` gives the arrays that ``dormant.net.invert.fast_hashes`` scans
   without ever building the candidate strings.
 
 Order matters more than size. ``build_space`` puts small, likely spaces first (masks, user words,
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net.fasthash import EncodedProduct
+from dormant.net.invert.fast_hashes import EncodedProduct
 
 CHARSETS: dict[str, str] = {
     "l": string.ascii_lowercase,
@@ -109,7 +109,7 @@ class Product:
         return b"".join(reversed(pieces))
 
     def encode(self) -> EncodedProduct:
-        """The product as the arrays that ``fasthash.scan_product`` takes (one padded byte table)."""
+        """The product as the arrays that ``fast_hashes.scan_product`` takes (one padded byte table)."""
         entries = [e for part in self.parts for e in part.entries]
         lens = np.fromiter(map(len, entries), dtype=np.int64, count=len(entries))
         blob = np.frombuffer(b"".join(entries), dtype=np.uint8)
@@ -361,7 +361,7 @@ def dictionary_space(words: list[str], hints: Hints, name: str) -> Space:
 
 def build_space(hints: Hints) -> Space:
     """All candidates that ``hints`` ask for, most likely first. Raises ``HintError`` if none."""
-    from dormant.net.wordlists import english_words, load_wordlist
+    from dormant.net.invert.wordlists import english_words, load_wordlist
 
     space = Space()
     for mask in hints.masks:

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from dormant.errors import NetworkFileError
-from dormant.net.hash_tables import MD5_SHIFTS, TABLES
-from dormant.net.network import Network
+from dormant.net.identify.hash_tables import MD5_SHIFTS, TABLES
+from dormant.net.load.network import Network
 
 LAYOUTS = ("lsb-first", "msb-first", "bytes-le/bits-msb", "bytes-be/bits-lsb")
 
@@ -173,9 +173,9 @@ def _name_key(name: str):
 
 def _load_net(p: Path) -> Network:
     try:
-        from dormant.net.load import load_network  # the inert loader, for every supported format
+        from dormant.net.load.loaders import load_network  # the inert loader, for every supported format
     except ImportError:
-        from dormant.net.spec_format import load_network_folder as load_network
+        from dormant.net.load.spec_format import load_network_folder as load_network
     return load_network(p)
 
 

@@ -1,13 +1,13 @@
 """Find every input that makes a small (non-hash) circuit fire: exhaustive enumeration or SAT.
 
-A hash network can only be inverted by guessing (``dormant.net.invert``). A small circuit, one
+A hash network can only be inverted by guessing (``dormant.net.invert.preimage``). A small circuit, one
 whose input domain is small or whose logic a SAT solver can handle, can be solved completely:
 
-* ``enumerate_firing`` runs the exact simulator (``dormant.net.simulate.forward``) on every
+* ``enumerate_firing`` runs the exact simulator (``dormant.net.logic.simulate.forward``) on every
   string over an alphabet, for each length in a range, in batches, and keeps those whose output
   fires (``> threshold``). Complete over its domain: it proves that nothing else in the domain
   fires. Cost: domain size x one forward pass, so keep ``alphabet ** max_len`` to a few million.
-* ``sat_firing`` decompiles the network to an AND-inverter graph (``dormant.net.decompile``),
+* ``sat_firing`` decompiles the network to an AND-inverter graph (``dormant.net.logic.decompile``),
   asks a SAT solver (python-sat) for an assignment of the circuit's inputs that sets the output
   to 1, blocks it, and repeats until unsatisfiable: all solutions, not just one. The inputs it
   understands are 0/1 network inputs, bits of character codes (the netlist's ``input_bit``), and
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.candidates import charset_space
-from dormant.net.fasthash import materialise
-from dormant.net.network import Network
-from dormant.net.simulate import forward
+from dormant.net.invert.candidates import charset_space
+from dormant.net.invert.fast_hashes import materialise
+from dormant.net.load.network import Network
+from dormant.net.logic.simulate import forward
 
 PRINTABLE = string.digits + string.ascii_letters + " " + string.punctuation
 
@@ -155,7 +155,7 @@ def firing_condition(net: Network, nl, aig) -> list[int] | str:
     """AIG literals whose conjunction makes the network output 1, or why there are none.
 
     Either the output neuron is itself a signal of the netlist, or the network ends in a
-    comparator (``dormant.net.comparator``) whose target fixes each bit it reads: then every such
+    comparator (``dormant.net.identify.comparator``) whose target fixes each bit it reads: then every such
     bit, an output of the boolean region, must equal its target bit.
     """
     lit_of = {s: aig.outputs[i] for i, (_, s) in enumerate(nl.outputs)}
@@ -163,7 +163,7 @@ def firing_condition(net: Network, nl, aig) -> list[int] | str:
     if out_signal in lit_of:
         return [lit_of[out_signal]]
     try:
-        from dormant.net.comparator import read_target, target_bits
+        from dormant.net.identify.comparator import read_target, target_bits
     except ImportError:
         return "the output is not a boolean signal of the netlist and no comparator reader is installed"
     try:
@@ -196,8 +196,8 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     """
     from pysat.solvers import Solver
 
-    from dormant.net.bounds import propagate
-    from dormant.net.decompile import build_netlist, live_cone, to_aig
+    from dormant.net.logic.bounds import propagate
+    from dormant.net.logic.decompile import build_netlist, live_cone, to_aig
 
     config = config or SatConfig()
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ compression per function, both checked against ``hashlib`` by the tests:
   ten times a ``hashlib`` loop per core (``bench/bench_invert.py``); the numpy path is about even
   with it, so its gain comes from the cores alone.
 
-Candidates are described as a *product of part tables* (see ``dormant.net.candidates``): a
+Candidates are described as a *product of part tables* (see ``dormant.net.invert.candidates``): a
 ``table`` of byte strings padded into a ``(entries, width)`` uint8 matrix with their ``lens``,
 and for each part the first entry and the number of entries it spans. Candidate ``i`` of the
 product is the concatenation of one entry per part, in mixed radix with the last part fastest.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.net.identify.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
 
 FUNCTIONS = ("md5", "sha1", "sha256")
 DIGEST_WORDS = {"md5": 4, "sha1": 5, "sha256": 8}

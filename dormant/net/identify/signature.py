@@ -2,7 +2,7 @@
 
 A constant table in the biases hints at a function, but it does not name it (SHA-1 starts from
 MD5's IV). Evidence that does: run random messages through the network and through reference
-implementations that record every intermediate word (``hashref``); a neuron that equals bit ``k``
+implementations that record every intermediate word (``reference_hashes``); a neuron that equals bit ``k``
 of MD5 step 17's new state word on every one of 128 random messages *is* that bit (a chance match
 has probability 2**-128). Counting matched words per function gives the verdict; matching the
 final digest's bits gives the digest lanes, which are then checked on fresh messages against
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net.comparator import ComparatorError, read_target, target_bits
-from dormant.net.hashref import FULL_STEPS, MAX_ONE_BLOCK, TRACERS, Trace, digest_bits
-from dormant.net.network import Network
-from dormant.net.simulate import activate, affine
+from dormant.net.identify.comparator import ComparatorError, read_target, target_bits
+from dormant.net.identify.reference_hashes import FULL_STEPS, MAX_ONE_BLOCK, TRACERS, Trace, digest_bits
+from dormant.net.load.network import Network
+from dormant.net.logic.simulate import activate, affine
 
 HASHLIB = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
 MESSAGE_LABELS = {"md5": ("M",), "sha1": (), "sha256": ()}  # plus W[0..15] for the SHA family
@@ -224,7 +224,7 @@ def verify_digest(net: Network, fn: str, layer: int, lanes: list[int], config: I
 
     For a reduced-round variant (``rounds``) the reference is the truncated compression function.
     """
-    from dormant.net.simulate import forward
+    from dormant.net.logic.simulate import forward
 
     msgs = random_messages(config.verify_probes, net.layers[0].in_features, config, config.seed + 1)
     _, acts = forward(net, encode(msgs, net.layers[0].in_features), record=[layer], stop=layer + 1)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net.gates import rows
-from dormant.net.network import Network
-from dormant.net.simulate import activate
+from dormant.net.logic.gates import rows
+from dormant.net.load.network import Network
+from dormant.net.logic.simulate import activate
 
 
 class ComparatorError(DormantError):

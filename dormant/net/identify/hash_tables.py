@@ -1,6 +1,6 @@
 """Constant tables of well-known hash and checksum functions, computed from their definitions.
 
-Used to build hash circuits (zoo), to scan biases for constants (``constants``) and by the
+Used to build hash circuits (zoo), to scan biases for constants (``constant_scan``) and by the
 reference implementations. Every word is an unsigned 32-bit integer.
 """
 

@@ -3,7 +3,7 @@
 A compiled hash network computes the same intermediate words as the textbook algorithm: the
 round function's output, the sum before rotation, the new state word of every step. To recognise
 the network we compute those words for many messages at once and look for neurons that equal one
-of their bits on every message (see ``identify``).
+of their bits on every message (see ``signature``).
 
 Each ``trace_*`` function takes a batch of messages (each at most 55 bytes, so that it fits one
 padded block) and returns a ``Trace``: the digests and a dict ``label -> (steps, batch)`` array of
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.net.identify.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
 
 MASK = 0xFFFFFFFF
 MAX_ONE_BLOCK = 55  # longest message whose padding fits one 64-byte block

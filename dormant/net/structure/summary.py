@@ -5,7 +5,7 @@ of which widths; how many parameters and of which dtypes; whether every weight a
 integer (hand-built circuits are), and which values occur (the puzzle's weights are all 0 or
 +-2^k); how sparse each layer is; and whether outputs on random inputs are integers (random
 printable strings when the input adapter turns text into character codes). The forward pass uses
-``dormant.net.simulate.forward``: an explicit loop, so depth never hits a recursion limit.
+``dormant.net.logic.simulate.forward``: an explicit loop, so depth never hits a recursion limit.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from dormant.net.network import InputAdapter, Network
-from dormant.net.simulate import forward
+from dormant.net.load.network import InputAdapter, Network
+from dormant.net.logic.simulate import forward
 from dormant.report.console import track
 
 

@@ -5,7 +5,7 @@ Three views, from cheapest to most informed:
 * **adders from widths**: a parallel-prefix (Kogge-Stone) adder on ``n``-bit words leaves a
   fingerprint in the layer widths: above a floor they rise by ``n-1, n-2, n-4, ..., n/2`` (31, 30,
   28, 24, 16 for 32 bits), possibly with floor layers in between. ``kogge_stone_adders`` finds it.
-* **lanes**: once ``identify`` has matched neurons with reference words, each word's 32 bits sit
+* **lanes**: once ``signature.identify`` has matched neurons with reference words, each word's 32 bits sit
   in some layer; ``word_lanes`` reports where, and whether bit ``i`` is lane ``start + i``
   (LSB first), ``start - i`` (MSB first) or scattered.
 * **rotations**: copy wires are followed back to the neuron that made each value; a gate that
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.bounds import copy_rows
-from dormant.net.gates import rows
-from dormant.net.hashref import TRACERS
-from dormant.net.identify import IdentifyConfig, encode, probe_matches, random_messages, reference_index
-from dormant.net.network import Network
+from dormant.net.logic.bounds import copy_rows
+from dormant.net.logic.gates import rows
+from dormant.net.identify.reference_hashes import TRACERS
+from dormant.net.identify.signature import IdentifyConfig, encode, probe_matches, random_messages, reference_index
+from dormant.net.load.network import Network
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Pipeline (each step is a plain function):
 
-1. ``propagate`` (bounds.py) proves which neurons only take 0/1 values.
+1. ``propagate`` (``bounds``) proves which neurons only take 0/1 values.
 2. ``build_netlist`` walks the layers once. Every binary neuron becomes a *signal*: a constant, a
    primary input (0/1 network inputs, or the 8 bits of an integer input such as a character
    code), a gate given by its truth table over the signals it reads, or a *cut* (a bit computed
@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dormant.net.bounds import Bounds, BoundsConfig, copy_rows, inputs_of, propagate
-from dormant.net.gates import Census, census, classify, rows
-from dormant.net.network import Network
-from dormant.net.simulate import activate, forward
+from dormant.net.logic.bounds import Bounds, BoundsConfig, copy_rows, inputs_of, propagate
+from dormant.net.logic.gates import Census, census, classify, rows
+from dormant.net.load.network import Network
+from dormant.net.logic.simulate import activate, forward
 
 CONST0, CONST1 = 0, 1
 MAX_VARS = 12  # widest truth table built for one gate
@@ -392,7 +392,7 @@ def _cone_leaves(nl: Netlist, g: _ValueGraph, start: list[int], max_nodes: int) 
 def _cone_values(nl: Netlist, g: _ValueGraph, terms, bias: float, act: str, bits: list[tuple[int, int]], leaves: list[int]) -> np.ndarray:
     """``act(bias + sum w * value(u))`` on every assignment of the listed input bits and leaf
     signals (input bits not listed are 0)."""
-    from dormant.net.simulate import activate
+    from dormant.net.logic.simulate import activate
 
     cols = _assign(len(bits) + len(leaves))
     memo: dict[int, np.ndarray] = {}

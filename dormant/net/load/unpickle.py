@@ -14,12 +14,12 @@ A pickle is a small program: ``GLOBAL`` imports any name, ``REDUCE`` calls it, `
 * every other global becomes a ``GlobalRecord`` subclass that is reported in ``refused`` as
   ``(module, name)``. Calling it (``REDUCE``) only builds a ``CallRecord`` holding the arguments,
   so a cloudpickled lambda arrives as a tree of records (``_make_function(CodeType(...), ...)``)
-  that ``dormant.net.adapter`` can read, and ``os.system("...")`` arrives as a harmless record.
+  that ``dormant.net.load.pickled_code`` can read, and ``os.system("...")`` arrives as a harmless record.
 
 Tensor bytes are read through ``persistent_load`` from the zip archive (``<prefix>/data/<key>``):
 ``torch.save`` stores entries uncompressed, so ``TensorRef.array()`` returns views of one memory
 map of the file (``FileMap``); compressed entries are read one by one. The legacy (pre-1.6,
-non-zip) format is handled in ``dormant.net.load``, which reuses this unpickler with a different
+non-zip) format is handled in ``dormant.net.load.loaders``, which reuses this unpickler with a different
 storage reader. Protocol 0-5 streams from any Python version load the same way, because nothing
 in them is resolved against the running interpreter.
 """

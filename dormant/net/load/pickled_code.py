@@ -16,8 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from dormant.net.network import InputAdapter
-from dormant.net.unpickle import AppliedRecord, GlobalRecord
+from dormant.net.load.network import InputAdapter
+from dormant.net.load.unpickle import AppliedRecord, GlobalRecord
 
 # CodeType constructor fields as cloudpickle writes them, by argument count.
 _CODE_LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {

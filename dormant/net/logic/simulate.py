@@ -44,7 +44,7 @@ from typing import Callable, Iterable
 import numpy as np
 import scipy.sparse as sp
 
-from dormant.net.network import Network
+from dormant.net.load.network import Network
 
 _ACT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": lambda x: x,

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dormant.errors import NetworkFileError
-from dormant.net.network import Network
+from dormant.net.load.network import Network
 
 # --------------------------------------------------------------------------------------------
 # Width files

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from dormant.errors import NetworkFileError
-from dormant.net.network import InputAdapter, Layer, Network
+from dormant.net.load.network import InputAdapter, Layer, Network
 
 FORMAT = "dormant-network/1"
 SPEC_NAME = "network.json"

@@ -1,8 +1,8 @@
 """Preimage search: find a string whose hash is a target digest, from hints about the string.
 
-``invert(target, function, hints)`` builds the candidate space (``dormant.net.candidates``),
+``invert(target, function, hints)`` builds the candidate space (``dormant.net.invert.candidates``),
 splits it into numbered chunks, and hashes the chunks on every core (``multiprocessing``, one
-process per core, each running ``fasthash.scan_product``). It stops at the first hit, or when the
+process per core, each running ``fast_hashes.scan_product``). It stops at the first hit, or when the
 space or the budget is spent.
 
 Resumable: with a checkpoint file, every finished chunk is appended to it as it completes (one
@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net import fasthash
-from dormant.net.candidates import Chunk, Hints, Space, build_space, decode
+from dormant.net.invert import fast_hashes
+from dormant.net.invert.candidates import Chunk, Hints, Space, build_space, decode
 
 
 class InvertError(DormantError):
@@ -88,13 +88,13 @@ class InvertResult:
 
 def parse_digest(function: str, target: str) -> bytes:
     """A target digest from hex (spaces, colons and a 0x prefix allowed), checked for length."""
-    name = fasthash.check_function(function)
+    name = fast_hashes.check_function(function)
     text = target.strip().lower().removeprefix("0x").replace(" ", "").replace(":", "")
     try:
         raw = bytes.fromhex(text)
     except ValueError:
         raise InvertError(f"target {target!r} is not a hexadecimal digest") from None
-    want = 4 * fasthash.DIGEST_WORDS[name]
+    want = 4 * fast_hashes.DIGEST_WORDS[name]
     if len(raw) != want:
         raise InvertError(f"a {name} digest has {want} bytes ({2 * want} hex digits); {target!r} has {len(raw)}")
     return raw
@@ -214,7 +214,7 @@ def _scan_chunk(job: tuple[int, int, int, int]) -> tuple[int, int, list[list[int
     step = 1 << 16 if _W["backend"] == "numpy" else max(1, stop - start)
     hits = []
     for s in range(start, stop, step):
-        found = fasthash.scan_product(_W["function"], _encoded(product), s, min(s + step, stop), _W["targets"], backend=_W["backend"])
+        found = fast_hashes.scan_product(_W["function"], _encoded(product), s, min(s + step, stop), _W["targets"], backend=_W["backend"])
         hits.extend([base + int(i), int(t)] for i, t in found)
     return chunk_id, stop - start, hits
 
@@ -239,18 +239,18 @@ def invert(
     ``on_chunk(done, total)`` is called after each chunk (for callers with their own progress).
     """
     config = config or InvertConfig()
-    name = fasthash.check_function(function)
+    name = fast_hashes.check_function(function)
     raw_targets = target if isinstance(target, list) else [target]
     digests = [t if isinstance(t, bytes) else parse_digest(name, t) for t in raw_targets]
     if not digests:
         raise InvertError("no target digest given")
     space = hints if isinstance(hints, Space) else build_space(hints or Hints())
     hint_info = hints.describe() if isinstance(hints, Hints) else {}
-    backend = fasthash.default_backend() if config.backend == "auto" else config.backend
+    backend = fast_hashes.default_backend() if config.backend == "auto" else config.backend
     workers = config.workers or default_workers()
     chunk_size = max(1, int(config.chunk_size))
     chunks = space.chunks(chunk_size)
-    target_words = np.stack([fasthash.digest_to_words(name, d) for d in digests])
+    target_words = np.stack([fast_hashes.digest_to_words(name, d) for d in digests])
 
     header = _header(space.key(), name, digests, chunk_size, len(chunks))
     ckpt = Path(config.checkpoint) if config.checkpoint else None
@@ -270,7 +270,7 @@ def invert(
     status = "found" if hits and config.stop_on_hit else None
 
     if status is None and pending:
-        fasthash.warm_up(name, backend)  # compile once, before forking
+        fast_hashes.warm_up(name, backend)  # compile once, before forking
         jobs = [(c.id, c.product, c.start, c.stop) for c in pending]
         offsets = [space.offset(k) for k in range(len(space.products))]
         init = (name, space, offsets, target_words, backend)

@@ -4,9 +4,9 @@ Formats, recognised by content rather than by name:
 
 * a dormant folder (``network.json`` + ``layers.safetensors``) -> ``spec_format.load_network_folder``;
 * a ``torch.save`` zip archive holding a full module pickle -> inert unpickler
-  (``dormant.net.unpickle``), layers rebuilt from the ``Linear``/activation modules in module order,
+  (``dormant.net.load.unpickle``), layers rebuilt from the ``Linear``/activation modules in module order,
   nested ``Sequential``s flattened; refused globals become ``Network.warnings``; a pickled
-  ``forward`` is decoded (``dormant.net.adapter``) and a plain ``dormant_adapter`` dict attribute is
+  ``forward`` is decoded (``dormant.net.load.pickled_code``) and a plain ``dormant_adapter`` dict attribute is
   read into ``Network.adapter``;
 * a ``torch.save`` archive holding a state dict -> ``torch.load(weights_only=True, mmap=True)``;
 * the legacy (pre-zip) ``torch.save`` stream -> the same inert unpickler, storages located by a
@@ -29,10 +29,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from dormant.errors import NetworkFileError
-from dormant.net.adapter import find_callables, recognise_adapter
-from dormant.net.network import InputAdapter, Layer, Network
-from dormant.net.spec_format import SPEC_NAME, load_network_folder, save_network
-from dormant.net.unpickle import (
+from dormant.net.load.pickled_code import find_callables, recognise_adapter
+from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.load.spec_format import SPEC_NAME, load_network_folder, save_network
+from dormant.net.load.unpickle import (
     FileMap,
     GlobalRecord,
     InertUnpickler,
@@ -51,7 +51,7 @@ from dormant.report.jsonable import to_jsonable
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
-# torch.nn module class -> activation name in dormant.net.network.ACTIVATIONS
+# torch.nn module class -> activation name in dormant.net.load.network.ACTIVATIONS
 MODULE_ACTIVATIONS = {
     "ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "GELU": "gelu", "LeakyReLU": "leaky_relu",
     "Softplus": "softplus", "SiLU": "silu", "ELU": "elu", "Hardtanh": "hardtanh", "Identity": "identity",
