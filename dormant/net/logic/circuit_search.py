@@ -197,7 +197,9 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     from pysat.solvers import Solver
 
     from dormant.net.logic.bounds import propagate
-    from dormant.net.logic.decompile import build_netlist, live_cone, to_aig
+    from dormant.net.logic.aig import to_aig
+    from dormant.net.logic.netlist import live_cone
+    from dormant.net.logic.netlist_builder import build_netlist
 
     config = config or SatConfig()
     t0 = time.perf_counter()
