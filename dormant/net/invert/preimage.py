@@ -135,8 +135,8 @@ def _header(space_key: str, function: str, targets: list[bytes], chunk_size: int
     }
 
 
-def read_checkpoint(path: Path, header: dict) -> tuple[set[int], list[list[int]]]:
-    """Finished chunk numbers and recorded hits ``[index, target number]`` of a matching checkpoint."""
+def read_state_file(path: Path, header: dict) -> tuple[set[int], list[list[int]]]:
+    """Finished chunk numbers and recorded hits ``[index, target number]`` of a matching state file."""
     lines = path.read_text().splitlines()
     try:
         head = json.loads(lines[0]) if lines else None
@@ -162,10 +162,10 @@ def read_checkpoint(path: Path, header: dict) -> tuple[set[int], list[list[int]]
     return done, hits
 
 
-def open_checkpoint(path: Path, header: dict, resume: bool) -> tuple[set[int], list[list[int]]]:
+def open_state_file(path: Path, header: dict, resume: bool) -> tuple[set[int], list[list[int]]]:
     """Resume from ``path`` (finished chunks, recorded hits) or start it afresh with ``header``."""
     if resume and path.exists():
-        return read_checkpoint(path, header)
+        return read_state_file(path, header)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(header) + "\n")
     return set(), []
@@ -254,7 +254,7 @@ def invert(
 
     header = _header(space.key(), name, digests, chunk_size, len(chunks))
     ckpt = Path(config.checkpoint) if config.checkpoint else None
-    done, prior_hits = open_checkpoint(ckpt, header, config.resume) if ckpt else (set(), [])
+    done, prior_hits = open_state_file(ckpt, header, config.resume) if ckpt else (set(), [])
     pending = plan_chunks(chunks, done, config)
     budget_cut = len(pending) < len(chunks) - len(done)
 
