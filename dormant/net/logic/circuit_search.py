@@ -1,7 +1,8 @@
 """Find every input that makes a small (non-hash) circuit fire: exhaustive enumeration or SAT.
 
-A hash network can only be inverted by guessing (``dormant.net.invert.preimage``). A small circuit, one
-whose input domain is small or whose logic a SAT solver can handle, can be solved completely:
+A hash network can only be inverted by guessing (``dormant.net.invert.preimage``). A small
+circuit, one whose input domain is small or whose logic a SAT solver can handle, can be solved
+completely:
 
 * ``enumerate_firing`` runs the exact simulator (``dormant.net.logic.simulate.forward``) on every
   string over an alphabet, for each length in a range, in batches, and keeps those whose output
@@ -25,12 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.invert.candidates import charset_space
-from dormant.net.invert.fast_hashes import materialise
+from dormant.errors import DormantError
 from dormant.net.load.network import Network
 from dormant.net.logic.simulate import forward
 
 PRINTABLE = string.digits + string.ascii_letters + " " + string.punctuation
+
+
+class CircuitSearchError(DormantError):
+    """A search that cannot start: empty alphabet, bad length range, a character without a one-byte code."""
 
 
 @dataclass
@@ -74,40 +78,64 @@ def input_width(net: Network) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def alphabet_codes(alphabet: str) -> np.ndarray:
+    """The distinct characters of ``alphabet``, in order, as one code each (``ord``, at most 255)."""
+    unique = "".join(dict.fromkeys(alphabet))
+    if not unique:
+        raise CircuitSearchError("empty charset")
+    try:
+        return np.frombuffer(unique.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError as exc:
+        raise CircuitSearchError(f"charset character {exc.object[exc.start]!r} cannot be encoded as latin-1") from None
+
+
+def strings_of_length(codes: np.ndarray, length: int, start: int, stop: int) -> np.ndarray:
+    """Strings ``start..stop`` of all ``len(codes) ** length`` strings over ``codes`` of that length
+    (the last position varies fastest), as a (stop - start, length) matrix of codes."""
+    index = np.arange(start, stop, dtype=np.int64)
+    out = np.zeros((len(index), length), dtype=np.uint8)
+    for pos in range(length - 1, -1, -1):
+        index, digit = np.divmod(index, len(codes))
+        out[:, pos] = codes[digit]
+    return out
+
+
 def enumerate_firing(net: Network, config: EnumerateConfig | None = None, *, on_batch=None) -> CircuitSearchResult:
     """Every string over ``config.alphabet`` with length in ``min_len..max_len`` that makes ``net`` fire."""
     config = config or EnumerateConfig()
     width = input_width(net)
     max_len = min(config.max_len, width)
-    space = charset_space(config.alphabet, config.min_len, max_len, encoding="latin-1")  # one code per character
+    codes = alphabet_codes(config.alphabet)
+    if config.min_len < 0 or max_len < config.min_len:
+        raise CircuitSearchError(f"bad length range {config.min_len}-{max_len}")
+    sizes = {length: len(codes) ** length for length in range(config.min_len, max_len + 1)}  # shortest first
+    domain_size = sum(sizes.values())
     domain = f"{len(set(config.alphabet))} characters, lengths {config.min_len}-{max_len}"
     t0 = time.perf_counter()
-    if space.size > config.max_domain:
+    if domain_size > config.max_domain:
         return CircuitSearchResult(
-            "enumeration", [], False, domain, space.size, 0, 0.0, "too_large",
-            [f"{space.size:,} inputs exceed the limit of {config.max_domain:,}: shrink the alphabet or the length"],
+            "enumeration", [], False, domain, domain_size, 0, 0.0, "too_large",
+            [f"{domain_size:,} inputs exceed the limit of {config.max_domain:,}: shrink the alphabet or the length"],
         )
     firing: list[str] = []
-    codes: list[list[int | None]] = []
+    found: list[list[int | None]] = []
     checked = 0
-    for product in space.products:
-        enc = product.encode()
-        for start in range(0, product.size, config.batch):
-            stop = min(start + config.batch, product.size)
-            buf, lengths = materialise(enc, start, stop)
+    for length, size in sizes.items():
+        for start in range(0, size, config.batch):
+            stop = min(start + config.batch, size)
+            strings = strings_of_length(codes, length, start, stop)
             x = np.zeros((stop - start, width), dtype=np.float64)
-            n = min(width, buf.shape[1])
-            x[:, :n] = buf[:, :n]
+            x[:, :length] = strings
             y, _ = forward(net, x)
             y = np.asarray(y).reshape(len(x), -1)[:, config.output]
             for row in np.nonzero(y > config.threshold)[0]:
-                raw = bytes(buf[row, : lengths[row]])
+                raw = bytes(strings[row])
                 firing.append(raw.decode("latin-1"))
-                codes.append(list(raw))
+                found.append(list(raw))
             checked += stop - start
             if on_batch is not None:
-                on_batch(checked, space.size)
-    return CircuitSearchResult("enumeration", firing, True, domain, space.size, checked, time.perf_counter() - t0, "ok", [], codes)
+                on_batch(checked, domain_size)
+    return CircuitSearchResult("enumeration", firing, True, domain, domain_size, checked, time.perf_counter() - t0, "ok", [], found)
 
 
 # --------------------------------------------------------------------------------------------
