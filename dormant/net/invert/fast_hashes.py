@@ -2,16 +2,19 @@
 
 A preimage search hashes billions of short strings, each at most 55 bytes, so each fits in one
 64-byte block: the padding (``0x80``, zeros, the bit length) goes in the same block and the
-digest is one compression of the initial state. This module has two implementations of that one
-compression per function, both checked against ``hashlib`` by the tests:
+digest is one compression of the initial state. This module runs that one compression per
+function over whole batches, two ways, both checked against ``hashlib`` by the tests:
 
-* **numpy**: every 32-bit word of the state is a column of ``uint32`` over the whole batch, and
-  each step of the hash is a handful of whole-array operations. Always available.
+* **numpy**: the reference compression (``dormant.net.identify.reference_hashes``), where every
+  32-bit word of the state is a ``uint32`` array over the whole batch and each step of the hash
+  is a handful of whole-array operations. Always available.
 * **numba** (when the ``numba`` package is installed): a compiled loop that builds each candidate
   from its parts (rewriting only the part that changed), hashes 64 candidates at a time in SIMD
   lanes, and compares the digests with the targets, without ever materialising the batch. About
   ten times a ``hashlib`` loop per core (``bench/bench_invert.py``); the numpy path is about even
-  with it, so its gain comes from the cores alone.
+  with it, so its gain comes from the cores alone. It needs its own loops (scalar words per lane,
+  explicit truncation to 32 bits), but takes the constant tables and the round functions from
+  the reference.
 
 Candidates are described as a *product of part tables* (see ``dormant.net.invert.candidates``): a
 ``table`` of byte strings padded into a ``(entries, width)`` uint8 matrix with their ``lens``,
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dormant.net.identify.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.net.identify.reference_hashes import COMPRESS, md5_round_function, sha1_round_function
 
 FUNCTIONS = ("md5", "sha1", "sha256")
 DIGEST_WORDS = {"md5": 4, "sha1": 5, "sha256": 8}
@@ -90,74 +94,11 @@ def pad_blocks(buf: np.ndarray, lengths: np.ndarray, function: str) -> np.ndarra
     return words.astype(np.uint32)
 
 
-def _rotl(x: np.ndarray, s: int) -> np.ndarray:
-    return (x << np.uint32(s)) | (x >> np.uint32(32 - s))
-
-
-def _rotr(x: np.ndarray, s: int) -> np.ndarray:
-    return (x >> np.uint32(s)) | (x << np.uint32(32 - s))
-
-
-def md5_compress(m: np.ndarray) -> np.ndarray:
-    """MD5 of padded single blocks ``m`` (n, 16) uint32 -> state words (n, 4)."""
-    a, b, c, d = (np.full(len(m), v, dtype=np.uint32) for v in MD5_IV)
-    cols = [np.ascontiguousarray(m[:, i]) for i in range(16)]
-    for i in range(64):
-        if i < 16:
-            f = (b & c) | (~b & d)
-        elif i < 32:
-            f = (d & b) | (~d & c)
-        elif i < 48:
-            f = b ^ c ^ d
-        else:
-            f = c ^ (b | ~d)
-        f = f + a + np.uint32(MD5_K[i]) + cols[MD5_MSG_INDEX[i]]
-        a, d, c = d, c, b
-        b = b + _rotl(f, MD5_SHIFTS[i])
-    return np.stack([a + np.uint32(MD5_IV[0]), b + np.uint32(MD5_IV[1]), c + np.uint32(MD5_IV[2]), d + np.uint32(MD5_IV[3])], axis=1)
-
-
-def sha1_compress(m: np.ndarray) -> np.ndarray:
-    """SHA-1 of padded single blocks ``m`` (n, 16) uint32 (big-endian words) -> state words (n, 5)."""
-    w = [np.ascontiguousarray(m[:, i]) for i in range(16)]
-    for t in range(16, 80):
-        w.append(_rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1))
-    a, b, c, d, e = (np.full(len(m), v, dtype=np.uint32) for v in SHA1_IV)
-    for t in range(80):
-        if t < 20:
-            f = (b & c) | (~b & d)
-        elif t < 40 or t >= 60:
-            f = b ^ c ^ d
-        else:
-            f = (b & c) | (b & d) | (c & d)
-        tmp = _rotl(a, 5) + f + e + np.uint32(SHA1_K[t // 20]) + w[t]
-        e, d, c, b, a = d, c, _rotl(b, 30), a, tmp
-    return np.stack([x + np.uint32(iv) for x, iv in zip((a, b, c, d, e), SHA1_IV)], axis=1)
-
-
-def sha256_compress(m: np.ndarray) -> np.ndarray:
-    """SHA-256 of padded single blocks ``m`` (n, 16) uint32 (big-endian words) -> state words (n, 8)."""
-    w = [np.ascontiguousarray(m[:, i]) for i in range(16)]
-    for t in range(16, 64):
-        s0 = _rotr(w[t - 15], 7) ^ _rotr(w[t - 15], 18) ^ (w[t - 15] >> np.uint32(3))
-        s1 = _rotr(w[t - 2], 17) ^ _rotr(w[t - 2], 19) ^ (w[t - 2] >> np.uint32(10))
-        w.append(w[t - 16] + s0 + w[t - 7] + s1)
-    a, b, c, d, e, f, g, h = (np.full(len(m), v, dtype=np.uint32) for v in SHA256_IV)
-    for t in range(64):
-        t1 = h + (_rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)) + ((e & f) ^ (~e & g)) + np.uint32(SHA256_K[t]) + w[t]
-        t2 = (_rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
-        h, g, f, e, d, c, b, a = g, f, e, d + t1, c, b, a, t1 + t2
-    return np.stack([x + np.uint32(iv) for x, iv in zip((a, b, c, d, e, f, g, h), SHA256_IV)], axis=1)
-
-
-_COMPRESS = {"md5": md5_compress, "sha1": sha1_compress, "sha256": sha256_compress}
-
-
 def hash_words(function: str, buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """State words (n, digest words) of a batch of messages given as a byte matrix and lengths."""
     function = check_function(function)
     with np.errstate(over="ignore"):
-        return _COMPRESS[function](pad_blocks(buf, lengths, function))
+        return np.ascontiguousarray(COMPRESS[function](np.ascontiguousarray(pad_blocks(buf, lengths, function).T)).T)
 
 
 def hash_batch(function: str, messages: list[bytes]) -> list[bytes]:
@@ -302,6 +243,8 @@ _SHA1_K = np.asarray(SHA1_K, dtype=np.uint32)
 _SHA256_IV = np.asarray(SHA256_IV, dtype=np.uint32)
 _SHA256_K = np.asarray(SHA256_K, dtype=np.uint32)
 _KIND = {"md5": 0, "sha1": 1, "sha256": 2}
+_md5_round_function = md5_round_function  # the reference's definitions (compiled below with numba)
+_sha1_round_function = sha1_round_function
 
 
 def _md5_lanes(m, w, a, b, c, d, e, f, g, h):
@@ -313,14 +256,7 @@ def _md5_lanes(m, w, a, b, c, d, e, f, g, h):
     for i in range(64):
         gi, s, kk = _MD5_G[i], _MD5_S[i], _MD5_K[i]
         for k in range(lanes):
-            if i < 16:
-                fn = (b[k] & c[k]) | (~b[k] & d[k])
-            elif i < 32:
-                fn = (d[k] & b[k]) | (~d[k] & c[k])
-            elif i < 48:
-                fn = b[k] ^ c[k] ^ d[k]
-            else:
-                fn = c[k] ^ (b[k] | ~d[k])
+            fn = _md5_round_function(i, b[k], c[k], d[k])
             t = _u32(a[k] + fn + kk + m[gi, k])
             a[k] = d[k]
             d[k] = c[k]
@@ -348,12 +284,7 @@ def _sha1_lanes(m, w, a, b, c, d, e, f, g, h):
     for t in range(80):
         kk = _SHA1_K[t // 20]
         for k in range(lanes):
-            if t < 20:
-                fn = (b[k] & c[k]) | (~b[k] & d[k])
-            elif t < 40 or t >= 60:
-                fn = b[k] ^ c[k] ^ d[k]
-            else:
-                fn = (b[k] & c[k]) | (b[k] & d[k]) | (c[k] & d[k])
+            fn = _sha1_round_function(t, b[k], c[k], d[k])
             tmp = _u32(_u32((a[k] << _u32(5)) | (a[k] >> _u32(27))) + fn + e[k] + kk + w[t, k])
             e[k] = d[k]
             d[k] = c[k]
@@ -522,6 +453,8 @@ def _scan_nb(kind, table, lens, part_start, part_size, start, stop, targets, out
 _numba_scan = None
 if HAVE_NUMBA:
     _jit = _numba.njit(cache=True, nogil=True)
+    _md5_round_function = _jit(md5_round_function)
+    _sha1_round_function = _jit(sha1_round_function)
     _rotr32 = _jit(_rotr32)
     _md5_lanes = _jit(_md5_lanes)
     _sha1_lanes = _jit(_sha1_lanes)
