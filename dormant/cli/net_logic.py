@@ -65,11 +65,11 @@ def decompile_cmd(
     Example: dormant net decompile model.pt --out runs/decompile
     """
     from dormant.ledger import record_run
+    from dormant.net.identify.wordlevel import kogge_stone_adders
     from dormant.net.logic.bounds import BoundsConfig, input_domain, probe_inputs
     from dormant.net.logic.decompile import DecompileConfig, decompile
     from dormant.net.logic.evaluate import check_netlist
     from dormant.net.logic.export import export_all
-    from dormant.net.identify.wordlevel import kogge_stone_adders
 
     args = {"source": str(source), "input_range": list(input_range) if input_range else None, "max_vars": max_vars, "probes": probes, "refine": refine, "assume_observed": assume, "check": check}
     with record_run("net decompile", args, ledger=ledger) as run:

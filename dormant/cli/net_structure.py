@@ -55,9 +55,9 @@ def inspect_cmd(
     Example: dormant net inspect model.pt --widths-out widths.txt
     """
     from dormant.ledger import record_run
-    from dormant.net.structure.summary import InspectConfig, inspect_network
     from dormant.net.load.loaders import load_network
     from dormant.net.structure.plots import plot_widths
+    from dormant.net.structure.summary import InspectConfig, inspect_network
 
     args = {"source": str(source), "samples": samples, "seed": seed, "widths_out": str(widths_out) if widths_out else None}
     with record_run("net inspect", args, ledger=ledger) as run:

@@ -29,18 +29,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dormant.net.invert import fast_hashes
-from dormant.net.invert.candidates import Hints
-from dormant.net.logic.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
-from dormant.net.invert.preimage import InvertConfig, byte_order_variants, invert
 from dormant.net.identify.comparator import read_target
 from dormant.net.identify.constant_scan import biases_from_network, scan_constants
-from dormant.net.logic.decompile import decompile
 from dormant.net.identify.signature import identify
-from dormant.net.structure.summary import inspect_network
+from dormant.net.invert import fast_hashes
+from dormant.net.invert.candidates import Hints
+from dormant.net.invert.preimage import InvertConfig, byte_order_variants, invert
 from dormant.net.load.loaders import load_network
-from dormant.net.structure.motifs import analyse_motifs
 from dormant.net.load.network import Network
+from dormant.net.logic.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
+from dormant.net.logic.decompile import decompile
+from dormant.net.structure.motifs import analyse_motifs
+from dormant.net.structure.summary import inspect_network
 
 
 @dataclass

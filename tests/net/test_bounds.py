@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from dormant.net.load.network import InputAdapter, Layer, Network
 from dormant.net.logic.bounds import BoundsConfig, copy_rows, propagate
 from dormant.net.logic.gates import census, classify
-from dormant.net.load.network import InputAdapter, Layer, Network
 from dormant.net.logic.simulate import forward
 
 

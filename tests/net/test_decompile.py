@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from dormant.net.load.network import Layer, Network
 from dormant.net.logic.decompile import decompile
 from dormant.net.logic.evaluate import check_netlist
 from dormant.net.logic.export import export_all, read_aiger_eval, table_name
-from dormant.net.load.network import Layer, Network
 from dormant.net.logic.simulate import forward
 
 

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from dormant.cli.main import app
 from dormant.errors import NetworkFileError
 from dormant.net.load.loaders import export_network, load_network
-from dormant.net.logic.simulate import forward, run_text
 from dormant.net.load.spec_format import load_network_folder
+from dormant.net.logic.simulate import forward, run_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, so that the subprocess imports this dormant

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from dormant.net.logic import simulate
 from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.logic import simulate
 from dormant.net.logic.simulate import build_plan, forward, forward_dense, get_plan, run_text
 
 

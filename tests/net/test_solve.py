@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.net import solve as solve_mod
-from dormant.net.logic.circuit_search import EnumerateConfig, SatConfig, enumerate_firing, sat_firing
 from dormant.net.invert.preimage import InvertConfig
 from dormant.net.load.network import InputAdapter
+from dormant.net.logic.circuit_search import EnumerateConfig, SatConfig, enumerate_firing, sat_firing
 from dormant.net.solve import SolveConfig, solve
 from dormant.zoo.net.build import build_net
 

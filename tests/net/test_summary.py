@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from dormant.cli.main import app
-from dormant.net.structure.summary import InspectConfig, describe_values, inspect_network
 from dormant.net.load.network import Layer, Network
 from dormant.net.load.spec_format import save_network
+from dormant.net.structure.summary import InspectConfig, describe_values, inspect_network
 
 
 def test_deep_circuit_summary(periodic_circuit):

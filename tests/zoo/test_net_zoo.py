@@ -10,10 +10,10 @@ import string
 import numpy as np
 import pytest
 
+from dormant.net.identify.reference_hashes import TRACERS
 from dormant.net.load.network import InputAdapter
 from dormant.net.logic.simulate import forward
 from dormant.zoo.net import ZooNetError, build_net
-from dormant.net.identify.reference_hashes import TRACERS
 from dormant.zoo.net import reference
 from dormant.zoo.net.circuit import Circuit
 from dormant.zoo.net.compile import compile_circuit, gate_census

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net.logic.gates import rows
 from dormant.net.load.network import Network
+from dormant.net.logic.gates import rows
 from dormant.net.logic.simulate import activate
 
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dormant.net.logic.bounds import copy_rows
-from dormant.net.logic.gates import rows
 from dormant.net.identify.reference_hashes import TRACERS
 from dormant.net.identify.signature import IdentifyConfig, encode, probe_matches, random_messages, reference_index
 from dormant.net.load.network import Network
+from dormant.net.logic.bounds import copy_rows
+from dormant.net.logic.gates import rows
 
 
 @dataclass

@@ -29,8 +29,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from dormant.errors import NetworkFileError
-from dormant.net.load.pickled_code import find_callables, recognise_adapter
 from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.load.pickled_code import find_callables, recognise_adapter
 from dormant.net.load.spec_format import SPEC_NAME, load_network_folder, save_network
 from dormant.net.load.unpickle import (
     FileMap,

@@ -224,8 +224,8 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     """
     from pysat.solvers import Solver
 
-    from dormant.net.logic.bounds import propagate
     from dormant.net.logic.aig import to_aig
+    from dormant.net.logic.bounds import propagate
     from dormant.net.logic.netlist import live_cone
     from dormant.net.logic.netlist_builder import build_netlist
 

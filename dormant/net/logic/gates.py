@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from dormant.net.logic.bounds import Bounds, copy_rows
 from dormant.net.load.network import Network
+from dormant.net.logic.bounds import Bounds, copy_rows
 
 KINDS = ("wire", "NOT", "AND", "NOR", "AND-NOT", "OR", "XOR-fold", "threshold", "decoder", "count", "arith", "const", "float")
 
