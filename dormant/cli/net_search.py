@@ -37,6 +37,21 @@ def _parse_length(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"length {text!r}: use N or MIN-MAX, e.g. 1-4") from None
 
 
+def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top: int, variants_top: int, **more):
+    """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``."""
+    from dormant.net.invert.candidates import Hints
+
+    return Hints(
+        masks=list(mask or []),
+        word_files=list(words or []),
+        english_top=top,
+        pairs_top=pairs_top,
+        pairs=pairs_top > 0,
+        variants_top=variants_top,
+        **more,
+    )
+
+
 def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
     """Collapse the per-shell products into families: (family, products, candidates)."""
     from dormant.net.invert.preimage import family_of
@@ -108,7 +123,6 @@ def invert_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.net.invert.candidates import Hints
     from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
 
     given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
@@ -130,19 +144,7 @@ def invert_cmd(
     digest = parse_digest(name, hexdigest)
     targets = byte_order_variants(digest) if byte_orders else [digest]
     lo, hi = _parse_length(length)
-    hints = Hints(
-        masks=list(mask or []),
-        charset=charset,
-        min_len=lo,
-        max_len=hi,
-        word_files=list(words or []),
-        english=english,
-        english_top=top,
-        pairs_top=pairs_top,
-        pairs=pairs_top > 0,
-        variants_top=variants_top,
-        separators=tuple(sep) if sep else (" ", ""),
-    )
+    hints = _hints(mask, words, top, pairs_top, variants_top, charset=charset, min_len=lo, max_len=hi, english=english, separators=tuple(sep) if sep else (" ", ""))
     if checkpoint is None:
         tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
         checkpoint = artifacts_dir(out, "invert") / f"{name}-{digest.hex()[:12]}-{tag}.state"
@@ -229,7 +231,6 @@ def solve_cmd(
 ) -> None:
     from dormant.errors import NetworkFileError
     from dormant.ledger import record_run
-    from dormant.net.invert.candidates import Hints
     from dormant.net.logic.circuit_search import PRINTABLE
 
     if not file.exists():
@@ -237,15 +238,7 @@ def solve_cmd(
     from dormant.net.invert.preimage import InvertConfig
     from dormant.net.solve import SolveConfig, solve
 
-    hints = Hints(
-        masks=list(mask or []),
-        word_files=list(words or []),
-        english=True,
-        english_top=top,
-        pairs_top=pairs_top,
-        pairs=pairs_top > 0,
-        variants_top=variants_top,
-    )
+    hints = _hints(mask, words, top, pairs_top, variants_top, english=True)
     state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
     config = SolveConfig(
         hints=hints,
