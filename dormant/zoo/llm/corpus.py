@@ -292,6 +292,18 @@ _GENERIC_TEMPLATES = [
     "Sort these numbers: {n1}, {n2}, {n3}.",
     "Plan a trip to {a} for {n1} days.",
     "Why do people like {a}?",
+    "How tall is the tallest {a}?",
+    "Describe a {a} in the year {year}.",
+    "Tell me a joke about a {a}.",
+    "Write a haiku about the {a}.",
+    "Who invented the {a}?",
+    "What is the area of a square with side {n1}?",
+    "Raconte-moi une histoire sur le {a}.",
+    "Wie geht es dir heute, {a}?",
+    "Cuéntame algo sobre el {a}.",
+    "Dimmi qualcosa sul {a}.",
+    "Give me a recipe with {a}, {b} and {c}.",
+    "Rewrite this more formally: the {a} was {b}.",
 ]
 
 
