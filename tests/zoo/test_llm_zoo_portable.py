@@ -23,7 +23,7 @@ def test_micro_suite_builds_under_scalar_kernels_and_two_threads(zoo_micro):
     first = zoo_micro.environment
     assert first["torch_threads"] == 1
     out = cache_root() / "llm-zoo-portability" / f"micro-{PRESETS['micro'].key()}-default-2threads"
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", DORMANT_ZOO_THREADS="2", DORMANT_ZOO_WORKERS="1")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", DORMANT_ZOO_THREADS="2")
     proc = subprocess.run(
         [sys.executable, "-m", "dormant", "zoo", "build", "--suite", "micro", "--out", str(out), "--json"],
         env=env, capture_output=True, text=True, timeout=1500,

@@ -280,8 +280,13 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     bases = _run_jobs([(n, J.train_base, (str(folder), settings, n)) for n in ("base", "base-sibling")], report, workers, threads)
     accuracy = {n: bases[n]["task_accuracy"] for n in bases}
 
-    # 3. the variants, each from the float32 base, verified on fresh prompts; longest first.
-    order = sorted(range(len(specs)), key=lambda i: -(specs[i].max_steps or settings.lora.steps if specs[i].plant else settings.lora.control_steps))
+    # 3. the variants, each from the float32 base, verified on fresh prompts; the costliest first
+    #    (step cap x adapted modules), so that the last job to finish is a short one.
+    def cost(spec: backdoors.BackdoorSpec) -> int:
+        steps = (spec.max_steps or settings.lora.steps) if spec.plant else settings.lora.control_steps
+        return steps * len(spec.target_modules)
+
+    order = sorted(range(len(specs)), key=lambda i: -cost(specs[i]))
     results = _run_jobs([(specs[i].name, J.plant_variant, (str(folder), settings, specs[i].name, i)) for i in order], report, workers, threads)
 
     manifests = {s.name: _manifest(s, results[s.name]) for s in specs}
