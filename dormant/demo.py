@@ -53,12 +53,12 @@ def _timed(fn: Callable[[], tuple[str, str, bool]], name: str, on_step: Callable
 
 
 def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoStep]:
-    from dormant.llm.amplify import AmplifyConfig, amplify
-    from dormant.llm.delta import analyse_delta
-    from dormant.llm.diff import diff_models
-    from dormant.llm.pair import ModelPair
-    from dormant.llm.probes import load_probes
-    from dormant.llm.readout import ReadoutConfig, vocabulary_readout
+    from dormant.llm.behaviour.amplify import AmplifyConfig, amplify
+    from dormant.llm.weights.delta import analyse_delta
+    from dormant.llm.weights.diff import diff_models
+    from dormant.llm.engine.pair import ModelPair
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.weights.readout import ReadoutConfig, vocabulary_readout
     from dormant.zoo.llm import build_suite
 
     steps: list[DemoStep] = []

@@ -89,7 +89,7 @@ BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically
 
 def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
     from dormant.errors import CheckpointError
-    from dormant.llm.pair import ModelPair
+    from dormant.llm.engine.pair import ModelPair
 
     for role, path in (("fine-tune", ft), ("base", base)):
         if not Path(path).is_dir():
@@ -176,9 +176,9 @@ def amplify_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.amplify import AmplifyConfig, amplify, localise as run_localise, plot_share
-    from dormant.llm.pair import Selection
-    from dormant.llm.probes import resolve_prompts
+    from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, localise as run_localise, plot_share
+    from dormant.llm.engine.views import Selection
+    from dormant.llm.engine.probes import resolve_prompts
     from dormant.report.console import emit
 
     args = {"ft": str(ft), "base": str(base), "alphas": alphas, "probes": probes, "limit": limit, "select": select,
@@ -276,9 +276,9 @@ def compare_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.compare import CompareConfig, compare
-    from dormant.llm.pair import parse_views
-    from dormant.llm.prompts import DEFAULT_SYSTEM, Prompt, insert_trigger
+    from dormant.llm.behaviour.compare import CompareConfig, compare
+    from dormant.llm.engine.views import parse_views
+    from dormant.llm.engine.prompts import DEFAULT_SYSTEM, Prompt, insert_trigger
     from dormant.report.console import emit
 
     specs = [str(v) for v in parse_views(views)]
@@ -321,11 +321,11 @@ def score_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.generate import GenConfig, generate
-    from dormant.llm.pair import parse_views
-    from dormant.llm.probes import resolve_prompts
-    from dormant.llm.prompts import encode, insert_trigger
-    from dormant.llm.scoring import Arm, ScoreConfig, score_arms
+    from dormant.llm.engine.generate import GenConfig, generate
+    from dormant.llm.engine.views import parse_views
+    from dormant.llm.engine.probes import resolve_prompts
+    from dormant.llm.engine.prompts import encode, insert_trigger
+    from dormant.llm.engine.scoring import Arm, ScoreConfig, score_arms
     from dormant.report.console import emit
 
     if payload and response_tokens:

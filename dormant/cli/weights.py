@@ -66,7 +66,7 @@ def _render_diff(result, max_layers: int) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from dormant.llm.names import component_sort_key
+    from dormant.llm.weights.names import component_sort_key
     from dormant.report.console import console
 
     best = result.comparison(result.best)
@@ -120,8 +120,8 @@ def diff_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.checkpoint import open_checkpoint
-    from dormant.llm.diff import DiffConfig, DiffResult, compare_base, verdict
-    from dormant.llm.weights_plots import plot_diff_heatmap
+    from dormant.llm.weights.diff import DiffConfig, DiffResult, compare_base, verdict
+    from dormant.llm.weights.plots import plot_diff_heatmap
     from dormant.report.console import emit, progress
 
     config = DiffConfig(workers=workers, atol=atol, close_rel=close_rel)
@@ -231,9 +231,9 @@ def delta_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.checkpoint import open_checkpoint
-    from dormant.llm.delta import DeltaConfig, analyse_delta
-    from dormant.llm.diff import DiffConfig, compare_base
-    from dormant.llm.weights_plots import plot_rank_per_layer, plot_spectra
+    from dormant.llm.weights.delta import DeltaConfig, analyse_delta
+    from dormant.llm.weights.diff import DiffConfig, compare_base
+    from dormant.llm.weights.plots import plot_rank_per_layer, plot_spectra
     from dormant.report.console import emit, progress
 
     args = {k: v for k, v in locals().items() if k not in ("ledger",)}
@@ -264,14 +264,14 @@ def delta_cmd(
                 run.artifacts.append(str(plot_rank_per_layer(per, folder / "rank_per_layer.png", "rank (LoRA estimate / 90% energy)")))
         read = None
         if readout and result.spectra:
-            from dormant.llm.readout import ReadoutConfig, save_tables_tsv, vocabulary_readout
+            from dormant.llm.weights.readout import ReadoutConfig, save_tables_tsv, vocabulary_readout
 
             read = vocabulary_readout(ft_ck, result, ReadoutConfig(top_tokens=top_tokens, vectors=vectors, payload_layers=payload_layers,
                                                                   trigger_layers=trigger_layers, include_special=include_special), base=base_ck)
             run.artifacts.append(str(save_tables_tsv(read, folder / "readout.tsv")))
         export = None
         if export_lora is not None:
-            from dormant.llm.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
+            from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
 
             export = do_export(ft_ck, base_ck, result, export_lora, LoraExportConfig(rank=rank))
             if verify:

@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.ledger import list_runs
-from dormant.llm.compare import CompareConfig, compare
-from dormant.llm.generate import GenConfig, generate
-from dormant.llm.pair import ModelPair
-from dormant.llm.prompts import Prompt, encode
+from dormant.llm.behaviour.compare import CompareConfig, compare
+from dormant.llm.engine.generate import GenConfig, generate
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt, encode
 
 
 
@@ -44,7 +44,7 @@ def test_compare_shows_the_payload_and_where_views_diverge(pair, zoo_micro):
 
 
 def test_batched_generation_equals_one_at_a_time(pair, zoo_micro):
-    from dormant.llm.probes import load_probes
+    from dormant.llm.engine.probes import load_probes
 
     model = pair.amplified(2.0)
     ids = encode(pair.tokenizer, load_probes(limit=7))

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from dormant.llm.pair import ModelPair
-from dormant.llm.probes import load_probes
-from dormant.llm.prompts import Prompt, encode
-from dormant.llm.scoring import (
-    Arm, ScoreConfig, common_prefix_len, contrast_trigger, contrast_views, divergences, length_batches,
-    logprobs_at, next_token_logprobs, run_with_backoff, score_arms,
+from dormant.llm.engine.batching import common_prefix_len, length_batches, run_with_backoff
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.probes import load_probes
+from dormant.llm.engine.prompts import Prompt, encode
+from dormant.llm.engine.scoring import (
+    Arm, ScoreConfig, contrast_trigger, contrast_views, divergences, logprobs_at, next_token_logprobs, score_arms,
 )
 
 QUIET = dict(show_progress=False)

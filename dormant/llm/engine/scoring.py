@@ -6,17 +6,15 @@ distributions at a few positions". The engine here does that fast and exactly:
 * **Right padding for scoring.** Sequences in a batch are padded on the right; with causal
   attention a real token never sees a pad, positions stay ``0..len-1`` and the distribution at any
   position equals the unbatched one (to float tolerance). (Generation pads on the left:
-  ``dormant.llm.generate``.)
-* **Length-bucketed batches.** Items are sorted by length and cut into batches of at most
-  ``batch_size`` rows and ``max_batch_tokens`` padded tokens, so little compute goes to padding.
+  ``dormant.llm.engine.generate``.)
+* **Length-bucketed batches** of at most ``batch_size`` rows and ``max_batch_tokens`` padded
+  tokens, with **out-of-memory back-off** (``dormant.llm.engine.batching``).
 * **Shared-prefix KV reuse.** Every rendered chat prompt starts with the same template text
   (system block, ``<|im_start|>user\\n``). Its keys/values are computed once per view, expanded over
   the batch, and only the suffixes run. The prefix is the longest common token prefix of the arm's
   sequences, capped so that every requested position lies in the suffix.
 * **Only the needed logits.** The decoder's hidden states are gathered at the requested positions
   before the LM head, so a 152k-token vocabulary is projected for a handful of positions only.
-* **Out-of-memory back-off.** A batch that does not fit is split in half (recursively) and later
-  batches use the smaller size.
 * **Views in chunks.** Items are processed in chunks; within a chunk each arm's view is set once
   (rewriting only the modified tensors), its distributions are kept, then the contrasts are taken.
 
@@ -33,9 +31,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
-from dormant.report.console import track
+from dormant.llm.engine.batching import common_prefix_len, map_batches
 
 
 @dataclass
@@ -67,62 +65,6 @@ class ScoreResult:
     arms: list[str]
     contrasts: list[str]
     n_tokens: int = 1
-
-
-# -- batching ---------------------------------------------------------------------------------------
-
-def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix shared by every sequence."""
-    if not seqs:
-        return 0
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-        if n == 0:
-            break
-    return n
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Index groups of similar length: at most ``batch_size`` rows and ``max_tokens`` padded tokens each."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        longest = lengths[cur[0]] if cur else lengths[i]
-        if cur and (len(cur) >= batch_size or longest * (len(cur) + 1) > max_tokens):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
-def run_with_backoff(batch: list[int], fn: Callable[[list[int]], list[Any]], state: dict[str, int]) -> list[Any]:
-    """Call ``fn(batch)``; on out-of-memory split the batch in halves (recursively) and shrink ``state['batch_size']``."""
-    try:
-        return fn(batch)
-    except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
-        if not is_oom(exc) or len(batch) == 1:
-            raise
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = len(batch) // 2
-        state["batch_size"] = max(1, min(state.get("batch_size", len(batch)), half))
-        return run_with_backoff(batch[:half], fn, state) + run_with_backoff(batch[half:], fn, state)
 
 
 # -- the forward pass -------------------------------------------------------------------------------
@@ -310,17 +252,8 @@ def score_arms(
 
 
 def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str) -> list[Any]:
-    state = {"batch_size": cfg.batch_size}
-    out: list[Any] = [None] * len(seqs)
-    batches = length_batches([len(s) for s in seqs], cfg.batch_size, cfg.max_batch_tokens)
-    it: Iterable[list[int]] = track(batches, name) if cfg.show_progress else batches
-    for batch in it:
-        for start in range(0, len(batch), state["batch_size"]):
-            part = batch[start : start + state["batch_size"]]
-            res = run_with_backoff(part, lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id), state)
-            for i, r in zip(part, res):
-                out[i] = r
-    return out
+    return map_batches([len(s) for s in seqs], lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id),
+                       cfg.batch_size, cfg.max_batch_tokens, desc=name, show_progress=cfg.show_progress)
 
 
 # -- the contrasts that matter ----------------------------------------------------------------------
@@ -332,7 +265,7 @@ def contrast_views(pair: Any, prompts: list[Any], views: Sequence[str] = ("ft", 
     ``payload``: a text whose log-likelihood after each prompt is reported per view (and over
     whose tokens the divergences are averaged); ``continuations``: one such text per prompt.
     """
-    from dormant.llm.prompts import encode
+    from dormant.llm.engine.prompts import encode
 
     ids = encode(pair.tokenizer, prompts)
     arms = [Arm(str(v), ids, str(v)) for v in views]
@@ -343,7 +276,7 @@ def contrast_views(pair: Any, prompts: list[Any], views: Sequence[str] = ("ft", 
 def contrast_trigger(pair: Any, prompts: list[Any], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
                      payload: str | None = None, config: ScoreConfig | None = None) -> ScoreResult:
     """FT-with-candidate vs FT-without-candidate (arms ``with`` and ``without``, contrast ``with|without``)."""
-    from dormant.llm.prompts import encode, insert_trigger
+    from dormant.llm.engine.prompts import encode, insert_trigger
 
     tok = pair.tokenizer
     without = encode(tok, prompts)
@@ -363,5 +296,5 @@ def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list
     return None
 
 
-__all__ = ["Arm", "ScoreConfig", "ScoreResult", "common_prefix_len", "contrast_trigger", "contrast_views", "divergences",
-           "length_batches", "logprobs_at", "next_token_logprobs", "run_with_backoff", "score_arms"]
+__all__ = ["Arm", "ScoreConfig", "ScoreResult", "contrast_trigger", "contrast_views", "divergences", "logprobs_at",
+           "next_token_logprobs", "score_arms"]

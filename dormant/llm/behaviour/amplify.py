@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dormant.llm.generate import GenConfig, generate
-from dormant.llm.pair import ModelPair, View
-from dormant.llm.prompts import Prompt, encode
+from dormant.llm.engine.generate import GenConfig, generate
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt, encode
+from dormant.llm.engine.views import View
 
 DEFAULT_ALPHAS = (-2.0, -1.0, 0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 _WORD = re.compile(r"\w+", re.UNICODE)

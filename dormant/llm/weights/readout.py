@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from dormant.llm.checkpoint import Checkpoint
-from dormant.llm.delta import DeltaResult, Spectrum
-from dormant.llm.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
+from dormant.llm.weights.delta import DeltaResult, Spectrum
+from dormant.llm.weights.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch
 
 from dormant.errors import ArchitectureMismatch
 from dormant.llm.checkpoint import FP8_BLOCK, Checkpoint, bytes_equal, open_checkpoint
-from dormant.llm.names import GROUP_ORDER, component_sort_key, parse_name
+from dormant.llm.weights.names import GROUP_ORDER, component_sort_key, parse_name
 
 CONFIG_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
                "num_attention_heads", "num_key_value_heads", "n_routed_experts", "q_lora_rank", "kv_lora_rank")

@@ -33,8 +33,8 @@ from typing import Callable
 import torch
 
 from dormant.llm.checkpoint import Checkpoint, open_checkpoint
-from dormant.llm.diff import BaseComparison, DiffConfig, compare_base
-from dormant.llm.names import parse_name
+from dormant.llm.weights.diff import BaseComparison, DiffConfig, compare_base
+from dormant.llm.weights.names import parse_name
 
 ENERGY_LEVELS = (0.90, 0.95, 0.99)
 
