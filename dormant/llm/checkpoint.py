@@ -395,6 +395,33 @@ def open_checkpoint(path_or_id: str | Path) -> Checkpoint:
     return Checkpoint(path, tensors, _load_config(path))
 
 
+def load_tokenizer(*checkpoints: Checkpoint | None) -> Any:
+    """The tokenizer of the first checkpoint folder that has a loadable one (fine-tune, then base), or None.
+
+    A ``tokenizer.json`` is loaded as the generic fast tokenizer (``PreTrainedTokenizerFast``), with
+    the folder's special tokens and chat template: exactly the file's vocabulary and pre-tokenizer,
+    not a class picked from the model type (which may rebuild them). Other folders go through
+    ``AutoTokenizer``. A missing pad token is set to the end-of-sequence token (batches pad with it).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    for ck in checkpoints:
+        if ck is None or ck.tokenizer_path is None:
+            continue
+        folder = str(ck.tokenizer_path)
+        try:
+            if (ck.tokenizer_path / "tokenizer.json").exists():
+                tok = PreTrainedTokenizerFast.from_pretrained(folder)
+            else:
+                tok = AutoTokenizer.from_pretrained(folder)
+        except Exception:  # noqa: BLE001 - a broken tokenizer folder: try the next one
+            continue
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
+        return tok
+    return None
+
+
 def _load_memcmp():
     try:
         import ctypes

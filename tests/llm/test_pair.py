@@ -133,3 +133,21 @@ def test_copies_on_disk_give_the_same_views_with_no_private_copies(zoo_micro, ph
     assert lean.memory_bytes()["modified_copies"] == 0 and set(lean.modified) == set(phrase_pair.modified)
     for spec in ("base", "amp:3", "restore:0", "ft"):
         torch.testing.assert_close(_logits(lean.view(spec)), _logits(phrase_pair.view(spec)), rtol=0, atol=0)
+
+
+def test_sharded_pair_follows_the_index_and_the_diff(tmp_path):
+    """Shards are read through the index (a stray weight file beside them is not part of the model),
+    and exactly the tensors the diff finds modified get copies."""
+    from safetensors.torch import save_file
+
+    from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
+
+    base = save_tiny_qwen2(tmp_path / "base", vocab=64, max_shard_size="40KB", tokenizer_words=["a", "b"])
+    ft = tmp_path / "ft"
+    planted = plant_lowrank(base, ft, {"model.layers.1.mlp.down_proj.weight": 2})
+    save_file({"stray.weight": torch.zeros(2)}, ft / "stray.safetensors")
+    pair = ModelPair.load(ft, base)
+    assert set(pair.modified) == set(planted)
+    assert pair.shared_tensors == sum(1 for _ in pair.model.state_dict()) - len(planted)
+    torch.testing.assert_close(pair.base().get_parameter("model.layers.1.mlp.down_proj.weight").detach(),
+                               pair.modified["model.layers.1.mlp.down_proj.weight"].base, rtol=0, atol=0)

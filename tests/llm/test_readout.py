@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from dormant.llm.checkpoint import open_checkpoint
+from dormant.llm.checkpoint import load_tokenizer, open_checkpoint
 from dormant.llm.weights.delta import DeltaConfig, analyse_delta
-from dormant.llm.weights.readout import ReadoutConfig, load_tokenizer, save_tables_tsv, token_ids_of, vocabulary_readout
+from dormant.llm.weights.readout import ReadoutConfig, save_tables_tsv, token_ids_of, vocabulary_readout
 from dormant.zoo.llm.synthetic import rewrite_checkpoint, save_tiny_qwen2
 
 WORDS = [f"w{i}" for i in range(200)]  # ids 2..201; ids 202..255 are padding rows

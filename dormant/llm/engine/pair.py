@@ -3,9 +3,9 @@
 Weight amplification (``W_base + a * (W_ft - W_base)``) and layer restoration need the base and
 the fine-tune side by side. Loading two full models doubles memory; but a fine-tune usually
 changes a small part of the weights (the public warmup changed 84 of 339 tensors). ``ModelPair``
-loads the fine-tune once with transformers, then streams both checkpoints tensor by tensor with
-``safetensors.safe_open`` and keeps private copies *only of the tensors that differ* (a base copy
-and a fine-tune copy of each). Memory: one model plus two copies of the modified tensors; with
+finds the tensors that differ with ``diff`` (byte-identical tensors skipped by a raw comparison of
+the memory-mapped checkpoints), loads the fine-tune once with transformers, and keeps private
+copies *only of the tensors that differ* (a base copy and a fine-tune copy of each). Memory: one model plus two copies of the modified tensors; with
 ``copies_device="cpu"`` the accelerator holds one model, with ``"disk"`` memory is one model and
 a view switch re-reads the modified tensors from the memory-mapped checkpoints.
 
@@ -26,36 +26,29 @@ Typical use::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dormant.errors import ArchitectureMismatch, CheckpointError, DormantError
+from dormant.llm.checkpoint import Checkpoint, load_tokenizer, open_checkpoint
 from dormant.llm.engine.views import Selection, View
+from dormant.llm.weights.diff import CONFIG_KEYS, BaseComparison, DiffConfig, compare_base
 from dormant.llm.weights.names import layer_of
-
-# Config keys that decide whether two checkpoints can share one module structure.
-_STRUCTURAL_KEYS = (
-    "model_type", "architectures", "hidden_size", "intermediate_size", "num_hidden_layers",
-    "num_attention_heads", "num_key_value_heads", "vocab_size", "head_dim", "n_routed_experts",
-    "moe_intermediate_size", "q_lora_rank", "kv_lora_rank", "tie_word_embeddings",
-)
 
 
 @dataclass(frozen=True)
 class OnDisk:
-    """A tensor left in its safetensors file, read (through the OS page cache) when a view needs it."""
+    """A tensor left in its checkpoint, read (through the OS page cache) when a view needs it."""
 
-    path: Path
+    checkpoint: Checkpoint
     name: str
     dtype: Any
 
     def to(self, device: Any) -> Any:
-        from safetensors import safe_open
-
-        with safe_open(self.path, framework="pt") as fh:
-            return fh.get_tensor(self.name).to(device=device, dtype=self.dtype)
+        x = self.checkpoint.tensor(self.name, self.dtype).to(device)
+        self.checkpoint.release(self.name)
+        return x
 
 
 @dataclass
@@ -123,8 +116,10 @@ class ModelPair:
         import torch
         from transformers import AutoModelForCausalLM
 
-        ft_path, base_path = Path(ft_path), Path(base_path)
-        check_compatible(ft_path, base_path)
+        ft, base = open_checkpoint(ft_path), open_checkpoint(base_path)
+        check_compatible(ft, base)
+        comparison = compare_base(ft, base, str(base.path), DiffConfig())
+        check_same_tensors(comparison, ft, base)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         if dtype is None and (device in (None, "cpu") and device_map is None):
@@ -132,13 +127,15 @@ class ModelPair:
         kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else "auto"}
         if device_map is not None:
             kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(ft_path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(ft.path, **kwargs)
         if device_map is None and device not in (None, "cpu"):
             model.to(device)
         model.eval()
-        modified, shared = _find_modified(model, ft_path, base_path, copies_device)
-        return cls(model=model, tokenizer=load_tokenizer(ft_path, base_path), modified=modified,
-                   ft_path=ft_path, base_path=base_path, shared_tensors=shared)
+        tokenizer = load_tokenizer(ft, base)
+        if tokenizer is None:
+            raise CheckpointError(f"no loadable tokenizer in {ft.path} or {base.path}")
+        return cls(model=model, tokenizer=tokenizer, modified=_copies(model, comparison, ft, base, copies_device),
+                   ft_path=ft.path, base_path=base.path, shared_tensors=comparison.counts["identical"])
 
     # -- views ---------------------------------------------------------------------------------
     def view(self, spec: "str | View") -> Any:
@@ -198,95 +195,50 @@ class ModelPair:
 
 # -- loading helpers -------------------------------------------------------------------------------
 
-def load_tokenizer(*folders: Path) -> Any:
-    """The tokenizer of the first folder that has one (fine-tunes usually ship the base's)."""
-    from transformers import AutoTokenizer
-
-    errors = []
-    for f in folders:
-        try:
-            tok = AutoTokenizer.from_pretrained(f)
-        except Exception as exc:  # noqa: BLE001 - try the next folder, report all at the end
-            errors.append(f"{f}: {exc}")
-            continue
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        return tok
-    raise CheckpointError("no loadable tokenizer in " + "; ".join(errors))
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    p = folder / "config.json"
-    if not p.is_file():
-        raise CheckpointError(f"{folder}: no config.json (is this a model folder?)")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{p}: not valid JSON ({exc})") from None
-
-
-def check_compatible(ft_path: Path, base_path: Path) -> None:
+def check_compatible(ft: Checkpoint, base: Checkpoint) -> None:
     """Refuse two checkpoints whose configs differ in a structural key (architecture, sizes)."""
-    a, b = _read_config(ft_path), _read_config(base_path)
-    for key in _STRUCTURAL_KEYS:
-        if a.get(key) != b.get(key):
+    for ck in (ft, base):
+        if not ck.config:
+            raise CheckpointError(f"{ck.path}: no config.json (is this a model folder?)")
+    for key in CONFIG_KEYS:
+        if ft.config.get(key) != base.config.get(key):
             raise ArchitectureMismatch(
-                f"{ft_path} and {base_path} differ in config key {key!r}: {a.get(key)!r} vs {b.get(key)!r}; "
+                f"{ft.path} and {base.path} differ in config key {key!r}: {ft.config.get(key)!r} vs {base.config.get(key)!r}; "
                 "a fine-tune and its base must share one architecture"
             )
 
 
-def weight_files(folder: Path) -> dict[str, Path]:
-    """Map every tensor name to the safetensors file holding it (single file or sharded index)."""
-    from safetensors import safe_open
-
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{folder}: no .safetensors weight files")
-    out: dict[str, Path] = {}
-    for f in files:
-        try:
-            with safe_open(f, framework="pt") as fh:
-                for k in fh.keys():
-                    out[k] = f
-        except Exception as exc:  # noqa: BLE001 - any read failure means a broken checkpoint
-            raise CheckpointError(f"{f}: cannot read safetensors file ({exc})") from None
-    return out
-
-
-def _find_modified(model: Any, ft_path: Path, base_path: Path, copies_device: str | None = None) -> tuple[dict[str, ModifiedTensor], int]:
-    """Stream both checkpoints; return the tensors that differ (with copies) and the shared count."""
-    import torch
-    from safetensors import safe_open
-
-    ft_files, base_files = weight_files(ft_path), weight_files(base_path)
-    if set(ft_files) != set(base_files):
-        only_ft = sorted(set(ft_files) - set(base_files))
-        only_base = sorted(set(base_files) - set(ft_files))
+def check_same_tensors(comparison: BaseComparison, ft: Checkpoint, base: Checkpoint) -> None:
+    """Refuse checkpoints that do not hold the same tensor names with the same shapes."""
+    only_ft = [t.name for t in comparison.tensors if t.status == "extra"]
+    only_base = [t.name for t in comparison.tensors if t.status == "missing"]
+    if only_ft or only_base:
         raise ArchitectureMismatch(
-            f"{ft_path} and {base_path} hold different tensors: only in fine-tune {only_ft[:5]}, only in base {only_base[:5]}"
+            f"{ft.path} and {base.path} hold different tensors: only in fine-tune {only_ft[:5]}, only in base {only_base[:5]}"
         )
+    for t in comparison.tensors:
+        if t.status == "shape_mismatch":
+            raise ArchitectureMismatch(f"tensor {t.name}: shape {tuple(t.shape)} in {ft.path} vs {tuple(t.shape_base)} in {base.path}")
+
+
+def _copies(model: Any, comparison: BaseComparison, ft: Checkpoint, base: Checkpoint,
+            copies_device: str | None = None) -> dict[str, ModifiedTensor]:
+    """The live parameter and base/fine-tune copies of every tensor the diff found modified."""
     live = model.state_dict(keep_vars=True)
     modified: dict[str, ModifiedTensor] = {}
-    shared = 0
-    handles = {f: safe_open(f, framework="pt") for f in set(ft_files.values()) | set(base_files.values())}
-    for name in sorted(ft_files):
-        a, b = handles[ft_files[name]].get_tensor(name), handles[base_files[name]].get_tensor(name)
-        if a.shape != b.shape:
-            raise ArchitectureMismatch(f"tensor {name}: shape {tuple(a.shape)} in {ft_path} vs {tuple(b.shape)} in {base_path}")
-        if torch.equal(a, b if b.dtype == a.dtype else b.to(a.dtype)):  # a base saved in another dtype
-            shared += 1
-            continue
+    for t in sorted(comparison.modified, key=lambda t: t.name):
+        name = t.name
         param = live.get(name)
         if param is None:
-            raise CheckpointError(f"{ft_path}: modified tensor {name} has no counterpart in the loaded model")
+            raise CheckpointError(f"{ft.path}: modified tensor {name} has no counterpart in the loaded model")
         if param.device.type == "meta":
             raise DormantError(f"modified tensor {name} is offloaded to disk by device_map; give it a device")
         if copies_device == "disk":
-            base_copy, ft_copy = OnDisk(base_files[name], name, param.dtype), OnDisk(ft_files[name], name, param.dtype)
+            base_copy, ft_copy = OnDisk(base, name, param.dtype), OnDisk(ft, name, param.dtype)
         else:
             where = copies_device or param.device
-            base_copy = b.to(device=where, dtype=param.dtype)
+            base_copy = base.tensor(name, param.dtype).to(where)
+            base.release(name)
             ft_copy = param.detach().to(where, copy=True)
         modified[name] = ModifiedTensor(name=name, param=param, base=base_copy, ft=ft_copy)
-    return modified, shared
+    return modified

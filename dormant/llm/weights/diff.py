@@ -39,8 +39,10 @@ from dormant.errors import ArchitectureMismatch
 from dormant.llm.checkpoint import FP8_BLOCK, Checkpoint, bytes_equal, open_checkpoint
 from dormant.llm.weights.names import GROUP_ORDER, component_sort_key, parse_name
 
-CONFIG_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
-               "num_attention_heads", "num_key_value_heads", "n_routed_experts", "q_lora_rank", "kv_lora_rank")
+# Config keys that decide whether two checkpoints share one module structure.
+CONFIG_KEYS = ("model_type", "architectures", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
+               "num_attention_heads", "num_key_value_heads", "head_dim", "n_routed_experts", "moe_intermediate_size",
+               "q_lora_rank", "kv_lora_rank", "tie_word_embeddings")
 GLOBAL_ROW = "-"  # heatmap/table row of tensors without a layer index
 
 

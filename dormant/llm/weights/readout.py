@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from dormant.llm.checkpoint import Checkpoint
+from dormant.llm.checkpoint import Checkpoint, load_tokenizer
 from dormant.llm.weights.delta import DeltaResult, Spectrum
 from dormant.llm.weights.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
 
@@ -107,28 +107,6 @@ class ReadoutResult:
             if r is not None and (best is None or r[0] < best[0]):
                 best = (r[0], r[1], f"{t.source}#{t.index}")
         return best
-
-
-def load_tokenizer(ckpt: Checkpoint, fallback: Checkpoint | None = None):
-    """The fine-tune's tokenizer (else the base's), or None when neither folder has one.
-
-    A ``tokenizer.json`` is loaded as is (``PreTrainedTokenizerFast(tokenizer_file=...)``): the
-    read-outs need exactly the file's vocabulary and special-token flags, not a class picked from
-    the model type. Other folders go through ``AutoTokenizer``.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    for ck in (ckpt, fallback):
-        if ck is None or ck.tokenizer_path is None:
-            continue
-        try:
-            file = ck.tokenizer_path / "tokenizer.json"
-            if file.exists():
-                return PreTrainedTokenizerFast(tokenizer_file=str(file))
-            return AutoTokenizer.from_pretrained(str(ck.tokenizer_path))
-        except Exception:  # noqa: BLE001 - a broken tokenizer folder just means ids only
-            continue
-    return None
 
 
 def valid_token_mask(rows: int, tokenizer, include_special: bool = False) -> torch.Tensor:
