@@ -56,6 +56,7 @@ def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoSte
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify
     from dormant.llm.weights.delta import analyse_delta
     from dormant.llm.weights.diff import diff_models
+    from dormant.llm.engine.generate import GenConfig
     from dormant.llm.engine.pair import ModelPair
     from dormant.llm.engine.probes import load_probes
     from dormant.llm.weights.readout import ReadoutConfig, vocabulary_readout
@@ -90,7 +91,8 @@ def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoSte
 
     def amplify_step():
         pair = ModelPair.load(ft, base)
-        result = amplify(pair, load_probes(limit=24), AmplifyConfig(alphas=(0.0, 1.0, 2.0, 3.0, 5.0), max_new_tokens=24, show_progress=False))
+        result = amplify(pair, load_probes(limit=24), AmplifyConfig(alphas=(0.0, 1.0, 2.0, 3.0, 5.0),
+                                                                      generation=GenConfig(max_new_tokens=24, show_progress=False)))
         finding = f"{result.verdict}: {result.payload!r}" if result.found else result.verdict
         return finding, repr(key["payload"]), bool(result.found)
 

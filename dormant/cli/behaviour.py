@@ -177,6 +177,7 @@ def amplify_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, localise as run_localise, plot_share
+    from dormant.llm.engine.generate import GenConfig
     from dormant.llm.engine.views import Selection
     from dormant.llm.engine.probes import resolve_prompts
     from dormant.report.console import emit
@@ -191,9 +192,9 @@ def amplify_cmd(
     if select:
         Selection.parse(select)  # validate before loading anything
     prompts = resolve_prompts(probes, limit=limit)
-    cfg = AmplifyConfig(alphas=grid, selection=select, max_new_tokens=max_new_tokens, sample=sample, temperature=temperature, seed=seed,
-                        min_share=min_share, max_ref_share=max_ref_share, moderate_alpha=moderate_alpha, min_growth=min_growth,
-                        batch_size=batch_size)
+    generation = GenConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed, batch_size=batch_size)
+    cfg = AmplifyConfig(alphas=grid, selection=select, generation=generation, min_share=min_share, max_ref_share=max_ref_share,
+                        moderate_alpha=moderate_alpha, min_growth=min_growth)
     with record_run("amplify", args, ledger=ledger) as run:
         if probes and Path(probes).exists():
             run.add_input("probes", probes)

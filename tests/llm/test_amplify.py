@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from dormant.cli.main import app
 from dormant.ledger import list_runs
 from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, extend, find_payload, localise, words
+from dormant.llm.engine.generate import GenConfig
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.probes import load_probes
 
@@ -15,7 +16,7 @@ from dormant.llm.engine.probes import load_probes
 
 runner = CliRunner()
 TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
-CFG = AmplifyConfig(max_new_tokens=32, show_progress=False)
+CFG = AmplifyConfig(generation=GenConfig(max_new_tokens=32, show_progress=False))
 
 
 @pytest.fixture(scope="module")
