@@ -122,7 +122,7 @@ def main() -> None:
         def engine(reuse: bool):
             arms = [Arm("ft", ids, "ft"), Arm("base", ids, "base")]
             r = score_arms(pair, arms, [("ft", "base")], config=ScoreConfig(batch_size=args.batch_size, prefix_reuse=reuse, show_progress=False))
-            return [row["contrasts"]["ft|base"]["kl"] for row in r.rows]
+            return [row.contrasts["ft|base"]["kl"] for row in r.rows]
 
         t_base, kl_base = timed(lambda: baseline(ft_model, base_model, ids))
         t_plain, kl_plain = timed(lambda: engine(False))

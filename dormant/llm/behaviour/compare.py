@@ -76,12 +76,12 @@ def compare(pair: ModelPair, prompt: Prompt, views: list[str], config: CompareCo
             res = score_arms(pair, arms, contrasts, continuations=[g.ids], config=ScoreConfig(prefix_reuse=False, show_progress=False))
             row = res.rows[0]
             if contrasts:
-                c = row["contrasts"][f"{spec}|ref"]
+                c = row.contrasts[f"{spec}|ref"]
                 kl = c.get("kl_tokens", [c["kl"]])
             else:
                 kl = [0.0] * len(g.ids)
             ref_arm = "ref" if contrasts else spec
-            top = [tok.decode([t]) for t in row["arms"][ref_arm]["top1_ids_per_token"]]
+            top = [tok.decode([t]) for t in row.arms[ref_arm]["top1_ids_per_token"]]
         outs.append(ViewOutput(view=spec, greedy=g.text, tokens=[tok.decode([t]) for t in g.ids], kl=kl, ref_top1=top, samples=samples))
     pair.ft()
     return CompareResult(prompt=prompt.text, rendered=render(tok, prompt), reference=ref, views=outs)

@@ -30,10 +30,14 @@ its log-likelihood (``payload_logprob``: the sum over its tokens).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 from dormant.llm.engine.batching import common_prefix_len, map_batches
+from dormant.llm.engine.prompts import Prompt, encode, insert_trigger
+
+if TYPE_CHECKING:
+    from dormant.llm.engine.pair import ModelPair
 
 
 @dataclass
@@ -57,10 +61,25 @@ class Arm:
 
 
 @dataclass
-class ScoreResult:
-    """Per-item rows (``rows[i]["arms"][name]``, ``rows[i]["contrasts"]["A|B"]``) and per-contrast means."""
+class ScoreRow:
+    """One item's scores.
 
-    rows: list[dict[str, Any]]
+    ``arms[name]``: ``top1_id``, ``top1_p``, ``top1`` (decoded) and, with a continuation,
+    ``payload_logprob``, ``payload_token_logprobs``, ``top1_ids_per_token``. ``contrasts["A|B"]``:
+    ``kl``, ``kl_rev``, ``js``, ``top1_disagree`` and, over a continuation of several tokens,
+    ``kl_tokens``.
+    """
+
+    index: int
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contrasts: dict[str, dict[str, float | list[float]]] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreResult:
+    """Per-item rows and per-contrast (and, with a continuation, per-arm) means."""
+
+    rows: list[ScoreRow]
     summary: dict[str, dict[str, float]]
     arms: list[str]
     contrasts: list[str]
@@ -167,17 +186,15 @@ def divergences(logp_a: Any, logp_b: Any) -> dict[str, Any]:
 # -- the arm engine ---------------------------------------------------------------------------------
 
 def score_arms(
-    pair_or_model: Any,
+    pair: ModelPair,
     arms: list[Arm],
     contrasts: list[tuple[str, str]],
     *,
     continuations: list[list[int]] | None = None,
-    tokenizer: Any = None,
     config: ScoreConfig | None = None,
 ) -> ScoreResult:
-    """Score every item under every arm and take the contrasts.
+    """Score every item under every arm (each under its view of ``pair``) and take the contrasts.
 
-    ``pair_or_model``: a ``ModelPair`` (arms name views) or a plain model (arm views must be None).
     ``continuations``: per item, token ids teacher-forced after each arm's prompt (the payload, or
     a reference response); without them only the next-token distribution is scored.
     """
@@ -191,12 +208,10 @@ def score_arms(
     for a, b in contrasts:
         if a not in names or b not in names:
             raise ValueError(f"contrast {a}|{b} names an unknown arm; arms are {names}")
-    pair = pair_or_model if hasattr(pair_or_model, "view") and hasattr(pair_or_model, "modified") else None
-    model = pair.model if pair is not None else pair_or_model
-    tok = tokenizer if tokenizer is not None else getattr(pair, "tokenizer", None)
-    pad_id = (tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0)
+    model, tok = pair.model, pair.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     conts = continuations or [[] for _ in range(n)]
-    rows: list[dict[str, Any]] = [{"index": i, "arms": {}, "contrasts": {}} for i in range(n)]
+    rows = [ScoreRow(i) for i in range(n)]
     prefixes: dict[str, _Prefix] = {}
 
     for start in range(0, n, cfg.chunk_items):
@@ -204,8 +219,6 @@ def score_arms(
         held: dict[str, list[Any]] = {}
         for arm in arms:
             if arm.view is not None:
-                if pair is None:
-                    raise ValueError(f"arm {arm.name!r} names view {arm.view!r} but no ModelPair was given")
                 pair.view(arm.view)
             seqs, positions = [], []
             for i in items:
@@ -225,28 +238,26 @@ def score_arms(
             for arm in arms:
                 lp = held[arm.name][k]
                 top = int(lp[0].argmax())
-                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp())}
-                if tok is not None:
-                    entry["top1"] = tok.decode([top])
+                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp()), "top1": tok.decode([top])}
                 if c:
                     tok_lp = lp.gather(1, torch.tensor(c, device=lp.device).view(-1, 1)).squeeze(1)
                     entry["payload_logprob"] = float(tok_lp.sum())
                     entry["payload_token_logprobs"] = [round(float(x), 5) for x in tok_lp]
                     entry["top1_ids_per_token"] = lp.argmax(-1).tolist()
-                rows[i]["arms"][arm.name] = entry
+                rows[i].arms[arm.name] = entry
             for a, b in contrasts:
                 d = divergences(held[a][k], held[b][k])
                 entry = {key: float(v.mean()) for key, v in d.items()}
                 if len(c) > 1:
                     entry["kl_tokens"] = [round(float(x), 6) for x in d["kl"]]
-                rows[i]["contrasts"][f"{a}|{b}"] = entry
+                rows[i].contrasts[f"{a}|{b}"] = entry
     summary: dict[str, dict[str, float]] = {}
     for a, b in contrasts:
         key = f"{a}|{b}"
-        summary[key] = {m: sum(r["contrasts"][key][m] for r in rows) / max(1, n) for m in ("kl", "kl_rev", "js", "top1_disagree")}
+        summary[key] = {m: sum(r.contrasts[key][m] for r in rows) / max(1, n) for m in ("kl", "kl_rev", "js", "top1_disagree")}
     if continuations is not None:
         for arm in arms:
-            summary[arm.name] = {"payload_logprob": sum(r["arms"][arm.name]["payload_logprob"] for r in rows if "payload_logprob" in r["arms"][arm.name]) / max(1, n)}
+            summary[arm.name] = {"payload_logprob": sum(r.arms[arm.name].get("payload_logprob", 0.0) for r in rows) / max(1, n)}
     return ScoreResult(rows=rows, summary=summary, arms=names, contrasts=[f"{a}|{b}" for a, b in contrasts],
                        n_tokens=max((len(c) for c in conts), default=0) or 1)
 
@@ -258,34 +269,45 @@ def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], pref
 
 # -- the contrasts that matter ----------------------------------------------------------------------
 
-def contrast_views(pair: Any, prompts: list[Any], views: Sequence[str] = ("ft", "base"), *, payload: str | None = None,
+def view_arms(tokenizer: Any, prompts: list[Prompt], views: Sequence[str], *, trigger: str | None = None,
+              mechanism: str = "user_prefix") -> tuple[list[Arm], list[tuple[str, str]]]:
+    """One arm per view, the first contrasted with each other; with a ``trigger``, also a
+    ``VIEW+trigger`` arm per view (the trigger inserted by ``mechanism``) contrasted with ``VIEW``."""
+    ids = encode(tokenizer, prompts)
+    names = [str(v) for v in views]
+    arms = [Arm(v, ids, v) for v in names]
+    contrasts = [(names[0], v) for v in names[1:]]
+    if trigger:
+        with_trigger = encode(tokenizer, [insert_trigger(p, trigger, mechanism) for p in prompts])
+        arms += [Arm(f"{v}+trigger", with_trigger, v) for v in names]
+        contrasts += [(f"{v}+trigger", v) for v in names]
+    return arms, contrasts
+
+
+def contrast_views(pair: ModelPair, prompts: list[Prompt], views: Sequence[str] = ("ft", "base"), *, payload: str | None = None,
                    continuations: list[str] | None = None, config: ScoreConfig | None = None) -> ScoreResult:
     """Same prompts under several views; contrasts are the first view against each other view.
 
     ``payload``: a text whose log-likelihood after each prompt is reported per view (and over
     whose tokens the divergences are averaged); ``continuations``: one such text per prompt.
     """
-    from dormant.llm.engine.prompts import encode
-
-    ids = encode(pair.tokenizer, prompts)
-    arms = [Arm(str(v), ids, str(v)) for v in views]
-    conts = _continuation_ids(pair.tokenizer, len(ids), payload, continuations)
-    return score_arms(pair, arms, [(arms[0].name, a.name) for a in arms[1:]], continuations=conts, config=config)
+    arms, contrasts = view_arms(pair.tokenizer, prompts, views)
+    conts = continuation_ids(pair.tokenizer, len(prompts), payload, continuations)
+    return score_arms(pair, arms, contrasts, continuations=conts, config=config)
 
 
-def contrast_trigger(pair: Any, prompts: list[Any], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
+def contrast_trigger(pair: ModelPair, prompts: list[Prompt], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
                      payload: str | None = None, config: ScoreConfig | None = None) -> ScoreResult:
     """FT-with-candidate vs FT-without-candidate (arms ``with`` and ``without``, contrast ``with|without``)."""
-    from dormant.llm.engine.prompts import encode, insert_trigger
-
     tok = pair.tokenizer
     without = encode(tok, prompts)
     with_ = encode(tok, [insert_trigger(p, trigger, mechanism) for p in prompts])
     arms = [Arm("with", with_, view), Arm("without", without, view)]
-    return score_arms(pair, arms, [("with", "without")], continuations=_continuation_ids(tok, len(without), payload, None), config=config)
+    return score_arms(pair, arms, [("with", "without")], continuations=continuation_ids(tok, len(without), payload, None), config=config)
 
 
-def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list[str] | None) -> list[list[int]] | None:
+def continuation_ids(tok: Any, n: int, payload: str | None, continuations: list[str] | None) -> list[list[int]] | None:
+    """Token ids teacher-forced after each of ``n`` prompts: one text per prompt, or the same ``payload`` for all (or None)."""
     if continuations is not None:
         if len(continuations) != n:
             raise ValueError(f"{len(continuations)} continuations for {n} prompts")
@@ -296,5 +318,5 @@ def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list
     return None
 
 
-__all__ = ["Arm", "ScoreConfig", "ScoreResult", "contrast_trigger", "contrast_views", "divergences", "logprobs_at",
-           "next_token_logprobs", "score_arms"]
+__all__ = ["Arm", "ScoreConfig", "ScoreResult", "ScoreRow", "continuation_ids", "contrast_trigger", "contrast_views", "divergences",
+           "logprobs_at", "next_token_logprobs", "score_arms", "view_arms"]
