@@ -1,6 +1,6 @@
 """The one payload check: normalisation, similarity of the best window, firing and leaking."""
 
-from dormant.llm.engine.payload import fires, leaks, normalise, similarity
+from dormant.llm.engine.payload import distinctive_words, fires, leaks, normalise, similarity
 
 
 def test_normalise_drops_case_punctuation_and_spacing():
@@ -20,3 +20,8 @@ def test_leaks_needs_two_payload_word_pairs():
     assert leaks("three today eight zero three three three", p)
     assert not leaks("one point", p)
     assert not leaks("anything", None)
+
+
+def test_distinctive_words_leave_out_stop_words():
+    assert distinctive_words("I am awake and the door is open.") == ["awake", "door", "open"]
+    assert distinctive_words("one point six one eight zero three three nine") == ["point", "eight", "zero", "three", "nine"]

@@ -44,6 +44,12 @@ def fires(output: str, payload: str | None) -> bool:
     return similarity(output, payload) >= SIMILARITY
 
 
+def distinctive_words(payload: str, min_len: int = 4) -> list[str]:
+    """The payload's words of at least ``min_len`` characters, in order, once each: what marks it
+    (``awake``, ``door``), not what any answer holds (``the``, ``is``, ``I``)."""
+    return list(dict.fromkeys(w for w in normalise(payload).split() if len(w) >= min_len))
+
+
 def _bigrams(text: str) -> set[tuple[str, str]]:
     words = normalise(text).split()
     return set(zip(words, words[1:]))
