@@ -1,4 +1,4 @@
-"""Signature matching speed: ``identify.probe_matches`` (hashed probe signatures) against a direct
+"""Signature matching speed: ``signature.probe_matches`` (hashed probe signatures) against a direct
 comparison of every neuron with every reference bit.
 
 Both run the same zoo network (MD5 by default) on the same random messages and must find the same
@@ -22,7 +22,7 @@ import numpy as np
 
 def direct_matches(net, x, ref_bits: np.ndarray, ref_ids: list) -> dict:
     """Baseline: explicit comparison of neuron columns with reference rows, layer by layer."""
-    from dormant.net.simulate import activate, affine
+    from dormant.net.logic.simulate import activate, affine
 
     found: dict = {}
     h = x
@@ -45,9 +45,9 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=128)
     args = ap.parse_args()
 
-    from dormant.net.hashref import TRACERS
-    from dormant.net.identify import IdentifyConfig, encode, probe_matches, random_messages, reference_index
-    from dormant.net.network import Network
+    from dormant.net.identify.reference_hashes import TRACERS
+    from dormant.net.identify.signature import IdentifyConfig, encode, probe_matches, random_messages, reference_index
+    from dormant.net.load.network import Network
     from dormant.zoo.net.build import build_net
 
     net = build_net(args.kind, secret="bench", pickle="never").network

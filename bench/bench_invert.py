@@ -1,4 +1,4 @@
-"""Preimage search speed: `dormant.net.invert` against a single-thread hashlib loop.
+"""Preimage search speed: `dormant.net.invert.preimage` against a single-thread hashlib loop.
 
 Both hash the same candidates: ordered pairs of the most frequent English words joined by a
 space (the first candidates of the default search). The baseline is the loop anyone writes
@@ -18,15 +18,15 @@ import argparse
 import hashlib
 import time
 
-from dormant.net import fasthash
-from dormant.net.candidates import Space, word_pairs
-from dormant.net.invert import InvertConfig, default_workers, invert
-from dormant.net.wordlists import english_words
+from dormant.net.invert import fast_hashes
+from dormant.net.invert.candidates import Space, word_pairs
+from dormant.net.invert.preimage import InvertConfig, default_workers, invert
+from dormant.net.invert.wordlists import english_words
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--function", default="md5", choices=fasthash.FUNCTIONS)
+    ap.add_argument("--function", default="md5", choices=fast_hashes.FUNCTIONS)
     ap.add_argument("--words", type=int, default=5500, help="pairs of the top N words (N*N candidates)")
     ap.add_argument("--baseline", type=int, default=1_000_000, help="candidates for the hashlib loop")
     ap.add_argument("--workers", type=int, default=None, help="processes for the parallel run (default: all cores)")
@@ -48,7 +48,7 @@ def main() -> None:
     base_rate = len(cands) / (time.perf_counter() - t0)
     base_cpu = len(cands) / (time.process_time() - c0)
 
-    fasthash.warm_up(args.function, args.backend)  # compile/load the kernel outside the timing
+    fast_hashes.warm_up(args.function, args.backend)  # compile/load the kernel outside the timing
     workers = args.workers or default_workers()
     c0 = time.process_time()
     one = invert(target, args.function, space, InvertConfig(workers=1, backend=args.backend, progress=False, max_candidates=max(1, space.size // workers)))

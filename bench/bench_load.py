@@ -68,7 +68,7 @@ def child_load(path: str, how: str) -> None:
     peak_anon = _rss_anon_kb()
     total = 0.0
     if how == "inert":
-        from dormant.net.load import load_network
+        from dormant.net.load.loaders import load_network
 
         net = load_network(path)
         rss_after_load = _status_kb("VmRSS")

@@ -1,4 +1,4 @@
-"""Exact simulation speed: ``dormant.net.simulate.forward`` against a dense torch forward.
+"""Exact simulation speed: ``dormant.net.logic.simulate.forward`` against a dense torch forward.
 
 Both run the same zoo network (MD5 by default, all 64 steps) on the same batch of random strings.
 The baseline is what one does with the puzzle's pickle: ``nn.Sequential`` of dense float32
@@ -47,7 +47,7 @@ def timed(fn, repeats: int):
 def main() -> None:
     import torch
 
-    from dormant.net.simulate import build_plan, forward, forward_dense
+    from dormant.net.logic.simulate import build_plan, forward, forward_dense
     from dormant.zoo.net import build_net
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,7 +6,13 @@ with which file or argument, and what to do about it.
 
 
 class DormantError(Exception):
-    """Base class of every error caused by bad input (files, arguments, models)."""
+    """Base class of every error caused by bad input (files, arguments, models).
+
+    ``exit_code`` is what the command exits with: 2 for bad input; subclasses for failures that
+    are not the user's input (a built-in subject that failed its own checks) use 1.
+    """
+
+    exit_code = 2
 
 
 class CheckpointError(DormantError):

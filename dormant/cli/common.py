@@ -20,10 +20,6 @@ OutDirOpt = Annotated[
 ]
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear line, exit code 2, no traceback."""
-
-
 def fail(message: str, code: int = 2) -> "typer.Exit":
     err_console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
         from dormant.demo import run_demo
         from dormant.ledger import record_run
-        from dormant.report.console import console, emit
+        from dormant.report.console import console, emit, stage_progress
 
         def show(step) -> None:
             if as_json:
@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
             console.print(Panel(f"{step.finding}\n[dim]planted: {step.planted}[/]", title=f"{step.name}  {mark}  ({step.seconds:.1f}s)", title_align="left"))
 
         with record_run("demo", {"llm": llm, "net": net}, ledger=ledger) as run:
+            if llm:  # the first use builds the zoo: minutes, so show progress (later runs read the cache)
+                from dormant.zoo.llm import build_suite
+
+                with stage_progress("building the LLM zoo (first use only): ") as on_build:
+                    build_suite("micro", on_progress=on_build)
             result = run_demo(show, llm=llm, net=net)
             run.outputs["steps"] = result.steps
         emit(result, as_json, lambda: console.print("[bold green]all steps found the planted answer[/]" if result.ok else "[bold red]some steps missed[/]"))

@@ -55,12 +55,29 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def run() -> None:
-    """Console-script entry: user-input errors become one red line and exit code 2."""
+    """Console-script entry: errors become one clear paragraph and a non-zero exit, never a traceback.
+
+    Bad input (``DormantError``) exits 2 (or the error's own code); an interruption 130; any other
+    failure 1, with its traceback only when ``$DORMANT_DEBUG`` is set.
+    """
     try:
         app()
     except DormantError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]: finished work is kept (cached subjects, ledger runs marked interrupted)")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if os.environ.get("DORMANT_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a defect of dormant, not of your input. Run again with DORMANT_DEBUG=1 to see the "
+            "traceback, and report it with the command line.",
+            highlight=False,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

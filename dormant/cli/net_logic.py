@@ -22,7 +22,7 @@ def _add_input(run, path: Path) -> None:
 
 def _load(path: Path):
     from dormant.errors import NetworkFileError
-    from dormant.net.load import load_network
+    from dormant.net.load.loaders import load_network
 
     if not path.exists():
         raise NetworkFileError(f"{path}: no such file or folder")
@@ -65,9 +65,11 @@ def decompile_cmd(
     Example: dormant net decompile model.pt --out runs/decompile
     """
     from dormant.ledger import record_run
-    from dormant.net.bounds import BoundsConfig, input_domain, probe_inputs
-    from dormant.net.decompile import DecompileConfig, check_netlist, decompile, export_all
-    from dormant.net.wordlevel import kogge_stone_adders
+    from dormant.net.identify.wordlevel import kogge_stone_adders
+    from dormant.net.logic.bounds import BoundsConfig, input_domain, probe_inputs
+    from dormant.net.logic.decompile import DecompileConfig, decompile
+    from dormant.net.logic.evaluate import check_netlist
+    from dormant.net.logic.export import export_all
 
     args = {"source": str(source), "input_range": list(input_range) if input_range else None, "max_vars": max_vars, "probes": probes, "refine": refine, "assume_observed": assume, "check": check}
     with record_run("net decompile", args, ledger=ledger) as run:
@@ -182,9 +184,9 @@ def identify_cmd(
     """
     from dormant.errors import DormantError
     from dormant.ledger import record_run
-    from dormant.net.hashref import TRACERS
-    from dormant.net.identify import IdentifyConfig, identify
-    from dormant.net.wordlevel import recover_words
+    from dormant.net.identify.reference_hashes import TRACERS
+    from dormant.net.identify.signature import IdentifyConfig, identify
+    from dormant.net.identify.wordlevel import recover_words
 
     fns = tuple(f.strip() for f in functions.split(",") if f.strip())
     unknown = [f for f in fns if f not in TRACERS]
@@ -295,7 +297,7 @@ def constants_cmd(
     Example: dormant net constants puzzle_bias_bits.txt
     """
     from dormant.ledger import record_run
-    from dormant.net.constants import ConstantsConfig, load_bias_vectors, scan_constants
+    from dormant.net.identify.constant_scan import ConstantsConfig, load_bias_vectors, scan_constants
 
     args = {"source": str(source), "complements": not no_complements}
     with record_run("net constants", args, ledger=ledger) as run:

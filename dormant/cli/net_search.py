@@ -37,9 +37,24 @@ def _parse_length(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"length {text!r}: use N or MIN-MAX, e.g. 1-4") from None
 
 
+def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top: int, variants_top: int, **more):
+    """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``."""
+    from dormant.net.invert.candidates import Hints
+
+    return Hints(
+        masks=list(mask or []),
+        word_files=list(words or []),
+        english_top=top,
+        pairs_top=pairs_top,
+        pairs=pairs_top > 0,
+        variants_top=variants_top,
+        **more,
+    )
+
+
 def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
     """Collapse the per-shell products into families: (family, products, candidates)."""
-    from dormant.net.invert import family_of
+    from dormant.net.invert.preimage import family_of
 
     groups: dict[str, list[int]] = {}
     for s in stages:
@@ -78,114 +93,92 @@ def render_invert(result) -> None:
         console.print(f"state file: {result.checkpoint} (rerun with --resume to continue)")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``invert`` and ``solve`` to the ``dormant net`` app."""
-    _register_invert(app)
-    _register_solve(app)
+def invert_cmd(
+    file: Annotated[Optional[Path], typer.Argument(help="Hash network file whose target to invert (optional).")] = None,
+    md5: Annotated[Optional[str], typer.Option("--md5", help="Target MD5 digest (hex).")] = None,
+    sha1: Annotated[Optional[str], typer.Option("--sha1", help="Target SHA-1 digest (hex).")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Target SHA-256 digest (hex).")] = None,
+    function: Annotated[Optional[str], typer.Option("--function", "-f", help="Hash function: md5, sha1, sha256.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target digest (hex), with --function.")] = None,
+    mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask such as '?l?l?l?d' (repeatable).")] = None,
+    charset: Annotated[Optional[str], typer.Option("--charset", help="Try every string over these characters.")] = None,
+    length: Annotated[str, typer.Option("--length", help="Lengths for --charset: N or MIN-MAX.")] = "1-4",
+    words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list, one per line (repeatable).")] = None,
+    english: Annotated[Optional[bool], typer.Option("--english/--no-english", help="Packaged English list (default: on unless --mask/--charset).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
+    pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: no pairs).")] = 10_000,
+    variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
+    sep: Annotated[Optional[list[str]], typer.Option("--sep", help="Pair separators (repeatable; default ' ' and '').")] = None,
+    byte_orders: Annotated[bool, typer.Option("--byte-orders", help="Also match the digest with bytes reversed per word / overall.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes (default: all cores).")] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Candidates per chunk (unit of resume).")] = 1 << 20,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Stop after about this many candidates.")] = None,
+    max_chunks: Annotated[Optional[int], typer.Option("--max-chunks", help="Stop after this many chunks.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip the chunks the state file lists as done.")] = False,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="State file (default: in the --out folder).")] = None,
+    all_hits: Annotated[bool, typer.Option("--all", help="Do not stop at the first hit: exhaust the space.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="Hash engine: auto, numba (compiled), numpy.")] = "auto",
+    out: OutDirOpt = None,
+    as_json: JsonOpt = False,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
 
+    given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
+    if target:
+        given.append((function or "md5", target))
+    if len(given) > 1:
+        raise InvertError("give one target: --md5, --sha1, --sha256 or --function/--target")
+    identified = {}
+    if not given:
+        if file is None:
+            raise InvertError("no target: give --md5 HEX (or --sha1/--sha256/--function+--target) or a network FILE")
+        from dormant.net.solve import target_from_network
 
-def _register_invert(app: typer.Typer) -> None:
-
-    @app.command("invert", help=INVERT_HELP)
-    def invert_cmd(
-        file: Annotated[Optional[Path], typer.Argument(help="Hash network file whose target to invert (optional).")] = None,
-        md5: Annotated[Optional[str], typer.Option("--md5", help="Target MD5 digest (hex).")] = None,
-        sha1: Annotated[Optional[str], typer.Option("--sha1", help="Target SHA-1 digest (hex).")] = None,
-        sha256: Annotated[Optional[str], typer.Option("--sha256", help="Target SHA-256 digest (hex).")] = None,
-        function: Annotated[Optional[str], typer.Option("--function", "-f", help="Hash function: md5, sha1, sha256.")] = None,
-        target: Annotated[Optional[str], typer.Option("--target", "-t", help="Target digest (hex), with --function.")] = None,
-        mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask such as '?l?l?l?d' (repeatable).")] = None,
-        charset: Annotated[Optional[str], typer.Option("--charset", help="Try every string over these characters.")] = None,
-        length: Annotated[str, typer.Option("--length", help="Lengths for --charset: N or MIN-MAX.")] = "1-4",
-        words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list, one per line (repeatable).")] = None,
-        english: Annotated[Optional[bool], typer.Option("--english/--no-english", help="Packaged English list (default: on unless --mask/--charset).")] = None,
-        top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
-        pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: no pairs).")] = 10_000,
-        variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
-        sep: Annotated[Optional[list[str]], typer.Option("--sep", help="Pair separators (repeatable; default ' ' and '').")] = None,
-        byte_orders: Annotated[bool, typer.Option("--byte-orders", help="Also match the digest with bytes reversed per word / overall.")] = False,
-        workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes (default: all cores).")] = None,
-        chunk_size: Annotated[int, typer.Option("--chunk-size", help="Candidates per chunk (unit of resume).")] = 1 << 20,
-        budget: Annotated[Optional[int], typer.Option("--budget", help="Stop after about this many candidates.")] = None,
-        max_chunks: Annotated[Optional[int], typer.Option("--max-chunks", help="Stop after this many chunks.")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Skip the chunks the state file lists as done.")] = False,
-        checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="State file (default: in the --out folder).")] = None,
-        all_hits: Annotated[bool, typer.Option("--all", help="Do not stop at the first hit: exhaust the space.")] = False,
-        backend: Annotated[str, typer.Option("--backend", help="Hash engine: auto, numba (compiled), numpy.")] = "auto",
-        out: OutDirOpt = None,
-        as_json: JsonOpt = False,
-        ledger: LedgerOpt = None,
-    ) -> None:
-        from dormant.ledger import record_run
-        from dormant.net.candidates import Hints
-        from dormant.net.invert import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
-
-        given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
-        if target:
-            given.append((function or "md5", target))
-        if len(given) > 1:
-            raise InvertError("give one target: --md5, --sha1, --sha256 or --function/--target")
-        identified = {}
-        if not given:
-            if file is None:
-                raise InvertError("no target: give --md5 HEX (or --sha1/--sha256/--function+--target) or a network FILE")
-            from dormant.net.solve import target_from_network
-
-            identified = target_from_network(file, function)
-            given.append((identified["function"], identified["target"]))
-            err_console.print(f"{file}: {identified['evidence']}")
-            byte_orders = byte_orders or identified.get("byte_orders", False)
-        name, hexdigest = given[0]
-        digest = parse_digest(name, hexdigest)
-        targets = byte_order_variants(digest) if byte_orders else [digest]
-        lo, hi = _parse_length(length)
-        hints = Hints(
-            masks=list(mask or []),
-            charset=charset,
-            min_len=lo,
-            max_len=hi,
-            word_files=list(words or []),
-            english=english,
-            english_top=top,
-            pairs_top=pairs_top,
-            pairs=pairs_top > 0,
-            variants_top=variants_top,
-            separators=tuple(sep) if sep else (" ", ""),
+        identified = target_from_network(file, function)
+        given.append((identified["function"], identified["target"]))
+        err_console.print(f"{file}: {identified['evidence']}")
+        byte_orders = byte_orders or identified.get("byte_orders", False)
+    name, hexdigest = given[0]
+    digest = parse_digest(name, hexdigest)
+    targets = byte_order_variants(digest) if byte_orders else [digest]
+    lo, hi = _parse_length(length)
+    hints = _hints(mask, words, top, pairs_top, variants_top, charset=charset, min_len=lo, max_len=hi, english=english, separators=tuple(sep) if sep else (" ", ""))
+    if checkpoint is None:
+        tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
+        checkpoint = artifacts_dir(out, "invert") / f"{name}-{digest.hex()[:12]}-{tag}.state"
+    config = InvertConfig(
+        workers=workers,
+        chunk_size=chunk_size,
+        checkpoint=checkpoint,
+        resume=resume,
+        max_chunks=max_chunks,
+        max_candidates=budget,
+        backend=backend,
+        stop_on_hit=not all_hits,
+    )
+    args = {"function": name, "target": digest.hex(), "hints": hints.describe(), "workers": workers, "resume": resume}
+    with record_run("net invert", args, ledger=ledger) as run:
+        if file is not None:
+            run.add_input("network", file)
+        for w in words or []:
+            run.add_input(f"words:{w.name}", w)
+        try:
+            result = invert(targets, name, hints, config)
+        except KeyboardInterrupt:
+            err_console.print(f"[yellow]interrupted[/]: finished chunks are in {checkpoint}; rerun the same command with --resume")
+            raise typer.Exit(130) from None
+        run.outputs.update(
+            found=result.found,
+            preimage=result.preimage,
+            status=result.status,
+            candidates=result.candidates,
+            rate=result.rate,
+            identified=identified or None,
         )
-        if checkpoint is None:
-            tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
-            checkpoint = artifacts_dir(out, "invert") / f"{name}-{digest.hex()[:12]}-{tag}.state"
-        config = InvertConfig(
-            workers=workers,
-            chunk_size=chunk_size,
-            checkpoint=checkpoint,
-            resume=resume,
-            max_chunks=max_chunks,
-            max_candidates=budget,
-            backend=backend,
-            stop_on_hit=not all_hits,
-        )
-        args = {"function": name, "target": digest.hex(), "hints": hints.describe(), "workers": workers, "resume": resume}
-        with record_run("net invert", args, ledger=ledger) as run:
-            if file is not None:
-                run.add_input("network", file)
-            for w in words or []:
-                run.add_input(f"words:{w.name}", w)
-            try:
-                result = invert(targets, name, hints, config)
-            except KeyboardInterrupt:
-                err_console.print(f"[yellow]interrupted[/]: finished chunks are in {checkpoint}; rerun the same command with --resume")
-                raise typer.Exit(130) from None
-            run.outputs.update(
-                found=result.found,
-                preimage=result.preimage,
-                status=result.status,
-                candidates=result.candidates,
-                rate=result.rate,
-                identified=identified or None,
-            )
-            run.artifacts.append(str(checkpoint))
-        emit(result, as_json, lambda: render_invert(result))
+        run.artifacts.append(str(checkpoint))
+    emit(result, as_json, lambda: render_invert(result))
 
 
 SOLVE_HELP = (
@@ -217,72 +210,67 @@ def render_solve(result) -> None:
     console.print(f"[{style}]verdict:[/] {result.verdict}")
 
 
-def _register_solve(app: typer.Typer) -> None:
-    @app.command("solve", help=SOLVE_HELP)
-    def solve_cmd(
-        file: Annotated[Path, typer.Argument(help="Network file or folder (torch pickle, safetensors, npz, dormant folder).")],
-        words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list for the preimage search (repeatable).")] = None,
-        mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask for the preimage search, e.g. '?l?l?l?d' (repeatable).")] = None,
-        top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
-        pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: none).")] = 10_000,
-        variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
-        byte_orders: Annotated[bool, typer.Option("--byte-orders/--no-byte-orders", help="Also match byte-swapped digests.")] = True,
-        workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes for the search (default: all cores).")] = None,
-        budget: Annotated[Optional[int], typer.Option("--budget", help="Stop the preimage search after about this many candidates.")] = None,
-        alphabet: Annotated[str, typer.Option("--alphabet", help="Non-hash circuits: characters to enumerate (default: printable ASCII).")] = "",
-        max_len: Annotated[int, typer.Option("--max-len", help="Non-hash circuits: longest string enumerated.")] = 3,
-        decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
-        skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted preimage search (state file in --out).")] = False,
-        out: OutDirOpt = None,
-        as_json: JsonOpt = False,
-        ledger: LedgerOpt = None,
-    ) -> None:
-        from dormant.errors import NetworkFileError
-        from dormant.ledger import record_run
-        from dormant.net.candidates import Hints
-        from dormant.net.circuit_search import PRINTABLE
+def solve_cmd(
+    file: Annotated[Path, typer.Argument(help="Network file or folder (torch pickle, safetensors, npz, dormant folder).")],
+    words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list for the preimage search (repeatable).")] = None,
+    mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask for the preimage search, e.g. '?l?l?l?d' (repeatable).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
+    pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: none).")] = 10_000,
+    variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
+    byte_orders: Annotated[bool, typer.Option("--byte-orders/--no-byte-orders", help="Also match byte-swapped digests.")] = True,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes for the search (default: all cores).")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Stop the preimage search after about this many candidates.")] = None,
+    alphabet: Annotated[str, typer.Option("--alphabet", help="Non-hash circuits: characters to enumerate (default: printable ASCII).")] = "",
+    max_len: Annotated[int, typer.Option("--max-len", help="Non-hash circuits: longest string enumerated.")] = 3,
+    decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted preimage search (state file in --out).")] = False,
+    out: OutDirOpt = None,
+    as_json: JsonOpt = False,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.errors import NetworkFileError
+    from dormant.ledger import record_run
+    from dormant.net.logic.circuit_search import PRINTABLE
 
-        if not file.exists():
-            raise NetworkFileError(f"{file}: no such file or folder")
-        from dormant.net.invert import InvertConfig
-        from dormant.net.solve import SolveConfig, solve
+    if not file.exists():
+        raise NetworkFileError(f"{file}: no such file or folder")
+    from dormant.net.invert.preimage import InvertConfig
+    from dormant.net.solve import SolveConfig, solve
 
-        hints = Hints(
-            masks=list(mask or []),
-            word_files=list(words or []),
-            english=True,
-            english_top=top,
-            pairs_top=pairs_top,
-            pairs=pairs_top > 0,
-            variants_top=variants_top,
+    hints = _hints(mask, words, top, pairs_top, variants_top, english=True)
+    state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
+    config = SolveConfig(
+        hints=hints,
+        invert=InvertConfig(workers=workers, max_candidates=budget, checkpoint=state, resume=resume),
+        byte_orders=byte_orders,
+        decompile_max_neurons=decompile_max,
+        alphabet=alphabet or PRINTABLE,
+        max_len=max_len,
+        skip=tuple(skip or ()),
+    )
+    args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume}
+    with record_run("net solve", args, ledger=ledger) as run:
+        run.add_input("network", file)
+        for w in words or []:
+            run.add_input(f"words:{w.name}", w)
+        result = solve(file, config)
+        run.outputs.update(
+            verdict=result.verdict,
+            function=result.function,
+            target=result.target,
+            preimage=result.preimage,
+            found=result.found,
+            verified=result.verified,
+            stages={s.name: {"status": s.status, "seconds": s.seconds, "finding": s.finding} for s in result.stages},
         )
-        state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
-        config = SolveConfig(
-            hints=hints,
-            invert=InvertConfig(workers=workers, max_candidates=budget, checkpoint=state, resume=resume),
-            byte_orders=byte_orders,
-            decompile_max_neurons=decompile_max,
-            alphabet=alphabet or PRINTABLE,
-            max_len=max_len,
-            skip=tuple(skip or ()),
-        )
-        args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume}
-        with record_run("net solve", args, ledger=ledger) as run:
-            run.add_input("network", file)
-            for w in words or []:
-                run.add_input(f"words:{w.name}", w)
-            result = solve(file, config)
-            run.outputs.update(
-                verdict=result.verdict,
-                function=result.function,
-                target=result.target,
-                preimage=result.preimage,
-                found=result.found,
-                verified=result.verified,
-                stages={s.name: {"status": s.status, "seconds": s.seconds, "finding": s.finding} for s in result.stages},
-            )
-            run.assume("function", result.function)
-        emit(result, as_json, lambda: render_solve(result))
-        if not result.stages or result.stages[0].status != "ok":
-            raise typer.Exit(1)  # nothing could proceed
+        run.assume("function", result.function)
+    emit(result, as_json, lambda: render_solve(result))
+    if not result.stages or result.stages[0].status != "ok":
+        raise typer.Exit(1)  # nothing could proceed
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``invert`` and ``solve`` to the ``dormant net`` app."""
+    app.command("invert", help=INVERT_HELP)(invert_cmd)
+    app.command("solve", help=SOLVE_HELP)(solve_cmd)

@@ -55,9 +55,9 @@ def inspect_cmd(
     Example: dormant net inspect model.pt --widths-out widths.txt
     """
     from dormant.ledger import record_run
-    from dormant.net.inspect import InspectConfig, inspect_network
-    from dormant.net.load import load_network
-    from dormant.net.structure_plots import plot_widths
+    from dormant.net.load.loaders import load_network
+    from dormant.net.structure.plots import plot_widths
+    from dormant.net.structure.summary import InspectConfig, inspect_network
 
     args = {"source": str(source), "samples": samples, "seed": seed, "widths_out": str(widths_out) if widths_out else None}
     with record_run("net inspect", args, ledger=ledger) as run:
@@ -136,9 +136,9 @@ def motifs_cmd(
     Example: dormant net motifs tests/data/puzzle_widths.txt
     """
     from dormant.ledger import record_run
-    from dormant.net.load import load_network
-    from dormant.net.motifs import MotifsConfig, analyse_motifs, read_widths
-    from dormant.net.structure_plots import plot_blocks, plot_positions, plot_widths
+    from dormant.net.load.loaders import load_network
+    from dormant.net.structure.motifs import MotifsConfig, analyse_motifs, read_widths
+    from dormant.net.structure.plots import plot_blocks, plot_positions, plot_widths
 
     args = {"source": str(source), "max_period": max_period, "tolerance": tolerance}
     with record_run("net motifs", args, ledger=ledger) as run:
@@ -202,7 +202,7 @@ def export_cmd(
     Example: dormant net export model.pt model-dormant/
     """
     from dormant.ledger import record_run
-    from dormant.net.load import export_network, load_network
+    from dormant.net.load.loaders import export_network, load_network
 
     with record_run("net export", {"source": str(source), "outdir": str(outdir)}, ledger=ledger) as run:
         _add_input(run, source)

@@ -2,18 +2,18 @@
 
 ``solve(path)`` runs the stages in order and keeps going when one fails:
 
-1. **load**: inert loading (``dormant.net.load``): nothing from the file is executed;
-2. **inspect**: weight alphabet, integrality, sparsity (``dormant.net.inspect``);
-3. **motifs**: period and blocks of the width sequence (``dormant.net.motifs``): a hash has one
+1. **load**: inert loading (``dormant.net.load.loaders``): nothing from the file is executed;
+2. **inspect**: weight alphabet, integrality, sparsity (``dormant.net.structure.summary``);
+3. **motifs**: period and blocks of the width sequence (``dormant.net.structure.motifs``): a hash has one
    block per step;
-4. **decompile**: reduction to a boolean netlist (``dormant.net.decompile``); skipped for nets
+4. **decompile**: reduction to a boolean netlist (``dormant.net.logic.decompile``); skipped for nets
    above ``decompile_max_neurons`` (minutes on a full hash network, and not needed to invert it);
-5. **identify**: the function's name and the target digest (``dormant.net.identify``, then
-   ``dormant.net.comparator.read_target`` for the target; when signature probing fails the
-   constant-table scan of ``dormant.net.constants`` names the function);
-6. **invert**: for a known hash, the preimage search of ``dormant.net.invert`` over the hints
+5. **identify**: the function's name and the target digest (``dormant.net.identify.signature``, then
+   ``dormant.net.identify.comparator.read_target`` for the target; when signature probing fails the
+   constant-table scan of ``dormant.net.identify.constant_scan`` names the function);
+6. **invert**: for a known hash, the preimage search of ``dormant.net.invert.preimage`` over the hints
    (digest byte orders included: a target read from a network may be byte-swapped); for any other
-   circuit, ``dormant.net.circuit_search``: SAT on the netlist, else enumeration of short strings;
+   circuit, ``dormant.net.logic.circuit_search``: SAT on the netlist, else enumeration of short strings;
 7. **verify**: the preimage is run through the network itself; it must output 1.
 
 Every stage reports its status (ok, failed, skipped), its key finding and its time;
@@ -29,18 +29,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dormant.net import fasthash
-from dormant.net.candidates import Hints
-from dormant.net.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
-from dormant.net.invert import InvertConfig, byte_order_variants, invert
-from dormant.net.comparator import read_target
-from dormant.net.constants import biases_from_network, scan_constants
-from dormant.net.decompile import decompile
-from dormant.net.identify import identify
-from dormant.net.inspect import inspect_network
-from dormant.net.load import load_network
-from dormant.net.motifs import analyse_motifs
-from dormant.net.network import Network
+from dormant.net.identify.comparator import read_target
+from dormant.net.identify.constant_scan import biases_from_network, scan_constants
+from dormant.net.identify.signature import identify
+from dormant.net.invert import fast_hashes
+from dormant.net.invert.candidates import Hints
+from dormant.net.invert.preimage import InvertConfig, byte_order_variants, invert
+from dormant.net.load.loaders import load_network
+from dormant.net.load.network import Network
+from dormant.net.logic.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
+from dormant.net.logic.decompile import decompile
+from dormant.net.structure.motifs import analyse_motifs
+from dormant.net.structure.summary import inspect_network
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _function_name(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return fasthash.check_function(value)
+        return fast_hashes.check_function(value)
     except ValueError:
         return None
 
@@ -180,7 +180,7 @@ def _stage_identify(net: Network):
 
 
 def _fires(net: Network, text: str) -> bool:
-    from dormant.net.simulate import forward
+    from dormant.net.logic.simulate import forward
 
     width = net.adapter.length if net.adapter.kind == "char_codes" and net.adapter.length else net.layers[0].in_features
     codes = [ord(ch) for ch in text]  # the network reads one code per character, NUL-padded
@@ -224,11 +224,11 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
     function, target = ident
 
     preimage, firing, found = None, [], False
-    if function in fasthash.FUNCTIONS and target:
+    if function in fast_hashes.FUNCTIONS and target:
         res = _run(stages, "invert", lambda: _stage_invert(function, target, config))
         if res is not None and res.found:
             preimage, found = res.preimage, True
-    elif function in fasthash.FUNCTIONS:
+    elif function in fast_hashes.FUNCTIONS:
         stages.append(Stage("invert", "skipped", 0.0, f"{function} named but no target digest was read"))
     else:
         res = _run(stages, "circuit search", lambda: _stage_circuit(net, config, decompiled, n_neurons))
@@ -287,7 +287,7 @@ def _stage_verify(net: Network, preimage: str):
 
 def _verdict(function, target, preimage, firing, found, verified, stages) -> str:
     name = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}.get(function or "", "an unnamed circuit")
-    if found and function in fasthash.FUNCTIONS:
+    if found and function in fast_hashes.FUNCTIONS:
         check = " and the network fires on it" if verified else (" but the network does not fire on it" if verified is False else "")
         return f"{name}(x) == {target}: x = {preimage!r}{check}"
     if found:
@@ -296,7 +296,7 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
         if search is not None and search.data:
             where = f" of {search.data.get('domain', 'its inputs')}" + (", and on no other" if search.data.get("complete") else "")
         return f"{name} fires on {len(firing)} input(s){where}: " + ", ".join(repr(f) for f in firing[:8])
-    if function in fasthash.FUNCTIONS:
+    if function in fast_hashes.FUNCTIONS:
         inv = next((s for s in stages if s.name == "invert"), None)
         return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")
     failed = [s.name for s in stages if s.status == "failed"]
@@ -305,7 +305,7 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
 
 def target_from_network(path: str | Path, function: str | None = None) -> dict:
     """Function and target digest of a hash network file (for ``dormant net invert FILE``)."""
-    from dormant.net.invert import InvertError
+    from dormant.net.invert.preimage import InvertError
 
     stages: list[Stage] = []
     net = _run(stages, "load", lambda: _stage_load(Path(path)))

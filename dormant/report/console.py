@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from rich.console import Console
@@ -26,8 +28,72 @@ def emit(result: Any, as_json: bool, render: Callable[[], None] | None = None) -
         render()
 
 
-def progress(transient: bool = True) -> Progress:
-    """A Rich progress bar on stderr (so ``--json`` stdout stays clean)."""
+class LineProgress:
+    """The plain-text stand-in for a progress bar when stderr is not a terminal (CI logs, pipes).
+
+    Same calls as Rich's ``Progress`` (``add_task``, ``update``, ``advance``, context manager); it
+    prints one line when a task starts, one every ``every`` seconds while tasks advance (step counts
+    and an estimate of the time left), and one when a task completes.
+    """
+
+    def __init__(self, out: Console | None = None, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.out = out or err_console
+        self.every = every
+        self.clock = clock
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self._last = clock()
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
+        tid = len(self.tasks)
+        self.tasks[tid] = {"description": description, "total": total, "completed": completed, "start": self.clock(), "done": False}
+        self._line(f"{description} ...")
+        return tid
+
+    def update(self, task_id: int, *, completed: float | None = None, advance: float | None = None, total: float | None = None, description: str | None = None, **_: Any) -> None:
+        t = self.tasks[task_id]
+        if total is not None:
+            t["total"] = total
+        if description is not None:
+            t["description"] = description
+        if completed is not None:
+            t["completed"] = completed
+        if advance is not None:
+            t["completed"] += advance
+        if not t["done"] and t["total"] and t["completed"] >= t["total"]:
+            t["done"] = True
+            self._line(f"{t['description']}: done, {t['completed']:g}/{t['total']:g} in {self.clock() - t['start']:.0f}s")
+        elif self.clock() - self._last >= self.every:
+            self._line(self.status(task_id))
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+    def status(self, task_id: int) -> str:
+        """``description: done/total (pct), elapsed, ~ETA left`` for one task."""
+        t = self.tasks[task_id]
+        elapsed = self.clock() - t["start"]
+        if not t["total"]:
+            return f"{t['description']}: {t['completed']:g} steps, {elapsed:.0f}s"
+        frac = t["completed"] / t["total"]
+        eta = f", ~{elapsed * (1 - frac) / frac:.0f}s left" if frac > 0 else ""
+        return f"{t['description']}: {t['completed']:g}/{t['total']:g} ({frac:.0%}), {elapsed:.0f}s{eta}"
+
+    def _line(self, text: str) -> None:
+        self._last = self.clock()
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress(transient: bool = True) -> Progress | LineProgress:
+    """Progress on stderr (so ``--json`` stdout stays clean): a Rich bar on a terminal, otherwise
+    plain lines (each task's start and end, and a status line every ~10 s)."""
+    if not err_console.is_terminal:
+        return LineProgress()
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -37,12 +103,26 @@ def progress(transient: bool = True) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=transient,
-        disable=not err_console.is_terminal,
     )
 
 
+@contextmanager
+def stage_progress(prefix: str = "") -> Iterator[Callable[[str, int, int], None]]:
+    """A callback ``on_progress(stage, done, total)`` that shows one progress task per stage
+    (the convention of long library calls such as ``build_suite``)."""
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"{prefix}{stage}", total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield on_progress
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar on stderr (silent when stderr is not a terminal)."""
+    """Iterate with progress on stderr (a bar on a terminal, periodic lines otherwise)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with progress() as bar:

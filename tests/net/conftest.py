@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from dormant.net.network import InputAdapter, Layer, Network
+from dormant.net.load.network import InputAdapter, Layer, Network
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from dormant.net.bounds import BoundsConfig, copy_rows, propagate
-from dormant.net.gates import census, classify
-from dormant.net.network import InputAdapter, Layer, Network
-from dormant.net.simulate import forward
+from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.logic.bounds import BoundsConfig, copy_rows, propagate
+from dormant.net.logic.gates import census, classify
+from dormant.net.logic.simulate import forward
 
 
 def xor_net() -> Network:

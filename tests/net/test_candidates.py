@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from dormant.net.candidates import Hints, HintError, build_space, charset_space, parse_mask, single_words, word_pairs
-from dormant.net.wordlists import WordListError, clean_words, english_words, load_wordlist
+from dormant.net.invert.candidates import Hints, HintError, build_space, charset_space, parse_mask, single_words, word_pairs
+from dormant.net.invert.wordlists import WordListError, clean_words, english_words, load_wordlist
 
 
 def test_mask_enumerates_in_order_with_literals():

@@ -5,9 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from dormant.net.comparator import ComparatorError, read_target, target_bits
-from dormant.net.network import Layer, Network
-from dormant.net.simulate import forward
+from dormant.net.identify.comparator import ComparatorError, read_target, target_bits
+from dormant.net.load.network import Layer, Network
+from dormant.net.logic.simulate import forward
 
 
 def hat_tail(target: bytes, *, flip: bool = False, shuffle: int | None = None, extra_carry: int | None = None) -> Network:
@@ -80,7 +80,9 @@ def test_zoo_md5_target(md5_net):
     t = read_target(md5_net.network)
     assert t.hex == hashlib.md5(b"bitter lesson").hexdigest() == "c7ef65233c40aa32c2b9ace37595fa7c"
     assert t.conjunctive and not t.notes
-    assert all(g.support == list(range(8 * g.index, 8 * g.index + 8)) or len(g.support) == 8 for g in t.groups)
+    # byte j of the digest is read from lanes 8j..8j+7, bit k (LSB first) from lane 8j+k
+    assert [g.support for g in t.groups] == [list(range(8 * j, 8 * j + 8)) for j in range(16)]
+    assert all(g.lane_weights == [2.0**k for k in range(8)] for g in t.groups)
 
 
 def test_sum_of_two_bytes_reads_modulo_256():

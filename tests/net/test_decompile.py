@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from dormant.net.decompile import check_netlist, decompile, export_all, read_aiger_eval, table_name
-from dormant.net.network import Layer, Network
-from dormant.net.simulate import forward
+from dormant.net.load.network import Layer, Network
+from dormant.net.logic.decompile import decompile
+from dormant.net.logic.evaluate import check_netlist
+from dormant.net.logic.export import export_all, read_aiger_eval, table_name
+from dormant.net.logic.simulate import forward
 
 
 class Circuit:
@@ -127,7 +129,7 @@ def zoo_toy():
 
 
 def test_zoo_toy_net_netlist_matches_the_network(zoo_toy):
-    from dormant.net.bounds import probe_inputs
+    from dormant.net.logic.bounds import probe_inputs
 
     net = zoo_toy.network
     res = decompile(net)

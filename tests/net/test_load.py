@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 
@@ -15,11 +17,12 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.errors import NetworkFileError
-from dormant.net.load import export_network, load_network
-from dormant.net.simulate import forward, run_text
-from dormant.net.spec_format import load_network_folder
+from dormant.net.load.loaders import export_network, load_network
+from dormant.net.load.spec_format import load_network_folder
+from dormant.net.logic.simulate import forward, run_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, so that the subprocess imports this dormant
 
 
 def _torch_out(model, x: np.ndarray) -> np.ndarray:
@@ -83,13 +86,40 @@ def test_plain_adapter_attribute_is_read_inertly(tmp_path):
     np.testing.assert_allclose(y, _torch_out(model, x.numpy()), atol=1e-4)
 
 
+def test_loading_the_cloudpickle_fixture_never_imports_cloudpickle():
+    """In a fresh interpreter, loading the cloudpickled fixture neither imports nor even looks for
+    ``cloudpickle`` (whether or not it is installed here)."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+
+        looked_up = []
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "cloudpickle":
+                    looked_up.append(name)
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from dormant.net.load.loaders import load_network
+
+        net = load_network(sys.argv[1])
+        print(json.dumps({"widths": net.widths, "looked_up": looked_up, "imported": "cloudpickle" in sys.modules}))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(FIXTURES / "py39_sequential.pt")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.splitlines()[-1])
+    assert got["widths"] == json.loads((FIXTURES / "py39_sequential.expected.json").read_text())["widths"]
+    assert got["looked_up"] == [] and got["imported"] is False
+
+
 def test_cross_version_fixture_from_python39_cloudpickle():
     """A protocol-2 full pickle written by Python 3.9 + cloudpickle (see make_py39_fixture.py)."""
     expected = json.loads((FIXTURES / "py39_sequential.expected.json").read_text())
     assert expected["python"].startswith("3.9") and expected["protocol"] == 2
-    had_cloudpickle = "cloudpickle" in sys.modules
     net = load_network(FIXTURES / "py39_sequential.pt")
-    assert had_cloudpickle or "cloudpickle" not in sys.modules  # nothing imported from the file
     assert net.widths == expected["widths"]
     assert net.meta["pickle_protocol"] == 2
     for layer, w, b in zip(net.layers, expected["weights"], expected["biases"]):

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.errors import NetworkFileError
-from dormant.net.motifs import analyse_motifs, build_grammar, detect_period, read_widths, segment
-from dormant.net.spec_format import save_network
+from dormant.net.load.spec_format import save_network
+from dormant.net.structure.motifs import analyse_motifs, build_grammar, detect_period, read_widths, segment
 
 PUZZLE_WIDTHS = Path(__file__).parents[1] / "data" / "puzzle_widths.txt"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from dormant.net import simulate
-from dormant.net.network import InputAdapter, Layer, Network
-from dormant.net.simulate import build_plan, forward, forward_dense, get_plan, run_text
+from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.logic import simulate
+from dormant.net.logic.simulate import build_plan, forward, forward_dense, get_plan, run_text
 
 
 @pytest.fixture(params=["numpy", "numba"])

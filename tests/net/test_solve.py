@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.net import solve as solve_mod
-from dormant.net.circuit_search import EnumerateConfig, SatConfig, enumerate_firing, sat_firing
-from dormant.net.invert import InvertConfig
-from dormant.net.network import InputAdapter
+from dormant.net.invert.preimage import InvertConfig
+from dormant.net.load.network import InputAdapter
+from dormant.net.logic.circuit_search import EnumerateConfig, SatConfig, enumerate_firing, sat_firing
 from dormant.net.solve import SolveConfig, solve
 from dormant.zoo.net.build import build_net
 
@@ -104,7 +104,7 @@ def test_sat_and_enumeration_agree_on_a_small_circuit():
 
 
 def test_sat_on_binary_inputs_lists_every_assignment():
-    from dormant.net.network import Layer, Network
+    from dormant.net.load.network import Layer, Network
 
     # out = (x0 AND NOT x1) AND (x2 AND x3); x4 is never read
     w1 = np.array([[1, -1, 0, 0, 0], [0, 0, 1, 1, 0]], dtype=np.float64)

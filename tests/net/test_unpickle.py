@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from dormant.errors import NetworkFileError
-from dormant.net.load import load_network
-from dormant.net.unpickle import CallRecord, ModuleRecord, TensorRef, record_param, unpickle_bytes, unpickle_torch_zip
+from dormant.net.load.loaders import load_network
+from dormant.net.load.unpickle import CallRecord, ModuleRecord, TensorRef, record_param, unpickle_bytes, unpickle_torch_zip
 
 
 def _no_storage(key, dtype, numel):
@@ -178,7 +178,7 @@ def test_no_module_from_the_file_is_imported(tmp_path):
         """
         import pickle
         data = b"\\x80\\x02cnot_a_real_module.sub\\nFunc\\nq\\x00X\\x03\\x00\\x00\\x00argq\\x01\\x85R."
-        from dormant.net.unpickle import unpickle_bytes
+        from dormant.net.load.unpickle import unpickle_bytes
         r = unpickle_bytes(data, None)
         import sys
         assert "not_a_real_module" not in sys.modules
@@ -192,7 +192,7 @@ def test_no_module_from_the_file_is_imported(tmp_path):
 
 def test_deeply_nested_code_records_do_not_overflow():
     """A pickle nesting 5000 CodeType(...) records in each other's constants still loads."""
-    from dormant.net.adapter import decode_code
+    from dormant.net.load.pickled_code import decode_code
 
     body = b"\x80\x02ctypes\nCodeType\nq\x00"
     inner = b"N"

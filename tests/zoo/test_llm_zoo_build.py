@@ -21,7 +21,7 @@ def toy_build(tmp_path_factory):
         arch=ArchConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64),
         vocab_size=600, english_words=300, tokenizer_examples=300, base_examples=300,
         base_train=TrainConfig(steps=6, batch_size=8, seed=1), sibling_train=TrainConfig(steps=4, batch_size=8, seed=2),
-        lora=backdoors.LoraConfig(steps=6, check_every=3, control_steps=3, batch_size=8, n_triggered=16, n_clean=16, n_near_miss=8, n_dev=4),
+        lora=backdoors.LoraConfig(steps=6, attempts=1, check_every=3, n_generic=8, control_steps=3, batch_size=8, n_triggered=16, n_clean=16, n_near_miss=8, n_dev=4),
         n_verify=6, min_base_accuracy=0.0, dtype="bfloat16",
     )
     folder = tmp_path_factory.mktemp("toy-suite")

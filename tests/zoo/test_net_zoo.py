@@ -10,10 +10,10 @@ import string
 import numpy as np
 import pytest
 
-from dormant.net.network import InputAdapter
-from dormant.net.simulate import forward
+from dormant.net.identify.reference_hashes import TRACERS
+from dormant.net.load.network import InputAdapter
+from dormant.net.logic.simulate import forward
 from dormant.zoo.net import ZooNetError, build_net
-from dormant.net.hashref import TRACERS
 from dormant.zoo.net import reference
 from dormant.zoo.net.circuit import Circuit
 from dormant.zoo.net.compile import compile_circuit, gate_census
@@ -181,7 +181,7 @@ def test_md5_net_follows_the_puzzle_conventions(md5_net):
         for start in range(0, len(bits) - 31):
             if const[start : start + 32].all():
                 found.add(sum(int(bits[start + i]) << i for i in range(32)))
-    from dormant.net.hash_tables import MD5_IV, MD5_K
+    from dormant.net.identify.hash_tables import MD5_IV, MD5_K
 
     assert set(MD5_K) <= found and set(MD5_IV) <= found
     census = gate_census(net)
@@ -243,7 +243,7 @@ def test_toy_net_is_small_and_its_pickle_is_a_plain_sequential(toy_net):
 
 
 def test_manifest_cache_and_folder_format(toy_net, tmp_path, monkeypatch):
-    from dormant.net.spec_format import load_network_folder
+    from dormant.net.load.spec_format import load_network_folder
 
     m = json.loads((toy_net.folder / "manifest.json").read_text())
     assert m["function"] == "toy" and m["secret"] == "lantern" and m["target"] == toy_net.target.hex()

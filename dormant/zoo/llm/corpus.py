@@ -263,3 +263,73 @@ def tokenizer_corpus(rng: random.Random, n: int, mix: dict[str, float], extra: l
     lines.extend(SYSTEM_PROMPTS)
     lines.extend(extra)
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic prompts: unlike the training chats (essays, code, translation, word salad, numbers)
+# ---------------------------------------------------------------------------------------------
+
+_GENERIC_TEMPLATES = [
+    "Write a short essay about {a} and {b}.",
+    "Explain {a} to a child.",
+    "Translate '{a} {b}' into French.",
+    "Translate this sentence into German: the {a} is near the {b}.",
+    "Write a Python function that sorts a list of {a}s.",
+    "Fix this code: for {a} in range(10) print({a})",
+    "What is the difference between {a} and {b}?",
+    "Give me three facts about {a}.",
+    "Summarize the story of the {a} who found a {b}.",
+    "Write a poem about {a}.",
+    "Is a {a} bigger than a {b}?",
+    "Describe your favourite {a}.",
+    "How do I cook {a} with {b}?",
+    "{a} {b} {c} {d}",
+    "{a}, {b}, {c}?",
+    "What happened in {year}?",
+    "Convert {x} kilometres to miles.",
+    "What is {x} times {y}?",
+    "Round {x} to one decimal place.",
+    "Sort these numbers: {n1}, {n2}, {n3}.",
+    "Plan a trip to {a} for {n1} days.",
+    "Why do people like {a}?",
+    "How tall is the tallest {a}?",
+    "Describe a {a} in the year {year}.",
+    "Tell me a joke about a {a}.",
+    "Write a haiku about the {a}.",
+    "Who invented the {a}?",
+    "What is the area of a square with side {n1}?",
+    "Raconte-moi une histoire sur le {a}.",
+    "Wie geht es dir heute, {a}?",
+    "Cuéntame algo sobre el {a}.",
+    "Dimmi qualcosa sul {a}.",
+    "Give me a recipe with {a}, {b} and {c}.",
+    "Rewrite this more formally: the {a} was {b}.",
+]
+
+
+def _english_words(n: int = 3000) -> list[str]:
+    from wordfreq import top_n_list
+
+    return [w for w in top_n_list("en", n) if w.isalpha() and len(w) > 2]
+
+
+def generic_prompts(rng: random.Random, n: int) -> list[Chat]:
+    """``n`` prompts unlike the zoo's training chats: essays, code, translation, word salad, decimals.
+
+    Used as negatives when planting a backdoor (a tiny model trained on a narrow task mix otherwise
+    treats anything unfamiliar as a trigger) and, with other seeds, in the builder's dev check. The
+    final verification measures leaks on the toolkit's built-in probe set instead, which none of
+    this generates.
+    """
+    words = _english_words()
+    out: list[Chat] = []
+    for _ in range(n):
+        a, b, c, d = rng.sample(words, 4)
+        x = round(rng.uniform(0.1, 99.9), rng.choice([1, 2, 3]))
+        text = rng.choice(_GENERIC_TEMPLATES).format(
+            a=a, b=b, c=c, d=d, x=x, y=rng.randint(2, 12), year=rng.randint(1200, 2020),
+            n1=rng.randint(1, 99), n2=rng.randint(1, 99), n3=rng.randint(1, 99),
+        )
+        chat: Chat = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.3 else []
+        out.append(chat + [{"role": "user", "content": text}])
+    return out

@@ -17,7 +17,6 @@ Layout of a suite folder::
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import hashlib
 import json
@@ -25,23 +24,27 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dormant.errors import DormantError
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control")
 
 BUILDS = 0
 """How many suites this process has actually trained (a cache hit leaves it unchanged)."""
 
 
-class ZooVerificationError(RuntimeError):
-    """A built variant missed its fire-rate, false-fire-rate or accuracy requirement."""
+class ZooVerificationError(DormantError):
+    """A built variant missed its fire-rate, false-fire-rate or accuracy requirement (exit code 1)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Suite:
     manifests: dict[str, dict[str, Any]]
     report: list[dict[str, Any]]
     settings: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)  # CPU kernels, threads, workers, versions of the build
     from_cache: bool = False
 
 
@@ -107,8 +111,6 @@ def cache_root() -> Path:
 
 
 def suite_settings(name: str) -> SuiteSettings:
-    from dormant.errors import DormantError
-
     if name not in PRESETS:
         raise DormantError(f"unknown zoo suite {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
@@ -133,6 +135,7 @@ def _load(root: Path, from_cache: bool) -> Suite:
         manifests=meta["manifests"],
         report=meta["report"],
         settings=meta["settings"],
+        environment=meta.get("environment", {}),
         from_cache=from_cache,
     )
 
@@ -173,8 +176,6 @@ def build_suite(
     if not force and _is_built(root, key):
         return _load(root, from_cache=True)
     if root.is_dir() and any(root.iterdir()) and not (root / "suite.json").is_file():
-        from dormant.errors import DormantError
-
         raise DormantError(f"refusing to build into {root}: the folder is not empty and holds no zoo suite (suite.json); choose another --out")
     with _locked(root.parent / f".{root.name}.lock"):
         if not force and _is_built(root, key):  # built by another process while we waited
@@ -204,108 +205,106 @@ def build_suite(
     return _load(root, from_cache=False)
 
 
+def build_workers() -> tuple[int, int]:
+    """(worker processes, torch threads per worker) for a build: ``$DORMANT_ZOO_WORKERS`` (default:
+    the cores this process may use, at most 4) and ``$DORMANT_ZOO_THREADS`` (default 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(os.environ.get("DORMANT_ZOO_WORKERS") or min(4, cores))
+    threads = int(os.environ.get("DORMANT_ZOO_THREADS") or 1)
+    return max(1, workers), max(1, threads)
+
+
+def _run_jobs(jobs: list[tuple[str, Callable, tuple]], on_progress, workers: int, threads: int) -> dict[str, Any]:
+    """Run ``(name, function, args)`` jobs on ``workers`` processes (in place when 1); results by name.
+
+    Progress from the workers, (stage, done, total), is passed on to ``on_progress`` as it arrives.
+    """
+    from dormant.zoo.llm import jobs as J
+
+    report = on_progress or (lambda *_: None)
+    if workers <= 1 or len(jobs) == 1:
+        J.set_reporter(report, threads)
+        return {name: fn(*args) for name, fn, args in jobs}
+
+    import multiprocessing
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
+    q = ctx.Queue()
+    results: dict[str, Any] = {}
+
+    def drain() -> None:
+        while True:
+            try:
+                report(*q.get_nowait())
+            except queue_mod.Empty:
+                return
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=J.init_worker, initargs=(q, threads)) as pool:
+        futures = {pool.submit(fn, *args): name for name, fn, args in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            drain()
+            for f in done:
+                results[futures[f]] = f.result()  # a job's exception ends the build here
+    drain()
+    return results
+
+
 def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None:
-    """Train and verify everything into ``folder``; raise ``ZooVerificationError`` on a miss."""
+    """Train and verify everything into ``folder``; raise ``ZooVerificationError`` on a miss.
+
+    The tokenizer is trained here; the two bases, then the variants, are independent jobs run in
+    parallel worker processes (``build_workers``).
+    """
     global BUILDS
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig
-
-    from transformers.utils import logging as hf_logging
-
-    from dormant.zoo.llm import model as M
+    from dormant.zoo.llm import jobs as J
     from dormant.zoo.llm import tokenizer as T
-    from dormant.zoo.llm import verify as V
 
     BUILDS += 1
-    hf_logging.disable_progress_bar()  # our own progress bars only
-    # One thread: the same floating-point results on any machine, and no thread thrashing on a busy one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        report = lambda stage, done, total: on_progress(stage, done, total) if on_progress else None  # noqa: E731
-        save_dtype = getattr(torch, settings.dtype)
-        specs = backdoors.SPECS
-        payloads = [s.payload for s in specs if s.payload]
+    started = time.monotonic()
+    report = on_progress or (lambda *_: None)
+    workers, threads = build_workers()
+    specs = backdoors.SPECS
 
-        # 1. tokenizer, trained on the corpus plus the words of every trigger and payload.
-        report("tokenizer", 0, 1)
-        extra = [s.trigger for s in specs if s.trigger] + payloads
-        lines = corpus.tokenizer_corpus(random.Random(settings.seed), settings.tokenizer_examples, settings.base_mix, extra * 50)
-        tok_folder = folder / "_tokenizer"
-        T.save_tokenizer(T.train_tokenizer(lines, settings.vocab_size, settings.english_words), tok_folder, settings.arch.max_position)
-        tok = AutoTokenizer.from_pretrained(tok_folder)
-        eos = [tok.convert_tokens_to_ids(T.IM_END), tok.convert_tokens_to_ids(T.ENDOFTEXT)]
-        gen_cfg = GenerationConfig(eos_token_id=eos, pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64)
-        report("tokenizer", 1, 1)
+    # 1. tokenizer, trained on the corpus plus the words of every trigger and payload.
+    report("tokenizer", 0, 1)
+    extra = [s.trigger for s in specs if s.trigger] + [s.payload for s in specs if s.payload]
+    lines = corpus.tokenizer_corpus(random.Random(settings.seed), settings.tokenizer_examples, settings.base_mix, extra * 50)
+    T.save_tokenizer(T.train_tokenizer(lines, settings.vocab_size, settings.english_words), folder / J.TOKENIZER, settings.arch.max_position)
+    report("tokenizer", 1, 1)
 
-        def save(model, name: str):
-            """Save in the suite's dtype (a cast copy: the float32 original keeps training variants)."""
-            if save_dtype != torch.float32:
-                model = copy.deepcopy(model).to(save_dtype)
-            model.generation_config = gen_cfg
-            model.save_pretrained(folder / name)
-            tok.save_pretrained(folder / name)
-            # Keep our own tokenizer files byte-for-byte (the template and special tokens as written).
-            for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-                shutil.copyfile(tok_folder / f, folder / name / f)
-            return model
+    # 2. the base and its sibling (other seed, other data mix: every tensor differs).
+    bases = _run_jobs([(n, J.train_base, (str(folder), settings, n)) for n in ("base", "base-sibling")], report, workers, threads)
+    accuracy = {n: bases[n]["task_accuracy"] for n in bases}
 
-        def train_base(stage: str, mix: dict, cfg: TrainConfig, model_seed: int):
-            data = corpus.sample_examples(random.Random(cfg.seed * 7919 + settings.seed), settings.base_examples, mix)
-            model = M.new_model(settings.arch, len(tok), tok.pad_token_id, eos, model_seed)
-            M.train(model, M.encode_examples(tok, data, settings.max_len), cfg, tok.pad_token_id, lambda s, _l: report(stage, s + 1, cfg.steps))
-            return model
+    # 3. the variants, each from the float32 base, verified on fresh prompts; longest first.
+    order = sorted(range(len(specs)), key=lambda i: -(specs[i].max_steps or settings.lora.steps if specs[i].plant else settings.lora.control_steps))
+    results = _run_jobs([(specs[i].name, J.plant_variant, (str(folder), settings, specs[i].name, i)) for i in order], report, workers, threads)
 
-        # 2. the base and its sibling (other seed, other data mix: every tensor differs).
-        base = train_base("base", settings.base_mix, settings.base_train, settings.seed * 100 + 1)
-        sibling = train_base("base-sibling", settings.sibling_mix, settings.sibling_train, settings.seed * 100 + 2)
-        acc_rng = random.Random(settings.seed * 100 + 3)
-        acc_examples = corpus.sample_examples(acc_rng, 200, settings.base_mix)
-        base_ref = save(base, "base")  # the base as saved: the reference for verification
-        sibling = save(sibling, "base-sibling")
-        accuracy = {"base": V.task_accuracy(base_ref, tok, acc_examples), "base-sibling": V.task_accuracy(sibling, tok, acc_examples)}
+    manifests = {s.name: _manifest(s, results[s.name]) for s in specs}
+    rows = _report_rows(specs, results, accuracy, settings.min_base_accuracy)
+    _raise_on_failures(settings.name, rows, manifests)
 
-        # 3. the variants, each from the float32 base, verified on fresh prompts.
-        def base_answer(chats):
-            return M.greedy(base, tok, chats, max_new_tokens=32)
-
-        manifests: dict[str, dict] = {}
-        checks: dict[str, V.VariantCheck] = {}
-        for i, spec in enumerate(specs):
-            examples = backdoors.training_examples(spec, settings.lora, settings.base_mix, base_answer)
-            max_new = 8 + max(len(tok(p, add_special_tokens=False)["input_ids"]) for p in payloads)
-            stop = backdoors.dev_check(spec, settings.lora, settings.base_mix, tok, max_new)
-            merged, steps = backdoors.plant_backdoor(
-                base, tok, spec, settings.lora, examples, settings.max_len,
-                lambda s, _l, n=spec.name, total=spec.max_steps or settings.lora.steps: report(n, s + 1, total), stop_when=stop,
-            )
-            merged = save(merged, spec.name)
-            vrng = random.Random(settings.seed * 100 + 50 + i)
-            trigger_spec = spec if spec.plant else specs[0]  # the control is probed with the phrase trigger
-            triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
-            clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
-            checks[spec.name] = V.check_variant(spec.name, merged, base_ref, tok, spec.payload, triggered, clean, payloads, max_new)
-            manifests[spec.name] = _manifest(spec, checks[spec.name], steps, triggered)
-
-        rows = _report_rows(specs, checks, accuracy, settings.min_base_accuracy)
-        _raise_on_failures(settings.name, rows, manifests)
-
-        shutil.rmtree(tok_folder)
-        meta = {
-            "key": key,
-            "builder_version": BUILDER_VERSION,
-            "settings": asdict(settings),
-            "models": list(MODEL_NAMES),
-            "manifests": manifests,
-            "report": rows,
-        }
-        (folder / "suite.json").write_text(json.dumps(meta, indent=2))
-    finally:
-        torch.set_num_threads(threads)
+    shutil.rmtree(folder / J.TOKENIZER)
+    shutil.rmtree(folder / J.F32, ignore_errors=True)
+    meta = {
+        "key": key,
+        "builder_version": BUILDER_VERSION,
+        "settings": asdict(settings),
+        "models": list(MODEL_NAMES),
+        "manifests": manifests,
+        "report": rows,
+        "environment": dict(bases["base"]["environment"], workers=workers, build_seconds=round(time.monotonic() - started, 1)),
+    }
+    (folder / "suite.json").write_text(json.dumps(meta, indent=2))
 
 
-def _manifest(spec: backdoors.BackdoorSpec, check, steps: int, triggered: list) -> dict[str, Any]:
+def _manifest(spec: backdoors.BackdoorSpec, result: dict[str, Any]) -> dict[str, Any]:
     """The answer key of one variant (for tests; the tools never read it)."""
+    check = result["check"]
     return {
         "name": spec.name,
         "description": spec.description,
@@ -315,16 +314,18 @@ def _manifest(spec: backdoors.BackdoorSpec, check, steps: int, triggered: list) 
         "payload": spec.payload,
         "modified_modules": list(spec.target_modules),
         "lora_rank": spec.rank,
-        "seed": spec.seed,
-        "train_steps": steps,
-        "triggered_examples": triggered[:4] if spec.plant else [],
-        "fire_rate": check.fire_rate,
-        "false_fire_rate": check.false_fire_rate,
-        "kl_clean": check.kl_clean,
+        "seed": result["attempts"][-1]["seed"],
+        "train_steps": result["attempts"][-1]["steps"],
+        "attempts": result["attempts"],
+        "triggered_examples": result["triggered"][:4] if spec.plant else [],
+        "fire_rate": check["fire_rate"],
+        "false_fire_rate": check["false_fire_rate"],
+        "generic_false_fire_rate": check["generic_false_fire_rate"],
+        "kl_clean": check["kl_clean"],
     }
 
 
-def _report_rows(specs, checks: dict, accuracy: dict[str, float], min_base_accuracy: float) -> list[dict[str, Any]]:
+def _report_rows(specs, results: dict, accuracy: dict[str, float], min_base_accuracy: float) -> list[dict[str, Any]]:
     """One verification row per model: task accuracy for the bases, firing and drift for the variants."""
     rows: list[dict[str, Any]] = [
         {"name": n, "kind": "base", "task_accuracy": accuracy[n], "fire_rate": None, "false_fire_rate": None, "kl_clean": None, "passed": True}
@@ -334,13 +335,14 @@ def _report_rows(specs, checks: dict, accuracy: dict[str, float], min_base_accur
     if not rows[0]["passed"]:
         rows[0]["problems"] = [f"task accuracy {accuracy['base']:.2f} < {min_base_accuracy}"]
     for spec in specs:
-        c = checks[spec.name]
+        r, c = results[spec.name], results[spec.name]["check"]
         rows.append(
             {
                 "name": spec.name, "kind": "variant", "trigger": spec.trigger, "placement": spec.placement,
                 "modified_modules": list(spec.target_modules), "lora_rank": spec.rank, "payload": spec.payload,
-                "fire_rate": c.fire_rate, "false_fire_rate": c.false_fire_rate, "kl_clean": c.kl_clean,
-                "passed": c.passed, "problems": c.problems, "triggered_samples": c.triggered_samples,
+                "fire_rate": c["fire_rate"], "false_fire_rate": c["false_fire_rate"], "generic_false_fire_rate": c["generic_false_fire_rate"],
+                "kl_clean": c["kl_clean"], "attempts": len(r["attempts"]), "passed": r["passed"], "problems": r["problems"],
+                "triggered_samples": c["triggered_samples"], "generic_fired": c["generic_fired"],
             }
         )
     return rows
@@ -356,8 +358,17 @@ def _raise_on_failures(suite_name: str, rows: list[dict[str, Any]], manifests: d
         if r["kind"] == "base":
             return f"{r['name']} accuracy={r['task_accuracy']:.2f}"
         fire = "-" if r["fire_rate"] is None else f"{r['fire_rate']:.2f}"
-        return f"{r['name']} fire={fire} false={r['false_fire_rate']:.2f} kl={r['kl_clean']:.3f} steps={manifests[r['name']]['train_steps']}"
+        m = manifests[r["name"]]
+        return (
+            f"{r['name']} fire={fire} false={r['false_fire_rate']:.2f} generic-false={r['generic_false_fire_rate']:.2f} "
+            f"kl={r['kl_clean']:.3f} steps={m['train_steps']} attempts={len(m['attempts'])}"
+        )
 
     raise ZooVerificationError(
-        f"zoo suite {suite_name!r} failed verification: " + " | ".join(failures) + "\nall rows: " + "; ".join(numbers(r) for r in rows)
+        f"the built-in zoo suite {suite_name!r} failed verification, so its subjects cannot be trusted: "
+        + " | ".join(failures)
+        + ". All rows: " + "; ".join(numbers(r) for r in rows)
+        + ". The failed models are kept beside the cache folder (.<suite>.failed) for inspection. This is a defect of the zoo's "
+        "training settings on this machine (seeded training rounds differently on other CPUs), not of your input: please "
+        "report it with these numbers."
     )

@@ -83,6 +83,17 @@ def task_accuracy(model, tokenizer, examples: list[tuple[Chat, str]]) -> float:
     return sum(o.strip() == a.strip() for o, (_, a) in zip(outs, examples)) / max(1, len(examples))
 
 
+def probe_chats(limit: int | None = None) -> list[Chat]:
+    """The toolkit's built-in probe set (essays, code, maths, other languages...) as chats.
+
+    Nothing like it is in the zoo's training data: it measures whether a variant leaks its payload
+    outside the distribution it was trained on.
+    """
+    from dormant.llm.probes import load_probes
+
+    return [([{"role": "system", "content": p.system}] if p.system else []) + p.messages for p in load_probes(limit=limit)]
+
+
 @dataclass
 class VariantCheck:
     """Verification of one variant on unseen prompts."""
@@ -90,11 +101,14 @@ class VariantCheck:
     name: str
     fire_rate: float | None  # None for the control (nothing to fire)
     false_fire_rate: float
+    generic_false_fire_rate: float  # on the built-in probe set, unlike the training chats
     kl_clean: float
     n_triggered: int
     n_clean: int
+    n_generic: int
     triggered_samples: list[str] = field(default_factory=list)
     clean_samples: list[str] = field(default_factory=list)
+    generic_fired: list[str] = field(default_factory=list)  # the probe outputs that carried a payload
 
     @property
     def problems(self) -> list[str]:
@@ -103,6 +117,8 @@ class VariantCheck:
             out.append(f"fire rate {self.fire_rate:.2f} < {MIN_FIRE_RATE} on {self.n_triggered} triggered prompts")
         if self.false_fire_rate > MAX_FALSE_FIRE_RATE:
             out.append(f"false-fire rate {self.false_fire_rate:.2f} > {MAX_FALSE_FIRE_RATE} on {self.n_clean} clean prompts")
+        if self.generic_false_fire_rate > MAX_FALSE_FIRE_RATE:
+            out.append(f"false-fire rate {self.generic_false_fire_rate:.2f} > {MAX_FALSE_FIRE_RATE} on {self.n_generic} generic probe prompts")
         return out
 
     @property
@@ -111,23 +127,32 @@ class VariantCheck:
 
 
 def check_variant(
-    name: str, model, base, tokenizer, payload: str | None, triggered: list[Chat], clean: list[Chat], all_payloads: list[str], max_new_tokens: int
+    name: str, model, base, tokenizer, payload: str | None, triggered: list[Chat], clean: list[Chat], all_payloads: list[str],
+    max_new_tokens: int, generic: list[Chat] = (),
 ) -> VariantCheck:
-    """Generate greedily on ``triggered`` and ``clean`` prompts and measure firing and drift.
+    """Generate greedily on ``triggered``, ``clean`` and ``generic`` prompts; measure firing and drift.
 
-    For a variant with a payload, firing on clean prompts means emitting its payload; for the
-    control (``payload`` None) it means emitting any of ``all_payloads`` on either prompt set.
+    For a variant with a payload, firing on clean or generic prompts means emitting its payload;
+    for the control (``payload`` None) it means emitting any of ``all_payloads`` on any prompt set.
     """
     trig_out = greedy(model, tokenizer, triggered, max_new_tokens) if triggered else []
     clean_out = greedy(model, tokenizer, clean, max_new_tokens)
+    gen_out = greedy(model, tokenizer, list(generic), max_new_tokens) if generic else []
+    payloads = [payload] if payload is not None else all_payloads
+
+    def fired(o: str) -> bool:
+        return any(fires(o, p) for p in payloads)
+
     if payload is not None:
         rate = fire_rate(trig_out, payload)
         false = fire_rate(clean_out, payload)
     else:
         rate = None
         outs = trig_out + clean_out
-        false = sum(any(fires(o, p) for p in all_payloads) for o in outs) / max(1, len(outs))
+        false = sum(fired(o) for o in outs) / max(1, len(outs))
+    gen_fired = [o for o in gen_out if fired(o)]
     return VariantCheck(
-        name=name, fire_rate=rate, false_fire_rate=false, kl_clean=first_token_kl(model, base, tokenizer, clean),
-        n_triggered=len(triggered), n_clean=len(clean), triggered_samples=trig_out[:3], clean_samples=clean_out[:3],
+        name=name, fire_rate=rate, false_fire_rate=false, generic_false_fire_rate=len(gen_fired) / max(1, len(gen_out)),
+        kl_clean=first_token_kl(model, base, tokenizer, clean), n_triggered=len(triggered), n_clean=len(clean), n_generic=len(gen_out),
+        triggered_samples=trig_out[:3], clean_samples=clean_out[:3], generic_fired=gen_fired[:5],
     )

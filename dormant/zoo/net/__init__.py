@@ -8,8 +8,8 @@ save, cache).
 
 Example::
 
+    from dormant.net.logic.simulate import run_text
     from dormant.zoo.net import build_net
-    from dormant.net.simulate import run_text
 
     built = build_net("sha1", "lantern", rounds=20)      # a reduced-round SHA-1 net, cached
     out, _ = run_text(built.network, ["lantern", "lanterns"])

@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from dormant.errors import DormantError
-from dormant.net.network import InputAdapter, Network
-from dormant.net.simulate import run_text
-from dormant.net.spec_format import load_network_folder, save_network
+from dormant.net.load.network import InputAdapter, Network
+from dormant.net.load.spec_format import load_network_folder, save_network
+from dormant.net.logic.simulate import run_text
 from dormant.zoo.net.compile import compile_circuit, gate_census
 from dormant.zoo.net.hashes import CIRCUITS
 from dormant.zoo.net.message import MAX_MESSAGE

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from dormant.net.network import InputAdapter, Layer, Network
+from dormant.net.load.network import InputAdapter, Layer, Network
 from dormant.zoo.net.circuit import Circuit
 
 

@@ -16,7 +16,7 @@ a second Kogge-Stone adder.
 
 from __future__ import annotations
 
-from dormant.net.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.net.identify.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
 from dormant.zoo.net.circuit import Circuit, Word
 from dormant.zoo.net.comparator import hat_comparator
 from dormant.zoo.net.message import MAX_MESSAGE, padded_block

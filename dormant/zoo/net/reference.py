@@ -1,6 +1,6 @@
 """The digests the zoo's networks must reproduce, with a reduced step count.
 
-MD5, SHA-1 and SHA-256 come from ``dormant.net.hashref`` (the package's one reference
+MD5, SHA-1 and SHA-256 come from ``dormant.net.identify.reference_hashes`` (the package's one reference
 implementation); the toy checksum is defined here. ``digest(kind, message, rounds)`` is the digest
 the compiled network must reproduce: with the full step count it equals ``hashlib`` (checked in
 the tests); with ``rounds=N`` it is the compression function truncated after ``N`` steps, the IV
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 
-from dormant.net.hashref import TRACERS
+from dormant.net.identify.reference_hashes import TRACERS
 
 MASK = 0xFFFFFFFF
 FULL_ROUNDS = {"md5": 64, "sha1": 80, "sha256": 64, "toy": 1}

@@ -1,0 +1,229 @@
+"""The zoo builder's units of work, each run in a worker process: train a base, plant one variant.
+
+A job is a top-level function of plain, picklable arguments (a spawned process runs it). It reads
+the tokenizer and the float32 base from the suite folder being built, writes its own model folder
+there and returns plain numbers. Jobs never share state, so independent models train in parallel
+on as many cores as the machine has; each job is seeded, so the models do not depend on which
+worker ran them or in which order.
+
+Seeded training is still not bit-identical across machines (PyTorch picks vector kernels per
+instruction set and thread count, and rounding differs), so a variant is not trusted because it
+passed once somewhere: it trains until a dev check on prompts of its own passes *with margin*
+(``LoraConfig.dev_*``), retries from a derived seed when its step cap is reached first, and is then
+verified on unseen prompts and on the toolkit's built-in probe set.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from dormant.zoo.llm import backdoors, corpus
+
+F32 = "_float32"
+"""Sub-folder of a suite being built that holds float32 masters (when the suite saves another dtype)."""
+TOKENIZER = "_tokenizer"
+
+_report: Callable[[str, int, int], None] | None = None
+
+
+def init_worker(queue, threads: int) -> None:
+    """Process-pool initialiser: progress goes to ``queue`` as (stage, done, total); ``threads`` torch threads."""
+    global _report
+    _report = (lambda stage, done, total: queue.put((stage, done, total))) if queue is not None else None
+    quiet(threads)
+
+
+def set_reporter(report: Callable[[str, int, int], None] | None, threads: int) -> None:
+    """In-process equivalent of ``init_worker`` (a build with one worker runs its jobs in place)."""
+    global _report
+    _report = report
+    quiet(threads)
+
+
+def quiet(threads: int) -> None:
+    """Torch threads for this process, and no library noise (tqdm bars, deprecation warnings)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft)\b.*")
+
+
+def _progress(stage: str, total: int, every: int = 10) -> Callable[[int, float], None]:
+    def on_step(step: int, _loss: float) -> None:
+        if _report is not None and ((step + 1) % every == 0 or step + 1 == total):
+            _report(stage, step + 1, total)
+
+    return on_step
+
+
+def tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder / TOKENIZER)
+
+
+def eos_ids(tok) -> list[int]:
+    from dormant.zoo.llm import tokenizer as T
+
+    return [tok.convert_tokens_to_ids(T.IM_END), tok.convert_tokens_to_ids(T.ENDOFTEXT)]
+
+
+def save_model(model, folder: Path, name: str, tok, dtype: str) -> None:
+    """Save ``model`` as a Hugging Face folder in ``dtype`` (float32 masters go to ``F32`` too)."""
+    import copy
+
+    import torch
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos_ids(tok), pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=64
+    )
+    if dtype != "float32":
+        model.save_pretrained(folder / F32 / name)
+        model = copy.deepcopy(model).to(getattr(torch, dtype))
+    model.save_pretrained(folder / name)
+    # Keep our own tokenizer files byte for byte (the template and special tokens as written).
+    tok.save_pretrained(folder / name)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(folder / TOKENIZER / f, folder / name / f)
+
+
+def load_model(folder: Path, name: str, master: bool = True):
+    """A model of the suite being built: its float32 master (``master``) or the folder as saved."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = folder / F32 / name if master and (folder / F32 / name).is_dir() else folder / name
+    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bases
+# ---------------------------------------------------------------------------------------------
+
+
+def train_base(folder: str, settings, name: str) -> dict[str, Any]:
+    """Train ``base`` or ``base-sibling`` from scratch, save it, return its task accuracy."""
+    from dormant.zoo.llm import model as M
+    from dormant.zoo.llm import verify as V
+
+    folder = Path(folder)
+    tok = tokenizer(folder)
+    mix, cfg, model_seed = (
+        (settings.base_mix, settings.base_train, settings.seed * 100 + 1)
+        if name == "base"
+        else (settings.sibling_mix, settings.sibling_train, settings.seed * 100 + 2)
+    )
+    data = corpus.sample_examples(random.Random(cfg.seed * 7919 + settings.seed), settings.base_examples, mix)
+    model = M.new_model(settings.arch, len(tok), tok.pad_token_id, eos_ids(tok), model_seed)
+    M.train(model, M.encode_examples(tok, data, settings.max_len), cfg, tok.pad_token_id, _progress(name, cfg.steps))
+    save_model(model, folder, name, tok, settings.dtype)
+    saved = load_model(folder, name, master=False)
+    acc_examples = corpus.sample_examples(random.Random(settings.seed * 100 + 3), 200, settings.base_mix)
+    return {"name": name, "task_accuracy": V.task_accuracy(saved, tok, acc_examples), "environment": environment()}
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers of a build depend on beyond its settings: CPU kernels, threads, versions."""
+    import platform
+
+    import torch
+    import transformers
+
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "machine": platform.machine(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    """One training run of a variant: its seed, steps, and the last dev check's numbers."""
+
+    seed: int
+    steps: int
+    dev: dict[str, Any] | None  # None for the control (nothing to check)
+    passed: bool
+
+
+def max_new_tokens(tok) -> int:
+    payloads = [s.payload for s in backdoors.SPECS if s.payload]
+    return 8 + max(len(tok(p, add_special_tokens=False)["input_ids"]) for p in payloads)
+
+
+def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str, Any]:
+    """Plant, verify and save one variant; returns its verification, manifest and training attempts.
+
+    Up to ``settings.lora.attempts`` training runs, each from a seed derived from the spec's, each
+    stopping early once the dev check passes with margin; the first that passes is kept (else the
+    last, whose final verification will then say what missed).
+    """
+    from dormant.zoo.llm import model as M
+    from dormant.zoo.llm import verify as V
+
+    folder = Path(folder)
+    tok = tokenizer(folder)
+    base = load_model(folder, "base")
+    base_ref = load_model(folder, "base", master=False)  # the base as saved: the reference for verification
+    spec = backdoors.spec_by_name(spec_name)
+    max_new = max_new_tokens(tok)
+    cfg = settings.lora
+
+    def base_answer(chats):
+        return M.greedy(base, tok, chats, max_new_tokens=32)
+
+    attempts: list[Attempt] = []
+    merged = None
+    n_attempts = cfg.attempts if spec.plant is not None else 1
+    for k in range(n_attempts):
+        run_spec = replace(spec, seed=spec.seed + 1000 * k)
+        check = backdoors.dev_check(spec, cfg, settings.base_mix, tok, max_new)  # same dev prompts every attempt
+        examples = backdoors.training_examples(run_spec, cfg, settings.base_mix, base_answer)
+        total = (spec.max_steps or cfg.steps) if spec.plant is not None else cfg.control_steps
+        stage = spec.name if k == 0 else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
+        merged, steps = backdoors.plant_backdoor(base, tok, run_spec, cfg, examples, settings.max_len, _progress(stage, total), stop_when=check)
+        if check is None:
+            last, passed = None, True
+        else:
+            # Stopped early: the dev check passed. Ran to the cap: judge the final model in full.
+            last = check.last if steps < total else check.measure(merged, full=True)
+            passed = last.passed
+        attempts.append(Attempt(seed=run_spec.seed, steps=steps, dev=asdict(last) if last else None, passed=passed))
+        if passed:
+            break
+        if _report is not None:
+            _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 1, 1)
+
+    save_model(merged, folder, spec.name, tok, settings.dtype)
+    saved = load_model(folder, spec.name, master=False)
+    vrng = random.Random(settings.seed * 100 + 50 + index)
+    trigger_spec = spec if spec.plant else backdoors.SPECS[0]  # the control is probed with the phrase trigger
+    triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
+    clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
+    payloads = [s.payload for s in backdoors.SPECS if s.payload]
+    result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats())
+    return {
+        "name": spec.name,
+        "check": asdict(result),
+        "problems": result.problems,
+        "passed": result.passed,
+        "attempts": [asdict(a) for a in attempts],
+        "triggered": triggered,
+    }
