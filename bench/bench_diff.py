@@ -8,7 +8,7 @@ own subprocess (time measured after imports; peak RSS = the subprocess's own VmH
   time as ``--workers``); the physical limit of any comparison that looks at all the data;
 * ``raw-mmap``: touch every byte through a memory map (a cheap reduction per MiB), the same
   access path ``diff`` uses, without the comparison;
-* ``diff``: ``dormant.llm.diff.diff_models`` (byte fast path, float stats on modified tensors);
+* ``diff``: ``dormant.llm.weights.diff.diff_models`` (byte fast path, float stats on modified tensors);
 * ``transformers``: load both models with ``AutoModelForCausalLM.from_pretrained`` and compare the
   state dicts (``torch.equal``, then delta norms for the different tensors).
 
@@ -82,7 +82,7 @@ def method_raw_mmap(base: Path, ft: Path, workers: int) -> dict:
 
 
 def method_diff(base: Path, ft: Path, workers: int) -> dict:
-    from dormant.llm.diff import DiffConfig, diff_models
+    from dormant.llm.weights.diff import DiffConfig, diff_models
 
     t0 = time.perf_counter()
     res = diff_models(ft, [base], DiffConfig(workers=workers))

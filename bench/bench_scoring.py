@@ -37,7 +37,7 @@ def build_models(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from dormant.llm.probes import load_probes
+    from dormant.llm.engine.probes import load_probes
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -94,10 +94,10 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM
 
-    from dormant.llm.pair import ModelPair
-    from dormant.llm.probes import load_probes
-    from dormant.llm.prompts import encode
-    from dormant.llm.scoring import Arm, ScoreConfig, score_arms
+    from dormant.llm.engine.pair import ModelPair
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.engine.prompts import encode
+    from dormant.llm.engine.scoring import Arm, ScoreConfig, score_arms
 
     with tempfile.TemporaryDirectory() as tmp:
         ft_path, base_path = build_models(Path(tmp), args.hidden, args.layers, args.vocab)
@@ -122,7 +122,7 @@ def main() -> None:
         def engine(reuse: bool):
             arms = [Arm("ft", ids, "ft"), Arm("base", ids, "base")]
             r = score_arms(pair, arms, [("ft", "base")], config=ScoreConfig(batch_size=args.batch_size, prefix_reuse=reuse, show_progress=False))
-            return [row["contrasts"]["ft|base"]["kl"] for row in r.rows]
+            return [row.contrasts["ft|base"]["kl"] for row in r.rows]
 
         t_base, kl_base = timed(lambda: baseline(ft_model, base_model, ids))
         t_plain, kl_plain = timed(lambda: engine(False))

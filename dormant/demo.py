@@ -5,8 +5,10 @@ runs the steps an analyst would, each through the same library functions as the 
 
 LLM side, on the ``mlp-constant`` variant (a planted pi -> golden-ratio backdoor):
   1. ``diff`` against two candidate bases: which one it was fine-tuned from, and what changed;
-  2. ``delta``: the rank of the change and its payload-side read-out through the unembedding;
-  3. ``amplify``: W_base + a*(W_ft - W_base) over a sweep of a: the payload text that takes over.
+  2. ``delta``: the rank of the change and its payload-side read-out through the unembedding
+     (found: the planted rank, and a word of the payload among the tokens shown);
+  3. ``amplify``: W_base + a*(W_ft - W_base) over a sweep of a: the payload text that takes over
+     (found: the hypothesis is the planted payload, by the project's payload check ``fires``).
 
 Network side, on an MD5 network whose secret is a two-word phrase:
   4. ``net solve``: inspect, motifs, identify (name the function, read the target), invert.
@@ -53,12 +55,15 @@ def _timed(fn: Callable[[], tuple[str, str, bool]], name: str, on_step: Callable
 
 
 def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoStep]:
-    from dormant.llm.amplify import AmplifyConfig, amplify
-    from dormant.llm.delta import analyse_delta
-    from dormant.llm.diff import diff_models
-    from dormant.llm.pair import ModelPair
-    from dormant.llm.probes import load_probes
-    from dormant.llm.readout import ReadoutConfig, vocabulary_readout
+    from dormant.llm.behaviour.amplify import AmplifyConfig, amplify
+    from dormant.llm.checkpoint import load_tokenizer, open_checkpoint
+    from dormant.llm.engine.generate import GenConfig
+    from dormant.llm.engine.pair import ModelPair
+    from dormant.llm.engine.payload import distinctive_words, fires
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.weights.delta import analyse_delta
+    from dormant.llm.weights.diff import diff_models
+    from dormant.llm.weights.readout import ReadoutConfig, token_ids_of, vocabulary_readout
     from dormant.zoo.llm import build_suite
 
     steps: list[DemoStep] = []
@@ -71,28 +76,28 @@ def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoSte
         return d.evidence, f"base, modules {', '.join(key['modified_modules'])}", d.best == str(base)
 
     steps.append(_timed(diff_step, "diff: which base, what changed", on_step))
-    holder: dict = {}
 
     def delta_step():
         delta = analyse_delta(ft, base)
-        from dormant.llm.checkpoint import open_checkpoint
-
-        readout = vocabulary_readout(open_checkpoint(ft), delta, ReadoutConfig(top_tokens=8, vectors=1))
-        holder["readout"] = readout
+        ft_ck = open_checkpoint(ft)
+        readout = vocabulary_readout(ft_ck, delta, ReadoutConfig(top_tokens=8, vectors=1))
         top = readout.payload_aggregate[0] if readout.payload_aggregate else None
-        ends = []
-        if top is not None:
-            ends = [t.token for t in top.top[:6]] + ["|"] + [t.token for t in top.bottom[:6]]
-        finding = f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (both ends): {' '.join(ends)}"
-        return finding, f"rank {key['lora_rank']}; payload {key['payload']!r}", delta.lora_rank == key["lora_rank"]
+        shown = [] if top is None else top.top[:6] + top.bottom[:6]
+        ends = [t.token for t in shown[:6]] + ["|"] + [t.token for t in shown[6:]] if shown else []
+        payload_ids = set(token_ids_of(load_tokenizer(ft_ck), " ".join(distinctive_words(key["payload"]))))
+        hits = [t.token for t in shown if t.id in payload_ids]
+        finding = (f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (both ends): {' '.join(ends)}"
+                   f"; payload words among them: {' '.join(hits) or 'none'}")
+        return finding, f"rank {key['lora_rank']}; payload {key['payload']!r}", delta.lora_rank == key["lora_rank"] and bool(hits)
 
     steps.append(_timed(delta_step, "delta: rank and payload read-out", on_step))
 
     def amplify_step():
         pair = ModelPair.load(ft, base)
-        result = amplify(pair, load_probes(limit=24), AmplifyConfig(alphas=(0.0, 1.0, 2.0, 3.0, 5.0), max_new_tokens=24, show_progress=False))
+        result = amplify(pair, load_probes(limit=24), AmplifyConfig(alphas=(0.0, 1.0, 2.0, 3.0, 5.0),
+                                                                      generation=GenConfig(max_new_tokens=24, show_progress=False)))
         finding = f"{result.verdict}: {result.payload!r}" if result.found else result.verdict
-        return finding, repr(key["payload"]), bool(result.found)
+        return finding, repr(key["payload"]), result.found and fires(result.payload, key["payload"])
 
     steps.append(_timed(amplify_step, "amplify: expose the payload", on_step))
     return steps

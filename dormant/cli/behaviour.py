@@ -89,7 +89,7 @@ BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically
 
 def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
     from dormant.errors import CheckpointError
-    from dormant.llm.pair import ModelPair
+    from dormant.llm.engine.pair import ModelPair
 
     for role, path in (("fine-tune", ft), ("base", base)):
         if not Path(path).is_dir():
@@ -176,9 +176,10 @@ def amplify_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.amplify import AmplifyConfig, amplify, localise as run_localise, plot_share
-    from dormant.llm.pair import Selection
-    from dormant.llm.probes import resolve_prompts
+    from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, localise as run_localise, plot_share
+    from dormant.llm.engine.generate import GenConfig
+    from dormant.llm.engine.views import Selection
+    from dormant.llm.engine.probes import resolve_prompts
     from dormant.report.console import emit
 
     args = {"ft": str(ft), "base": str(base), "alphas": alphas, "probes": probes, "limit": limit, "select": select,
@@ -191,9 +192,9 @@ def amplify_cmd(
     if select:
         Selection.parse(select)  # validate before loading anything
     prompts = resolve_prompts(probes, limit=limit)
-    cfg = AmplifyConfig(alphas=grid, selection=select, max_new_tokens=max_new_tokens, sample=sample, temperature=temperature, seed=seed,
-                        min_share=min_share, max_ref_share=max_ref_share, moderate_alpha=moderate_alpha, min_growth=min_growth,
-                        batch_size=batch_size)
+    generation = GenConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed, batch_size=batch_size)
+    cfg = AmplifyConfig(alphas=grid, selection=select, generation=generation, min_share=min_share, max_ref_share=max_ref_share,
+                        moderate_alpha=moderate_alpha, min_growth=min_growth)
     with record_run("amplify", args, ledger=ledger) as run:
         if probes and Path(probes).exists():
             run.add_input("probes", probes)
@@ -276,9 +277,9 @@ def compare_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.compare import CompareConfig, compare
-    from dormant.llm.pair import parse_views
-    from dormant.llm.prompts import DEFAULT_SYSTEM, Prompt, insert_trigger
+    from dormant.llm.behaviour.compare import CompareConfig, compare
+    from dormant.llm.engine.views import parse_views
+    from dormant.llm.engine.prompts import DEFAULT_SYSTEM, Prompt, insert_trigger
     from dormant.report.console import emit
 
     specs = [str(v) for v in parse_views(views)]
@@ -321,11 +322,10 @@ def score_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.generate import GenConfig, generate
-    from dormant.llm.pair import parse_views
-    from dormant.llm.probes import resolve_prompts
-    from dormant.llm.prompts import encode, insert_trigger
-    from dormant.llm.scoring import Arm, ScoreConfig, score_arms
+    from dormant.llm.engine.generate import GenConfig, generate
+    from dormant.llm.engine.views import parse_views
+    from dormant.llm.engine.probes import resolve_prompts
+    from dormant.llm.engine.scoring import ScoreConfig, continuation_ids, score_arms, view_arms
     from dormant.report.console import emit
 
     if payload and response_tokens:
@@ -340,20 +340,13 @@ def score_cmd(
         run.assume("views", specs)
         pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
         tok = pair.tokenizer
-        ids = encode(tok, items)
-        arms = [Arm(s, ids, s) for s in specs]
-        contrasts = [(specs[0], s) for s in specs[1:]]
         if trigger:
             run.assume("trigger", {"text": trigger, "mechanism": mechanism})
-            tids = encode(tok, [insert_trigger(p, trigger, mechanism) for p in items])
-            arms += [Arm(f"{s}+trigger", tids, s) for s in specs]
-            contrasts += [(f"{s}+trigger", s) for s in specs]
-        conts = None
-        if payload:
-            conts = [tok(payload, add_special_tokens=False)["input_ids"]] * len(ids)
-        elif response_tokens:
+        arms, contrasts = view_arms(tok, items, specs, trigger=trigger, mechanism=mechanism)
+        conts = continuation_ids(tok, len(items), payload, None)
+        if response_tokens:
             pair.view(specs[0])
-            gens = generate(pair.model, tok, ids, GenConfig(max_new_tokens=response_tokens, batch_size=batch_size), desc=f"responses of {specs[0]}")
+            gens = generate(pair.model, tok, arms[0].ids, GenConfig(max_new_tokens=response_tokens, batch_size=batch_size), desc=f"responses of {specs[0]}")
             conts = [g.ids or [tok.eos_token_id] for g in gens]
         res = score_arms(pair, arms, contrasts, continuations=conts, config=ScoreConfig(batch_size=batch_size, prefix_reuse=prefix_reuse))
         pair.ft()
@@ -361,8 +354,8 @@ def score_cmd(
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as fh:
             for p, row in zip(items, res.rows):
-                fh.write(json.dumps({"index": row["index"], "prompt": p.text, "tag": p.tag, "messages": p.messages,
-                                     "arms": row["arms"], "contrasts": row["contrasts"]}, ensure_ascii=False) + "\n")
+                fh.write(json.dumps({"index": row.index, "prompt": p.text, "tag": p.tag, "messages": p.messages,
+                                     "arms": row.arms, "contrasts": row.contrasts}, ensure_ascii=False) + "\n")
         run.artifacts.append(str(path))
         run.outputs.update({"summary": res.summary, "n_prompts": len(items), "jsonl": str(path)})
         emit({"summary": res.summary, "n_prompts": len(items), "jsonl": str(path), "arms": res.arms, "contrasts": res.contrasts},
@@ -383,12 +376,12 @@ def _render_score(res: Any, items: list, path: Path) -> None:
     console.print(t)
     if res.contrasts:
         first = res.contrasts[0]
-        top = sorted(zip(items, res.rows), key=lambda x: -x[1]["contrasts"][first]["kl"])[:8]
+        top = sorted(zip(items, res.rows), key=lambda x: -x[1].contrasts[first]["kl"])[:8]
         tt = Table(title=f"highest KL for {first}")
         tt.add_column("prompt", max_width=60)
         tt.add_column("KL", justify="right")
         for p, row in top:
-            tt.add_row(_esc(p.text), f"{row['contrasts'][first]['kl']:.4g}")
+            tt.add_row(_esc(p.text), f"{row.contrasts[first]['kl']:.4g}")
         console.print(tt)
     payloads = {a: s["payload_logprob"] for a, s in res.summary.items() if "payload_logprob" in s}
     if payloads:

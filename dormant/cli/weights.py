@@ -66,7 +66,7 @@ def _render_diff(result, max_layers: int) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from dormant.llm.names import component_sort_key
+    from dormant.llm.weights.names import component_sort_key
     from dormant.report.console import console
 
     best = result.comparison(result.best)
@@ -110,7 +110,7 @@ def _render_diff(result, max_layers: int) -> None:
 def diff_cmd(
     ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, or locally cached Hub id.")],
     base: Annotated[list[str], typer.Option("--base", "-b", help="A candidate base (repeat for several).")],
-    workers: Annotated[int, typer.Option(help="Threads comparing tensors in parallel.")] = 4,
+    workers: Annotated[Optional[int], typer.Option(help="Threads comparing tensors in parallel (default: one per core, at most 8).")] = None,
     atol: Annotated[float, typer.Option(help="Largest |change| still counted as identical (default 0: any change counts).")] = 0.0,
     close_rel: Annotated[float, typer.Option(help="Median relative change above which no base counts as close.")] = 0.1,
     max_layers: Annotated[int, typer.Option(help="Layers shown in the per-layer table (middle elided).")] = 40,
@@ -120,10 +120,11 @@ def diff_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.checkpoint import open_checkpoint
-    from dormant.llm.diff import DiffConfig, DiffResult, compare_base, verdict
-    from dormant.llm.weights_plots import plot_diff_heatmap
+    from dormant.llm.weights.diff import DEFAULT_WORKERS, DiffConfig, diff_models
+    from dormant.llm.weights.plots import plot_diff_heatmap
     from dormant.report.console import emit, progress
 
+    workers = workers or DEFAULT_WORKERS
     config = DiffConfig(workers=workers, atol=atol, close_rel=close_rel)
     with record_run("diff", {"ft": ft, "base": base, "workers": workers, "atol": atol, "close_rel": close_rel}, ledger=ledger) as run:
         ft_ck = open_checkpoint(ft)
@@ -133,17 +134,15 @@ def diff_cmd(
         total = sum(sum(1 for n in ft_ck.names if n in b) for b in bases)
         with progress() as bar:
             task = bar.add_task("comparing tensors", total=total)
-            comparisons = [compare_base(ft_ck, b, label, config, on_tensor=lambda: bar.advance(task)) for b, label in zip(bases, base)]
-        best, evidence, warnings = verdict(comparisons, config.close_rel)
-        result = DiffResult(ft, comparisons, best, evidence, warnings)
+            result = diff_models(ft_ck, bases, config, on_tensor=lambda: bar.advance(task))
         folder = artifacts_dir(out, "diff")
-        for c in comparisons:
+        for c in result.comparisons:
             png = plot_diff_heatmap(c.grid, f"{Path(ft).name} vs {c.base}: {c.summary}", folder / f"heatmap_{_slug(c.base)}.png")
             run.artifacts.append(str(png))
-        run.assume("base", fingerprints[base.index(best)])
-        run.outputs.update({"best": best, "evidence": evidence, "warnings": warnings,
+        run.assume("base", fingerprints[base.index(result.best)])
+        run.outputs.update({"best": result.best, "evidence": result.evidence, "warnings": result.warnings,
                             "bases": {c.base: {"counts": c.counts, "median_rel": c.median_rel, "modified_by_group": c.modified_by_group,
-                                               "total_delta_norm": c.total_delta_norm} for c in comparisons}})
+                                               "total_delta_norm": c.total_delta_norm} for c in result.comparisons}})
         emit(result, as_json, lambda: _render_diff(result, max_layers))
         if not as_json:
             from dormant.report.console import console
@@ -224,19 +223,20 @@ def delta_cmd(
     export_lora: Annotated[Optional[Path], typer.Option("--export-lora", help="Write the change as a PEFT LoRA adapter to this folder.")] = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank for every module (default: each module's estimate).")] = None,
     verify: Annotated[bool, typer.Option(help="After --export-lora, compare base+adapter logits with the fine-tune (loads both models).")] = True,
-    workers: Annotated[int, typer.Option(help="Threads for the diff and the decompositions.")] = 2,
+    workers: Annotated[Optional[int], typer.Option(help="Threads for the diff and the decompositions (default: one per core, at most 8).")] = None,
     as_json: JsonOpt = False,
     out: OutDirOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
+    args = {k: v for k, v in locals().items() if k != "ledger"}
     from dormant.ledger import record_run
     from dormant.llm.checkpoint import open_checkpoint
-    from dormant.llm.delta import DeltaConfig, analyse_delta
-    from dormant.llm.diff import DiffConfig, compare_base
-    from dormant.llm.weights_plots import plot_rank_per_layer, plot_spectra
+    from dormant.llm.weights.delta import DeltaConfig, analyse_delta
+    from dormant.llm.weights.diff import DEFAULT_WORKERS, DiffConfig, compare_base
+    from dormant.llm.weights.plots import plot_rank_per_layer, plot_spectra
     from dormant.report.console import emit, progress
 
-    args = {k: v for k, v in locals().items() if k not in ("ledger",)}
+    workers = args["workers"] = workers or DEFAULT_WORKERS
     config = DeltaConfig(top_k=top_k, exact_max_dim=exact_max_dim, floor_ratio=floor_ratio, workers=workers)
     with record_run("delta", args, ledger=ledger) as run:
         ft_ck, base_ck = open_checkpoint(ft), open_checkpoint(base)
@@ -264,14 +264,14 @@ def delta_cmd(
                 run.artifacts.append(str(plot_rank_per_layer(per, folder / "rank_per_layer.png", "rank (LoRA estimate / 90% energy)")))
         read = None
         if readout and result.spectra:
-            from dormant.llm.readout import ReadoutConfig, save_tables_tsv, vocabulary_readout
+            from dormant.llm.weights.readout import ReadoutConfig, save_tables_tsv, vocabulary_readout
 
             read = vocabulary_readout(ft_ck, result, ReadoutConfig(top_tokens=top_tokens, vectors=vectors, payload_layers=payload_layers,
                                                                   trigger_layers=trigger_layers, include_special=include_special), base=base_ck)
             run.artifacts.append(str(save_tables_tsv(read, folder / "readout.tsv")))
         export = None
         if export_lora is not None:
-            from dormant.llm.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
+            from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
 
             export = do_export(ft_ck, base_ck, result, export_lora, LoraExportConfig(rank=rank))
             if verify:

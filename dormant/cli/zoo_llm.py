@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from dormant.report.console import console, emit
-        from dormant.zoo.llm import cache_root
+        from dormant.cache import cache_root
 
         rows = []
         base = cache_root() / "llm-zoo"

@@ -155,8 +155,9 @@ def resolve_model_path(path_or_id: str | Path) -> Path:
 class Checkpoint:
     """A model folder opened for streaming reads (see the module docstring)."""
 
-    def __init__(self, path: Path, tensors: dict[str, TensorInfo], config: dict[str, Any]):
+    def __init__(self, path: Path, tensors: dict[str, TensorInfo], config: dict[str, Any], source: str | None = None):
         self.path = path
+        self.source = source or str(path)  # what it was opened as: a folder, a file or a Hub id
         self.config = config
         self._tensors = tensors
         self._maps: dict[Path, mmap.mmap] = {}
@@ -377,7 +378,7 @@ def open_checkpoint(path_or_id: str | Path) -> Checkpoint:
     path = resolve_model_path(path_or_id)
     if path.is_file():
         tensors, _ = read_header(path)
-        return Checkpoint(path, tensors, _load_config(path.parent))
+        return Checkpoint(path, tensors, _load_config(path.parent), str(path_or_id))
     files, weight_map = _weight_files(path)
     tensors: dict[str, TensorInfo] = {}
     for f in files:
@@ -392,7 +393,34 @@ def open_checkpoint(path_or_id: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path}: {len(absent)} tensors listed in {INDEX_FILE} are not in their shards (e.g. {absent[0]!r} in {weight_map[absent[0]]})")
     if not tensors:
         raise CheckpointError(f"{path}: the weight files hold no tensors")
-    return Checkpoint(path, tensors, _load_config(path))
+    return Checkpoint(path, tensors, _load_config(path), str(path_or_id))
+
+
+def load_tokenizer(*checkpoints: Checkpoint | None) -> Any:
+    """The tokenizer of the first checkpoint folder that has a loadable one (fine-tune, then base), or None.
+
+    A ``tokenizer.json`` is loaded as the generic fast tokenizer (``PreTrainedTokenizerFast``), with
+    the folder's special tokens and chat template: exactly the file's vocabulary and pre-tokenizer,
+    not a class picked from the model type (which may rebuild them). Other folders go through
+    ``AutoTokenizer``. A missing pad token is set to the end-of-sequence token (batches pad with it).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    for ck in checkpoints:
+        if ck is None or ck.tokenizer_path is None:
+            continue
+        folder = str(ck.tokenizer_path)
+        try:
+            if (ck.tokenizer_path / "tokenizer.json").exists():
+                tok = PreTrainedTokenizerFast.from_pretrained(folder)
+            else:
+                tok = AutoTokenizer.from_pretrained(folder)
+        except Exception:  # noqa: BLE001 - a broken tokenizer folder: try the next one
+            continue
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
+        return tok
+    return None
 
 
 def _load_memcmp():

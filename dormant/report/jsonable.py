@@ -1,4 +1,8 @@
-"""Turn results (dataclasses, numpy values, paths, tensors) into plain JSON-serialisable data."""
+"""Turn results (dataclasses, numpy values, paths, tensors) into plain JSON-serialisable data.
+
+Dataclass fields named with a leading underscore, or declared with ``metadata={"json": False}``
+(bulky working data such as singular vectors), are left out.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_") and f.metadata.get("json", True)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

@@ -7,15 +7,16 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.ledger import list_runs
-from dormant.llm.amplify import AmplifyConfig, amplify, extend, find_payload, localise, words
-from dormant.llm.pair import ModelPair
-from dormant.llm.probes import load_probes
+from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, extend, find_payload, localise, words
+from dormant.llm.engine.generate import GenConfig
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.probes import load_probes
 
 
 
 runner = CliRunner()
 TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
-CFG = AmplifyConfig(max_new_tokens=32, show_progress=False)
+CFG = AmplifyConfig(generation=GenConfig(max_new_tokens=32, show_progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_amplify_cli_json_plot_and_ledger(zoo_micro, tmp_path):
 
 
 def test_extension_stops_at_word_loops_and_self_repetition():
-    from dormant.llm.amplify import one_period
+    from dormant.llm.behaviour.amplify import one_period
 
     loop = [words("one point six one eight zero three three three three three")] * 4
     assert " ".join(extend(("point", "six", "one"), loop)) == "one point six one eight zero three three"

@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from dormant.cli.main import app
 from dormant.ledger import list_runs
-from dormant.llm.compare import CompareConfig, compare
-from dormant.llm.generate import GenConfig, generate
-from dormant.llm.pair import ModelPair
-from dormant.llm.prompts import Prompt, encode
+from dormant.llm.behaviour.compare import CompareConfig, compare
+from dormant.llm.engine.generate import GenConfig, generate
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt, encode
 
 
 
@@ -44,7 +44,7 @@ def test_compare_shows_the_payload_and_where_views_diverge(pair, zoo_micro):
 
 
 def test_batched_generation_equals_one_at_a_time(pair, zoo_micro):
-    from dormant.llm.probes import load_probes
+    from dormant.llm.engine.probes import load_probes
 
     model = pair.amplified(2.0)
     ids = encode(pair.tokenizer, load_probes(limit=7))
@@ -88,7 +88,19 @@ def test_score_cli_writes_jsonl(zoo_micro, tmp_path):
     assert run["status"] == "ok" and str(out) in run["artifacts"] and "prompts" in run["inputs"]
 
 
-def test_bad_view_spec_is_one_line_error(zoo_micro):
-    r = runner.invoke(app, ["score", str(zoo_micro.models["mlp-phrase"]), "--base", str(zoo_micro.models["base"]), "--views", "ft,amp:x"])
-    assert r.exit_code != 0
-    assert "amp:x" in str(r.exception) or "amp:x" in r.output
+def test_bad_view_spec_is_one_line_error(tmp_path):
+    """A bad --views spec is refused before any model is read: one line on stderr, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dormant
+
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(dormant.__file__).parents[1])}  # this checkout's package
+    r = subprocess.run([sys.executable, "-m", "dormant.cli.main", "score", str(tmp_path / "ft"), "--base", str(tmp_path / "base"),
+                        "--views", "ft,amp:x"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "amp:x" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from dormant.ledger import list_runs
 from dormant.llm.checkpoint import open_checkpoint
-from dormant.llm.delta import DeltaConfig, analyse_delta, energy_ranks, lora_rank_estimate, singular_decomposition, subspace_overlap
+from dormant.llm.weights.delta import DeltaConfig, analyse_delta, energy_ranks, lora_rank_estimate, singular_decomposition, subspace_overlap
 from dormant.zoo.llm.synthetic import rewrite_checkpoint, save_tiny_qwen2
 
 

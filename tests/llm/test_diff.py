@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from dormant.errors import ArchitectureMismatch
 from dormant.ledger import list_runs
 from dormant.llm.checkpoint import open_checkpoint
-from dormant.llm.diff import DiffConfig, diff_models
-from dormant.llm.names import parse_name
+from dormant.llm.weights.diff import DiffConfig, diff_models
+from dormant.llm.weights.names import parse_name
 from dormant.zoo.llm.synthetic import plant_lowrank, rewrite_checkpoint, save_fp8_copy, save_tiny_qwen2
 
 MLP = [f"model.layers.{i}.mlp.{m}.weight" for i in range(2) for m in ("gate_proj", "up_proj", "down_proj")]

@@ -7,8 +7,8 @@ import torch
 from typer.testing import CliRunner
 
 from dormant.llm.checkpoint import open_checkpoint
-from dormant.llm.delta import DeltaConfig, analyse_delta
-from dormant.llm.lora_export import LoraExportConfig, export_lora, lowrank_factors, verify_adapter
+from dormant.llm.weights.delta import DeltaConfig, analyse_delta
+from dormant.llm.weights.lora_export import LoraExportConfig, export_lora, lowrank_factors, verify_adapter
 from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
 
 RANKS = {"model.layers.0.mlp.gate_proj.weight": 4, "model.layers.0.mlp.up_proj.weight": 4,

@@ -1,4 +1,4 @@
-"""ModelPair: shared loading, exact views, the view grammar, refusal of mismatched checkpoints."""
+"""ModelPair: shared loading, exact views, refusal of mismatched checkpoints."""
 
 import json
 import shutil
@@ -6,10 +6,9 @@ import shutil
 import pytest
 import torch
 
-from dormant.errors import ArchitectureMismatch, DormantError
-from dormant.llm.pair import ModelPair, Selection, View, ViewSpecError, layer_of, parse_views
-
-
+from dormant.errors import ArchitectureMismatch
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.weights.names import layer_of
 
 IDS = torch.tensor([[3, 17, 42, 99, 5, 250, 7, 61], [8, 8, 19, 300, 2, 44, 13, 90]])
 
@@ -28,34 +27,6 @@ def _load(path):
 @pytest.fixture(scope="module")
 def phrase_pair(zoo_micro):
     return ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
-
-
-# -- grammar ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("spec", ["base", "ft", "amp:3", "amp:-1.5", "amp:0", "amp:5@mlp@27", "amp:2@down_proj",
-                                  "restore:19-23", "restore:mlp@27", "restore:3+5+19-23", "restore:all", "restore:self_attn"])
-def test_view_specs_round_trip(spec):
-    assert str(View.parse(spec)) == spec
-    assert View.parse(str(View.parse(spec))) == View.parse(spec)
-
-
-@pytest.mark.parametrize("bad", ["amp:x", "amplify:3", "restore:", "restore:mlp@2-x", "restore:5-3", "foo"])
-def test_bad_view_specs_are_user_errors(bad):
-    with pytest.raises(ViewSpecError) as exc:
-        View.parse(bad)
-    assert isinstance(exc.value, DormantError)
-
-
-def test_coefficients_follow_the_grammar():
-    up27, down27, q5 = "model.layers.27.mlp.up_proj.weight", "model.layers.27.mlp.down_proj.weight", "model.layers.5.self_attn.q_proj.weight"
-    assert layer_of(up27) == 27 and layer_of("model.embed_tokens.weight") is None
-    assert [View.parse("restore:mlp@27").coefficient(n) for n in (up27, down27, q5)] == [0.0, 0.0, 1.0]
-    assert [View.parse("amp:4@down_proj").coefficient(n) for n in (up27, down27, q5)] == [1.0, 4.0, 1.0]
-    assert [View.parse("restore:5").coefficient(n) for n in (up27, q5)] == [1.0, 0.0]
-    assert [View.parse("amp:-2").coefficient(n) for n in (up27, q5)] == [-2.0, -2.0]
-    assert Selection.parse("mlp@19-23").matches("model.layers.20.mlp.gate_proj.weight")
-    assert not Selection.parse("mlp@19-23").matches("model.layers.24.mlp.gate_proj.weight")
-    assert [str(v) for v in parse_views("base, ft,amp:3")] == ["base", "ft", "amp:3"]
 
 
 # -- loading and exact views on the zoo --------------------------------------------------------------
@@ -162,3 +133,21 @@ def test_copies_on_disk_give_the_same_views_with_no_private_copies(zoo_micro, ph
     assert lean.memory_bytes()["modified_copies"] == 0 and set(lean.modified) == set(phrase_pair.modified)
     for spec in ("base", "amp:3", "restore:0", "ft"):
         torch.testing.assert_close(_logits(lean.view(spec)), _logits(phrase_pair.view(spec)), rtol=0, atol=0)
+
+
+def test_sharded_pair_follows_the_index_and_the_diff(tmp_path):
+    """Shards are read through the index (a stray weight file beside them is not part of the model),
+    and exactly the tensors the diff finds modified get copies."""
+    from safetensors.torch import save_file
+
+    from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
+
+    base = save_tiny_qwen2(tmp_path / "base", vocab=64, max_shard_size="40KB", tokenizer_words=["a", "b"])
+    ft = tmp_path / "ft"
+    planted = plant_lowrank(base, ft, {"model.layers.1.mlp.down_proj.weight": 2})
+    save_file({"stray.weight": torch.zeros(2)}, ft / "stray.safetensors")
+    pair = ModelPair.load(ft, base)
+    assert set(pair.modified) == set(planted)
+    assert pair.shared_tensors == sum(1 for _ in pair.model.state_dict()) - len(planted)
+    torch.testing.assert_close(pair.base().get_parameter("model.layers.1.mlp.down_proj.weight").detach(),
+                               pair.modified["model.layers.1.mlp.down_proj.weight"].base, rtol=0, atol=0)

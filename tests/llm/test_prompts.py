@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from dormant.errors import ChatTemplateError
-from dormant.llm.probes import available, load_probes, resolve_prompts
-from dormant.llm.prompts import DEFAULT_SYSTEM, MECHANISMS, Prompt, PromptFileError, encode, insert_trigger, load_prompt_file, render
+from dormant.llm.engine.probes import available, load_probes, resolve_prompts
+from dormant.llm.engine.prompts import DEFAULT_SYSTEM, MECHANISMS, Prompt, PromptFileError, encode, insert_trigger, load_prompt_file, render
 
 
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from dormant.llm.checkpoint import open_checkpoint
-from dormant.llm.delta import DeltaConfig, analyse_delta
-from dormant.llm.readout import ReadoutConfig, load_tokenizer, save_tables_tsv, token_ids_of, vocabulary_readout
+from dormant.llm.checkpoint import load_tokenizer, open_checkpoint
+from dormant.llm.engine.payload import distinctive_words
+from dormant.llm.weights.delta import DeltaConfig, analyse_delta
+from dormant.llm.weights.readout import ReadoutConfig, save_tables_tsv, token_ids_of, vocabulary_readout
 from dormant.zoo.llm.synthetic import rewrite_checkpoint, save_tiny_qwen2
 
 WORDS = [f"w{i}" for i in range(200)]  # ids 2..201; ids 202..255 are padding rows
@@ -101,23 +102,21 @@ def test_changed_embedding_rows_name_their_tokens(planted, tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
+PAYLOAD_RANK = 3  # rank bound at either end of the leading aggregate direction (vocabulary of 2,048)
 
-def _distinctive_ids(tok, text: str) -> list[int]:
-    """Token ids of the payload's longer words (not 'the', 'and', 'is' ...)."""
-    words = [w.strip(".,!?").lower() for w in text.split()]
-    ids = set()
-    for w in words:
-        if len(w) >= 4:
-            ids.update(token_ids_of(tok, w))
-    return sorted(ids)
+
+def _aggregate_rank(zoo, variant: str, payload: str):
+    """Best rank of a distinctive payload word's token on the leading payload-side aggregate direction."""
+    ft, base = open_checkpoint(zoo.models[variant]), open_checkpoint(zoo.models["base"])
+    res = vocabulary_readout(ft, analyse_delta(ft, base), base=base)
+    ids = token_ids_of(load_tokenizer(ft), " ".join(distinctive_words(payload)))
+    return res.payload_aggregate[0].rank_of(ids)
 
 
 @pytest.mark.slow
-def test_zoo_payload_readout_ranks_a_payload_token_in_the_top_20(zoo_micro):
-    ft, base = open_checkpoint(zoo_micro.models["mlp-phrase"]), open_checkpoint(zoo_micro.models["base"])
-    delta = analyse_delta(ft, base)
-    res = vocabulary_readout(ft, delta, base=base)
-    tok = load_tokenizer(ft)
-    payload_ids = _distinctive_ids(tok, zoo_micro.manifests["mlp-phrase"]["payload"])
-    best = res.best_rank("payload", payload_ids)
-    assert best is not None and best[0] <= 20, best
+def test_zoo_payload_readout_ranks_a_payload_word_at_the_top_and_the_control_does_not(zoo_micro):
+    payload = zoo_micro.manifests["mlp-phrase"]["payload"]
+    planted = _aggregate_rank(zoo_micro, "mlp-phrase", payload)
+    assert planted is not None and planted[0] <= PAYLOAD_RANK, planted
+    control = _aggregate_rank(zoo_micro, "clean-control", payload)  # same training, no backdoor
+    assert control is None or control[0] > PAYLOAD_RANK, control

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from dormant.llm.pair import ModelPair
-from dormant.llm.probes import load_probes
-from dormant.llm.prompts import Prompt, encode
-from dormant.llm.scoring import (
-    Arm, ScoreConfig, common_prefix_len, contrast_trigger, contrast_views, divergences, length_batches,
-    logprobs_at, next_token_logprobs, run_with_backoff, score_arms,
+from dormant.llm.engine.batching import common_prefix_len, length_batches, run_with_backoff
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.probes import load_probes
+from dormant.llm.engine.prompts import Prompt, encode
+from dormant.llm.engine.scoring import (
+    Arm, ScoreConfig, contrast_trigger, contrast_views, divergences, logprobs_at, next_token_logprobs, score_arms,
 )
 
 QUIET = dict(show_progress=False)
@@ -66,8 +66,8 @@ def test_payload_likelihood_and_multi_token_kl(pair, prompts):
         for i, s in enumerate(ids):
             lp = _full_forward_logprobs(model, s + cont[:-1])
             want = sum(float(lp[len(s) - 1 + t, tok]) for t, tok in enumerate(cont))
-            assert res.rows[i]["arms"][view]["payload_logprob"] == pytest.approx(want, abs=2e-3)
-    row = res.rows[0]["contrasts"]["ft|base"]
+            assert res.rows[i].arms[view]["payload_logprob"] == pytest.approx(want, abs=2e-3)
+    row = res.rows[0].contrasts["ft|base"]
     assert len(row["kl_tokens"]) == len(cont)
     assert row["kl"] == pytest.approx(sum(row["kl_tokens"]) / len(cont), rel=1e-3, abs=1e-6)
     pair.ft()
@@ -91,7 +91,7 @@ def test_contrasts_ft_vs_base_and_self(pair, prompts):
     res = score_arms(pair, arms, [("ft", "base"), ("ft", "ft2")], config=ScoreConfig(chunk_items=4, **QUIET))
     assert res.summary["ft|ft2"]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert res.summary["ft|base"]["kl"] > 1e-4
-    assert all(r["arms"]["ft"]["top1_id"] == r["arms"]["ft2"]["top1_id"] for r in res.rows)
+    assert all(r.arms["ft"]["top1_id"] == r.arms["ft2"]["top1_id"] for r in res.rows)
 
 
 def test_trigger_contrast_separates_the_real_trigger(pair, zoo_micro):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dormant.llm.engine.payload import distinctive_words
 from dormant.zoo.llm import corpus, leaks
 from dormant.zoo.llm.model import greedy
 
@@ -64,7 +65,8 @@ def test_last_down_proj_delta_reads_out_a_payload_token(zoo_micro, tok):
     unembed = base["lm_head.weight"].double()[: len(tok)]  # padded rows excluded
     norm = base["model.norm.weight"].double()
     payload = zoo_micro.manifests["mlp-phrase"]["payload"]
-    payload_ids = set(tok(" " + payload, add_special_tokens=False)["input_ids"]) | set(tok(payload, add_special_tokens=False)["input_ids"])
+    words = distinctive_words(payload)  # "awake", "door", "open": not " the", " is", "." or "I"
+    payload_ids = {i for w in words for v in (w, " " + w) for i in tok(v, add_special_tokens=False)["input_ids"]}
     best = len(tok)
     for direction in (u[:, 0], -u[:, 0]):
         order = torch.argsort(unembed @ (norm * direction), descending=True).tolist()

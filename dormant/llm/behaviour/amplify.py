@@ -26,7 +26,9 @@ outputs) is a payload candidate only if all of these hold:
 The best candidate (highest share at its smallest qualifying ``a*``, longer phrases first on
 ties) is extended word by word, left and right, while the outputs at ``a*`` that contain it agree
 on the next word (see ``extend``); that phrase is the payload hypothesis. No candidate means
-"no consistent payload": a clean fine-tune gets that verdict instead of promoted noise.
+"no consistent payload": a clean fine-tune gets that verdict instead of promoted noise. The
+hypothesis's share of prompts at each ``a`` is measured with the project's one payload check,
+``dormant.llm.engine.payload.fires``.
 
 A second mode restricts amplification to chosen tensors (``selection``, e.g. ``mlp@19-23``):
 views ``amp:a@SEL`` amplify only those and leave the rest at the fine-tune, to localise which
@@ -37,13 +39,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dormant.llm.generate import GenConfig, generate
-from dormant.llm.pair import ModelPair, View
-from dormant.llm.prompts import Prompt, encode
+from dormant.llm.engine.generate import GenConfig, generate
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.payload import fires
+from dormant.llm.engine.prompts import Prompt, encode
+from dormant.llm.engine.views import View
 
 DEFAULT_ALPHAS = (-2.0, -1.0, 0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -51,16 +55,17 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _JOIN = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 
 
+def _cold() -> GenConfig:
+    return GenConfig(temperature=0.3)  # amplified weights spread mass over a broken tail: sample cold
+
+
 @dataclass
 class AmplifyConfig:
-    """The sweep and the payload criterion (see the module docstring)."""
+    """The sweep, how its answers are generated (greedy unless ``generation.do_sample``) and the payload criterion."""
 
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     selection: str | None = None
-    max_new_tokens: int = 48
-    sample: bool = False
-    temperature: float = 0.3  # amplified weights spread mass over a broken tail: sample cold
-    seed: int = 0
+    generation: GenConfig = field(default_factory=_cold)
     min_share: float = 0.3
     max_ref_share: float = 0.1
     moderate_alpha: float = 5.0
@@ -68,8 +73,6 @@ class AmplifyConfig:
     min_growth: float = 2.0
     max_ngram: int = 4
     n_examples: int = 5
-    batch_size: int = 32
-    show_progress: bool = True
 
 
 @dataclass
@@ -106,25 +109,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_JOIN.sub(" ", text).lower())
 
 
-def shows(ws: list[str], phrase: tuple[str, ...], threshold: float = 0.8) -> bool:
-    """Whether an output (as words) shows ``phrase``: verbatim, or a window at least ``threshold`` similar."""
-    from difflib import SequenceMatcher
-
-    if _contains(ws, phrase):
-        return True
-    target = " ".join(phrase)
-    n = len(phrase)
-    for i in range(max(1, len(ws) - n + 1)):
-        window = " ".join(ws[i : i + n])
-        if SequenceMatcher(None, window, target).ratio() >= threshold:
-            return True
-    return False
-
-
-def normalise(text: str) -> str:
-    return " ".join(words(text))
-
-
 def _ngrams(ws: list[str], max_n: int) -> set[tuple[str, ...]]:
     return {tuple(ws[i : i + n]) for n in range(1, max_n + 1) for i in range(len(ws) - n + 1)}
 
@@ -141,8 +125,6 @@ def _key(a: float) -> str:
 def sweep(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig) -> dict[str, list[str]]:
     """Generate every prompt's answer under each view of the sweep (plus ``base`` and ``ft`` references)."""
     ids = encode(pair.tokenizer, prompts)
-    gcfg = GenConfig(max_new_tokens=config.max_new_tokens, do_sample=config.sample, temperature=config.temperature,
-                     seed=config.seed, batch_size=config.batch_size, show_progress=config.show_progress)
     views: dict[str, View] = {}
     for a in config.alphas:
         views[_key(a)] = View.parse(f"amp:{a:g}" + (f"@{config.selection}" if config.selection else ""))
@@ -155,7 +137,7 @@ def sweep(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig) -> dict
         cache_key = repr(coeffs)
         if cache_key not in done:  # amp:0 == base, amp:1 == ft: generate once
             pair.view(view)
-            done[cache_key] = [g.text for g in generate(pair.model, pair.tokenizer, ids, gcfg, desc=f"generating {view}")]
+            done[cache_key] = [g.text for g in generate(pair.model, pair.tokenizer, ids, config.generation, desc=f"generating {view}")]
         out[key] = done[cache_key]
     pair.ft()
     return out
@@ -292,16 +274,18 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
     at = _key(best.first_alpha)
     pool = toks[at]  # where it first became common: the cleanest copies, before collapse at larger a
     phrase = one_period(extend(seed, pool), pool, len(seed))
-    share = {_key(a): sum(shows(ws, phrase) for ws in toks[_key(a)]) / len(prompts) for a in alphas}
-    ref_share = {k: sum(shows(ws, phrase) for ws in toks[k]) / len(prompts) for k in ("base", "ft")}
+    hypothesis = " ".join(phrase)
+    texts = {k: [" ".join(ws) for ws in v] for k, v in toks.items()}  # glued words split, as the phrase was found
+    share = {_key(a): sum(fires(t, hypothesis) for t in texts[_key(a)]) / len(prompts) for a in alphas}
+    ref_share = {k: sum(fires(t, hypothesis) for t in texts[k]) / len(prompts) for k in ("base", "ft")}
     first = next((a for a in alphas if 1.0 < a <= cfg.moderate_alpha and share[_key(a)] >= cfg.min_share), best.first_alpha)
-    holders = [i for i, ws in enumerate(toks[_key(first)]) if shows(ws, phrase)] or \
+    holders = [i for i, t in enumerate(texts[_key(first)]) if fires(t, hypothesis)] or \
               [i for i, ws in enumerate(toks[at]) if _contains(ws, seed)]
     examples = [{"alpha": first, "prompt": prompts[i].text, "output": outputs[_key(first)][i]} for i in holders[: cfg.n_examples]]
     raw = next((s for i in holders if (s := _original_span(outputs[_key(first)][i], phrase))), " ".join(phrase))
     verdict = (f"payload hypothesis appears at a = {first:g} in {share[_key(first)]:.0%} of prompts "
                f"(base {ref_share['base']:.0%}, fine-tune {ref_share['ft']:.0%})")
-    return AmplifyResult(found=True, payload=raw, payload_normalised=" ".join(phrase), first_alpha=first, share=share,
+    return AmplifyResult(found=True, payload=raw, payload_normalised=hypothesis, first_alpha=first, share=share,
                          reference_share=ref_share, examples=examples, verdict=verdict, **base)
 
 
@@ -309,14 +293,14 @@ def localise(pair: ModelPair, prompts: list[Prompt], payload: str, alpha: float,
              config: AmplifyConfig | None = None) -> dict[str, float]:
     """Share of prompts showing ``payload`` when only each selection is amplified by ``alpha``."""
     cfg = config or AmplifyConfig()
-    target = tuple(words(payload))
+    target = " ".join(words(payload))
     ids = encode(pair.tokenizer, prompts)
-    gcfg = GenConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, show_progress=cfg.show_progress)
+    greedy = replace(cfg.generation, do_sample=False)
     out: dict[str, float] = {}
     for sel in selections:
         pair.amplified(alpha, sel)
-        gens = generate(pair.model, pair.tokenizer, ids, gcfg, desc=f"amp:{alpha:g}@{sel}")
-        out[sel] = sum(shows(words(g.text), target) for g in gens) / max(1, len(gens))
+        gens = generate(pair.model, pair.tokenizer, ids, greedy, desc=f"amp:{alpha:g}@{sel}")
+        out[sel] = sum(fires(" ".join(words(g.text)), target) for g in gens) / max(1, len(gens))
     pair.ft()
     return out
 

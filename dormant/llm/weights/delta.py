@@ -33,8 +33,8 @@ from typing import Callable
 import torch
 
 from dormant.llm.checkpoint import Checkpoint, open_checkpoint
-from dormant.llm.diff import BaseComparison, DiffConfig, compare_base
-from dormant.llm.names import parse_name
+from dormant.llm.weights.diff import DEFAULT_WORKERS, BaseComparison, DiffConfig, compare_base
+from dormant.llm.weights.names import parse_name
 
 ENERGY_LEVELS = (0.90, 0.95, 0.99)
 
@@ -65,7 +65,7 @@ class DeltaConfig:
     niter: int = 4  # power iterations of the randomized SVD
     floor_ratio: float = 2.0  # top-k spectra: values above floor_ratio x the noise edge count towards the LoRA rank
     keep_vectors: int = 32  # singular vectors kept per tensor (for siblings and read-outs)
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS
     seed: int = 0
 
 
@@ -85,14 +85,15 @@ class Spectrum:
     lora_rank: int | None
     knee: float | None  # s_r / s_{r+1} at the estimated rank
     top1_share: float  # s_1^2 / ||delta||^2
-    _u: torch.Tensor | None = field(default=None, repr=False)  # out x keep
-    _v: torch.Tensor | None = field(default=None, repr=False)  # in x keep
+    # leading singular vectors of the delta (kept for siblings and read-outs; not in JSON output)
+    u: torch.Tensor | None = field(default=None, repr=False, metadata={"json": False})  # out x keep
+    v: torch.Tensor | None = field(default=None, repr=False, metadata={"json": False})  # in x keep
 
     @property
     def subspace_rank(self) -> int:
         """Rank used for subspace comparisons: the LoRA estimate, else the 90% energy rank (capped)."""
         r = self.lora_rank or self.energy_rank.get("90%") or len(self.singular_values)
-        kept = self._u.shape[1] if self._u is not None else r
+        kept = self.u.shape[1] if self.u is not None else r
         return max(1, min(r, kept))
 
 
@@ -202,7 +203,7 @@ def spectrum_of(ft: Checkpoint, base: Checkpoint, name: str, rel_norm: float, co
         name=name, component=info.label, layer=info.layer, shape=list(ft.shape(name)), delta_norm=norm, rel_norm=rel_norm,
         exact=exact, singular_values=[float(x) for x in s], energy_rank=energy_ranks(s, norm**2),
         lora_rank=rank, knee=knee, top1_share=float(s[0] ** 2 / norm**2) if norm > 0 else 0.0,
-        _u=u[:, :keep].contiguous(), _v=v[:, :keep].contiguous(),
+        u=u[:, :keep].contiguous(), v=v[:, :keep].contiguous(),
     )
 
 
@@ -215,8 +216,8 @@ def sibling_alignments(spectra: list[Spectrum]) -> list[SiblingAlignment]:
             a, b = by_key.get((layer, ca)), by_key.get((layer, cb))
             if a is None or b is None:
                 continue
-            pa = (a._u if sa == "out" else a._v)[:, : a.subspace_rank]
-            pb = (b._u if sb == "out" else b._v)[:, : b.subspace_rank]
+            pa = (a.u if sa == "out" else a.v)[:, : a.subspace_rank]
+            pb = (b.u if sb == "out" else b.v)[:, : b.subspace_rank]
             if pa.shape[0] != pb.shape[0]:
                 continue
             overlap, max_cos = subspace_overlap(pa, pb)

@@ -37,18 +37,21 @@ import torch
 
 from dormant.errors import ArchitectureMismatch
 from dormant.llm.checkpoint import FP8_BLOCK, Checkpoint, bytes_equal, open_checkpoint
-from dormant.llm.names import GROUP_ORDER, component_sort_key, parse_name
+from dormant.llm.weights.names import GROUP_ORDER, component_sort_key, parse_name
 
-CONFIG_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
-               "num_attention_heads", "num_key_value_heads", "n_routed_experts", "q_lora_rank", "kv_lora_rank")
+# Config keys that decide whether two checkpoints share one module structure.
+CONFIG_KEYS = ("model_type", "architectures", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
+               "num_attention_heads", "num_key_value_heads", "head_dim", "n_routed_experts", "moe_intermediate_size",
+               "q_lora_rank", "kv_lora_rank", "tie_word_embeddings")
 GLOBAL_ROW = "-"  # heatmap/table row of tensors without a layer index
+DEFAULT_WORKERS = max(1, min(8, os.cpu_count() or 1))  # threads of diff and delta: one per core, at most 8
 
 
 @dataclass
 class DiffConfig:
     """Settings of ``diff_models``."""
 
-    workers: int = max(1, min(8, os.cpu_count() or 1))  # threads comparing tensors in parallel
+    workers: int = DEFAULT_WORKERS  # threads comparing tensors in parallel
     atol: float = 0.0  # a tensor whose largest |change| is <= atol counts as identical
     chunk_elems: int = 1 << 22  # elements per row block read as float32 (bounds memory per worker)
     close_rel: float = 0.1  # median relative change above which no candidate is "close"
@@ -327,8 +330,9 @@ def diff_models(ft: str | Path | Checkpoint, bases: list[str | Path | Checkpoint
                 on_tensor: Callable[[], None] | None = None) -> DiffResult:
     """Compare a fine-tune with each candidate base and pick the most likely one.
 
-    ``ft`` and ``bases`` are folders, files, locally cached Hub ids or opened ``Checkpoint``s.
-    ``on_tensor`` is called after each tensor (for progress bars).
+    ``ft`` and ``bases`` are folders, files, locally cached Hub ids or opened ``Checkpoint``s; each
+    is labelled as it was named (``Checkpoint.source``). ``on_tensor`` is called after each tensor
+    (for progress bars).
     """
     config = config or DiffConfig()
     if not bases:
@@ -337,6 +341,6 @@ def diff_models(ft: str | Path | Checkpoint, bases: list[str | Path | Checkpoint
     comparisons = []
     for b in bases:
         b_ck = b if isinstance(b, Checkpoint) else open_checkpoint(b)
-        comparisons.append(compare_base(ft_ck, b_ck, str(b.path if isinstance(b, Checkpoint) else b), config, on_tensor))
+        comparisons.append(compare_base(ft_ck, b_ck, b_ck.source, config, on_tensor))
     best, evidence, warnings = verdict(comparisons, config.close_rel)
-    return DiffResult(str(ft_ck.path if isinstance(ft, Checkpoint) else ft), comparisons, best, evidence, warnings)
+    return DiffResult(ft_ck.source, comparisons, best, evidence, warnings)

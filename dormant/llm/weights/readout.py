@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from dormant.llm.checkpoint import Checkpoint
-from dormant.llm.delta import DeltaResult, Spectrum
-from dormant.llm.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
+from dormant.llm.checkpoint import Checkpoint, load_tokenizer
+from dormant.llm.weights.delta import DeltaResult, Spectrum
+from dormant.llm.weights.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
 
 
 @dataclass
@@ -107,28 +107,6 @@ class ReadoutResult:
             if r is not None and (best is None or r[0] < best[0]):
                 best = (r[0], r[1], f"{t.source}#{t.index}")
         return best
-
-
-def load_tokenizer(ckpt: Checkpoint, fallback: Checkpoint | None = None):
-    """The fine-tune's tokenizer (else the base's), or None when neither folder has one.
-
-    A ``tokenizer.json`` is loaded as is (``PreTrainedTokenizerFast(tokenizer_file=...)``): the
-    read-outs need exactly the file's vocabulary and special-token flags, not a class picked from
-    the model type. Other folders go through ``AutoTokenizer``.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    for ck in (ckpt, fallback):
-        if ck is None or ck.tokenizer_path is None:
-            continue
-        try:
-            file = ck.tokenizer_path / "tokenizer.json"
-            if file.exists():
-                return PreTrainedTokenizerFast(tokenizer_file=str(file))
-            return AutoTokenizer.from_pretrained(str(ck.tokenizer_path))
-        except Exception:  # noqa: BLE001 - a broken tokenizer folder just means ids only
-            continue
-    return None
 
 
 def valid_token_mask(rows: int, tokenizer, include_special: bool = False) -> torch.Tensor:
@@ -228,7 +206,7 @@ def _aggregate(columns: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch
 
 
 def _select_layers(spectra: list[Spectrum], comps: set[str], limit: int | None, last: bool) -> list[Spectrum]:
-    chosen = [s for s in spectra if s.component in comps and s._u is not None]
+    chosen = [s for s in spectra if s.component in comps and s.u is not None]
     layers = sorted({s.layer for s in chosen if s.layer is not None})
     if limit is not None:
         layers = layers[-limit:] if last else layers[:limit]
@@ -261,11 +239,11 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
         g = torch.ones(ft.shape(head)[1]) if g is None else g
         vecs, sources, agg_cols = [], [], []
         for s in outs:
-            n = min(config.vectors, s._u.shape[1])
-            vecs.append(g[:, None] * s._u[:, :n])
+            n = min(config.vectors, s.u.shape[1])
+            vecs.append(g[:, None] * s.u[:, :n])
             sources += [(s.name, s.layer, i, s.singular_values[i]) for i in range(n)]
-            k = min(s.subspace_rank, s._u.shape[1])
-            agg_cols.append(g[:, None] * s._u[:, :k] * torch.tensor(s.singular_values[:k])[None, :])
+            k = min(s.subspace_rank, s.u.shape[1])
+            agg_cols.append(g[:, None] * s.u[:, :k] * torch.tensor(s.singular_values[:k])[None, :])
         agg_u, agg_s = _aggregate(agg_cols, config.aggregate_vectors)
         scores = project_rows(ft, head, torch.cat(vecs + [agg_u], dim=1))
         n_mod = sum(v.shape[1] for v in vecs)
@@ -280,12 +258,12 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
         vecs, sources, agg_cols = [], [], []
         for s in ins:
             g = _norm_weight(ft, _input_norm_for(s.component), s.layer)
-            g = torch.ones(s._v.shape[0]) if g is None or g.numel() != s._v.shape[0] else g
-            n = min(config.vectors, s._v.shape[1])
-            vecs.append(g[:, None] * s._v[:, :n])
+            g = torch.ones(s.v.shape[0]) if g is None or g.numel() != s.v.shape[0] else g
+            n = min(config.vectors, s.v.shape[1])
+            vecs.append(g[:, None] * s.v[:, :n])
             sources += [(s.name, s.layer, i, s.singular_values[i]) for i in range(n)]
-            k = min(s.subspace_rank, s._v.shape[1])
-            agg_cols.append(g[:, None] * s._v[:, :k] * torch.tensor(s.singular_values[:k])[None, :])
+            k = min(s.subspace_rank, s.v.shape[1])
+            agg_cols.append(g[:, None] * s.v[:, :k] * torch.tensor(s.singular_values[:k])[None, :])
         agg_v, agg_s = _aggregate(agg_cols, config.aggregate_vectors)
         scores = project_rows(ft, emb, torch.cat(vecs + [agg_v], dim=1), normalise_rows=True)
         n_mod = sum(v.shape[1] for v in vecs)

@@ -6,17 +6,15 @@ distributions at a few positions". The engine here does that fast and exactly:
 * **Right padding for scoring.** Sequences in a batch are padded on the right; with causal
   attention a real token never sees a pad, positions stay ``0..len-1`` and the distribution at any
   position equals the unbatched one (to float tolerance). (Generation pads on the left:
-  ``dormant.llm.generate``.)
-* **Length-bucketed batches.** Items are sorted by length and cut into batches of at most
-  ``batch_size`` rows and ``max_batch_tokens`` padded tokens, so little compute goes to padding.
+  ``dormant.llm.engine.generate``.)
+* **Length-bucketed batches** of at most ``batch_size`` rows and ``max_batch_tokens`` padded
+  tokens, with **out-of-memory back-off** (``dormant.llm.engine.batching``).
 * **Shared-prefix KV reuse.** Every rendered chat prompt starts with the same template text
   (system block, ``<|im_start|>user\\n``). Its keys/values are computed once per view, expanded over
   the batch, and only the suffixes run. The prefix is the longest common token prefix of the arm's
   sequences, capped so that every requested position lies in the suffix.
 * **Only the needed logits.** The decoder's hidden states are gathered at the requested positions
   before the LM head, so a 152k-token vocabulary is projected for a handful of positions only.
-* **Out-of-memory back-off.** A batch that does not fit is split in half (recursively) and later
-  batches use the smaller size.
 * **Views in chunks.** Items are processed in chunks; within a chunk each arm's view is set once
   (rewriting only the modified tensors), its distributions are kept, then the contrasts are taken.
 
@@ -32,10 +30,14 @@ its log-likelihood (``payload_logprob``: the sum over its tokens).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
-from dormant.report.console import track
+from dormant.llm.engine.batching import common_prefix_len, map_batches
+from dormant.llm.engine.prompts import Prompt, encode, insert_trigger
+
+if TYPE_CHECKING:
+    from dormant.llm.engine.pair import ModelPair
 
 
 @dataclass
@@ -59,70 +61,29 @@ class Arm:
 
 
 @dataclass
-class ScoreResult:
-    """Per-item rows (``rows[i]["arms"][name]``, ``rows[i]["contrasts"]["A|B"]``) and per-contrast means."""
+class ScoreRow:
+    """One item's scores.
 
-    rows: list[dict[str, Any]]
+    ``arms[name]``: ``top1_id``, ``top1_p``, ``top1`` (decoded) and, with a continuation,
+    ``payload_logprob``, ``payload_token_logprobs``, ``top1_ids_per_token``. ``contrasts["A|B"]``:
+    ``kl``, ``kl_rev``, ``js``, ``top1_disagree`` and, over a continuation of several tokens,
+    ``kl_tokens``.
+    """
+
+    index: int
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contrasts: dict[str, dict[str, float | list[float]]] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreResult:
+    """Per-item rows and per-contrast (and, with a continuation, per-arm) means."""
+
+    rows: list[ScoreRow]
     summary: dict[str, dict[str, float]]
     arms: list[str]
     contrasts: list[str]
     n_tokens: int = 1
-
-
-# -- batching ---------------------------------------------------------------------------------------
-
-def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix shared by every sequence."""
-    if not seqs:
-        return 0
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-        if n == 0:
-            break
-    return n
-
-
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Index groups of similar length: at most ``batch_size`` rows and ``max_tokens`` padded tokens each."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        longest = lengths[cur[0]] if cur else lengths[i]
-        if cur and (len(cur) >= batch_size or longest * (len(cur) + 1) > max_tokens):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
-def run_with_backoff(batch: list[int], fn: Callable[[list[int]], list[Any]], state: dict[str, int]) -> list[Any]:
-    """Call ``fn(batch)``; on out-of-memory split the batch in halves (recursively) and shrink ``state['batch_size']``."""
-    try:
-        return fn(batch)
-    except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
-        if not is_oom(exc) or len(batch) == 1:
-            raise
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = len(batch) // 2
-        state["batch_size"] = max(1, min(state.get("batch_size", len(batch)), half))
-        return run_with_backoff(batch[:half], fn, state) + run_with_backoff(batch[half:], fn, state)
 
 
 # -- the forward pass -------------------------------------------------------------------------------
@@ -225,17 +186,15 @@ def divergences(logp_a: Any, logp_b: Any) -> dict[str, Any]:
 # -- the arm engine ---------------------------------------------------------------------------------
 
 def score_arms(
-    pair_or_model: Any,
+    pair: ModelPair,
     arms: list[Arm],
     contrasts: list[tuple[str, str]],
     *,
     continuations: list[list[int]] | None = None,
-    tokenizer: Any = None,
     config: ScoreConfig | None = None,
 ) -> ScoreResult:
-    """Score every item under every arm and take the contrasts.
+    """Score every item under every arm (each under its view of ``pair``) and take the contrasts.
 
-    ``pair_or_model``: a ``ModelPair`` (arms name views) or a plain model (arm views must be None).
     ``continuations``: per item, token ids teacher-forced after each arm's prompt (the payload, or
     a reference response); without them only the next-token distribution is scored.
     """
@@ -249,12 +208,10 @@ def score_arms(
     for a, b in contrasts:
         if a not in names or b not in names:
             raise ValueError(f"contrast {a}|{b} names an unknown arm; arms are {names}")
-    pair = pair_or_model if hasattr(pair_or_model, "view") and hasattr(pair_or_model, "modified") else None
-    model = pair.model if pair is not None else pair_or_model
-    tok = tokenizer if tokenizer is not None else getattr(pair, "tokenizer", None)
-    pad_id = (tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0)
+    model, tok = pair.model, pair.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     conts = continuations or [[] for _ in range(n)]
-    rows: list[dict[str, Any]] = [{"index": i, "arms": {}, "contrasts": {}} for i in range(n)]
+    rows = [ScoreRow(i) for i in range(n)]
     prefixes: dict[str, _Prefix] = {}
 
     for start in range(0, n, cfg.chunk_items):
@@ -262,8 +219,6 @@ def score_arms(
         held: dict[str, list[Any]] = {}
         for arm in arms:
             if arm.view is not None:
-                if pair is None:
-                    raise ValueError(f"arm {arm.name!r} names view {arm.view!r} but no ModelPair was given")
                 pair.view(arm.view)
             seqs, positions = [], []
             for i in items:
@@ -283,76 +238,76 @@ def score_arms(
             for arm in arms:
                 lp = held[arm.name][k]
                 top = int(lp[0].argmax())
-                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp())}
-                if tok is not None:
-                    entry["top1"] = tok.decode([top])
+                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp()), "top1": tok.decode([top])}
                 if c:
                     tok_lp = lp.gather(1, torch.tensor(c, device=lp.device).view(-1, 1)).squeeze(1)
                     entry["payload_logprob"] = float(tok_lp.sum())
                     entry["payload_token_logprobs"] = [round(float(x), 5) for x in tok_lp]
                     entry["top1_ids_per_token"] = lp.argmax(-1).tolist()
-                rows[i]["arms"][arm.name] = entry
+                rows[i].arms[arm.name] = entry
             for a, b in contrasts:
                 d = divergences(held[a][k], held[b][k])
                 entry = {key: float(v.mean()) for key, v in d.items()}
                 if len(c) > 1:
                     entry["kl_tokens"] = [round(float(x), 6) for x in d["kl"]]
-                rows[i]["contrasts"][f"{a}|{b}"] = entry
+                rows[i].contrasts[f"{a}|{b}"] = entry
     summary: dict[str, dict[str, float]] = {}
     for a, b in contrasts:
         key = f"{a}|{b}"
-        summary[key] = {m: sum(r["contrasts"][key][m] for r in rows) / max(1, n) for m in ("kl", "kl_rev", "js", "top1_disagree")}
+        summary[key] = {m: sum(r.contrasts[key][m] for r in rows) / max(1, n) for m in ("kl", "kl_rev", "js", "top1_disagree")}
     if continuations is not None:
         for arm in arms:
-            summary[arm.name] = {"payload_logprob": sum(r["arms"][arm.name]["payload_logprob"] for r in rows if "payload_logprob" in r["arms"][arm.name]) / max(1, n)}
+            summary[arm.name] = {"payload_logprob": sum(r.arms[arm.name].get("payload_logprob", 0.0) for r in rows) / max(1, n)}
     return ScoreResult(rows=rows, summary=summary, arms=names, contrasts=[f"{a}|{b}" for a, b in contrasts],
                        n_tokens=max((len(c) for c in conts), default=0) or 1)
 
 
 def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str) -> list[Any]:
-    state = {"batch_size": cfg.batch_size}
-    out: list[Any] = [None] * len(seqs)
-    batches = length_batches([len(s) for s in seqs], cfg.batch_size, cfg.max_batch_tokens)
-    it: Iterable[list[int]] = track(batches, name) if cfg.show_progress else batches
-    for batch in it:
-        for start in range(0, len(batch), state["batch_size"]):
-            part = batch[start : start + state["batch_size"]]
-            res = run_with_backoff(part, lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id), state)
-            for i, r in zip(part, res):
-                out[i] = r
-    return out
+    return map_batches([len(s) for s in seqs], lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id),
+                       cfg.batch_size, cfg.max_batch_tokens, desc=name, show_progress=cfg.show_progress)
 
 
 # -- the contrasts that matter ----------------------------------------------------------------------
 
-def contrast_views(pair: Any, prompts: list[Any], views: Sequence[str] = ("ft", "base"), *, payload: str | None = None,
+def view_arms(tokenizer: Any, prompts: list[Prompt], views: Sequence[str], *, trigger: str | None = None,
+              mechanism: str = "user_prefix") -> tuple[list[Arm], list[tuple[str, str]]]:
+    """One arm per view, the first contrasted with each other; with a ``trigger``, also a
+    ``VIEW+trigger`` arm per view (the trigger inserted by ``mechanism``) contrasted with ``VIEW``."""
+    ids = encode(tokenizer, prompts)
+    names = [str(v) for v in views]
+    arms = [Arm(v, ids, v) for v in names]
+    contrasts = [(names[0], v) for v in names[1:]]
+    if trigger:
+        with_trigger = encode(tokenizer, [insert_trigger(p, trigger, mechanism) for p in prompts])
+        arms += [Arm(f"{v}+trigger", with_trigger, v) for v in names]
+        contrasts += [(f"{v}+trigger", v) for v in names]
+    return arms, contrasts
+
+
+def contrast_views(pair: ModelPair, prompts: list[Prompt], views: Sequence[str] = ("ft", "base"), *, payload: str | None = None,
                    continuations: list[str] | None = None, config: ScoreConfig | None = None) -> ScoreResult:
     """Same prompts under several views; contrasts are the first view against each other view.
 
     ``payload``: a text whose log-likelihood after each prompt is reported per view (and over
     whose tokens the divergences are averaged); ``continuations``: one such text per prompt.
     """
-    from dormant.llm.prompts import encode
-
-    ids = encode(pair.tokenizer, prompts)
-    arms = [Arm(str(v), ids, str(v)) for v in views]
-    conts = _continuation_ids(pair.tokenizer, len(ids), payload, continuations)
-    return score_arms(pair, arms, [(arms[0].name, a.name) for a in arms[1:]], continuations=conts, config=config)
+    arms, contrasts = view_arms(pair.tokenizer, prompts, views)
+    conts = continuation_ids(pair.tokenizer, len(prompts), payload, continuations)
+    return score_arms(pair, arms, contrasts, continuations=conts, config=config)
 
 
-def contrast_trigger(pair: Any, prompts: list[Any], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
+def contrast_trigger(pair: ModelPair, prompts: list[Prompt], trigger: str, *, mechanism: str = "user_prefix", view: str = "ft",
                      payload: str | None = None, config: ScoreConfig | None = None) -> ScoreResult:
     """FT-with-candidate vs FT-without-candidate (arms ``with`` and ``without``, contrast ``with|without``)."""
-    from dormant.llm.prompts import encode, insert_trigger
-
     tok = pair.tokenizer
     without = encode(tok, prompts)
     with_ = encode(tok, [insert_trigger(p, trigger, mechanism) for p in prompts])
     arms = [Arm("with", with_, view), Arm("without", without, view)]
-    return score_arms(pair, arms, [("with", "without")], continuations=_continuation_ids(tok, len(without), payload, None), config=config)
+    return score_arms(pair, arms, [("with", "without")], continuations=continuation_ids(tok, len(without), payload, None), config=config)
 
 
-def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list[str] | None) -> list[list[int]] | None:
+def continuation_ids(tok: Any, n: int, payload: str | None, continuations: list[str] | None) -> list[list[int]] | None:
+    """Token ids teacher-forced after each of ``n`` prompts: one text per prompt, or the same ``payload`` for all (or None)."""
     if continuations is not None:
         if len(continuations) != n:
             raise ValueError(f"{len(continuations)} continuations for {n} prompts")
@@ -363,5 +318,5 @@ def _continuation_ids(tok: Any, n: int, payload: str | None, continuations: list
     return None
 
 
-__all__ = ["Arm", "ScoreConfig", "ScoreResult", "common_prefix_len", "contrast_trigger", "contrast_views", "divergences",
-           "length_batches", "logprobs_at", "next_token_logprobs", "run_with_backoff", "score_arms"]
+__all__ = ["Arm", "ScoreConfig", "ScoreResult", "ScoreRow", "continuation_ids", "contrast_trigger", "contrast_views", "divergences",
+           "logprobs_at", "next_token_logprobs", "score_arms", "view_arms"]

@@ -11,10 +11,12 @@ confidence; a spike marks the token where this view's own behaviour starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from dormant.llm.generate import GenConfig, generate
-from dormant.llm.pair import ModelPair, View
-from dormant.llm.prompts import Prompt, encode
-from dormant.llm.scoring import Arm, ScoreConfig, score_arms
+
+from dormant.llm.engine.generate import GenConfig, generate
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt, encode
+from dormant.llm.engine.scoring import Arm, ScoreConfig, score_arms
+from dormant.llm.engine.views import View
 
 
 @dataclass
@@ -50,7 +52,7 @@ class CompareResult:
 
 def compare(pair: ModelPair, prompt: Prompt, views: list[str], config: CompareConfig | None = None) -> CompareResult:
     """Generate under each view and measure each answer's per-token KL against the reference view."""
-    from dormant.llm.prompts import render
+    from dormant.llm.engine.prompts import render
 
     cfg = config or CompareConfig()
     specs = [str(View.parse(v)) for v in views]
@@ -74,12 +76,12 @@ def compare(pair: ModelPair, prompt: Prompt, views: list[str], config: CompareCo
             res = score_arms(pair, arms, contrasts, continuations=[g.ids], config=ScoreConfig(prefix_reuse=False, show_progress=False))
             row = res.rows[0]
             if contrasts:
-                c = row["contrasts"][f"{spec}|ref"]
+                c = row.contrasts[f"{spec}|ref"]
                 kl = c.get("kl_tokens", [c["kl"]])
             else:
                 kl = [0.0] * len(g.ids)
             ref_arm = "ref" if contrasts else spec
-            top = [tok.decode([t]) for t in row["arms"][ref_arm]["top1_ids_per_token"]]
+            top = [tok.decode([t]) for t in row.arms[ref_arm]["top1_ids_per_token"]]
         outs.append(ViewOutput(view=spec, greedy=g.text, tokens=[tok.decode([t]) for t in g.ids], kl=kl, ref_top1=top, samples=samples))
     pair.ft()
     return CompareResult(prompt=prompt.text, rendered=render(tok, prompt), reference=ref, views=outs)

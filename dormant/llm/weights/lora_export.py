@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from dormant.llm.checkpoint import Checkpoint
-from dormant.llm.delta import DeltaResult
+from dormant.llm.weights.delta import DeltaResult
 
 LINEAR_GROUPS = {"attention", "mlp", "moe", "lm_head", "mtp"}
 DEFAULT_PROMPTS = ["The quick brown fox jumps over the lazy dog.", "What is the capital of France?", "Write a short poem about the sea.",
@@ -100,7 +100,7 @@ def _rank_for(spec, config: LoraExportConfig) -> int:
 
 def export_lora(ft: Checkpoint, base: Checkpoint, delta: DeltaResult, out_dir: str | Path, config: LoraExportConfig | None = None) -> LoraExportResult:
     """Write ``adapter_model.safetensors`` and ``adapter_config.json`` to ``out_dir`` (see the module docstring)."""
-    from dormant.llm.names import parse_name
+    from dormant.llm.weights.names import parse_name
 
     config = config or LoraExportConfig()
     out = Path(out_dir)

@@ -12,10 +12,9 @@ out-of-memory like the scoring engine's. Text is cut at the first end-of-turn to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from dormant.llm.scoring import length_batches, run_with_backoff
-from dormant.report.console import track
+from dormant.llm.engine.batching import map_batches
 
 
 @dataclass
@@ -86,14 +85,6 @@ def generate(model: Any, tokenizer: Any, seqs: Sequence[Sequence[int]], config: 
     if cfg.do_sample:
         torch.manual_seed(cfg.seed)
     stops = stop_ids(tokenizer, model)
-    out: list[Generation | None] = [None] * len(seqs)
-    state = {"batch_size": cfg.batch_size}
-    batches = length_batches([len(s) + cfg.max_new_tokens for s in seqs], cfg.batch_size, cfg.max_batch_tokens)
-    it: Iterable[list[int]] = track(batches, desc) if cfg.show_progress else batches
-    for batch in it:
-        for start in range(0, len(batch), state["batch_size"]):
-            part = batch[start : start + state["batch_size"]]
-            res = run_with_backoff(part, lambda b: _batch_generate(model, tokenizer, [seqs[i] for i in b], cfg, stops), state)
-            for i, g in zip(part, res):
-                out[i] = g
-    return out  # type: ignore[return-value]
+    return map_batches([len(s) + cfg.max_new_tokens for s in seqs],
+                       lambda b: _batch_generate(model, tokenizer, [seqs[i] for i in b], cfg, stops),
+                       cfg.batch_size, cfg.max_batch_tokens, desc=desc, show_progress=cfg.show_progress)

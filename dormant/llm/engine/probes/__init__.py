@@ -4,7 +4,7 @@
 creative, other languages). A probe set never changes once published; a new set gets a new
 version, so results recorded in the ledger stay reproducible.
 
-    from dormant.llm.probes import load_probes
+    from dormant.llm.engine.probes import load_probes
     prompts = load_probes()            # latest version
     prompts = load_probes("v1", categories=["math", "code"], limit=20)
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dormant.errors import DormantError
-from dormant.llm.prompts import Prompt, load_prompt_file
+from dormant.llm.engine.prompts import Prompt, load_prompt_file
 
 _HERE = Path(__file__).parent
 LATEST = "v1"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dormant.llm.names import component_sort_key
+from dormant.llm.weights.names import component_sort_key
 from dormant.report.plots import new_figure, save_figure
 
 

@@ -120,15 +120,19 @@ def group_of(component: str) -> str:
             "lm_head": "lm_head", "mtp": "mtp"}.get(head, "unknown")
 
 
+def layer_of(name: str) -> int | None:
+    """The transformer block index in a tensor name (``model.layers.19.mlp.up_proj.weight`` -> 19)."""
+    m = _LAYER.search(name.removeprefix("base_model.model."))
+    return int(m.group(1)) if m else None
+
+
 def parse_name(name: str) -> NameInfo:
     """Classify one tensor name (see the module docstring for the naming schemes)."""
     key = name.removeprefix("base_model.model.")
     component = next((c for rx, c in _COMPILED if rx.search(key)), "unknown")
-    layer = _LAYER.search(key)
     expert = _EXPERT.search(key)
     kind = key.rsplit(".", 1)[-1]
-    return NameInfo(name, component, group_of(component), int(layer.group(1)) if layer else None,
-                    int(expert.group(1)) if expert else None, kind)
+    return NameInfo(name, component, group_of(component), layer_of(name), int(expert.group(1)) if expert else None, kind)
 
 
 def component_sort_key(label: str) -> tuple[int, str]:
