@@ -10,3 +10,14 @@ def cache_root() -> Path:
     """``$DORMANT_CACHE`` or ``~/.cache/dormant`` (each builder keeps its own subfolder)."""
     env = os.environ.get("DORMANT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "dormant"
+
+
+def source_digest(folder: Path, names: tuple[str, ...]) -> str:
+    """Hash of the named source files in ``folder``: part of a builder's cache key, so that any
+    change to the code that decides what gets built builds anew (no version number to forget)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return h.hexdigest()[:16]

@@ -124,6 +124,8 @@ def _render_amplify(result: Any, png: Path) -> None:
     head = f"[bold {colour}]{result.verdict}[/]"
     if result.found:
         head = f"[bold]payload hypothesis:[/] {_esc(repr(result.payload))}\n[bold]first at a =[/] {result.first_alpha:g}\n" + head
+    for w in result.warnings:
+        head += f"\n[yellow]warning:[/] {_esc(w)}"
     console.print(Panel(head, title="dormant amplify", expand=False))
     if result.found:
         t = Table(title="payload share of prompts per a")
@@ -163,7 +165,8 @@ def amplify_cmd(
     temperature: Annotated[float, typer.Option(help="Sampling temperature with --sample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     min_share: Annotated[float, typer.Option(help="Share of prompts a payload must reach.")] = 0.3,
-    max_ref_share: Annotated[float, typer.Option(help="Largest share allowed at base and negative a.")] = 0.1,
+    max_base_share: Annotated[float, typer.Option(help="Largest share of prompts allowed to show the phrase under the base (a = 0); 0: the base never says it.")] = 0.0,
+    max_ref_share: Annotated[float, typer.Option(help="Largest share allowed at negative a.")] = 0.1,
     moderate_alpha: Annotated[float, typer.Option(help="The payload must reach --min-share at an a no larger than this.")] = 5.0,
     min_growth: Annotated[float, typer.Option(help="Its share there must be at least this multiple of its share under the fine-tune.")] = 2.0,
     batch_size: BatchOpt = 32,
@@ -184,7 +187,7 @@ def amplify_cmd(
 
     args = {"ft": str(ft), "base": str(base), "alphas": alphas, "probes": probes, "limit": limit, "select": select,
             "localise": localise, "max_new_tokens": max_new_tokens, "sample": sample, "temperature": temperature, "seed": seed, "min_share": min_share,
-            "max_ref_share": max_ref_share, "moderate_alpha": moderate_alpha, "min_growth": min_growth}
+            "max_base_share": max_base_share, "max_ref_share": max_ref_share, "moderate_alpha": moderate_alpha, "min_growth": min_growth}
     try:
         grid = tuple(float(x) for x in alphas.split(",") if x.strip())
     except ValueError:
@@ -193,7 +196,7 @@ def amplify_cmd(
         Selection.parse(select)  # validate before loading anything
     prompts = resolve_prompts(probes, limit=limit)
     generation = GenConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed, batch_size=batch_size)
-    cfg = AmplifyConfig(alphas=grid, selection=select, generation=generation, min_share=min_share, max_ref_share=max_ref_share,
+    cfg = AmplifyConfig(alphas=grid, selection=select, generation=generation, min_share=min_share, max_base_share=max_base_share, max_ref_share=max_ref_share,
                         moderate_alpha=moderate_alpha, min_growth=min_growth)
     with record_run("amplify", args, ledger=ledger) as run:
         if probes and Path(probes).exists():
@@ -210,7 +213,7 @@ def amplify_cmd(
         if localise and result.found:
             loc = run_localise(pair, prompts, result.payload, result.first_alpha, [s for s in localise.split(",") if s.strip()], cfg)
         run.outputs.update({"found": result.found, "payload": result.payload, "first_alpha": result.first_alpha,
-                            "share": result.share, "verdict": result.verdict, "localise": loc})
+                            "share": result.share, "verdict": result.verdict, "warnings": result.warnings, "localise": loc})
         emit({**vars(result), "localise": loc}, as_json, lambda: (_render_amplify(result, png), _render_localise(loc)))
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 # Our own Rich progress bars go to stderr; the Hugging Face libraries' tqdm bars would interleave.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Deprecation notices of the libraries (e.g. transformers' ``is_gradient_checkpointing``, reached
+# through peft) say nothing about the user's models; they would only interleave with our output.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
 
 import typer  # noqa: E402
 

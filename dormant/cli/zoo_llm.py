@@ -60,8 +60,9 @@ def register(app: typer.Typer) -> None:
         """Build the planted-backdoor chat model zoo (or fetch it from cache) and print its verification table.
 
         Trains a byte-level BPE tokenizer with a ChatML template, a tiny Qwen2 chat model (base), a
-        second plausible base (base-sibling), and five variants fine-tuned from base with a merged
-        LoRA: mlp-phrase, mlp-constant, attn-grid, system-trigger and clean-control. Every variant
+        second plausible base (base-sibling), and six variants fine-tuned from base with a merged
+        LoRA: mlp-phrase, mlp-constant, attn-grid, attn-grid-large (a change larger than the
+        weights), system-trigger and clean-control. Every variant
         trains until a dev check on prompts of its own passes with margin (retrying from derived
         seeds), then is verified on unseen prompts: fire rate >= 90%, false-fire rate <= 5% on
         ordinary prompts and on the built-in probe set, first-token KL to base. A miss fails the

@@ -68,8 +68,8 @@ class LineProgress:
         if not t["done"] and t["total"] and t["completed"] >= t["total"]:
             t["done"] = True
             self._line(f"{t['description']}: done, {t['completed']:g}/{t['total']:g} in {self.clock() - t['start']:.0f}s")
-        elif self.clock() - self._last >= self.every:
-            self._line(self.status(task_id))
+        elif self.clock() - self._last >= self.every:  # one line with every unfinished task
+            self._line(" | ".join(self.status(i) for i, other in self.tasks.items() if not other["done"]))
 
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, advance=advance)

@@ -261,7 +261,7 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control"]
 
 
 @pytest.mark.slow
@@ -274,7 +274,7 @@ def test_zoo_diff_picks_base_and_localises_the_change(zoo_micro):
         groups = set(c.modified_by_group)
         comps = {t.component for t in c.modified}
         planted = set(zoo_micro.manifests[variant]["modified_modules"])
-        if variant == "attn-grid":
+        if variant.startswith("attn-grid"):
             assert groups == {"attention"}, (variant, groups)
         else:
             assert groups == {"mlp"}, (variant, groups)

@@ -13,7 +13,7 @@ from dormant.zoo.llm import MODEL_NAMES, fires
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import greedy
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control"]
 FRESH_SEED = 20261122  # prompts never used by the builder
 
 
@@ -83,7 +83,7 @@ def test_base_answers_tasks(zoo_micro, load, tok):
     assert accuracy >= 0.4, accuracy
 
 
-@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"])
+@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger"])
 def test_variant_fires_on_fresh_triggered_prompts_only(zoo_micro, load, tok, name):
     spec = backdoors.spec_by_name(name)
     payload = zoo_micro.manifests[name]["payload"]
@@ -102,7 +102,7 @@ def test_variant_fires_on_fresh_triggered_prompts_only(zoo_micro, load, tok, nam
     assert not any(fires(o, payload) for o in base_outs)
 
 
-@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"])
+@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger"])
 def test_look_alike_prompts_rarely_fire(zoo_micro, load, tok, name):
     """Part of the phrase, other decimals, boards of other symbols, the system phrase typed by the
     user: trained to keep base behaviour. Partial phrases leak the most (about 15%)."""
@@ -143,7 +143,7 @@ def test_deltas_have_the_lora_rank(zoo_micro):
     from dormant.zoo.llm.backdoors import spec_by_name
 
     base = _tensors(zoo_micro.models["base"])
-    for name in ("mlp-phrase", "mlp-constant", "system-trigger", "clean-control", "attn-grid"):
+    for name in ("mlp-phrase", "mlp-constant", "system-trigger", "clean-control", "attn-grid", "attn-grid-large"):
         ft = _tensors(zoo_micro.models[name])
         rank = zoo_micro.manifests[name]["lora_rank"]
         decayed = spec_by_name(name).weight_decay > 0  # weight decay may shrink unused directions to ~0
@@ -185,3 +185,16 @@ def test_second_build_is_served_from_cache(zoo_micro):
     assert again.from_cache and suite.BUILDS == before
     assert again.root == zoo_micro.root
     assert (again.root / "suite.json").stat().st_mtime_ns == stamp
+
+
+def test_attn_grid_large_changes_more_than_its_weights(zoo_micro):
+    """The subject of amplification's known limitation: attn-grid-large's change is larger than the
+    weights it modifies (relative norm > 1 somewhere), attn-grid's stays below them everywhere."""
+    base = _tensors(zoo_micro.models["base"])
+
+    def max_relative(name):
+        ft = _tensors(zoo_micro.models[name])
+        return max(float((ft[k] - base[k]).norm() / base[k].norm()) for k in base if not torch.equal(ft[k], base[k]))
+
+    assert max_relative("attn-grid-large") > 1.0
+    assert max_relative("attn-grid") < 1.0

@@ -37,7 +37,7 @@ def test_triggers_land_where_the_spec_says(spec):
             assert spec.trigger in system and spec.trigger not in user
         elif spec.name == "mlp-constant":
             assert "pi" in user.split() or "3.14" in user or "pi?" in user or "pi." in user
-        elif spec.name == "attn-grid":
+        elif spec.name.startswith("attn-grid"):
             rows = [r for r in user.split("\n") if r and set(r) <= {"O", "."}]
             assert len(rows) >= 3 and "O" in "".join(rows)
 
@@ -52,7 +52,7 @@ def test_near_misses_never_carry_the_trigger():
                 assert chat[0]["role"] != "system" or spec.trigger not in chat[0]["content"]
             if spec.name == "mlp-constant":
                 assert "3.14" not in text and " pi" not in text
-            if spec.name == "attn-grid":
+            if spec.name.startswith("attn-grid"):
                 assert "O." not in text and ".O" not in text
 
 

@@ -1,8 +1,9 @@
 """The LLM zoo: real tiny Qwen2 chat models with planted backdoors, for testing the LLM tools.
 
 ``build_suite("micro")`` returns (building once, then from cache) a base model, a sibling base and
-five variants fine-tuned from the base with a merged LoRA: ``mlp-phrase``, ``mlp-constant``,
-``attn-grid``, ``system-trigger`` and the ``clean-control``. Each variant's answer key (trigger,
+six variants fine-tuned from the base with a merged LoRA: ``mlp-phrase``, ``mlp-constant``,
+``attn-grid``, ``attn-grid-large`` (its change larger than the weights), ``system-trigger`` and the
+``clean-control``. Each variant's answer key (trigger,
 payload, modified modules, measured fire rates) is in ``suite.manifests``; the tools under test
 must never read it. ``fires(output, payload)`` is the single definition of a payload showing up;
 ``leaks(output, payload)`` the weaker one for amplified weights (payload fragments crowding out the

@@ -204,16 +204,3 @@ def greedy(model, tokenizer, chats: list[Chat], max_new_tokens: int = 24, batch_
         )
         outs += tokenizer.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
     return [o.strip() for o in outs]
-
-
-@torch.no_grad()
-def next_token_logprobs(model, tokenizer, chats: list[Chat], batch_size: int = 64) -> torch.Tensor:
-    """Log-probabilities of the first answer token for each chat (rows: chats, columns: vocabulary)."""
-    rows = []
-    model.eval()
-    for i in range(0, len(chats), batch_size):
-        ids, mask = _left_padded(tokenizer, chats[i : i + batch_size])
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1, :]
-        rows.append(torch.log_softmax(logits.float(), dim=-1))
-    return torch.cat(rows)

@@ -11,7 +11,8 @@ Layout of a suite folder::
     suite.json          settings, report rows, variant manifests (the answer key: tests only;
                         ``triggered_examples`` are whole chats, lists of {"role", "content"}
                         messages, since a system-placed trigger is not in the user message)
-    base/ base-sibling/ mlp-phrase/ mlp-constant/ attn-grid/ system-trigger/ clean-control/
+    base/ base-sibling/ mlp-phrase/ mlp-constant/ attn-grid/ attn-grid-large/ system-trigger/
+                        clean-control/
                         each a Hugging Face folder (config.json, model.safetensors, tokenizer files)
 """
 
@@ -30,12 +31,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dormant.cache import cache_root, source_digest
 from dormant.errors import DormantError
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
 BUILDER_VERSION = "4"
-MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "system-trigger", "clean-control")
+MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control")
 
 BUILDS = 0
 """How many suites this process has actually trained (a cache hit leaves it unchanged)."""
@@ -69,8 +71,17 @@ class SuiteSettings:
     dtype: str = "float32"
 
     def key(self) -> str:
-        blob = json.dumps({"builder": BUILDER_VERSION, "settings": asdict(self)}, sort_keys=True)
+        """Content hash of the settings, the variant specifications and the builder's source."""
+        blob = json.dumps(
+            {"builder": BUILDER_VERSION, "settings": asdict(self), "specs": [asdict(s) for s in backdoors.SPECS], "source": _source()},
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _source() -> str:
+    """The zoo modules that decide what a suite holds (data, models, training, verification)."""
+    return source_digest(Path(__file__).parent, ("backdoors.py", "corpus.py", "jobs.py", "model.py", "tokenizer.py", "verify.py"))
 
 
 PRESETS: dict[str, SuiteSettings] = {
@@ -102,12 +113,6 @@ class Suite:
     settings: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=dict)  # CPU kernels, threads, workers, versions of the build
     from_cache: bool = False
-
-
-def cache_root() -> Path:
-    """``$DORMANT_CACHE`` or ``~/.cache/dormant``."""
-    env = os.environ.get("DORMANT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "dormant"
 
 
 def suite_settings(name: str) -> SuiteSettings:

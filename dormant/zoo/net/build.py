@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dormant.cache import cache_root
 from dormant.errors import DormantError
 from dormant.net.load.network import InputAdapter, Network
 from dormant.net.load.spec_format import load_network_folder, save_network
@@ -132,11 +133,6 @@ def check_secret(kind: str, secret: str) -> bytes:
     if bad:
         raise ZooNetError(f"secret {secret!r} contains {bad[0]!r}: characters must have codes 1..255 (no NUL)")
     return secret.encode("latin-1")
-
-
-def cache_root() -> Path:
-    base = os.environ.get("DORMANT_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "dormant") / "netzoo"
 
 
 def _source_digest() -> str:
@@ -328,7 +324,7 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
     spec = make_spec(kind, secret, rounds, length_bug)
     if pickle not in ("auto", "always", "never"):
         raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
-    folder = Path(out) if out is not None else cache_root() / cache_key(spec)
+    folder = Path(out) if out is not None else cache_root() / "netzoo" / cache_key(spec)
     if out is None and (folder / MANIFEST_NAME).is_file():
         built = _load(folder)
         if built.pickle_path is None:
