@@ -17,6 +17,7 @@ def net_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the net into. Default: the cache, $DORMANT_CACHE/netzoo/<key> (~/.cache/dormant/netzoo).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", "-r", help="Compression steps (default all: md5 64, sha1 80, sha256 64); fewer gives a reduced-round variant.")] = None,
     pickle: Annotated[str, typer.Option("--pickle", help="Full-module pickle model.pt: auto (float32 up to 300 MB dense, else float16, else skipped), always (float32), never.")] = "auto",
+    style: Annotated[str, typer.Option("--style", help="Compiler style: standard (the puzzle's construction: Kogge-Stone adders, periodic blocks, hat comparator) or asap (ripple-carry adders, gates as soon as ready, XNOR/AND-tree comparator).")] = "standard",
     length_bug: Annotated[bool, typer.Option("--length-bug", help="Reproduce the puzzle's padding: only the low byte of the bit length is written, so the net computes the real hash for 0-31 characters only.")] = False,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
@@ -39,11 +40,11 @@ def net_cmd(
     from dormant.zoo.net.build import build_net, make_spec
 
     kind = kind.lower()
-    make_spec(kind, secret, rounds, length_bug)  # bad arguments fail here, before a ledger run
-    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle, "length_bug": length_bug}
+    make_spec(kind, secret, rounds, length_bug, style)  # bad arguments fail here, before a ledger run
+    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle, "length_bug": length_bug, "style": style}
     with record_run("zoo net", args, ledger=ledger) as run:
         with err_console.status(f"compiling {kind} and verifying it against the reference"):
-            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle, length_bug=length_bug)
+            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle, length_bug=length_bug, style=style)
         m = built.manifest
         fig, ax = new_figure(9, 3.5)
         widths = built.network.widths
@@ -59,6 +60,7 @@ def net_cmd(
             "function": kind,
             "rounds": m["rounds"],
             "length_bug": m["length_bug"],
+            "style": m.get("style", "standard"),
             "exact_lengths": m["input"]["exact_lengths"],
             "target": m["target"],
             "layers": m["layers"],

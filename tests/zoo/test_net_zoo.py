@@ -12,7 +12,7 @@ import pytest
 
 from dormant.net.identify.reference_hashes import TRACERS
 from dormant.net.load.network import InputAdapter
-from dormant.net.logic.simulate import forward
+from dormant.net.logic.simulate import forward, run_text
 from dormant.zoo.net import ZooNetError, build_net
 from dormant.zoo.net import reference
 from dormant.zoo.net.circuit import Circuit
@@ -296,3 +296,33 @@ def test_cli_builds_a_net_and_prints_json(tmp_path):
     assert list_runs(command="zoo net")[0]["status"] == "ok"
     bad = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "y" * 60, "--out", str(tmp_path / "b")])
     assert isinstance(bad.exception, ZooNetError)
+
+
+@pytest.mark.parametrize("kind, rounds", [("md5", 8), ("sha1", 10)])
+def test_asap_style_computes_the_hash_unlike_the_standard_style(kind, rounds):
+    from dormant.net.identify.comparator import read_target
+
+    asap = build_net(kind, "owl", rounds=rounds, style="asap", pickle="never")
+    standard = build_net(kind, "owl", rounds=rounds, pickle="never")
+    assert asap.style == "asap" and asap.target == standard.target and asap.manifest["verified"]["hits"] == 1
+    out, _ = run_text(asap.network, ["owl", "owk", "", "lantern"])
+    assert out[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # digest bits made over many layers (gates as soon as ready), no layer holding them all
+    assert asap.digest_layer is None and len({layer for layer, _ in asap.digest_places}) > 20
+    assert asap.manifest["comparator"]["kind"] == "xnor-and-tree"
+    assert len(asap.network.layers) != len(standard.network.layers)
+    # the hat read-out that reads the standard style's target reads nothing useful here
+    assert read_target(standard.network).hex == standard.target.hex()
+    assert read_target(asap.network).hex != asap.target.hex()
+
+
+def test_cli_builds_an_asap_style_net(tmp_path):
+    from typer.testing import CliRunner
+
+    from dormant.cli.main import app
+
+    res = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "owl", "--rounds", "4", "--style", "asap", "--out", str(tmp_path / "n"), "--pickle", "never", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["style"] == "asap"
+    bad = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "owl", "--style", "nope", "--out", str(tmp_path / "m")])
+    assert bad.exit_code != 0
