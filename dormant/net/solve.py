@@ -164,9 +164,15 @@ def _stage_identify(net: Network):
         notes += ident.evidence[:2]
         if function is None:
             notes.append(f"signature probing named no known hash ({ident.function!r})")
-    if not target:
+    if ident is not None and ident.digest_places:
+        target = _attempt(notes, "lanes", lambda: _target_at_lanes(net, ident.digest_places, target, notes, ident.digest_copies)) or None
+    if not target and not (ident is not None and ident.digest_places):  # lanes found: only a target they confirm is kept
         read = _attempt(notes, "comparator", lambda: read_target(net))
         target = read.hex if read is not None and read.hex else None
+        size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
+        if target and size and len(target) != 2 * size:
+            notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
+            target = None
         if target:
             notes.append("target read from the comparator")
     if function is None:
@@ -179,6 +185,26 @@ def _stage_identify(net: Network):
     finding = f"function {function or 'unknown'}, target {target or 'unknown'}" + (f" (verified: {verified})" if verified is not None else "")
     data = {"function": function, "target": target, "verified": verified, "notes": notes}
     return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target)
+
+
+def _target_at_lanes(net: Network, places: list[tuple[int, int]], fast: str | None, notes: list[str], copies=None, backgrounds: int = 4) -> str | None:
+    """The target digest, checked by injection at the digest lanes: the comparator read-out's answer
+    (``fast``) when injecting it fires the network, else the lanes -> output circuit solved by SAT."""
+    from dormant.net.identify.lanes_target import inject, target_from_lanes
+    from dormant.net.identify.signature import IdentifyConfig, encode, random_messages
+
+    width = net.layers[0].in_features
+    bg = encode(random_messages(backgrounds, width, IdentifyConfig(), seed=7), width)
+    if fast and len(fast) * 4 == len(places):
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(fast), dtype=np.uint8), bitorder="little")
+        if np.all(inject(net, places, bg, bits, copies)[:, 0] > 0.5):
+            notes.append(f"comparator read-out confirmed: injected at the digest lanes it fires on {backgrounds} background messages")
+            return fast
+        notes.append("the comparator read-out does not fire when injected at the digest lanes; solving the lanes -> output circuit")
+    res = target_from_lanes(net, places, bg, copies)
+    notes.append(f"target solved from the digest lanes by SAT on the circuit after them (unique: {res.unique}, verified by injection: {res.verified})")
+    notes += res.notes[-1:]
+    return res.hex if res.verified else None
 
 
 def _fires(net: Network, text: str, codes: list[int | None] | None = None) -> bool:

@@ -324,6 +324,8 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     live = live_cone(nl)
     inputs = [s for s in nl.inputs if s in live]  # the AIG's inputs, in its order
     cuts = [s for s in inputs if nl.kind[s] == "cut"]
+    if cuts and net.adapter.kind == "binary":
+        return unsupported(f"{len(cuts)} signals are not 0/1 functions of the binary inputs the netlist could resolve")
     tables = cut_tables(net, nl, cuts) if cuts else {}
     if isinstance(tables, str):
         return unsupported(tables)
