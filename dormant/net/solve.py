@@ -203,7 +203,7 @@ def _target_at_lanes(net: Network, places: list[tuple[int, int]], fast: str | No
         notes.append("the comparator read-out does not fire when injected at the digest lanes; solving the lanes -> output circuit")
     res = target_from_lanes(net, places, bg, copies)
     notes.append(f"target solved from the digest lanes by SAT on the circuit after them (unique: {res.unique}, verified by injection: {res.verified})")
-    notes += res.notes[-1:]
+    notes += res.notes
     return res.hex if res.verified else None
 
 

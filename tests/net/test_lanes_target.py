@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dormant.net.identify.lanes_target import inject, target_from_lanes
+from dormant.net.identify.lanes_target import comparator_cone, inject, target_from_lanes
 from dormant.net.identify.signature import IdentifyConfig, encode, identify, random_messages
 from dormant.zoo.net.build import build_net
 
@@ -33,3 +33,22 @@ def test_injection_fires_only_on_the_target():
     assert np.all(inject(built.network, ident.digest_places, bg, bits, ident.digest_copies)[:, 0] == 1)
     bits[5] ^= 1
     assert np.all(inject(built.network, ident.digest_places, bg, bits, ident.digest_copies)[:, 0] == 0)
+
+
+@pytest.fixture(scope="module")
+def asap_md5():
+    built = build_net("md5", "owl", style="asap", pickle="never")
+    return built, identify(built.network)
+
+
+def test_the_cut_is_the_comparator_alone_on_a_full_round_network(asap_md5):
+    """Full-round asap MD5 shares digest neurons with the last steps' computation: the cone walks back
+    from the output to the digest neurons and keeps the hash computation out of the cut."""
+    built, ident = asap_md5
+    assert ident.function == "md5" and ident.rounds is None and ident.digest_layer is None
+    cone = comparator_cone(built.network, ident.digest_places, ident.digest_copies)
+    assert sorted(j for _, _, j in cone.reads) == list(range(128)) and not cone.held
+    # an XNOR per bit and a tree of 4-input ANDs carried to the output: hundreds of neurons, not the hash
+    assert cone.size < 1000 and cone.start > len(built.network.layers) - 150
+    res = target_from_lanes(built.network, ident.digest_places, _backgrounds(built.network), ident.digest_copies)
+    assert res.hex == built.target.hex() and res.unique and res.verified
