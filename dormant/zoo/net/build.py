@@ -72,6 +72,7 @@ class NetSpec:
     rounds: int
     length_bug: bool = False
     style: str = "standard"  # compiler style (``hashes.STYLES``)
+    layout: str = "compact"  # compact (as compiled) or puzzle (stretched and padded onto the puzzle's widths)
 
     @property
     def target(self) -> bytes:
@@ -86,7 +87,10 @@ class NetSpec:
         return "0-31" if self.length_bug else f"0-{max_length(self.kind)}"
 
 
-def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: bool = False, style: str = "standard") -> NetSpec:
+LAYOUTS = ("compact", "puzzle")
+
+
+def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: bool = False, style: str = "standard", layout: str = "compact") -> NetSpec:
     """Validate the arguments (``ZooNetError`` naming the problem) and resolve the step count."""
     check_secret(kind, secret)
     full = FULL_ROUNDS[kind]
@@ -97,7 +101,11 @@ def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: boo
         raise ZooNetError("the toy checksum has no length field; --length-bug applies to md5, sha1 and sha256")
     if style not in STYLES:
         raise ZooNetError(f"unknown compiler style {style!r}; choose one of {', '.join(STYLES)}")
-    return NetSpec(kind, secret, n, bool(length_bug), style)
+    if layout not in LAYOUTS:
+        raise ZooNetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout == "puzzle" and (kind, n, style) != ("md5", full, "standard"):
+        raise ZooNetError("--layout puzzle lays out the puzzle's own function: full-round md5 in the standard style")
+    return NetSpec(kind, secret, n, bool(length_bug), style, layout)
 
 
 @dataclass
@@ -158,14 +166,14 @@ def _source_digest() -> str:
     """Hash of the modules that decide a net's layout: any change to them gives new cache keys."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("circuit.py", "asap_style.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py"):
+    for name in ("circuit.py", "asap_style.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py", "puzzle_layout.py", "data/puzzle_widths.txt"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 
 
 def cache_key(spec: NetSpec) -> str:
     blob = json.dumps({**asdict(spec), "version": BUILDER_VERSION, "source": _source_digest()}, sort_keys=True)
-    return f"{spec.kind}-r{spec.rounds}{'-bug' if spec.length_bug else ''}{'' if spec.style == 'standard' else '-' + spec.style}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return f"{spec.kind}-r{spec.rounds}{'-bug' if spec.length_bug else ''}{'' if spec.style == 'standard' else '-' + spec.style}{'' if spec.layout == 'compact' else '-' + spec.layout}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- verification
@@ -254,13 +262,36 @@ def write_pickle(net: Network, path: Path, dtype: str = "float32") -> Path:
 
 # ----------------------------------------------------------------------------- build
 def compile_net(spec: NetSpec):
-    """``(circuit, CompileResult)`` of the net described by ``spec``."""
+    """``(circuit, CompileResult, FitReport or None)`` of the net described by ``spec``; the puzzle
+    layout stretches and pads the compiled net onto the puzzle's widths (``puzzle_layout``)."""
     circuit = CIRCUITS[spec.kind](spec.target, spec.rounds, length_bug=spec.length_bug, style=spec.style)
     adapter = InputAdapter(kind="char_codes", length=max_length(spec.kind), description="ord() of each character, NUL-padded")
-    return circuit, compile_circuit(circuit, adapter=adapter)
+    result = compile_circuit(circuit, adapter=adapter)
+    if spec.layout == "compact":
+        return circuit, result, None
+    from dormant.zoo.net.puzzle_layout import fit_widths, puzzle_widths
+
+    result.network, fit = fit_widths(result.network, puzzle_widths())
+    result.positions = {i: (fit.placed[layer], lane) for i, (layer, lane) in result.positions.items()}
+    return circuit, result, fit
 
 
-def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict) -> dict:
+def _layout_entry(fit) -> dict:
+    if fit is None:
+        return {"kind": "compact"}
+    return {
+        "kind": "puzzle",
+        "layers_matching_width": fit.matched,
+        "layers_over_width": fit.over_layers,
+        "lanes_over_width": fit.over_lanes,
+        "filler_neurons": fit.filler,
+        "copy_layers_inserted": fit.copy_layers,
+        "over": [list(m) for m in fit.mismatches],
+        "note": "compiled layers stretched onto the puzzle's widths with copy-wire layers, narrower layers padded with constant-0 filler neurons; a layer 'over' carries more lanes than the puzzle's layer there",
+    }
+
+
+def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict, fit=None) -> dict:
     net = result.network
     widths = net.widths
     digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
@@ -270,6 +301,7 @@ def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict) -> d
         "builder_version": BUILDER_VERSION,
         "function": spec.kind,
         "style": spec.style,
+        "layout": _layout_entry(fit),
         "secret": spec.secret,
         "target": spec.target.hex(),
         "rounds": spec.rounds,
@@ -332,7 +364,7 @@ def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto", length_bug: bool = False, style: str = "standard") -> BuiltNet:
+def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto", length_bug: bool = False, style: str = "standard", layout: str = "compact") -> BuiltNet:
     """Build (or fetch from the cache) the ``kind`` net that outputs 1 exactly on ``secret``.
 
     ``out`` writes the net there (replacing a previous build); without it the cache is used.
@@ -346,7 +378,7 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
         built.target.hex()                      # 'c7ef65233c40aa32c2b9ace37595fa7c'
         run_text(built.network, ["bitter lesson"])[0]   # [[1.0]]
     """
-    spec = make_spec(kind, secret, rounds, length_bug, style)
+    spec = make_spec(kind, secret, rounds, length_bug, style, layout)
     if pickle not in ("auto", "always", "never"):
         raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
     folder = Path(out) if out is not None else cache_root() / cache_key(spec)
@@ -360,10 +392,10 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
                 (folder / MANIFEST_NAME).write_text(json.dumps(built.manifest, indent=1))
         return built
     t0 = time.perf_counter()
-    circuit, result = compile_net(spec)
+    circuit, result, fit = compile_net(spec)
     net = result.network
     checks = verify(net, spec, [result.positions[i] for i in circuit.taps["digest"]])
-    manifest = _manifest(spec, circuit, result, time.perf_counter() - t0, checks)
+    manifest = _manifest(spec, circuit, result, time.perf_counter() - t0, checks, fit)
     dtype, note = pickle_plan(net, pickle)
     manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME if dtype else None, "dtype": dtype, "note": note}
     _save(net, folder, manifest, dtype)
