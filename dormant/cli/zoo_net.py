@@ -17,6 +17,8 @@ def net_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the net into. Default: the cache, $DORMANT_CACHE/netzoo/<key> (~/.cache/dormant/netzoo).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", "-r", help="Compression steps (default all: md5 64, sha1 80, sha256 64); fewer gives a reduced-round variant.")] = None,
     pickle: Annotated[str, typer.Option("--pickle", help="Full-module pickle model.pt: auto (float32 up to 300 MB dense, else float16, else skipped), always (float32), never.")] = "auto",
+    style: Annotated[str, typer.Option("--style", help="Compiler style: standard (the puzzle's construction: Kogge-Stone adders, periodic blocks, hat comparator) or asap (ripple-carry adders, gates as soon as ready, XNOR/AND-tree comparator).")] = "standard",
+    layout: Annotated[str, typer.Option("--layout", help="compact (as compiled) or puzzle (md5 only: stretched onto the public puzzle's 2721 layer widths with copy-wire layers and constant-0 filler; layers that need more lanes than the puzzle's are reported in the manifest).")] = "compact",
     length_bug: Annotated[bool, typer.Option("--length-bug", help="Reproduce the puzzle's padding: only the low byte of the bit length is written, so the net computes the real hash for 0-31 characters only.")] = False,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
@@ -39,11 +41,11 @@ def net_cmd(
     from dormant.zoo.net.build import build_net, make_spec
 
     kind = kind.lower()
-    make_spec(kind, secret, rounds, length_bug)  # bad arguments fail here, before a ledger run
-    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle, "length_bug": length_bug}
+    make_spec(kind, secret, rounds, length_bug, style, layout)  # bad arguments fail here, before a ledger run
+    args = {"kind": kind, "secret": secret, "out": str(out) if out else None, "rounds": rounds, "pickle": pickle, "length_bug": length_bug, "style": style, "layout": layout}
     with record_run("zoo net", args, ledger=ledger) as run:
         with err_console.status(f"compiling {kind} and verifying it against the reference"):
-            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle, length_bug=length_bug)
+            built = build_net(kind, secret, out=out, rounds=rounds, pickle=pickle, length_bug=length_bug, style=style, layout=layout)
         m = built.manifest
         fig, ax = new_figure(9, 3.5)
         widths = built.network.widths
@@ -59,6 +61,8 @@ def net_cmd(
             "function": kind,
             "rounds": m["rounds"],
             "length_bug": m["length_bug"],
+            "style": m.get("style", "standard"),
+            "layout": m.get("layout", {"kind": "compact"}),
             "exact_lengths": m["input"]["exact_lengths"],
             "target": m["target"],
             "layers": m["layers"],
@@ -82,6 +86,9 @@ def net_cmd(
         t.add_row("layers", f"{m['layers']} Linear+ReLU")
         w = m["widths"]
         t.add_row("widths", f"{w['input']} -> {w['min_hidden']}..{w['max']} (mean {w['mean']}) -> {w['output']}")
+        lay = m.get("layout", {"kind": "compact"})
+        if lay["kind"] == "puzzle":
+            t.add_row("puzzle layout", f"{lay['layers_matching_width']} of {m['layers']} layers as wide as the puzzle's; {lay['layers_over_width']} wider (by {lay['lanes_over_width']:,} lanes in all); {lay['filler_neurons']:,} constant-0 filler neurons, {lay['copy_layers_inserted']} copy-wire layers inserted")
         t.add_row("non-zero weights", f"{m['nnz']:,} of {m['dense_params']:,} dense parameters")
         t.add_row("gate census", ", ".join(f"{k} {v:,}" for k, v in m["census"].items()))
         t.add_row("verified", f"{m['verified']['probes']} probes (near misses {m['verified']['near_misses']}, random {m['verified']['random']}): digests equal the reference")

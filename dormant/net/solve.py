@@ -37,7 +37,7 @@ from dormant.net.invert.candidates import Hints
 from dormant.net.invert.preimage import InvertConfig, byte_order_variants, invert
 from dormant.net.load.loaders import load_network
 from dormant.net.load.network import Network
-from dormant.net.logic.circuit_search import PRINTABLE, EnumerateConfig, enumerate_firing, sat_firing
+from dormant.net.logic.circuit_search import PRINTABLE, EnumerateConfig, SatConfig, binary_inputs, count_binary, enumerate_firing, sat_firing
 from dormant.net.logic.decompile import decompile
 from dormant.net.structure.motifs import analyse_motifs
 from dormant.net.structure.summary import inspect_network
@@ -50,6 +50,8 @@ class SolveConfig:
     byte_orders: bool = True  # also match the target with its bytes reversed (per word, overall)
     decompile_max_neurons: int = 50_000  # larger nets skip decompilation
     sat_max_neurons: int = 50_000  # non-hash circuits up to this size are tried with SAT first
+    sat_max_solutions: int = 256  # SAT enumeration stops here and says the count is a lower bound
+    exact_max_bits: int = 24  # binary-input circuits with at most 2**this assignments are counted exactly
     alphabet: str = PRINTABLE  # non-hash circuits: enumeration alphabet
     max_len: int = 3  # non-hash circuits: longest string enumerated
     skip: tuple[str, ...] = ()  # stage names to skip (inspect, motifs, decompile)
@@ -71,7 +73,7 @@ class SolveResult:
     target: str | None  # digest hex as identified
     found: bool
     preimage: str | None
-    firing: list[str]  # non-hash circuits: every firing input found
+    firing: list[str]  # non-hash circuits: firing inputs found (a sample when there are many)
     verified: bool | None  # the network outputs 1 on the preimage (None: not checked)
     verdict: str
     stages: list[Stage]
@@ -162,9 +164,15 @@ def _stage_identify(net: Network):
         notes += ident.evidence[:2]
         if function is None:
             notes.append(f"signature probing named no known hash ({ident.function!r})")
-    if not target:
+    if ident is not None and ident.digest_places:
+        target = _attempt(notes, "lanes", lambda: _target_at_lanes(net, ident.digest_places, target, notes, ident.digest_copies)) or None
+    if not target and not (ident is not None and ident.digest_places):  # lanes found: only a target they confirm is kept
         read = _attempt(notes, "comparator", lambda: read_target(net))
         target = read.hex if read is not None and read.hex else None
+        size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
+        if target and size and len(target) != 2 * size:
+            notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
+            target = None
         if target:
             notes.append("target read from the comparator")
     if function is None:
@@ -179,11 +187,33 @@ def _stage_identify(net: Network):
     return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target)
 
 
-def _fires(net: Network, text: str) -> bool:
+def _target_at_lanes(net: Network, places: list[tuple[int, int]], fast: str | None, notes: list[str], copies=None, backgrounds: int = 4) -> str | None:
+    """The target digest, checked by injection at the digest lanes: the comparator read-out's answer
+    (``fast``) when injecting it fires the network, else the lanes -> output circuit solved by SAT."""
+    from dormant.net.identify.lanes_target import inject, target_from_lanes
+    from dormant.net.identify.signature import IdentifyConfig, encode, random_messages
+
+    width = net.layers[0].in_features
+    bg = encode(random_messages(backgrounds, width, IdentifyConfig(), seed=7), width)
+    if fast and len(fast) * 4 == len(places):
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(fast), dtype=np.uint8), bitorder="little")
+        if np.all(inject(net, places, bg, bits, copies)[:, 0] > 0.5):
+            notes.append(f"comparator read-out confirmed: injected at the digest lanes it fires on {backgrounds} background messages")
+            return fast
+        notes.append("the comparator read-out does not fire when injected at the digest lanes; solving the lanes -> output circuit")
+    res = target_from_lanes(net, places, bg, copies)
+    notes.append(f"target solved from the digest lanes by SAT on the circuit after them (unique: {res.unique}, verified by injection: {res.verified})")
+    notes += res.notes
+    return res.hex if res.verified else None
+
+
+def _fires(net: Network, text: str, codes: list[int | None] | None = None) -> bool:
+    """Does the network output 1 on ``text`` (one code per character, NUL-padded), or on the input
+    vector ``codes`` when given (free positions ``None`` set to 0)?"""
     from dormant.net.logic.simulate import forward
 
     width = net.adapter.length if net.adapter.kind == "char_codes" and net.adapter.length else net.layers[0].in_features
-    codes = [ord(ch) for ch in text]  # the network reads one code per character, NUL-padded
+    codes = [ord(ch) for ch in text] if codes is None else [0 if v is None else v for v in codes]
     if len(codes) > width:
         return False
     x = np.zeros(width)
@@ -223,7 +253,7 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
     ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
     function, target = ident
 
-    preimage, firing, found = None, [], False
+    preimage, firing, found, vector = None, [], False, None
     if function in fast_hashes.FUNCTIONS and target:
         res = _run(stages, "invert", lambda: _stage_invert(function, target, config))
         if res is not None and res.found:
@@ -235,10 +265,11 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
         if res is not None and res.firing:
             firing, found = list(res.firing), True
             preimage = firing[0]
+            vector = res.codes[0] if res.codes else None
 
     verified = None
     if found and preimage is not None:
-        verified = _run(stages, "verify", lambda: _stage_verify(net, preimage))
+        verified = _run(stages, "verify", lambda: _stage_verify(net, preimage, vector))
     verdict = _verdict(function, target, preimage, firing, found, verified, stages)
     return SolveResult(src, function, target, found, preimage, firing, verified, verdict, stages, time.perf_counter() - t0)
 
@@ -258,13 +289,29 @@ def _stage_invert(function: str, target: str, config: SolveConfig):
     return finding, data, res
 
 
+def _circuit_data(method: str, res, notes: list[str]) -> dict:
+    return {"method": method, "firing": res.firing, "complete": res.complete, "domain": res.domain, "count": res.count, "capped": res.capped, "notes": notes + res.notes}
+
+
 def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int):
+    """Exact count for small binary input spaces; else SAT (capped, said so); else enumeration."""
     notes = []
+    n_bits, why = binary_inputs(net)
+    if n_bits is not None and n_bits <= config.exact_max_bits:
+        res = count_binary(net, n_bits)
+        finding = f"exhaustive simulation of {res.domain} ({why}): exactly {res.count:,} fire" + (f": {', '.join(res.firing[:4])}, ..." if res.firing else "")
+        return finding, _circuit_data("exhaustive", res, notes), res
+    if n_bits is not None:
+        notes.append(f"{n_bits} binary inputs: 2^{n_bits} assignments exceed the exact-count limit of 2^{config.exact_max_bits}")
     if n_neurons <= config.sat_max_neurons:
-        res = sat_firing(net, decompiled=decompiled)
+        res = sat_firing(net, SatConfig(max_solutions=config.sat_max_solutions), decompiled=decompiled)
         if res.status == "ok":
-            finding = f"SAT: {len(res.firing)} firing input(s){' (complete)' if res.complete else ''}: {', '.join(repr(f) for f in res.firing[:8])}"
-            return finding, {"method": "sat", "firing": res.firing, "complete": res.complete, "domain": "all inputs (SAT)"}, res
+            if res.capped:
+                finding = f"SAT: at least {res.count:,} firing input(s) (stopped at the cap of {config.sat_max_solutions} solutions; more exist)"
+            else:
+                finding = f"SAT: exactly {res.count:,} firing input(s), complete"
+            finding += ": " + ", ".join(repr(f) for f in res.firing[:8])
+            return finding, _circuit_data("sat", res, notes), res
         notes.append(f"SAT {res.status}: {'; '.join(res.notes)}")
     from dormant.report.console import progress
 
@@ -277,11 +324,11 @@ def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int
     if res.status != "ok":
         raise RuntimeError("; ".join(notes + res.notes))
     finding = f"enumeration of {res.domain} ({res.checked:,} inputs): {len(res.firing)} firing: {', '.join(repr(f) for f in res.firing[:8])}"
-    return "; ".join(notes + [finding]), {"method": "enumeration", "firing": res.firing, "complete": res.complete, "domain": res.domain}, res
+    return "; ".join(notes + [finding]), _circuit_data("enumeration", res, notes), res
 
 
-def _stage_verify(net: Network, preimage: str):
-    ok = _fires(net, preimage)
+def _stage_verify(net: Network, preimage: str, vector: list[int | None] | None = None):
+    ok = _fires(net, preimage, vector)
     return (f"network outputs 1 on {preimage!r}" if ok else f"network does NOT fire on {preimage!r}"), {"fires": ok}, ok
 
 
@@ -292,10 +339,15 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
         return f"{name}(x) == {target}: x = {preimage!r}{check}"
     if found:
         search = next((s for s in stages if s.name == "circuit search"), None)
-        where = ""
-        if search is not None and search.data:
-            where = f" of {search.data.get('domain', 'its inputs')}" + (", and on no other" if search.data.get("complete") else "")
-        return f"{name} fires on {len(firing)} input(s){where}: " + ", ".join(repr(f) for f in firing[:8])
+        data = search.data if search is not None and search.data else {}
+        count, domain = data.get("count", len(firing)), data.get("domain", "its inputs")
+        if data.get("capped"):
+            how = f"at least {count:,} input(s) of {domain} (the search stopped at its cap; more fire)"
+        elif data.get("complete"):
+            how = f"exactly {count:,} input(s) of {domain}"
+        else:
+            how = f"{count:,} input(s) found in {domain} (not shown to be all)"
+        return f"{name} fires on {how}: " + ", ".join(repr(f) for f in firing[:8])
     if function in fast_hashes.FUNCTIONS:
         inv = next((s for s in stages if s.name == "invert"), None)
         return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")

@@ -48,6 +48,17 @@ def test_solve_sha1_one_word_is_not_confused_with_md5(sha1_net):
     assert _status(result)["motifs"] == "skipped"
 
 
+@pytest.mark.parametrize("kind", ["md5", "sha1"])
+def test_solve_reads_the_target_of_another_compilers_network_from_its_lanes(kind):
+    """The asap style: digest made over many layers, XNOR/AND-tree comparator, no hat neurons."""
+    built = build_net(kind, "owl", style="asap", pickle="never")
+    result = solve(built.folder, _config(skip=("motifs", "inspect")))
+    ident = next(s for s in result.stages if s.name == "identify")
+    assert result.function == kind and result.target == built.target.hex()
+    assert "solved from the digest lanes" in ident.finding and "verified by injection: True" in ident.finding
+    assert result.found and result.preimage == "owl" and result.verified is True
+
+
 def test_solve_falls_back_when_signature_probing_fails(sha1_net, monkeypatch):
     def broken(net):
         raise RuntimeError("probing failed")

@@ -12,7 +12,7 @@ import pytest
 
 from dormant.net.identify.reference_hashes import TRACERS
 from dormant.net.load.network import InputAdapter
-from dormant.net.logic.simulate import forward
+from dormant.net.logic.simulate import forward, run_text
 from dormant.zoo.net import ZooNetError, build_net
 from dormant.zoo.net import reference
 from dormant.zoo.net.circuit import Circuit
@@ -296,3 +296,77 @@ def test_cli_builds_a_net_and_prints_json(tmp_path):
     assert list_runs(command="zoo net")[0]["status"] == "ok"
     bad = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "y" * 60, "--out", str(tmp_path / "b")])
     assert isinstance(bad.exception, ZooNetError)
+
+
+@pytest.mark.parametrize("kind, rounds", [("md5", 8), ("sha1", 10)])
+def test_asap_style_computes_the_hash_unlike_the_standard_style(kind, rounds):
+    from dormant.net.identify.comparator import read_target
+
+    asap = build_net(kind, "owl", rounds=rounds, style="asap", pickle="never")
+    standard = build_net(kind, "owl", rounds=rounds, pickle="never")
+    assert asap.style == "asap" and asap.target == standard.target and asap.manifest["verified"]["hits"] == 1
+    out, _ = run_text(asap.network, ["owl", "owk", "", "lantern"])
+    assert out[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # digest bits made over many layers (gates as soon as ready), no layer holding them all
+    assert asap.digest_layer is None and len({layer for layer, _ in asap.digest_places}) > 20
+    assert asap.manifest["comparator"]["kind"] == "xnor-and-tree"
+    assert len(asap.network.layers) != len(standard.network.layers)
+    # the hat read-out that reads the standard style's target reads nothing useful here
+    assert read_target(standard.network).hex == standard.target.hex()
+    assert read_target(asap.network).hex != asap.target.hex()
+
+
+def test_cli_builds_an_asap_style_net(tmp_path):
+    from typer.testing import CliRunner
+
+    from dormant.cli.main import app
+
+    res = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "owl", "--rounds", "4", "--style", "asap", "--out", str(tmp_path / "n"), "--pickle", "never", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["style"] == "asap"
+    bad = CliRunner().invoke(app, ["zoo", "net", "md5", "--secret", "owl", "--style", "nope", "--out", str(tmp_path / "m")])
+    assert bad.exit_code != 0
+
+
+def test_fit_widths_stretches_and_pads_a_net_onto_a_profile():
+    import scipy.sparse as sp
+    from dormant.zoo.net.puzzle_layout import fit_widths
+
+    net = build_net("toy", "owl", pickle="never").network
+    w = net.widths
+    # every compiled layer twice as wide, a copy layer after each: feasible, so matched exactly
+    target = [w[0]] + [x for v in w[1:-1] for x in (2 * v, 2 * v + 3)] + [w[-1]]
+    fitted, rep = fit_widths(net, target)
+    assert fitted.widths == target and rep.over_layers == 0 and rep.copy_layers == len(w) - 2
+    empty = sum(int(np.sum((np.diff(sp.csr_matrix(layer.weight).indptr) == 0) & (layer.bias == 0))) for layer in fitted.layers)
+    assert rep.filler > 0 and empty >= rep.filler  # filler neurons read nothing and hold 0
+    texts = ["owl", "owk", "", "lantern"]
+    assert np.array_equal(run_text(fitted, texts)[0], run_text(net, texts)[0])
+    # a profile narrower than some compiled layer: that layer is reported, the function kept
+    narrow = [w[0]] + [min(w[1:-1])] * (len(target) - 2) + [w[-1]]
+    fitted, rep = fit_widths(net, narrow)
+    assert rep.over_layers >= 1 and all(width > want for _, width, want in rep.mismatches)
+    assert np.array_equal(run_text(fitted, texts)[0], run_text(net, texts)[0])
+
+
+def test_puzzle_layout_has_the_puzzles_widths_but_where_reported():
+    from pathlib import Path
+
+    from dormant.zoo.net.bias_pattern import compare_bias_pattern
+
+    data = Path(__file__).parents[1] / "data"
+    want = [int(x) for x in (data / "puzzle_widths.txt").read_text().strip().split(",")]
+    built = build_net("md5", "owl", layout="puzzle", length_bug=True, pickle="never")
+    got = built.network.widths
+    lay = built.manifest["layout"]
+    assert len(got) == len(want) == 2722 and got[0] == 55 and got[-1] == 1 and len(built.network.layers) == 2721
+    over = {t + 1 for t, _, _ in lay["over"]}
+    assert all(got[i] == want[i] for i in range(len(want)) if i not in over)
+    assert all(got[i] > want[i] for i in over) and lay["layers_matching_width"] == 2721 - len(over)
+    assert lay["layers_matching_width"] >= 2400  # the compact compiler's widest step layers exceed the puzzle's
+    assert built.manifest["verified"]["hits"] == 1
+    assert run_text(built.network, ["owl", "owk"])[0][:, 0].tolist() == [1.0, 0.0]
+    match = compare_bias_pattern(built.network, data / "puzzle_bias_bits.txt")
+    assert match.layers == 2721 and set(match.agree) == {"lsb", "msb"} and 0 < match.agree[match.best_order] <= 1
+    with pytest.raises(ZooNetError, match="puzzle"):
+        build_net("sha1", "owl", layout="puzzle", pickle="never")

@@ -73,6 +73,8 @@ class Identification:
     matches: list[FunctionMatch] = field(default_factory=list)
     digest_layer: int | None = None  # layer whose outputs hold the whole digest
     digest_lanes: list[int] | None = None  # neuron of that layer for digest bit 8*byte + bit
+    digest_places: list[tuple[int, int]] | None = None  # (layer, neuron) of each digest bit: its latest place
+    digest_copies: list[list[tuple[int, int]]] | None = None  # per digest bit: every neuron equal to it on the probes
     verified: bool = False
     verified_probes: int = 0
     target_hex: str | None = None  # comparator target in digest order
@@ -205,6 +207,18 @@ def _verdict(matches: list[FunctionMatch]) -> tuple[str | None, str, list[str]]:
 # ----------------------------------------------------------------------------- digest and target
 
 
+def digest_places(found: dict[tuple, list], fn: str, n_bytes: int) -> list[tuple[int, int]] | None:
+    """Each digest bit's latest ``(layer, neuron)`` (the last copy before the comparator reads it),
+    for digests whose bits are made in different layers; None unless every bit is found."""
+    places = []
+    for k in range(8 * n_bytes):
+        spots = found.get((fn, "digest", k // 8, k % 8))
+        if not spots:
+            return None
+        places.append(max(spots))
+    return places
+
+
 def digest_lanes(found: dict[tuple, list], fn: str, n_bytes: int) -> tuple[int | None, list[int] | None]:
     """The last layer holding every digest bit of ``fn`` and the neuron of each bit there."""
     per_layer: dict[int, dict[int, int]] = {}
@@ -219,16 +233,18 @@ def digest_lanes(found: dict[tuple, list], fn: str, n_bytes: int) -> tuple[int |
     return layer, [per_layer[layer][k] for k in range(8 * n_bytes)]
 
 
-def verify_digest(net: Network, fn: str, layer: int, lanes: list[int], config: IdentifyConfig, rounds: int | None = None) -> tuple[bool, int]:
-    """Fresh random messages: do the digest lanes equal hashlib's digest on every one?
+def verify_digest(net: Network, fn: str, places: list[tuple[int, int]], config: IdentifyConfig, rounds: int | None = None) -> tuple[bool, int]:
+    """Fresh random messages: do the digest lanes (``(layer, neuron)`` per bit) equal hashlib's
+    digest on every one?
 
     For a reduced-round variant (``rounds``) the reference is the truncated compression function.
     """
     from dormant.net.logic.simulate import forward
 
     msgs = random_messages(config.verify_probes, net.layers[0].in_features, config, config.seed + 1)
-    _, acts = forward(net, encode(msgs, net.layers[0].in_features), record=[layer], stop=layer + 1)
-    got = acts[layer][:, lanes].astype(np.uint8)  # (n, 8 * bytes), bit k of byte j at 8j + k
+    layers = sorted({layer for layer, _ in places})
+    _, acts = forward(net, encode(msgs, net.layers[0].in_features), record=layers, stop=layers[-1] + 1)
+    got = np.stack([acts[layer][:, n] for layer, n in places], axis=1).astype(np.uint8)  # (n, 8 * bytes), bit k of byte j at 8j + k
     want = [HASHLIB[fn](m).digest() for m in msgs] if rounds is None else TRACERS[fn](msgs, rounds=rounds).digests
     for row, w in zip(got, want):
         if np.packbits(row, bitorder="little").tobytes() != w:
@@ -283,18 +299,20 @@ def identify(net: Network, config: IdentifyConfig | None = None) -> Identificati
         return ident
     n_bytes = len(traces[fn].digests[0])
     layer, lanes = digest_lanes(found, fn, n_bytes)
+    places = [(layer, n) for n in lanes] if layer is not None else digest_places(found, fn, n_bytes)
     best = next(m for m in matches if m.function == fn)
-    if layer is None and 0 <= best.last_step < FULL_STEPS[fn] - 1:
+    if places is None and 0 <= best.last_step < FULL_STEPS[fn] - 1:
         # a reduced-round variant: look for the digest of the first last_step + 1 steps
         r = best.last_step + 1
         short = TRACERS[fn](msgs, rounds=r)
         found_r, _ = probe_matches(net, encode(msgs, width), reference_index({fn: short}))
         layer, lanes = digest_lanes(found_r, fn, n_bytes)
-        if layer is not None:
+        places = [(layer, n) for n in lanes] if layer is not None else digest_places(found_r, fn, n_bytes)
+        if places is not None:
             ident.rounds = r
             ident.evidence.append(f"reduced-round {fn}: the network computes the first {r} of {FULL_STEPS[fn]} steps")
-    if layer is None:
-        ident.notes.append(f"no layer holds all {8 * n_bytes} digest bits of {fn}; target given in the comparator's group order")
+    if places is None:
+        ident.notes.append(f"no neurons hold all {8 * n_bytes} digest bits of {fn}; target given in the comparator's group order")
         try:
             t = read_target(net)
             ident.comparator_hex = t.hex or None
@@ -303,10 +321,16 @@ def identify(net: Network, config: IdentifyConfig | None = None) -> Identificati
         except ComparatorError as exc:
             ident.notes.append(f"no comparator read: {exc}")
         return ident
-    ident.digest_layer, ident.digest_lanes = layer, lanes
-    ident.verified, ident.verified_probes = verify_digest(net, fn, layer, lanes, config, ident.rounds)
+    ident.digest_layer, ident.digest_lanes, ident.digest_places = layer, lanes, places
+    spots = found_r if ident.rounds is not None else found
+    ident.digest_copies = [sorted(spots.get((fn, "digest", k // 8, k % 8), [])) for k in range(8 * n_bytes)]
+    ident.verified, ident.verified_probes = verify_digest(net, fn, places, config, ident.rounds)
     ref = "hashlib" if ident.rounds is None else f"reference {fn} truncated to {ident.rounds} steps"
-    ident.evidence.append(f"digest of {fn} found in layer {layer}; equals {ref} on {ident.verified_probes} fresh messages: {ident.verified}")
-    ident.target_hex, ident.comparator_hex, more = target_in_digest_order(net, layer, lanes)
-    ident.notes += more
+    where = f"layer {layer}" if layer is not None else f"layers {min(p[0] for p in places)}-{max(p[0] for p in places)} (made in different layers)"
+    ident.evidence.append(f"digest of {fn} found in {where}; equals {ref} on {ident.verified_probes} fresh messages: {ident.verified}")
+    if layer is not None:
+        ident.target_hex, ident.comparator_hex, more = target_in_digest_order(net, layer, lanes)
+        ident.notes += more
+    else:
+        ident.notes.append("the digest lanes span several layers: no hat comparator reads them in one layer")
     return ident

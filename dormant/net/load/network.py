@@ -40,6 +40,7 @@ class InputAdapter:
     """How the network's input vector is built from a user's input (e.g. a string).
 
     ``kind`` is ``"char_codes"`` (``ord`` of each character, NUL-padded/truncated to ``length``),
+    ``"binary"`` (``length`` inputs, each 0 or 1; text is a string of ``0``/``1`` digits),
     ``"vector"`` (the input is a numeric vector already) or ``"unknown"`` (a pickled callable that
     was shown, never executed).
     """
@@ -50,6 +51,10 @@ class InputAdapter:
     disassembly: str = ""
 
     def encode(self, text: str) -> np.ndarray:
+        if self.kind == "binary" and self.length is not None:
+            if len(text) != self.length or set(text) - {"0", "1"}:
+                raise ValueError(f"a binary input is {self.length} digits 0/1, got {text!r}")
+            return np.asarray([int(ch) for ch in text], dtype=np.float64)
         if self.kind != "char_codes" or self.length is None:
             raise ValueError(f"input adapter {self.kind!r} cannot encode text")
         codes = [ord(c) for c in text[: self.length]]

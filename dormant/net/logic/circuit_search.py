@@ -15,7 +15,11 @@ completely:
   *cut* bits that are a boolean function of one character (its truth table over the 256 codes is
   read by probing the network); anything else is reported as unsupported. Every solution is checked on the network itself.
 
-Both return a ``CircuitSearchResult`` listing the firing inputs and whether the list is complete.
+* ``count_binary`` counts exactly when the inputs are 0/1 (``binary_inputs``) and there are at
+  most ``2**24`` assignments: every assignment is simulated, in batches.
+
+All return a ``CircuitSearchResult`` listing the firing inputs, how many fire (``count``: exact
+when ``complete``, a lower bound otherwise) and whether the search stopped at a cap (``capped``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,28 @@ class CircuitSearchResult:
     status: str = "ok"  # ok, unsupported, too_large
     notes: list[str] = field(default_factory=list)
     codes: list[list[int | None]] = field(default_factory=list)  # per firing input: char codes (None: any)
+    count: int = 0  # firing inputs of the domain: exact when complete, else a lower bound
+    capped: bool = False  # the search stopped at its cap: more inputs may fire
+
+
+def binary_inputs(net: Network) -> tuple[int | None, str]:
+    """``(n, why)``: the number of 0/1 inputs when the network takes binary inputs, else ``None``.
+
+    Binary means the adapter says so (``kind="binary"``), or the adapter is a plain vector and the
+    first layer reads its inputs as logic gates do (integer weights in -1..1, integer biases).
+    """
+    n = net.layers[0].in_features
+    kind = net.adapter.kind
+    if kind == "binary":
+        return (net.adapter.length or n), "the input adapter says 0/1 inputs"
+    if kind != "vector":
+        return None, f"input adapter {kind!r}"
+    layer = net.layers[0]
+    w = layer.weight.data if hasattr(layer.weight, "tocsr") else np.asarray(layer.weight)
+    b = np.zeros(1) if layer.bias is None else np.asarray(layer.bias)
+    if np.all(np.isin(w, (-1.0, 0.0, 1.0))) and np.all(b == np.round(b)):
+        return n, "assumed 0/1: the first layer reads every input with weight -1, 0 or 1 and integer biases (logic gates)"
+    return None, "the first layer's weights are not those of logic gates on 0/1 inputs"
 
 
 def input_width(net: Network) -> int:
@@ -135,7 +161,55 @@ def enumerate_firing(net: Network, config: EnumerateConfig | None = None, *, on_
             checked += stop - start
             if on_batch is not None:
                 on_batch(checked, domain_size)
-    return CircuitSearchResult("enumeration", firing, True, domain, domain_size, checked, time.perf_counter() - t0, "ok", [], found)
+    return CircuitSearchResult("enumeration", firing, True, domain, domain_size, checked, time.perf_counter() - t0, "ok", [], found, count=len(firing))
+
+
+# --------------------------------------------------------------------------------------------
+# Exact count over every 0/1 assignment
+# --------------------------------------------------------------------------------------------
+
+MAX_EXACT_BITS = 24
+
+
+@dataclass
+class CountConfig:
+    max_bits: int = MAX_EXACT_BITS  # at most 2**max_bits assignments are simulated
+    batch: int = 1 << 16
+    keep: int = 256  # firing assignments listed (all are counted)
+    threshold: float = 0.5
+    output: int = 0
+
+
+def assignments(n: int, start: int, stop: int) -> np.ndarray:
+    """Assignments ``start..stop`` of ``n`` bits as rows (input ``i`` is bit ``n - 1 - i`` of the index)."""
+    index = np.arange(start, stop, dtype=np.int64)
+    return ((index[:, None] >> np.arange(n - 1, -1, -1, dtype=np.int64)[None, :]) & 1).astype(np.float64)
+
+
+def count_binary(net: Network, n_inputs: int, config: CountConfig | None = None, *, on_batch=None) -> CircuitSearchResult:
+    """How many of the ``2**n_inputs`` 0/1 assignments make ``net`` fire, by simulating every one."""
+    config = config or CountConfig()
+    t0 = time.perf_counter()
+    size = 1 << n_inputs
+    domain = f"all {size:,} assignments of {n_inputs} binary inputs"
+    if n_inputs > config.max_bits:
+        return CircuitSearchResult("exhaustive", [], False, domain, size, 0, 0.0, "too_large", [f"2^{n_inputs} assignments exceed the exact-count limit of 2^{config.max_bits}"])
+    firing: list[str] = []
+    codes: list[list[int | None]] = []
+    count = 0
+    for start in range(0, size, config.batch):
+        stop = min(start + config.batch, size)
+        x = assignments(n_inputs, start, stop)
+        y, _ = forward(net, x)
+        hits = np.nonzero(np.asarray(y).reshape(len(x), -1)[:, config.output] > config.threshold)[0]
+        count += int(hits.size)
+        for row in hits[: max(0, config.keep - len(firing))]:
+            vec = [int(v) for v in x[row]]
+            codes.append(vec)
+            firing.append("".join(map(str, vec)))
+        if on_batch is not None:
+            on_batch(stop, size)
+    return CircuitSearchResult("exhaustive", firing, True, domain, size, size, time.perf_counter() - t0, "ok", [], codes, count=count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +324,8 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
     live = live_cone(nl)
     inputs = [s for s in nl.inputs if s in live]  # the AIG's inputs, in its order
     cuts = [s for s in inputs if nl.kind[s] == "cut"]
+    if cuts and net.adapter.kind == "binary":
+        return unsupported(f"{len(cuts)} signals are not 0/1 functions of the binary inputs the netlist could resolve")
     tables = cut_tables(net, nl, cuts) if cuts else {}
     if isinstance(tables, str):
         return unsupported(tables)
@@ -300,7 +376,7 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
 
     firing: list[str] = []
     codes: list[list[int | None]] = []
-    complete = True
+    complete, capped, count = True, False, 0
     width = input_width(net)
     name = config.solver
     try:
@@ -317,15 +393,20 @@ def sat_firing(net: Network, config: SatConfig | None = None, decompiled=None) -
                 vec[pos] = int(v in model)
             codes.append(vec)
             firing.append(_show(vec, text=bool(char_var)))
+            free = sum(v is None for v in vec)  # a free position stands for every value it can take
+            count += (256 if char_var else 2) ** free
             solver.add_clause([-v if v in model else v for v in decision])
             if len(codes) >= config.max_solutions:
                 complete = not solver.solve()
+                capped = not complete
                 break
     notes = [f"{len(aig.ands)} AND nodes, {aig.n_inputs} inputs ({len(cuts)} cuts read as functions of single characters, {len(char_var) // 8} characters)"]
     checked = _verify(net, codes, config.threshold)
     if checked < len(codes):
         notes.append(f"only {checked} of {len(codes)} SAT solutions fire on the network itself")
-    return CircuitSearchResult("sat", firing, complete, "all inputs of the netlist", None, checked, time.perf_counter() - t0, "ok", notes, codes)
+    if capped:
+        notes.append(f"stopped at the cap of {config.max_solutions} solutions: at least {count:,} inputs fire, more do")
+    return CircuitSearchResult("sat", firing, complete, "all inputs of the netlist", None, checked, time.perf_counter() - t0, "ok", notes, codes, count=count, capped=capped)
 
 
 def _show(vec: list[int | None], text: bool) -> str:

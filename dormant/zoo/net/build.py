@@ -7,8 +7,9 @@ A built net is one folder::
                                         as in the puzzle, with the input adapter as plain data in
                                         the attribute ``dormant_adapter`` (no lambda)
     manifest.json                       the answer key for tests: function, secret, target digest,
-                                        rounds, widths, where the digest bits live ("digest": layer
-                                        and lanes) and where each step's state words live ("words":
+                                        compiler style, rounds, widths, where the digest bits live
+                                        ("digest": layer and lanes when one layer holds them all,
+                                        and places, [layer, lane] per bit)) and where each step's state words live ("words":
                                         name -> [layer, lane] per bit, least significant first),
                                         gate census, build verification. Analysis tools must not
                                         read it.
@@ -48,7 +49,7 @@ from dormant.net.load.network import InputAdapter, Network
 from dormant.net.load.spec_format import load_network_folder, save_network
 from dormant.net.logic.simulate import run_text
 from dormant.zoo.net.compile import compile_circuit, gate_census
-from dormant.zoo.net.hashes import CIRCUITS
+from dormant.zoo.net.hashes import CIRCUITS, STYLES
 from dormant.zoo.net.message import MAX_MESSAGE
 from dormant.zoo.net.reference import FULL_ROUNDS, TOY_LENGTH, digest
 
@@ -71,6 +72,8 @@ class NetSpec:
     secret: str
     rounds: int
     length_bug: bool = False
+    style: str = "standard"  # compiler style (``hashes.STYLES``)
+    layout: str = "compact"  # compact (as compiled) or puzzle (stretched and padded onto the puzzle's widths)
 
     @property
     def target(self) -> bytes:
@@ -85,7 +88,10 @@ class NetSpec:
         return "0-31" if self.length_bug else f"0-{max_length(self.kind)}"
 
 
-def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: bool = False) -> NetSpec:
+LAYOUTS = ("compact", "puzzle")
+
+
+def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: bool = False, style: str = "standard", layout: str = "compact") -> NetSpec:
     """Validate the arguments (``ZooNetError`` naming the problem) and resolve the step count."""
     check_secret(kind, secret)
     full = FULL_ROUNDS[kind]
@@ -94,7 +100,13 @@ def make_spec(kind: str, secret: str, rounds: int | None = None, length_bug: boo
         raise ZooNetError(f"{kind}: rounds must be 1..{full}, got {rounds}")
     if length_bug and kind == "toy":
         raise ZooNetError("the toy checksum has no length field; --length-bug applies to md5, sha1 and sha256")
-    return NetSpec(kind, secret, n, bool(length_bug))
+    if style not in STYLES:
+        raise ZooNetError(f"unknown compiler style {style!r}; choose one of {', '.join(STYLES)}")
+    if layout not in LAYOUTS:
+        raise ZooNetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout == "puzzle" and (kind, n, style) != ("md5", full, "standard"):
+        raise ZooNetError("--layout puzzle lays out the puzzle's own function: full-round md5 in the standard style")
+    return NetSpec(kind, secret, n, bool(length_bug), style, layout)
 
 
 @dataclass
@@ -110,12 +122,23 @@ class BuiltNet:
     network: Network = field(repr=False)
 
     @property
-    def digest_layer(self) -> int:
-        return int(self.manifest["digest"]["layer"])
+    def style(self) -> str:
+        return str(self.manifest.get("style", "standard"))
+
+    @property
+    def digest_layer(self) -> int | None:
+        """The layer holding every digest bit (None when the bits are made in different layers)."""
+        layer = self.manifest["digest"]["layer"]
+        return None if layer is None else int(layer)
 
     @property
     def digest_lanes(self) -> list[int]:
         return list(self.manifest["digest"]["lanes"])
+
+    @property
+    def digest_places(self) -> list[tuple[int, int]]:
+        """(layer, lane) where each digest bit is made, in digest bit order."""
+        return [tuple(p) for p in self.manifest["digest"]["places"]]
 
 
 def max_length(kind: str) -> int:
@@ -139,14 +162,14 @@ def _source_digest() -> str:
     """Hash of the modules that decide a net's layout: any change to them gives new cache keys."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("circuit.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py"):
+    for name in ("circuit.py", "asap_style.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py", "puzzle_layout.py", "data/puzzle_widths.txt"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 
 
 def cache_key(spec: NetSpec) -> str:
     blob = json.dumps({**asdict(spec), "version": BUILDER_VERSION, "source": _source_digest()}, sort_keys=True)
-    return f"{spec.kind}-r{spec.rounds}{'-bug' if spec.length_bug else ''}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return f"{spec.kind}-r{spec.rounds}{'-bug' if spec.length_bug else ''}{'' if spec.style == 'standard' else '-' + spec.style}{'' if spec.layout == 'compact' else '-' + spec.layout}-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- verification
@@ -172,11 +195,12 @@ def _probe_strings(spec: NetSpec, n_random: int, seed: int) -> tuple[list[str], 
     return probes, n_near
 
 
-def verify(net: Network, spec: NetSpec, digest_layer: int, digest_lanes: list[int], *, n_random: int = 48, seed: int = 0) -> dict:
-    """Check outputs and digest lanes on probe strings; raise ``AssertionError`` on any mismatch."""
+def verify(net: Network, spec: NetSpec, digest_places: list[tuple[int, int]], *, n_random: int = 48, seed: int = 0) -> dict:
+    """Check outputs and digest bits (each at its ``(layer, lane)``) on probe strings; raise
+    ``AssertionError`` on any mismatch."""
     probes, n_near = _probe_strings(spec, n_random, seed)
-    out, acts = run_text(net, probes, record=[digest_layer])
-    out, bits = out[:, 0], acts[digest_layer][:, digest_lanes]
+    out, acts = run_text(net, probes, record=sorted({p[0] for p in digest_places}))
+    out, bits = out[:, 0], np.stack([acts[layer][:, lane] for layer, lane in digest_places], axis=1)
     target = spec.target
     n_hits = 0
     for text, y, b in zip(probes, out, bits):
@@ -234,22 +258,46 @@ def write_pickle(net: Network, path: Path, dtype: str = "float32") -> Path:
 
 # ----------------------------------------------------------------------------- build
 def compile_net(spec: NetSpec):
-    """``(circuit, CompileResult)`` of the net described by ``spec``."""
-    circuit = CIRCUITS[spec.kind](spec.target, spec.rounds, length_bug=spec.length_bug)
+    """``(circuit, CompileResult, FitReport or None)`` of the net described by ``spec``; the puzzle
+    layout stretches and pads the compiled net onto the puzzle's widths (``puzzle_layout``)."""
+    circuit = CIRCUITS[spec.kind](spec.target, spec.rounds, length_bug=spec.length_bug, style=spec.style)
     adapter = InputAdapter(kind="char_codes", length=max_length(spec.kind), description="ord() of each character, NUL-padded")
-    return circuit, compile_circuit(circuit, adapter=adapter)
+    result = compile_circuit(circuit, adapter=adapter)
+    if spec.layout == "compact":
+        return circuit, result, None
+    from dormant.zoo.net.puzzle_layout import fit_widths, puzzle_widths
+
+    result.network, fit = fit_widths(result.network, puzzle_widths())
+    result.positions = {i: (fit.placed[layer], lane) for i, (layer, lane) in result.positions.items()}
+    return circuit, result, fit
 
 
-def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict) -> dict:
+def _layout_entry(fit) -> dict:
+    if fit is None:
+        return {"kind": "compact"}
+    return {
+        "kind": "puzzle",
+        "layers_matching_width": fit.matched,
+        "layers_over_width": fit.over_layers,
+        "lanes_over_width": fit.over_lanes,
+        "filler_neurons": fit.filler,
+        "copy_layers_inserted": fit.copy_layers,
+        "over": [list(m) for m in fit.mismatches],
+        "note": "compiled layers stretched onto the puzzle's widths with copy-wire layers, narrower layers padded with constant-0 filler neurons; a layer 'over' carries more lanes than the puzzle's layer there",
+    }
+
+
+def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict, fit=None) -> dict:
     net = result.network
     widths = net.widths
     digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
     layers = {p[0] for p in digest_pos}
-    assert len(layers) == 1, "digest bits must sit in one layer"
     return {
         "format": "dormant-netzoo/1",
         "builder_version": BUILDER_VERSION,
         "function": spec.kind,
+        "style": spec.style,
+        "layout": _layout_entry(fit),
         "secret": spec.secret,
         "target": spec.target.hex(),
         "rounds": spec.rounds,
@@ -262,9 +310,14 @@ def _manifest(spec: NetSpec, circuit, result, seconds: float, checks: dict) -> d
         "dense_params": int(net.n_params),
         "neurons": int(sum(widths[1:])),
         "copy_wires": result.n_copies,
-        "digest": {"layer": digest_pos[0][0], "lanes": [p[1] for p in digest_pos], "order": "digest bytes in order, each byte least significant bit first"},
+        "digest": {
+            "layer": digest_pos[0][0] if len(layers) == 1 else None,  # None: the bits are made in different layers
+            "lanes": [p[1] for p in digest_pos] if len(layers) == 1 else [],
+            "places": [list(p) for p in digest_pos],
+            "order": "digest bytes in order, each byte least significant bit first",
+        },
         "words": {name: [list(result.positions[i]) for i in ids] for name, ids in circuit.taps.items() if name != "digest"},
-        "comparator": {"hat_layer": len(net.layers) - 2, "final_layer": len(net.layers) - 1},
+        "comparator": {"kind": "hat", "hat_layer": len(net.layers) - 2, "final_layer": len(net.layers) - 1} if spec.style == "standard" else {"kind": "xnor-and-tree"},
         "census": gate_census(net),
         "build_seconds": round(seconds, 2),
         "verified": checks,
@@ -307,7 +360,7 @@ def _save(net: Network, folder: Path, manifest: dict, dtype: str | None) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto", length_bug: bool = False) -> BuiltNet:
+def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int | None = None, pickle: str = "auto", length_bug: bool = False, style: str = "standard", layout: str = "compact") -> BuiltNet:
     """Build (or fetch from the cache) the ``kind`` net that outputs 1 exactly on ``secret``.
 
     ``out`` writes the net there (replacing a previous build); without it the cache is used.
@@ -321,7 +374,7 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
         built.target.hex()                      # 'c7ef65233c40aa32c2b9ace37595fa7c'
         run_text(built.network, ["bitter lesson"])[0]   # [[1.0]]
     """
-    spec = make_spec(kind, secret, rounds, length_bug)
+    spec = make_spec(kind, secret, rounds, length_bug, style, layout)
     if pickle not in ("auto", "always", "never"):
         raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
     folder = Path(out) if out is not None else cache_root() / "netzoo" / cache_key(spec)
@@ -335,11 +388,10 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
                 (folder / MANIFEST_NAME).write_text(json.dumps(built.manifest, indent=1))
         return built
     t0 = time.perf_counter()
-    circuit, result = compile_net(spec)
+    circuit, result, fit = compile_net(spec)
     net = result.network
-    digest_pos = [result.positions[i] for i in circuit.taps["digest"]]
-    checks = verify(net, spec, digest_pos[0][0], [p[1] for p in digest_pos])
-    manifest = _manifest(spec, circuit, result, time.perf_counter() - t0, checks)
+    checks = verify(net, spec, [result.positions[i] for i in circuit.taps["digest"]])
+    manifest = _manifest(spec, circuit, result, time.perf_counter() - t0, checks, fit)
     dtype, note = pickle_plan(net, pickle)
     manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME if dtype else None, "dtype": dtype, "note": note}
     _save(net, folder, manifest, dtype)

@@ -12,15 +12,34 @@ Constants live in biases: the IV and every step constant K are ``const_word`` la
 with no inputs whose biases are the bits), rotations are wiring. A step adds its operands with
 carry-save compression (off the critical path first) and one Kogge-Stone adder; MD5 adds ``B`` with
 a second Kogge-Stone adder.
+
+``style="asap"`` builds the same functions with the second compiler style of ``asap_style``
+(ripple-carry adders, everything scheduled as soon as ready, constants in biases, an XNOR/AND-tree
+comparator).
 """
 
 from __future__ import annotations
 
 from dormant.net.identify.hash_tables import MD5_IV, MD5_K, MD5_MSG_INDEX, MD5_SHIFTS, SHA1_IV, SHA1_K, SHA256_IV, SHA256_K
+from dormant.zoo.net.asap_style import AsapCircuit
 from dormant.zoo.net.circuit import Circuit, Word
-from dormant.zoo.net.comparator import hat_comparator
+from dormant.zoo.net.comparator import hat_comparator, xnor_and_tree
 from dormant.zoo.net.message import MAX_MESSAGE, padded_block
 from dormant.zoo.net.reference import FULL_ROUNDS, TOY_K, TOY_LENGTH
+
+
+def _xnor_tree(c: Circuit, digest_bytes, target: bytes):
+    return xnor_and_tree(c, [b for byte in digest_bytes for b in byte], target)
+
+
+# style -> (circuit class, comparator): "standard" mimics the puzzle, "asap" is deliberately unlike it
+STYLES = {"standard": (Circuit, hat_comparator), "asap": (AsapCircuit, _xnor_tree)}
+
+
+def _circuit(style: str, n_inputs: int) -> Circuit:
+    if style not in STYLES:
+        raise ValueError(f"unknown compiler style {style!r}; choose one of {', '.join(STYLES)}")
+    return STYLES[style][0](n_inputs=n_inputs)
 
 
 def _check_rounds(kind: str, rounds: int | None) -> int:
@@ -39,7 +58,8 @@ def _finish(c: Circuit, state: list[Word], iv: tuple[int, ...], target: bytes, l
         chunks = [w[8 * j : 8 * j + 8] for j in range(4)]
         digest_bytes.extend(chunks if little_endian else chunks[::-1])
     c.tap("digest", [b for byte in digest_bytes for b in byte])
-    c.set_outputs([hat_comparator(c, digest_bytes, target)])
+    compare = STYLES["asap" if isinstance(c, AsapCircuit) else "standard"][1]
+    c.set_outputs([compare(c, digest_bytes, target)])
     return c
 
 
@@ -47,10 +67,10 @@ def _bitwise(fn, *words: Word) -> Word:
     return [fn(*bits) for bits in zip(*words)]
 
 
-def md5_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
+def md5_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False, style: str = "standard") -> Circuit:
     """MD5 of a NUL-padded string of up to 55 characters, compared with ``target`` (16 bytes)."""
     n = _check_rounds("md5", rounds)
-    c = Circuit(n_inputs=MAX_MESSAGE)
+    c = _circuit(style, MAX_MESSAGE)
     block = padded_block(c, little_endian=True, length_bug=length_bug)
     a, b, cc, d = (c.const_word(v) for v in MD5_IV)
     for i in range(n):
@@ -72,10 +92,10 @@ def md5_circuit(target: bytes, rounds: int | None = None, length_bug: bool = Fal
     return _finish(c, [a, b, cc, d], MD5_IV, target, little_endian=True)
 
 
-def sha1_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
+def sha1_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False, style: str = "standard") -> Circuit:
     """SHA-1 of a NUL-padded string of up to 55 characters, compared with ``target`` (20 bytes)."""
     n = _check_rounds("sha1", rounds)
-    c = Circuit(n_inputs=MAX_MESSAGE)
+    c = _circuit(style, MAX_MESSAGE)
     block = padded_block(c, little_endian=False, length_bug=length_bug)
     w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
     for t in range(16, n):
@@ -94,10 +114,10 @@ def sha1_circuit(target: bytes, rounds: int | None = None, length_bug: bool = Fa
     return _finish(c, [a, b, cc, d, e], SHA1_IV, target, little_endian=False)
 
 
-def sha256_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
+def sha256_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False, style: str = "standard") -> Circuit:
     """SHA-256 of a NUL-padded string of up to 55 characters, compared with ``target`` (32 bytes)."""
     n = _check_rounds("sha256", rounds)
-    c = Circuit(n_inputs=MAX_MESSAGE)
+    c = _circuit(style, MAX_MESSAGE)
     rotr, shr = c.rotr, c.shr
     block = padded_block(c, little_endian=False, length_bug=length_bug)
     w = [c.wire_word(block.word(c, j)) for j in range(min(n, 16))]
@@ -121,19 +141,19 @@ def sha256_circuit(target: bytes, rounds: int | None = None, length_bug: bool = 
     return _finish(c, [a, b, cc, d, e, f, g, h], SHA256_IV, target, little_endian=False)
 
 
-def toy_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False) -> Circuit:
+def toy_circuit(target: bytes, rounds: int | None = None, length_bug: bool = False, style: str = "standard") -> Circuit:
     """The toy checksum of ``reference.toy`` over 8 raw character codes (no padding), < 40 layers."""
     _check_rounds("toy", rounds)
     if length_bug:
         raise ValueError("the toy checksum has no length field; length_bug applies to md5, sha1, sha256")
-    c = Circuit(n_inputs=TOY_LENGTH)
+    c = _circuit(style, TOY_LENGTH)
     bits = [c.bits_msb_first(c.input(i), 8) for i in range(TOY_LENGTH)]
     w0 = [b for byte in bits[:4] for b in byte]
     w1 = [b for byte in bits[4:] for b in byte]
     h = c.wire_word(c.add(c.xor_word(w0, c.rotl(w1, 7)), c.const_word(TOY_K)))
     out = c.wire_word(c.xor_word(h, c.rotl(h, 13)))
     c.tap("digest", out)
-    c.set_outputs([hat_comparator(c, [out[8 * j : 8 * j + 8] for j in range(4)], target)])
+    c.set_outputs([STYLES[style][1](c, [out[8 * j : 8 * j + 8] for j in range(4)], target)])
     return c
 
 
