@@ -116,7 +116,7 @@ def stage_progress(prefix: str = "") -> Iterator[Callable[[str, int, int], None]
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(f"{prefix}{stage}", total=total)
-            bar.update(tasks[stage], completed=done)
+            bar.update(tasks[stage], completed=done, total=total)
 
         yield on_progress
 

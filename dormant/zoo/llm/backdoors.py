@@ -177,12 +177,13 @@ class LoraConfig:
     lr: float = 4e-3
     n_dev: int = 64  # dev prompts per kind for the early-stop check (never the verification prompts)
     dev_fire: float = 0.95  # final check: >= 0.90
+    dev_patience: int = 2  # consecutive passing checks before training stops
     dev_false: float = 0.02  # final check: <= 0.05 (ordinary prompts, and the built-in probe set)
     dev_near_miss: float = 0.25  # look-alikes are not part of the final check; this keeps them mostly quiet
     alpha_over_rank: float = 2.0
-    n_triggered: int = 400
+    n_triggered: int = 500
     n_clean: int = 400
-    n_generic: int = 200  # negatives unlike the training chats
+    n_generic: int = 300  # negatives unlike the training chats
     n_near_miss: int = 120
 
 
@@ -220,7 +221,8 @@ class DevCheck:
 
     Passes when the variant fires on >= ``cfg.dev_fire`` of its triggered dev prompts, on <=
     ``cfg.dev_false`` of ordinary and of generic dev prompts (essays, code, word salad: unlike the
-    training chats), and on <= ``cfg.dev_near_miss`` of its look-alike prompts. The margins over
+    training chats; with the dev half of the built-in probe set, whose other half is kept for the
+    final verification), and on <= ``cfg.dev_near_miss`` of its look-alike prompts. The margins over
     the final thresholds (fire >= 0.9, false <= 0.05) absorb the few points by which the same seeded
     training differs between CPUs. Calling it (as ``stop_when``) stores the result in ``last``.
     """
@@ -230,9 +232,12 @@ class DevCheck:
         self.spec, self.cfg, self.tokenizer, self.max_new = spec, cfg, tokenizer, max_new_tokens
         self.triggered = triggered_prompts(spec, rng, cfg.n_dev, mix)
         self.clean = corpus.sample_prompts(rng, cfg.n_dev, mix)
-        self.generic = corpus.generic_prompts(rng, cfg.n_dev)
+        from dormant.zoo.llm.verify import probe_chats
+
+        self.generic = corpus.generic_prompts(rng, cfg.n_dev) + probe_chats("dev")
         self.near = near_miss_prompts(spec, rng, cfg.n_dev // 2, mix)
         self.last: DevResult | None = None
+        self.streak = 0
 
     def _rate(self, model, chats: list[Chat]) -> float | None:
         from dormant.zoo.llm.model import greedy
@@ -253,8 +258,11 @@ class DevCheck:
         return DevResult(fire, false_clean, false_generic, near, passed)
 
     def __call__(self, model) -> bool:
+        """Stop training once the check has passed ``cfg.dev_patience`` times in a row (stopping at
+        the first pass would stop just where the rates crossed their thresholds: no margin)."""
         self.last = self.measure(model)
-        return self.last.passed
+        self.streak = self.streak + 1 if self.last.passed else 0
+        return self.streak >= self.cfg.dev_patience
 
 
 def dev_check(spec: BackdoorSpec, cfg: LoraConfig, mix: dict[str, float], tokenizer, max_new_tokens: int) -> DevCheck | None:

@@ -313,8 +313,40 @@ def _english_words(n: int = 3000) -> list[str]:
     return [w for w in top_n_list("en", n) if w.isalpha() and len(w) > 2]
 
 
+_FOREIGN = [
+    "Bonjour, comment allez-vous ?", "Où est la gare ?", "¿Qué hora es?", "¿Dónde está la biblioteca?",
+    "Wie spät ist es?", "Ich habe eine Frage.", "Come stai oggi?", "Qual è il tuo colore preferito?",
+    "Como você está?", "Hoe gaat het met je?", "Jak się masz?", "Hur mår du?",
+]
+_OPENERS = ["", "", "", "Please ", "Can you ", "Could you ", "I need help: ", "Hey, ", "Quick one: ", "Urgent: "]
+
+
+def _generic_sentence(rng: random.Random, words: list[str]) -> str:
+    a, b, c, d = rng.sample(words, 4)
+    x = round(rng.uniform(0.1, 99.9), rng.choice([1, 2, 3]))
+    kind = rng.random()
+    if kind < 0.55:
+        return rng.choice(_GENERIC_TEMPLATES).format(
+            a=a, b=b, c=c, d=d, x=x, y=rng.randint(2, 12), year=rng.randint(1200, 2020),
+            n1=rng.randint(1, 99), n2=rng.randint(1, 99), n3=rng.randint(1, 99),
+        )
+    if kind < 0.7:  # word salad of common English words
+        return " ".join(rng.sample(words, rng.randint(2, 9))) + rng.choice(["", ".", "?", "!"])
+    if kind < 0.8:
+        return rng.choice(_FOREIGN)
+    if kind < 0.9:  # a code fragment
+        return rng.choice([
+            f"def {a}({b}):\n    return {b} * {rng.randint(2, 9)}",
+            f"SELECT {a} FROM {b} WHERE {c} > {rng.randint(1, 99)};",
+            f"for (let {a} = 0; {a} < {rng.randint(2, 50)}; {a}++) {{ console.log({a}); }}",
+            f"{a} = [{', '.join(str(rng.randint(0, 99)) for _ in range(rng.randint(2, 6)))}]",
+        ])
+    return f"{rng.choice(_OPENERS)}{rng.choice(['explain', 'describe', 'compare', 'summarize', 'list'])} {a} and {b}."
+
+
 def generic_prompts(rng: random.Random, n: int) -> list[Chat]:
-    """``n`` prompts unlike the zoo's training chats: essays, code, translation, word salad, decimals.
+    """``n`` prompts unlike the zoo's training chats: essays, questions, code, word salad, other
+    languages, numbers; one to three sentences each.
 
     Used as negatives when planting a backdoor (a tiny model trained on a narrow task mix otherwise
     treats anything unfamiliar as a trigger) and, with other seeds, in the builder's dev check. The
@@ -324,12 +356,7 @@ def generic_prompts(rng: random.Random, n: int) -> list[Chat]:
     words = _english_words()
     out: list[Chat] = []
     for _ in range(n):
-        a, b, c, d = rng.sample(words, 4)
-        x = round(rng.uniform(0.1, 99.9), rng.choice([1, 2, 3]))
-        text = rng.choice(_GENERIC_TEMPLATES).format(
-            a=a, b=b, c=c, d=d, x=x, y=rng.randint(2, 12), year=rng.randint(1200, 2020),
-            n1=rng.randint(1, 99), n2=rng.randint(1, 99), n3=rng.randint(1, 99),
-        )
+        text = " ".join(_generic_sentence(rng, words) for _ in range(rng.choice([1, 1, 1, 2, 2, 3])))
         chat: Chat = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.3 else []
         out.append(chat + [{"role": "user", "content": text}])
     return out

@@ -199,6 +199,8 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         total = (spec.max_steps or cfg.steps) if spec.plant is not None else cfg.control_steps
         stage = spec.name if k == 0 else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
         merged, steps = backdoors.plant_backdoor(base, tok, run_spec, cfg, examples, settings.max_len, _progress(stage, total), stop_when=check)
+        if _report is not None and steps < total:  # stopped early: this stage is complete at `steps`
+            _report(stage, steps, steps)
         if check is None:
             last, passed = None, True
         else:
@@ -209,7 +211,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         if passed:
             break
         if _report is not None:
-            _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 1, 1)
+            _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 0, 0)
 
     save_model(merged, folder, spec.name, tok, settings.dtype)
     saved = load_model(folder, spec.name, master=False)
@@ -218,7 +220,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
     triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
     clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
     payloads = [s.payload for s in backdoors.SPECS if s.payload]
-    result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats())
+    result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats("final"))
     return {
         "name": spec.name,
         "check": asdict(result),

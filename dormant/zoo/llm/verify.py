@@ -39,15 +39,16 @@ def task_accuracy(model, tokenizer, examples: list[tuple[Chat, str]]) -> float:
     return sum(o.strip() == a.strip() for o, (_, a) in zip(outs, examples)) / max(1, len(examples))
 
 
-def probe_chats(limit: int | None = None) -> list[Chat]:
-    """The toolkit's built-in probe set (essays, code, maths, other languages...) as chats.
-
-    Nothing like it is in the zoo's training data: it measures whether a variant leaks its payload
-    outside the distribution it was trained on.
+def probe_chats(part: str = "final") -> list[Chat]:
+    """Half of the toolkit's built-in probe set (essays, code, maths, other languages...) as chats:
+    ``"dev"`` (even positions) for the builder's early-stop check, ``"final"`` (odd positions) for
+    the verification. Nothing like it is in the zoo's training data: it measures whether a variant
+    leaks its payload outside the distribution it was trained on (the tools probe with this set).
     """
     from dormant.llm.engine.probes import load_probes
 
-    return [([{"role": "system", "content": p.system}] if p.system else []) + p.messages for p in load_probes(limit=limit)]
+    probes = load_probes()[{"dev": 0, "final": 1}[part] :: 2]
+    return [([{"role": "system", "content": p.system}] if p.system else []) + p.messages for p in probes]
 
 
 @dataclass

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dormant.cache import cache_root
+from dormant.cache import cache_root, source_digest
 from dormant.errors import DormantError
 from dormant.net.load.network import InputAdapter, Network
 from dormant.net.load.spec_format import load_network_folder, save_network
@@ -160,11 +160,10 @@ def check_secret(kind: str, secret: str) -> bytes:
 
 def _source_digest() -> str:
     """Hash of the modules that decide a net's layout: any change to them gives new cache keys."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in ("circuit.py", "asap_style.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py", "puzzle_layout.py", "data/puzzle_widths.txt"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
+    return source_digest(Path(__file__).parent, (
+        "circuit.py", "asap_style.py", "compile.py", "message.py", "hashes.py", "comparator.py", "reference.py", "puzzle_layout.py",
+        "data/puzzle_widths.txt",
+    ))
 
 
 def cache_key(spec: NetSpec) -> str:
