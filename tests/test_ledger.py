@@ -43,18 +43,53 @@ def test_unknown_run_id_is_a_key_error(tmp_path):
         ledger.get_run("nope", tmp_path / "l.sqlite")
 
 
-def test_fingerprint_changes_with_header_not_with_tensor_bytes(tmp_path):
-    from dormant.fingerprint import fingerprint
-    from safetensors.numpy import save_file
-    import numpy as np
+def test_fingerprint_tells_a_merged_lora_from_its_base_reading_little(tmp_path, monkeypatch):
+    from pathlib import Path
 
-    f = tmp_path / "a.safetensors"
-    save_file({"w": np.zeros(4, np.float32)}, str(f))
-    fp1 = fingerprint(f)
-    save_file({"w": np.ones(4, np.float32)}, str(f))
-    assert fingerprint(f) == fp1  # same header: a hash of headers, not of whole files
-    save_file({"w2": np.ones(4, np.float32)}, str(f))
-    assert fingerprint(f) != fp1
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from dormant.fingerprint import fingerprint
+
+    rng = np.random.default_rng(0)
+    base = {f"layers.{i}.mlp.weight": rng.standard_normal((512, 1024)).astype(np.float32) for i in range(8)}
+    base["norm.weight"] = np.ones(64, np.float32)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "ft").mkdir()
+    a, b = tmp_path / "base" / "model.safetensors", tmp_path / "ft" / "model.safetensors"  # names are hashed too
+    save_file(base, str(a))
+    ft = dict(base)  # same names, shapes and offsets: only tensor bytes differ
+    ft["layers.5.mlp.weight"] = base["layers.5.mlp.weight"] + 1e-3 * rng.standard_normal((512, 4)) @ rng.standard_normal((4, 1024))
+    ft["layers.5.mlp.weight"] = ft["layers.5.mlp.weight"].astype(np.float32)
+    save_file(ft, str(b))
+    assert a.read_bytes()[:4096] == b.read_bytes()[:4096]  # identical headers
+    assert fingerprint(a) != fingerprint(b)  # a rank-4 change in one of eight matrices shows
+    save_file(base, str(b))
+    assert fingerprint(a) == fingerprint(b)  # equal bytes, equal fingerprints
+    small = dict(base, **{"norm.weight": base["norm.weight"] * 1.01})
+    save_file(small, str(b))
+    assert fingerprint(a) != fingerprint(b)  # a small tensor is hashed whole
+    save_file({"w2" if k == "norm.weight" else k: v for k, v in base.items()}, str(b))
+    assert fingerprint(a) != fingerprint(b)  # a renamed tensor changes the header
+
+    read = []
+    real_open = Path.open
+
+    def counting_open(self, *args, **kw):
+        fh = real_open(self, *args, **kw)
+        real_read = fh.read
+
+        def counted(n=-1):
+            data = real_read(n)
+            read.append(len(data))
+            return data
+
+        fh.read = counted
+        return fh
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    fingerprint(a)
+    assert 0 < sum(read) < a.stat().st_size // 20  # a sample: 8 x 12 KiB of a 16 MiB file
 
 
 def _writer(db: str, n: int, tag: str) -> None:
