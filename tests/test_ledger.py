@@ -125,3 +125,108 @@ def test_cli_lists_and_shows_runs_as_json(tmp_path):
     assert json.loads(out.stdout)["outputs"] == {"x": 2}
     bad = subprocess.run([sys.executable, "-m", "dormant.cli.main", "ledger", "show", "zzz", "--ledger", str(db)], capture_output=True, text=True)
     assert bad.returncode == 2 and "no run" in bad.stderr
+
+
+def _model(folder, scale=1.0):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(exist_ok=True)
+    save_file({"w": (np.arange(4096, dtype=np.float32) * scale)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_a_newer_decision_invalidates_runs_on_the_old_value_only(tmp_path):
+    db = tmp_path / "l.sqlite"
+    ft, other, b1, b2 = (_model(tmp_path / n, s) for n, s in (("ft", 1.0), ("other", 3.0), ("b1", 0.5), ("b2", 0.25)))
+
+    def rec(command, subject, base, decide=False):
+        with ledger.record_run(command, {}, ledger=db) as run:
+            run.add_input("ft", subject, subject=True)
+            run.add_input("base", base)
+            (run.decide if decide else run.assume)("base", run.inputs["base"])
+        return run.id
+
+    d1 = rec("diff", ft, b1, decide=True)
+    delta1 = rec("delta", ft, b1)
+    other1 = rec("delta", other, b1)  # another subject: no diff decided anything for it
+    d2 = rec("diff", ft, b2, decide=True)
+    delta2 = rec("delta", ft, b2)
+    late_b1 = rec("amplify", ft, b1)  # assumes b1 on purpose after the decision: an assumption does not override a decision
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert {i for i, r in runs.items() if r["invalidated"]} == {d1, delta1}
+    (why,) = runs[delta1]["invalidated"]
+    assert why["kind"] == "assumption" and why["key"] == "base" and why["by"] == d2
+    assert why["old"].endswith(str(b1)) and why["new"].endswith(str(b2))
+    assert f"newer run {d2} (diff) decided base=" in why["reason"]
+    assert not runs[other1]["invalidated"] and not runs[delta2]["invalidated"] and not runs[late_b1]["invalidated"]
+    # a failed run decides nothing
+    with pytest.raises(RuntimeError):
+        with ledger.record_run("diff", {}, ledger=db) as run:
+            run.add_input("ft", ft, subject=True)
+            run.decide("base", "sha256:0 /elsewhere")
+            raise RuntimeError("boom")
+    assert not ledger.get_run(delta2, db)["invalidated"]
+
+
+def test_changed_model_bytes_invalidate_runs_fingerprinted_on_the_old_bytes(tmp_path):
+    db = tmp_path / "l.sqlite"
+    ft = _model(tmp_path / "ft")
+    with ledger.record_run("delta", {}, ledger=db) as old:
+        old.add_input("ft", ft, subject=True)
+    assert not ledger.get_run(old.id, db, check_files=True)["invalidated"]
+    _model(ft, scale=1.001)  # same name, shape and offsets; other bytes
+    assert not ledger.get_run(old.id, db)["invalidated"]  # nothing newer recorded, disk not checked
+    (why,) = ledger.get_run(old.id, db, check_files=True)["invalidated"]
+    assert why["kind"] == "input" and why["by"] == "disk" and "changed on disk" in why["reason"] and str(ft) in why["reason"]
+    with ledger.record_run("delta", {}, ledger=db) as new:
+        new.add_input("ft", ft, subject=True)
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert not runs[new.id]["invalidated"]
+    (why,) = runs[old.id]["invalidated"]
+    assert why["by"] == new.id and why["new"] == new.inputs["ft"].split()[0] and why["old"] == old.inputs["ft"].split()[0]
+
+
+def test_ledger_written_before_subjects_gains_the_columns(tmp_path):
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE runs (id TEXT PRIMARY KEY, command TEXT NOT NULL, args TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, "
+                      "status TEXT NOT NULL, inputs TEXT NOT NULL DEFAULT '{}', assumptions TEXT NOT NULL DEFAULT '{}', outputs TEXT NOT NULL DEFAULT '{}', "
+                      "artifacts TEXT NOT NULL DEFAULT '[]', error TEXT);"
+                      "INSERT INTO runs (id, command, args, started_at, status) VALUES ('abc', 'diff', '{}', 1.0, 'ok');")
+    con.close()
+    (old,) = ledger.list_runs(db)
+    assert old["subject"] is None and old["decided"] == [] and old["invalidated"] == []
+
+
+def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path):
+    """End to end: real `diff` and `delta` runs on tiny models; a second diff picks another base."""
+    from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
+
+    env = {**__import__("os").environ, "DORMANT_LEDGER": str(tmp_path / "l.sqlite"), "COLUMNS": "250"}
+    base = save_tiny_qwen2(tmp_path / "base", seed=0)
+    sibling = save_tiny_qwen2(tmp_path / "sibling", seed=7)
+    ft = tmp_path / "ft"
+    plant_lowrank(base, ft, {f"model.layers.{i}.mlp.up_proj.weight": 2 for i in range(2)})
+
+    def dormant(*args):
+        out = subprocess.run([sys.executable, "-m", "dormant.cli.main", *map(str, args)], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    dormant("diff", ft, "--base", sibling, "-o", tmp_path / "o", "--json")  # the only candidate: sibling
+    dormant("delta", ft, "--base", sibling, "-o", tmp_path / "o", "--json")
+    dormant("diff", ft, "--base", sibling, "--base", base, "-o", tmp_path / "o", "--json")  # the true base
+    runs = json.loads(dormant("ledger", "list", "--json"))
+    assert [r["command"] for r in runs] == ["diff", "delta", "diff"]
+    assert [bool(r["invalidated"]) for r in runs] == [False, True, True]
+    for r in runs[1:]:
+        (why,) = r["invalidated"]
+        assert why["key"] == "base" and why["by"] == runs[0]["id"] and why["new"].endswith(str(base)) and why["old"].endswith(str(sibling))
+    text = dormant("ledger", "list")
+    assert text.count("INVALIDATED") == 3 and "2 of 3 runs shown are INVALIDATED" in text and f"newer run {runs[0]['id']} (diff) decided base=" in text
+    plant_lowrank(base, ft, {f"model.layers.{i}.mlp.up_proj.weight": 2 for i in range(2)}, seed=5)  # the fine-tune's bytes change
+    runs = json.loads(dormant("ledger", "list", "--json"))
+    assert all(any(w["kind"] == "input" and w["key"] == str(ft.resolve()) for w in r["invalidated"]) for r in runs)
+    shown = json.loads(dormant("ledger", "show", runs[0]["id"], "--json"))
+    assert "changed on disk" in shown["invalidated"][0]["reason"]
