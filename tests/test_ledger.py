@@ -199,24 +199,12 @@ def test_ledger_written_before_subjects_gains_the_columns(tmp_path):
     assert old["subject"] is None and old["decided"] == [] and old["invalidated"] == []
 
 
-def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path):
+def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path, tiny_investigation):
     """End to end: real `diff` and `delta` runs on tiny models; a second diff picks another base."""
-    from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
+    from dormant.zoo.llm.synthetic import plant_lowrank
 
-    env = {**__import__("os").environ, "DORMANT_LEDGER": str(tmp_path / "l.sqlite"), "COLUMNS": "250"}
-    base = save_tiny_qwen2(tmp_path / "base", seed=0)
-    sibling = save_tiny_qwen2(tmp_path / "sibling", seed=7)
-    ft = tmp_path / "ft"
-    plant_lowrank(base, ft, {f"model.layers.{i}.mlp.up_proj.weight": 2 for i in range(2)})
-
-    def dormant(*args):
-        out = subprocess.run([sys.executable, "-m", "dormant.cli.main", *map(str, args)], capture_output=True, text=True, env=env)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    dormant("diff", ft, "--base", sibling, "-o", tmp_path / "o", "--json")  # the only candidate: sibling
-    dormant("delta", ft, "--base", sibling, "-o", tmp_path / "o", "--json")
-    dormant("diff", ft, "--base", sibling, "--base", base, "-o", tmp_path / "o", "--json")  # the true base
+    inv = tiny_investigation(tmp_path)
+    dormant, base, sibling, ft = inv["dormant"], inv["base"], inv["sibling"], inv["ft"]
     runs = json.loads(dormant("ledger", "list", "--json"))
     assert [r["command"] for r in runs] == ["diff", "delta", "diff"]
     assert [bool(r["invalidated"]) for r in runs] == [False, True, True]

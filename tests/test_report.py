@@ -1,0 +1,118 @@
+"""`dormant report`: a self-contained HTML report (checked in headless Chromium, without network) and its Markdown twin."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dormant import ledger
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _find_browser():
+    return next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium; installed with apt-get when missing and running as root (as CI does), else the test is skipped."""
+    found = _find_browser()
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("Chromium is not installed and cannot be installed here (not root, or no apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=True, capture_output=True, timeout=900, env=env)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"installing Chromium with apt-get failed: {exc}")
+    found = _find_browser()
+    if not found:
+        pytest.skip("apt-get install chromium succeeded but no chromium binary is on PATH")
+    return found
+
+
+def _chromium(browser, tmp_path, *args):
+    """Run headless Chromium with no network: in a fresh network namespace when ``unshare -n`` works."""
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", *args]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        cmd = ["unshare", "-n", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+# Injected into a copy of the report before its CSP <meta>: after load, write what the browser rendered into the DOM.
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var v = document.getElementById("verdict"), r = v.getBoundingClientRect(), s = getComputedStyle(v);
+  var imgs = Array.prototype.map.call(document.images, function (i) { return [i.complete, i.naturalWidth, i.naturalHeight]; });
+  var p = document.createElement("pre"); p.id = "probe";
+  p.textContent = JSON.stringify({verdict: v.innerText, visible: r.width > 0 && r.height > 0 && s.display !== "none" && s.visibility !== "hidden", imgs: imgs});
+  document.body.appendChild(p);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def investigated(tmp_path_factory, tiny_investigation):
+    """A ledger with real runs on a tiny fine-tune: diff (wrong base only), delta on it, then diff with the true base."""
+    return tiny_investigation(tmp_path_factory.mktemp("report"))
+
+
+def test_report_html_and_markdown_on_a_diff_with_invalidated_runs(investigated):
+    dormant, root = investigated["dormant"], investigated["root"]
+    out = json.loads(dormant("report", "latest", "-o", root / "rep", "--json"))
+    runs = ledger.list_runs(investigated["ledger"])
+    latest, delta, first = runs
+    assert out["run"] == latest["id"] and out["related"] == [delta["id"], first["id"]] and out["invalidated"] == []
+    assert out["headline"].startswith(f"most likely base: {investigated['base']}")
+    html = open(out["html"], encoding="utf-8").read()
+    md = open(out["markdown"], encoding="utf-8").read()
+    # self-contained: every image is a data URI, nothing refers to the network
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html) and "url(" not in html
+    pngs = [a for a in latest["artifacts"] if a.endswith(".png")]
+    assert len(pngs) == 2 and html.count('<img src="data:image/png;base64,') == 2
+    # verdict first, then the numbers; the invalidated runs struck out with their reason
+    assert html.index('id="verdict"') < html.index('id="numbers"') < html.index('id="plots"') < html.index('id="related"')
+    assert html.count('<tr class="invalid">') == 2 and html.count("<del><code>") == 2
+    assert f"newer run {latest['id']} (diff) decided base=" in html
+    assert md.startswith(f"# dormant report: diff run {latest['id']}") and f"**most likely base: {investigated['base']}" in md
+    assert md.count(f"~~`{delta['id']}`~~") == 1 and md.count(f"~~`{first['id']}`~~") == 1 and "INVALIDATED: base changed" in md
+    assert md.count("![heatmap_") == 2
+    # a report on the invalidated delta run says so before anything else
+    old = json.loads(dormant("report", delta["id"], "-o", root / "rep", "--json"))
+    assert old["invalidated"] and old["invalidated"][0]["by"] == latest["id"]
+    text = open(old["html"], encoding="utf-8").read()
+    assert text.index("INVALIDATED: this run rests on something that has since changed.") < text.index('id="numbers"')
+    bad = subprocess.run([sys.executable, "-m", "dormant.cli.main", "report", "zzz", "--ledger", str(investigated["ledger"])], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no run" in bad.stderr
+
+
+def test_report_renders_in_headless_chromium_without_network(investigated, browser, tmp_path):
+    dormant, root = investigated["dormant"], investigated["root"]
+    out = json.loads(dormant("report", "latest", "-o", root / "rep", "--json"))
+    page = tmp_path / "page.html"
+    html = open(out["html"], encoding="utf-8").read()
+    page.write_text(html.replace("<head>", "<head>" + _PROBE, 1), encoding="utf-8")
+    got = _chromium(browser, tmp_path, "--dump-dom", page.as_uri())
+    assert got.returncode == 0, got.stderr[-2000:]
+    m = re.search(r'<pre id="probe">(.*?)</pre>', got.stdout, re.S)
+    assert m, got.stdout[-2000:]
+    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    assert probe["visible"] and f"most likely base: {investigated['base']}" in probe["verdict"]
+    assert len(probe["imgs"]) == 2 and all(done and w > 0 and h > 0 for done, w, h in probe["imgs"])
+    shot = tmp_path / "shot.png"
+    got = _chromium(browser, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", Path(out["html"]).resolve().as_uri())
+    assert got.returncode == 0, got.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (1200, 1600)
+        assert len(im.convert("RGB").getcolors(1 << 20) or []) > 50  # text and plots, not a blank page
