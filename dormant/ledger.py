@@ -211,8 +211,10 @@ def _short(value: Any, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False) -> dict[str, list[dict[str, Any]]]:
+def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False, only: set[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Why each run is invalid, computed over ``runs`` (the whole ledger): ``{run id: [reason, ...]}``.
+
+    ``check_files`` re-fingerprints the input files (still on disk) of the runs in ``only`` (default: all).
 
     Each reason is a dict with ``kind`` (``assumption`` or ``input``), ``key`` (the assumption or
     the input path), ``old``/``new`` values, ``by`` (the newer run's id, or ``"disk"``) and ``reason``
@@ -252,12 +254,13 @@ def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False) -> d
             fp, path = _split_input(value)
             if not path:
                 continue
-            if check_files and path not in on_disk:
+            disk = check_files and (only is None or r["id"] in only)
+            if disk and path not in on_disk:
                 try:
                     on_disk[path] = fingerprint(path) if Path(path).exists() else None
                 except (OSError, ValueError):
                     on_disk[path] = None
-            now = on_disk.get(path) if check_files else None
+            now = on_disk.get(path) if disk else None
             if now is not None:
                 if now != fp:
                     out[r["id"]].append({"kind": "input", "key": path, "old": fp, "new": now, "by": "disk",
@@ -285,8 +288,8 @@ def list_runs(ledger: str | Path | None = None, *, limit: int = 50, command: str
         runs = _all_runs(con)
     finally:
         con.close()
-    reasons = invalidations(runs, check_files=check_files)
     chosen = [r for r in runs if (command is None or r["command"] == command) and (subject is None or r.get("subject") == subject)][:limit]
+    reasons = invalidations(runs, check_files=check_files, only={r["id"] for r in chosen})
     for r in chosen:
         r["invalidated"] = reasons[r["id"]]
     return chosen
@@ -307,5 +310,5 @@ def get_run(run_id: str, ledger: str | Path | None = None, *, check_files: bool 
     if len(rows) > 1:
         raise KeyError(f"run id prefix {run_id!r} is ambiguous; give more characters")
     run = _row_to_dict(rows[0])
-    run["invalidated"] = invalidations(runs, check_files=check_files)[run["id"]]
+    run["invalidated"] = invalidations(runs, check_files=check_files, only={run["id"]})[run["id"]]
     return run

@@ -218,3 +218,15 @@ def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path, tiny_investigat
     assert all(any(w["kind"] == "input" and w["key"] == str(ft.resolve()) for w in r["invalidated"]) for r in runs)
     shown = json.loads(dormant("ledger", "show", runs[0]["id"], "--json"))
     assert "changed on disk" in shown["invalidated"][0]["reason"]
+
+
+def test_listing_a_few_runs_reads_only_their_input_files(tmp_path, monkeypatch):
+    db = tmp_path / "l.sqlite"
+    for name in ("a", "b"):
+        with ledger.record_run("delta", {}, ledger=db) as run:
+            run.add_input("ft", _model(tmp_path / name), subject=True)
+    read = []
+    real = ledger.fingerprint
+    monkeypatch.setattr(ledger, "fingerprint", lambda p: read.append(str(p)) or real(p))
+    (newest,) = ledger.list_runs(db, limit=1, check_files=True)
+    assert newest["subject"].endswith("/b") and read == [str((tmp_path / "b").resolve())]
