@@ -32,7 +32,8 @@ def browser():
         subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=300, env=env)
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=True, capture_output=True, timeout=900, env=env)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"installing Chromium with apt-get failed: {exc}")
+        detail = (getattr(exc, "stderr", b"") or b"")[-300:].decode(errors="replace").strip()
+        pytest.skip(f"installing Chromium with apt-get failed: {exc} {detail}".strip())
     found = _find_browser()
     if not found:
         pytest.skip("apt-get install chromium succeeded but no chromium binary is on PATH")
