@@ -117,3 +117,37 @@ def test_report_renders_in_headless_chromium_without_network(investigated, brows
     with Image.open(shot) as im:
         assert im.size == (1200, 1600)
         assert len(im.convert("RGB").getcolors(1 << 20) or []) > 50  # text and plots, not a blank page
+
+
+def test_report_is_generic_over_recorded_runs(tmp_path):
+    """Any command's run: its verdict output leads, an SVG plot is inlined, a missing plot is said to be missing."""
+    from dormant.report.document import related_runs, resolve_run, write_report
+
+    db = tmp_path / "l.sqlite"
+    svg = tmp_path / "widths.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>')
+    net = tmp_path / "net.npz"
+    net.write_bytes(b"\0" * 100)
+    with ledger.record_run("net solve", {}, ledger=db) as run:
+        run.add_input("network", net, subject=True)
+        run.outputs.update(verdict="md5; target 0f00; preimage 'owl'", found=True, stages={"identify": {"seconds": 1.5}})
+        run.artifacts += [str(svg), str(tmp_path / "gone.png"), str(tmp_path / "export.aiger")]
+    with pytest.raises(RuntimeError):
+        with ledger.record_run("net invert", {}, ledger=db) as failed:
+            failed.add_input("network", net, subject=True)
+            raise RuntimeError("out of candidates")
+    got = resolve_run(run.id, db)
+    related = related_runs(got, db)
+    assert [r["id"] for r in related] == [failed.id]
+    html_path, md_path = write_report(got, related, tmp_path / "rep")
+    html = html_path.read_text()
+    assert html.index("md5; target 0f00; preimage &#x27;owl&#x27;") < html.index('id="numbers"')
+    assert "<th>stages.identify.seconds</th><td>1.5</td>" in html and "<th>found</th><td>true</td>" in html
+    assert html.count('<img src="data:image/svg+xml;base64,') == 1 and "gone.png</code> is missing or too large to inline" in html
+    assert "export.aiger" not in html.split('id="plots"')[1].split("</section>")[0]  # not a plot
+    assert "run failed: RuntimeError: out of candidates" in html
+    md = md_path.read_text()
+    assert "**md5; target 0f00; preimage 'owl'**" in md and "| stages.identify.seconds | 1.5 |" in md
+    assert resolve_run("latest", db)["id"] == failed.id
+    with pytest.raises(KeyError, match="no runs"):
+        resolve_run("latest", tmp_path / "empty.sqlite")
