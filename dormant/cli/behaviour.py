@@ -348,6 +348,8 @@ def score_cmd(
         tok = pair.tokenizer
         if trigger:
             run.assume("trigger", {"text": trigger, "mechanism": mechanism})
+        if payload:
+            run.assume("payload", payload)  # the payload hypothesis scored; a later amplify deciding another invalidates this run
         arms, contrasts = view_arms(tok, items, specs, trigger=trigger, mechanism=mechanism)
         conts = continuation_ids(tok, len(items), payload, None)
         if response_tokens:
