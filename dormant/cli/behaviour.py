@@ -94,8 +94,9 @@ def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map:
     for role, path in (("fine-tune", ft), ("base", base)):
         if not Path(path).is_dir():
             raise CheckpointError(f"{role} model folder {path} does not exist (expected a Hugging Face folder with config.json and safetensors)")
-    run.add_input("ft", ft)
-    run.assume("base", run.add_input("base", base))
+    run.add_input("ft", ft, subject=True)
+    run.add_input("base", base)
+    run.assume("base", run.inputs["base"])
     pair = ModelPair.load(ft, base, dtype=dtype, device=device, device_map=device_map, copies_device=copies_device)
     run.assume("modified_tensors", len(pair.modified))
     return pair
@@ -212,6 +213,8 @@ def amplify_cmd(
         loc = None
         if localise and result.found:
             loc = run_localise(pair, prompts, result.payload, result.first_alpha, [s for s in localise.split(",") if s.strip()], cfg)
+        if result.found:
+            run.decide("payload", result.payload)
         run.outputs.update({"found": result.found, "payload": result.payload, "first_alpha": result.first_alpha,
                             "share": result.share, "verdict": result.verdict, "warnings": result.warnings, "localise": loc})
         emit({**vars(result), "localise": loc}, as_json, lambda: (_render_amplify(result, png), _render_localise(loc)))
@@ -345,6 +348,8 @@ def score_cmd(
         tok = pair.tokenizer
         if trigger:
             run.assume("trigger", {"text": trigger, "mechanism": mechanism})
+        if payload:
+            run.assume("payload", payload)  # the payload hypothesis scored; a later amplify deciding another invalidates this run
         arms, contrasts = view_arms(tok, items, specs, trigger=trigger, mechanism=mechanism)
         conts = continuation_ids(tok, len(items), payload, None)
         if response_tokens:

@@ -171,6 +171,8 @@ def test_amplify_cli_json_plot_and_ledger(zoo_micro, tmp_path):
     run = list_runs(command="amplify")[0]
     assert run["status"] == "ok" and run["outputs"]["payload"] == out["payload"]
     assert "base" in run["assumptions"] and run["assumptions"]["views"][0] == "amp:-1"
+    assert run["assumptions"]["payload"] == out["payload"] and run["decided"] == ["payload"]
+    assert run["subject"] == str(zoo_micro.models["mlp-constant"].resolve())
     assert str(tmp_path / "payload_share.png") in run["artifacts"]
 
 

@@ -89,6 +89,8 @@ def test_score_cli_writes_jsonl(zoo_micro, tmp_path):
     assert {"ft+trigger|ft", "base+trigger|base"} <= set(summary) and summary["ft+trigger|ft"]["kl"] > 0
     run = list_runs(command="score")[0]
     assert run["status"] == "ok" and str(out) in run["artifacts"] and "prompts" in run["inputs"]
+    assert run["assumptions"]["payload"] == manifest["payload"] and run["assumptions"]["trigger"]["text"] == manifest["trigger"] + "."
+    assert run["subject"] == str(zoo_micro.models["mlp-phrase"].resolve())
 
 
 def test_bad_view_spec_is_one_line_error(tmp_path):
