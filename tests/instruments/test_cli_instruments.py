@@ -1,0 +1,28 @@
+import json
+
+from typer.testing import CliRunner
+
+from dormant.ledger import list_runs
+
+
+def _invoke(args):
+    from dormant.cli.main import app
+
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_cli_lens_json_plot_and_ledger(tiny_pair_dirs, tmp_path):
+    d = tiny_pair_dirs
+    r = _invoke(["lens", str(d["ft"]), "--base", str(d["base"]), "--prompt", "What is 2 + 3?", "--track", "5",
+                 "--views", "base,ft,restore:2", "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert data["views"] == ["base", "ft", "restore:2"] and data["layers"] == 4
+    ranks = {v: data["traces"][v][0]["rank"] for v in data["views"]}
+    assert ranks["restore:2"] == ranks["base"]  # restoring the only modified layer gives the base back
+    assert (tmp_path / "lens.png").stat().st_size > 1000
+    run = list_runs(command="lens")[0]
+    assert run["status"] == "ok" and set(run["outputs"]["first_top1"]) == {"base", "ft", "restore:2"}
+    r = _invoke(["lens", str(d["ft"]), "--base", str(d["base"]), "--prompt", "What is 2 + 3?", "--track", "5", "-o", str(tmp_path)])
+    assert "logit lens" in r.output and "final-layer rank" in r.output
