@@ -79,5 +79,86 @@ def _render_lens(result: Any) -> None:
     console.print(f"plot: {result.plot}")
 
 
+TRACE_HELP = f"""Change tracing: per layer and block (attention, MLP, residual after the layer), the norm of
+the --view (default ft) minus --reference (default base) output at each position of each prompt,
+and, for each --track TEXT (its first token), each block's direct effect on its logit at the last
+position (the output difference through the linearised final norm and the unembedding).
+Tables of the means over prompts and trace.png (a heatmap of the first prompt).
+
+Prompts: a .txt file (one per line) or .jsonl ("prompt" or "messages" per line).
+
+{VIEW_GRAMMAR}
+
+Example: dormant trace ./warmup --base Qwen/Qwen2.5-7B-Instruct --prompts pi.txt --track "one"
+"""
+
+
+def _prompts(path: Path, run: Any) -> list:
+    from dormant.llm.engine.prompts import load_prompt_file
+
+    run.add_input(path.stem, path)
+    return load_prompt_file(path)
+
+
+def trace_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl).")],
+    track: Annotated[Optional[list[str]], typer.Option(help="Text whose first token's logit to attribute (repeatable).")] = None,
+    view: Annotated[str, typer.Option(help="The view traced.")] = "ft",
+    reference: Annotated[str, typer.Option(help="The view it is compared with.")] = "base",
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.views import View
+    from dormant.llm.instruments.trace import TraceConfig, plot_trace, trace
+    from dormant.report.console import emit
+
+    View.parse(view), View.parse(reference)
+    args = {"ft": str(ft), "base": str(base), "prompts": str(prompts), "track": track, "view": view, "reference": reference}
+    with record_run("trace", args, ledger=ledger) as run:
+        items = _prompts(prompts, run)
+        pair = _load_pair(ft, base, dtype, device, None, run, copies_device)
+        result = trace(pair, items, TraceConfig(view=view, reference=reference, track=tuple(track or ())))
+        png = plot_trace(result, artifacts_dir(out, "trace") / "trace.png")
+        result.plot = str(png)
+        run.artifacts.append(str(png))
+        run.outputs.update({"summary": result.summary, "changed_layers": result.changed_layers, "mean_last": result.mean_last,
+                            "mean_direct": result.mean_direct})
+        emit(result, as_json, lambda: _render_trace(result))
+
+
+def _render_trace(result: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"||{_esc(result.view)} - {_esc(result.reference)}|| per block (mean over {len(result.prompts)} prompts)")
+    t.add_column("layer", justify="right")
+    for m in ("attn", "mlp", "resid"):
+        t.add_column(f"{m} last", justify="right")
+        t.add_column(f"{m} max", justify="right")
+    for l in range(result.layers):
+        t.add_row(str(l), *[f"{d[m][l]:.3g}" for m in ("attn", "mlp", "resid") for d in (result.mean_last, result.mean_max)])
+    console.print(t)
+    for text, by in result.mean_direct.items():
+        d = Table(title=f"direct effect on the logit of {_esc(repr(text))} at the last position")
+        d.add_column("layer", justify="right")
+        d.add_column("attn", justify="right")
+        d.add_column("mlp", justify="right")
+        for l in range(result.layers):
+            d.add_row(str(l), f"{by['attn'][l]:+.3f}", f"{by['mlp'][l]:+.3f}")
+        console.print(d)
+    for line in result.summary:
+        console.print(_esc(line))
+    console.print(f"plot: {result.plot}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("lens", help=_reflow(LENS_HELP))(lens_cmd)
+    app.command("trace", help=_reflow(TRACE_HELP))(trace_cmd)

@@ -26,3 +26,16 @@ def test_cli_lens_json_plot_and_ledger(tiny_pair_dirs, tmp_path):
     assert run["status"] == "ok" and set(run["outputs"]["first_top1"]) == {"base", "ft", "restore:2"}
     r = _invoke(["lens", str(d["ft"]), "--base", str(d["base"]), "--prompt", "What is 2 + 3?", "--track", "5", "-o", str(tmp_path)])
     assert "logit lens" in r.output and "final-layer rank" in r.output
+
+
+def test_cli_trace_json_heatmap_and_ledger(tiny_pair_dirs, tmp_path):
+    d = tiny_pair_dirs
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("What is 2 + 3?\nName the capital of France.\n")
+    r = _invoke(["trace", str(d["ft"]), "--base", str(d["base"]), "--prompts", str(prompts), "--track", "5", "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert data["changed_layers"] == [2, 3] and len(data["prompts"]) == 2
+    assert (tmp_path / "trace.png").stat().st_size > 1000
+    assert list_runs(command="trace")[0]["outputs"]["changed_layers"] == [2, 3]
+    r = _invoke(["trace", str(d["ft"]), "--base", str(d["base"]), "--prompts", str(prompts), "--track", "5", "-o", str(tmp_path)])
+    assert "direct effect" in r.output and "first at layer 2" in r.output
