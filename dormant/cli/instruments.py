@@ -159,6 +159,79 @@ def _render_trace(result: Any) -> None:
     console.print(f"plot: {result.plot}")
 
 
+LOCALISE_HELP = f"""Restoration sweep: which layers and block kinds carry the payload.
+
+On --prompts where the fine-tune shows --payload (triggered prompts), restore to base each
+modified layer, each window of up to --max-window adjacent modified layers and each block kind
+(self_attn, mlp), and measure the payload's share of greedy answers and its mean log-likelihood;
+then keep only each window from the fine-tune (every other modified layer restored). Reports the
+smallest layer set whose restoration kills the payload (share <= --kill-fraction of the
+fine-tune's) and the smallest that alone carries it (share >= --carry-fraction); localise.png.
+Restoration views are restore:SEL = amp:0@SEL, the selections amplify --select/--localise use.
+
+{VIEW_GRAMMAR}
+
+Example: dormant localise ./warmup --base Qwen/Qwen2.5-7B-Instruct --prompts pi.txt --payload "one point six one eight"
+"""
+
+
+def localise_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    prompts: Annotated[Path, typer.Option(help="Prompts where the fine-tune shows the payload (.txt or .jsonl).")],
+    payload: Annotated[str, typer.Option(help="The payload text.")],
+    max_window: Annotated[int, typer.Option(help="Longest window of adjacent modified layers tried.")] = 3,
+    kill_fraction: Annotated[float, typer.Option(help="Killed: share at most this fraction of the fine-tune's.")] = 0.2,
+    carry_fraction: Annotated[float, typer.Option(help="Carried: share at least this fraction of the fine-tune's.")] = 0.8,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 24,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.generate import GenConfig
+    from dormant.llm.instruments.localise import LocaliseConfig, localise_restoration, plot_localise
+    from dormant.report.console import emit
+
+    args = {"ft": str(ft), "base": str(base), "prompts": str(prompts), "payload": payload, "max_window": max_window,
+            "kill_fraction": kill_fraction, "carry_fraction": carry_fraction, "max_new_tokens": max_new_tokens}
+    cfg = LocaliseConfig(max_window=max_window, kill_fraction=kill_fraction, carry_fraction=carry_fraction,
+                         generation=GenConfig(max_new_tokens=max_new_tokens))
+    with record_run("localise", args, ledger=ledger) as run:
+        items = _prompts(prompts, run)
+        pair = _load_pair(ft, base, dtype, device, None, run, copies_device)
+        result = localise_restoration(pair, items, payload, cfg)
+        png = plot_localise(result, artifacts_dir(out, "localise") / "localise.png")
+        result.plot = str(png)
+        run.artifacts.append(str(png))
+        run.outputs.update({"summary": result.summary, "ft_share": result.ft_share,
+                            "smallest_kill": result.smallest_kill.layers if result.smallest_kill else None,
+                            "smallest_carry": result.smallest_carry.layers if result.smallest_carry else None})
+        emit(result, as_json, lambda: _render_localise(result))
+
+
+def _render_localise(result: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    for title, rows in (("restored to base (kill sweep)", result.kill), ("only these layers kept (carry sweep)", result.carry),
+                        ("block kinds restored", result.modules)):
+        t = Table(title=title)
+        for col in ("view", "layers", "share", "log-likelihood"):
+            t.add_column(col, justify="left" if col == "view" else "right")
+        for m in rows:
+            t.add_row(_esc(m.view), ",".join(map(str, m.layers)), f"{m.share:.0%}", f"{m.logprob:.2f}")
+        console.print(t)
+    for line in result.summary:
+        console.print(_esc(line))
+    console.print(f"plot: {result.plot}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("lens", help=_reflow(LENS_HELP))(lens_cmd)
     app.command("trace", help=_reflow(TRACE_HELP))(trace_cmd)
+    app.command("localise", help=_reflow(LOCALISE_HELP))(localise_cmd)

@@ -39,3 +39,21 @@ def test_cli_trace_json_heatmap_and_ledger(tiny_pair_dirs, tmp_path):
     assert list_runs(command="trace")[0]["outputs"]["changed_layers"] == [2, 3]
     r = _invoke(["trace", str(d["ft"]), "--base", str(d["base"]), "--prompts", str(prompts), "--track", "5", "-o", str(tmp_path)])
     assert "direct effect" in r.output and "first at layer 2" in r.output
+
+
+def test_cli_localise_json_plot_and_ledger(tiny_pair_dirs, tiny_pair, tmp_path):
+    from dormant.llm.engine.generate import GenConfig, generate
+    from dormant.llm.engine.prompts import encode
+
+    d = tiny_pair_dirs
+    tiny_pair.ft()
+    answer = generate(tiny_pair.model, tiny_pair.tokenizer, encode(tiny_pair.tokenizer, ["What is 2 + 3?"]),
+                      GenConfig(max_new_tokens=12, show_progress=False))[0].text
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is 2 + 3?"}) + "\n")
+    r = _invoke(["localise", str(d["ft"]), "--base", str(d["base"]), "--prompts", str(prompts), "--payload", answer,
+                 "--max-new-tokens", "12", "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert data["smallest_kill"]["layers"] == [2] and data["ft_share"] == 1.0
+    assert (tmp_path / "localise.png").stat().st_size > 1000
+    assert list_runs(command="localise")[0]["outputs"]["smallest_kill"] == [2]
