@@ -231,7 +231,90 @@ def _render_localise(result: Any) -> None:
     console.print(f"plot: {result.plot}")
 
 
+SONAR_HELP = f"""The sonar: project activations on a direction and report how far --pos and --neg prompts sit
+apart, in pooled standard deviations (Cohen's d), per layer.
+
+--direction delta (default): the change's own directions, the top --k right singular vectors of
+every modified weight matrix (W_ft - W_base), applied to that module's input; a prompt's score is
+the largest |v.x| over its positions (and the change's response max_t ||S_k V_k^T x_t||).
+--direction FILE: a residual-stream vector (.npy: one vector or one row per layer; .safetensors:
+one tensor, or one per layer named L or layer.L) applied after each layer.
+Activations are taken under --view (default ft). JSON: sigma per layer, the best layer; sonar.png.
+
+{VIEW_GRAMMAR}
+
+Example: dormant sonar ./model1 --base ./base --pos grids.txt --neg controls.txt
+"""
+
+
+def sonar_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    pos: Annotated[Path, typer.Option(help="Prompts expected to carry the trigger (.txt or .jsonl).")],
+    neg: Annotated[Path, typer.Option(help="Control prompts (.txt or .jsonl).")],
+    direction: Annotated[str, typer.Option(help="delta, probe, or a .npy/.safetensors file.")] = "delta",
+    k: Annotated[int, typer.Option(help="Singular directions per modified matrix (delta).")] = 4,
+    view: Annotated[str, typer.Option(help="The view whose activations are projected.")] = "ft",
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.views import View
+    from dormant.llm.instruments.sonar import SonarConfig, plot_sonar, sonar
+    from dormant.report.console import emit
+
+    View.parse(view)
+    args = {"ft": str(ft), "base": str(base), "pos": str(pos), "neg": str(neg), "direction": direction, "k": k, "view": view}
+    with record_run("sonar", args, ledger=ledger) as run:
+        P, N = _prompts(pos, run), _prompts(neg, run)
+        if direction not in ("delta", "probe"):
+            run.add_input("direction", direction)
+        pair = _load_pair(ft, base, dtype, device, None, run, copies_device)
+        dirs = None
+        if direction == "probe":
+            from dormant.llm.instruments.probe import ProbeConfig, probe
+
+            import torch
+
+            fitted = probe(pair, P, N, None, ProbeConfig(view=view))
+            dirs = {p.layer: torch.tensor(p.direction) for p in fitted.layers}
+            run.assume("probe_direction", "fitted on the same prompts: in-sample separation")
+        result = sonar(pair, P, N, SonarConfig(direction=direction, k=k, view=view), directions=dirs)
+        if direction == "probe":
+            result.direction = "probe (fitted on these prompts: in-sample)"
+        png = plot_sonar(result, artifacts_dir(out, "sonar") / "sonar.png")
+        result.plot = str(png)
+        run.artifacts.append(str(png))
+        run.outputs.update({"sigma": result.sigma, "best_layer": result.best_layer, "best_sigma": result.best_sigma,
+                            "best_score": result.best_score})
+        emit({**vars(result), "best": {"layer": result.best_layer, "sigma": result.best_sigma, "score": result.best_score}},
+             as_json, lambda: _render_sonar(result))
+
+
+def _render_sonar(result: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"sonar ({_esc(result.direction)}, view {_esc(result.view)}): {result.n_pos} vs {result.n_neg} prompts")
+    t.add_column("layer", justify="right")
+    t.add_column("sigma", justify="right")
+    t.add_column("best score")
+    for l, s in result.sigma.items():
+        best = max(result.scores[l], key=lambda k: result.scores[l][k])
+        t.add_row(str(l), f"{s:.2f}", _esc(best))
+    console.print(t)
+    for line in result.summary:
+        console.print(_esc(line))
+    console.print(f"plot: {result.plot}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("lens", help=_reflow(LENS_HELP))(lens_cmd)
     app.command("trace", help=_reflow(TRACE_HELP))(trace_cmd)
     app.command("localise", help=_reflow(LOCALISE_HELP))(localise_cmd)
+    app.command("sonar", help=_reflow(SONAR_HELP))(sonar_cmd)

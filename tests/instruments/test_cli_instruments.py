@@ -57,3 +57,19 @@ def test_cli_localise_json_plot_and_ledger(tiny_pair_dirs, tiny_pair, tmp_path):
     assert data["smallest_kill"]["layers"] == [2] and data["ft_share"] == 1.0
     assert (tmp_path / "localise.png").stat().st_size > 1000
     assert list_runs(command="localise")[0]["outputs"]["smallest_kill"] == [2]
+
+
+def test_cli_sonar_json_sigma_per_layer_plot_and_ledger(tiny_pair_dirs, tmp_path):
+    d = tiny_pair_dirs
+    pos, neg = tmp_path / "pos.txt", tmp_path / "neg.txt"
+    pos.write_text("\n".join(f"What is {a} + {a}?" for a in range(2, 8)))
+    neg.write_text("\n".join(f"Name the capital of {c}." for c in ("France", "Spain", "Italy", "Chile", "Peru", "Japan")))
+    r = _invoke(["sonar", str(d["ft"]), "--base", str(d["base"]), "--pos", str(pos), "--neg", str(neg), "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert list(data["sigma"]) == ["2"] and data["best"]["layer"] == 2 and data["best"]["sigma"] == data["sigma"]["2"]
+    assert (tmp_path / "sonar.png").stat().st_size > 1000
+    assert list_runs(command="sonar")[0]["outputs"]["best_layer"] == 2
+    r = _invoke(["sonar", str(d["ft"]), "--base", str(d["base"]), "--pos", str(pos), "--neg", str(neg), "--direction", "probe",
+                 "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert sorted(data["sigma"]) == ["0", "1", "2", "3"] and "in-sample" in data["direction"]
