@@ -313,8 +313,103 @@ def _render_sonar(result: Any) -> None:
     console.print(f"plot: {result.plot}")
 
 
+PROBE_HELP = f"""Linear probes per layer: L2 logistic regression on the residual stream (last token, or
+--reduce mean) telling --pos from --neg prompts, scored by held-out AUROC (--folds cross-validation).
+
+Probes detect topic as readily as a backdoor. --decoys FILE (prompts on the positives' topic without
+the trigger) is the control: the probe fitted on all pos/neg scores them, and a layer whose probe
+separates the decoys from the negatives (AUROC >= --decoy-threshold) is reported as detecting topic.
+
+--steer: add --scale (comma-separated, in units of the mean residual norm) times the best layer's
+(or --layer's) probe direction to the residual stream after that layer, and generate answers to
+--steer-prompts (default: the negatives). --base is optional (default: the model itself; views
+then have nothing to change). probe.png.
+
+{VIEW_GRAMMAR}
+
+Example: dormant probe ./model1 --pos grids.txt --neg controls.txt --decoys other_grids.txt --steer --scale 2,4
+"""
+
+
+def probe_cmd(
+    ft: FtArg,
+    pos: Annotated[Path, typer.Option(help="Prompts carrying the trigger (.txt or .jsonl).")],
+    neg: Annotated[Path, typer.Option(help="Control prompts.")],
+    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder (optional).")] = None,
+    decoys: Annotated[Optional[Path], typer.Option(help="Prompts on the positives' topic without the trigger.")] = None,
+    reduce: Annotated[str, typer.Option(help="last (the last prompt token) or mean (over tokens).")] = "last",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    decoy_threshold: Annotated[float, typer.Option(help="Decoy AUROC at or above which a probe detects topic.")] = 0.75,
+    view: Annotated[str, typer.Option(help="The view whose activations are probed.")] = "ft",
+    steer: Annotated[bool, typer.Option("--steer", help="Generate with the probe direction added to the residual stream.")] = False,
+    scale: Annotated[str, typer.Option(help="Steering scales (comma-separated; units of the mean residual norm).")] = "1,2,4",
+    layer: Annotated[Optional[int], typer.Option(help="Layer to steer at (default: the best probe's).")] = None,
+    steer_prompts: Annotated[Optional[Path], typer.Option("--steer-prompts", help="Prompts to steer (default: the negatives).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per steered answer.")] = 32,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.generate import GenConfig
+    from dormant.llm.engine.views import View
+    from dormant.llm.instruments.probe import ProbeConfig, plot_probe, probe, steer as run_steer
+    from dormant.report.console import emit
+
+    View.parse(view)
+    if reduce not in ("last", "mean"):
+        raise typer.BadParameter(f"--reduce must be last or mean, got {reduce!r}")
+    try:
+        scales = [float(x) for x in scale.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--scale must be comma-separated numbers, got {scale!r}") from None
+    args = {"ft": str(ft), "base": str(base) if base else None, "pos": str(pos), "neg": str(neg), "decoys": str(decoys) if decoys else None,
+            "reduce": reduce, "folds": folds, "decoy_threshold": decoy_threshold, "view": view, "steer": steer, "scale": scales, "layer": layer}
+    with record_run("probe", args, ledger=ledger) as run:
+        P, N = _prompts(pos, run), _prompts(neg, run)
+        D = _prompts(decoys, run) if decoys else None
+        pair = _load_pair(ft, base or ft, dtype, device, None, run)
+        result = probe(pair, P, N, D, ProbeConfig(view=view, reduce=reduce, folds=folds, decoy_threshold=decoy_threshold))
+        if steer:
+            at = result.layers[layer if layer is not None else result.best_layer]
+            targets = _prompts(steer_prompts, run) if steer_prompts else N
+            result.steered = run_steer(pair, targets, at.layer, at.direction, scales, at.residual_norm,
+                                       GenConfig(max_new_tokens=max_new_tokens), view=view)
+        png = plot_probe(result, artifacts_dir(out, "probe") / "probe.png")
+        result.plot = str(png)
+        run.artifacts.append(str(png))
+        run.outputs.update({"verdict": result.verdict, "best_layer": result.best_layer,
+                            "layers": [{"layer": p.layer, "auroc": p.auroc, "decoy_auroc": p.decoy_auroc, "topic": p.topic} for p in result.layers]})
+        emit(result, as_json, lambda: _render_probe(result))
+
+
+def _render_probe(result: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"probes ({result.n_pos} pos, {result.n_neg} neg, {result.n_decoys} decoys; view {_esc(result.view)})")
+    for col in ("layer", "held-out AUROC", "decoy AUROC", "topic"):
+        t.add_column(col, justify="right")
+    for p in result.layers:
+        t.add_row(str(p.layer), f"{p.auroc:.2f}", "-" if p.decoy_auroc is None else f"{p.decoy_auroc:.2f}", "yes" if p.topic else "")
+    console.print(t)
+    if result.steered:
+        s = Table(title="steered answers", show_lines=True)
+        for col in ("scale", "prompt", "output"):
+            s.add_column(col, max_width=60)
+        for row in result.steered:
+            s.add_row(f"{row['scale']:g}", _esc(row["prompt"]), _esc(row["output"]))
+        console.print(s)
+    console.print(_esc(result.verdict))
+    console.print(f"plot: {result.plot}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("lens", help=_reflow(LENS_HELP))(lens_cmd)
     app.command("trace", help=_reflow(TRACE_HELP))(trace_cmd)
     app.command("localise", help=_reflow(LOCALISE_HELP))(localise_cmd)
     app.command("sonar", help=_reflow(SONAR_HELP))(sonar_cmd)
+    app.command("probe", help=_reflow(PROBE_HELP))(probe_cmd)

@@ -73,3 +73,21 @@ def test_cli_sonar_json_sigma_per_layer_plot_and_ledger(tiny_pair_dirs, tmp_path
                  "--json", "-o", str(tmp_path)])
     data = json.loads(r.stdout)
     assert sorted(data["sigma"]) == ["0", "1", "2", "3"] and "in-sample" in data["direction"]
+
+
+def test_cli_probe_decoys_steering_json_and_ledger(tiny_pair_dirs, tmp_path):
+    ADD = [f"What is {a} + {b}?" for a, b in [(2, 3), (4, 1), (7, 2), (5, 5), (3, 8), (6, 1), (9, 4), (1, 1)]]
+    ADD_DECOYS = [f"Please add {a} and {b}." for a, b in [(2, 6), (3, 3), (8, 1), (4, 4), (7, 7), (5, 2)]]
+    CAPS = [f"Name the capital of {c}." for c in ("France", "Spain", "Italy", "Chile", "Peru", "Japan", "Kenya", "Egypt")]
+    d = tiny_pair_dirs
+    files = {}
+    for name, lines in (("pos", ADD), ("neg", CAPS), ("decoys", ADD_DECOYS)):
+        files[name] = tmp_path / f"{name}.txt"
+        files[name].write_text("\n".join(lines))
+    r = _invoke(["probe", str(d["ft"]), "--pos", str(files["pos"]), "--neg", str(files["neg"]), "--decoys", str(files["decoys"]),
+                 "--reduce", "mean", "--folds", "4", "--steer", "--scale", "0,4", "--max-new-tokens", "6", "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert "detects topic" in data["verdict"] and len(data["layers"]) == 4
+    assert [s["scale"] for s in data["steered"]] == [0.0] * len(CAPS) + [4.0] * len(CAPS)
+    assert (tmp_path / "probe.png").stat().st_size > 1000
+    assert list_runs(command="probe")[0]["outputs"]["layers"][data["best_layer"]]["topic"] is True
