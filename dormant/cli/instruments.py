@@ -407,9 +407,61 @@ def _render_probe(result: Any) -> None:
     console.print(f"plot: {result.plot}")
 
 
+ACTIVATIONS_HELP = f"""Residual-stream activations to a safetensors file, streamed to disk in chunks.
+
+One tensor per layer (layer.L, [rows, hidden]): rows are every token of every prompt (--reduce
+all), or one per prompt (last token, or mean). The file's layout is fixed from the tokenised
+prompts before any forward pass, and --chunk prompts at a time are run and written in place, so
+memory holds one chunk. An index (FILE.index.json) maps each prompt to its rows and token ids.
+--layers: e.g. 0,2-3 or -1 (default all). Activations under --view (default ft).
+
+{VIEW_GRAMMAR}
+
+Example: dormant activations ./warmup --base Qwen/Qwen2.5-7B-Instruct --prompts pi.txt --layers 19-23 -o acts/
+"""
+
+
+def activations_cmd(
+    ft: FtArg,
+    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl).")],
+    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder (needed for views other than ft).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Layers, e.g. 0,2-3 or -1 (default: all).")] = None,
+    reduce: Annotated[str, typer.Option(help="all (every token), last or mean.")] = "all",
+    store_dtype: Annotated[str, typer.Option("--store-dtype", help="float32 or float16 on disk.")] = "float32",
+    chunk: Annotated[int, typer.Option(help="Prompts run and written at a time.")] = 32,
+    view: Annotated[str, typer.Option(help="The view whose activations are written.")] = "ft",
+    name: Annotated[str, typer.Option(help="File name inside --out.")] = "activations.safetensors",
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.views import View
+    from dormant.llm.instruments.activations import ActivationsConfig, extract, parse_layers
+    from dormant.llm.instruments.hooks import n_layers
+    from dormant.report.console import console, emit
+
+    View.parse(view)
+    args = {"ft": str(ft), "base": str(base) if base else None, "prompts": str(prompts), "layers": layers, "reduce": reduce,
+            "store_dtype": store_dtype, "chunk": chunk, "view": view}
+    with record_run("activations", args, ledger=ledger) as run:
+        items = _prompts(prompts, run)
+        pair = _load_pair(ft, base or ft, dtype, device, None, run)
+        cfg = ActivationsConfig(layers=parse_layers(layers, n_layers(pair.model)), reduce=reduce, dtype=store_dtype, chunk=chunk, view=view)
+        result = extract(pair, items, artifacts_dir(out, "activations") / name, cfg)
+        run.artifacts += [result.path, result.index]
+        run.outputs.update({"rows": result.rows, "layers": result.layers, "bytes": result.bytes, "path": result.path})
+        emit(result, as_json, lambda: console.print(
+            f"{result.prompts} prompts, layers {result.layers}: {result.rows} rows x {result.hidden} ({result.bytes / 1e6:.1f} MB) "
+            f"-> {_esc(result.path)} (index {_esc(result.index)})"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("lens", help=_reflow(LENS_HELP))(lens_cmd)
     app.command("trace", help=_reflow(TRACE_HELP))(trace_cmd)
     app.command("localise", help=_reflow(LOCALISE_HELP))(localise_cmd)
     app.command("sonar", help=_reflow(SONAR_HELP))(sonar_cmd)
     app.command("probe", help=_reflow(PROBE_HELP))(probe_cmd)
+    app.command("activations", help=_reflow(ACTIVATIONS_HELP))(activations_cmd)

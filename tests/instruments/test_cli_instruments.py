@@ -91,3 +91,19 @@ def test_cli_probe_decoys_steering_json_and_ledger(tiny_pair_dirs, tmp_path):
     assert [s["scale"] for s in data["steered"]] == [0.0] * len(CAPS) + [4.0] * len(CAPS)
     assert (tmp_path / "probe.png").stat().st_size > 1000
     assert list_runs(command="probe")[0]["outputs"]["layers"][data["best_layer"]]["topic"] is True
+
+
+def test_cli_activations_file_index_and_ledger(tiny_pair_dirs, tmp_path):
+    from safetensors import safe_open
+
+    d = tiny_pair_dirs
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("What is 2 + 3?\nhi\n")
+    r = _invoke(["activations", str(d["ft"]), "--prompts", str(prompts), "--layers", "0,-1", "--reduce", "last", "--store-dtype", "float16",
+                 "--json", "-o", str(tmp_path)])
+    data = json.loads(r.stdout)
+    assert data["layers"] == [0, 3] and data["rows"] == 2 and data["bytes"] == 2 * 2 * 32 * 2
+    with safe_open(data["path"], "pt") as f:
+        assert f.get_tensor("layer.3").shape == (2, 32) and str(f.get_tensor("layer.3").dtype) == "torch.float16"
+    assert json.loads((tmp_path / "activations.index.json").read_text())["prompts"][1]["rows"] == [1, 2]
+    assert list_runs(command="activations")[0]["outputs"]["rows"] == 2
