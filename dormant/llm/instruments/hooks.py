@@ -82,17 +82,20 @@ def _module(model: Any, site: str) -> tuple[Any, str]:
 def capture(model: Any, sites: Sequence[str], *, keep: Any = None) -> Iterator[dict[str, Any]]:
     """Record the named sites on every forward pass into the yielded dict (float32, detached).
 
-    ``keep``: optional function applied to each captured ``[B, T, D]`` tensor before it is stored
-    (e.g. gather a few positions), so that full activations never accumulate.
+    ``keep``: optional function (or dict site -> function) applied to each captured ``[B, T, D]``
+    tensor before it is stored (gather a few positions, project on a few directions), so that full
+    activations never accumulate.
     """
     store: dict[str, Any] = {}
     handles = []
     for site in sites:
         mod, when = _module(model, site)
 
-        def save(x: Any, site: str = site) -> None:
+        fn = keep.get(site) if isinstance(keep, dict) else keep
+
+        def save(x: Any, site: str = site, fn: Any = fn) -> None:
             x = x.detach().float()
-            store[site] = keep(x) if keep is not None else x
+            store[site] = fn(x) if fn is not None else x
 
         if when == "pre":
             handles.append(mod.register_forward_pre_hook(lambda m, args, save=save: save(args[0])))
@@ -139,14 +142,15 @@ def run_padded(model: Any, seqs: Sequence[Sequence[int]], pad_id: int = 0) -> An
 
 
 def collect(model: Any, seqs: Sequence[Sequence[int]], sites: Sequence[str], *, reduce: str = "last",
-            batch_size: int = 16, pad_id: int = 0) -> dict[str, list[Any]]:
+            batch_size: int = 16, pad_id: int = 0, keep: Any = None) -> dict[str, list[Any]]:
     """Activations at ``sites`` for every sequence, batched: per site a list (one entry per sequence) of
-    ``[D]`` (``reduce="last"``: the last token; ``"mean"``: the mean over tokens) or ``[T, D]`` (``"all"``) tensors."""
+    ``[D]`` (``reduce="last"``: the last token; ``"mean"``: the mean over tokens) or ``[T, D]`` (``"all"``) tensors.
+    ``keep``: as in ``capture`` (applied per batch before anything is kept, e.g. a projection)."""
     out: dict[str, list[Any]] = {s: [None] * len(seqs) for s in sites}
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        with capture(model, sites) as store:
+        with capture(model, sites, keep=keep) as store:
             run_padded(model, [seqs[i] for i in batch], pad_id)
         for site in sites:
             x = store[site].cpu()

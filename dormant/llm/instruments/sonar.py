@@ -140,11 +140,11 @@ def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], con
             if not dirs:
                 raise DormantError("no modified weight matrix inside the decoder layers: the change has no directions to listen along")
             sites = [f"in:{m}" for m in dirs]
-            acts = collect(pair.model, P + N, sites, reduce="all", batch_size=cfg.batch_size, pad_id=pad)
+            project = {f"in:{m}": (lambda x, v=v: x @ v.to(x.device)) for m, (_, v) in dirs.items()}  # only [B, T, k] is kept
+            acts = collect(pair.model, P + N, sites, reduce="all", batch_size=cfg.batch_size, pad_id=pad, keep=project)
             for m, (s, v) in dirs.items():
                 layer = layer_of(m + ".weight")
-                xs = acts[f"in:{m}"]
-                proj = [x @ v for x in xs]  # [T, k] per prompt
+                proj = acts[f"in:{m}"]  # [T, k] per prompt
                 short = m.split(f"layers.{layer}.", 1)[-1]
                 feats = {f"{short} v{i}": [float(p[:, i].abs().max()) for p in proj] for i in range(v.shape[1])}
                 feats[f"{short} response"] = [float((p * s).norm(dim=-1).max()) for p in proj]
@@ -155,12 +155,11 @@ def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], con
             label = "given" if directions is not None else cfg.direction
             if directions is None:
                 directions = load_direction(cfg.direction, n_layers(pair.model))
-            sites = [f"resid:{l}" for l in sorted(directions)]
-            acts = collect(pair.model, P + N, sites, reduce="all", batch_size=cfg.batch_size, pad_id=pad)
-            for l in sorted(directions):
-                v = directions[l].float()
-                v = v / v.norm()
-                f = [float((x @ v).abs().max()) for x in acts[f"resid:{l}"]]
+            unit = {l: directions[l].float() / directions[l].float().norm() for l in sorted(directions)}
+            project = {f"resid:{l}": (lambda x, v=v: x @ v.to(x.device)) for l, v in unit.items()}
+            acts = collect(pair.model, P + N, list(project), reduce="all", batch_size=cfg.batch_size, pad_id=pad, keep=project)
+            for l in unit:
+                f = [float(x.abs().max()) for x in acts[f"resid:{l}"]]
                 scores[l] = {"residual": separation(f[: len(P)], f[len(P):])}
     sigma = {l: max(d.values()) for l, d in sorted(scores.items())}
     best_layer = max(sigma, key=lambda l: sigma[l]) if sigma else None
