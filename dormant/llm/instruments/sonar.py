@@ -167,6 +167,9 @@ def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], con
     best_score = max(scores[best_layer], key=lambda k: scores[best_layer][k]) if best_layer is not None else None
     summary = [f"best separation {best:.1f} sigma at layer {best_layer} ({best_score}); "
                + ", ".join(f"layer {l}: {s:.1f}" for l, s in sigma.items())]
+    if math.isinf(best):
+        summary.append("inf: every prompt of each set scores the same on that direction (no spread), and the two sets differ; "
+                       "typically one token's embedding present in every positive prompt (read at layer 0)")
     return SonarResult(label, cfg.view, sigma, best_layer, best, best_score, scores, len(P), len(N), summary=summary)
 
 
