@@ -30,6 +30,7 @@ def test_sonar_listens_only_where_the_change_is(tiny_pair):
     neg = [f"Name the capital of {c}." for c in ("France", "Spain", "Italy", "Chile", "Peru", "Japan")]
     res = sonar(tiny_pair, pos, neg)
     assert set(res.sigma) == {2} and res.best_layer == 2 and res.best_score is not None
+    assert set(res.null_sigma) == {2} and "control, random directions" in res.summary[1]
     assert set(res.scores[2]) == {f"{m} {s}" for m in ("mlp.up_proj", "mlp.down_proj") for s in ("v0", "v1", "v2", "v3", "response")}
     # identical sets never separate
     same = sonar(tiny_pair, pos, pos)

@@ -5,7 +5,10 @@ Default directions are the change's own: for each modified weight matrix of a la
 The module's input is captured (e.g. the normed residual for q/k/v/gate/up, the MLP's hidden
 activation for down_proj) at every position, under ``view`` (default ``ft``); a prompt's score on
 a direction is the largest ``|v . x|`` over its positions, and its score for the module is the
-change's response ``max_t ||S_k V_k^T x_t||``. A direction given as a vector (``.npy``, or a
+change's response ``max_t ||S_k V_k^T x_t||``. The control: as many random orthonormal directions
+per module, scored the same way (``null_sigma``): a separation that random directions match says
+the prompt sets differ in a way any direction hears (e.g. a token present in every positive), not
+that the change listens for them. A direction given as a vector (``.npy``, or a
 ``.safetensors`` with one tensor per layer named ``L`` or ``layer.L``, or one tensor for all
 layers) or learnt by a probe is applied to the residual stream after each layer (largest
 ``|v . x|`` over positions).
@@ -50,6 +53,7 @@ class SonarResult:
     scores: dict[int, dict[str, float]]  # layer -> score name -> sigma
     n_pos: int
     n_neg: int
+    null_sigma: dict[int, float] = field(default_factory=dict)  # layer -> best separation by random directions (delta mode)
     plot: str | None = None
     summary: list[str] = field(default_factory=list)
 
@@ -75,6 +79,18 @@ def delta_directions(pair: ModelPair, k: int) -> dict[str, tuple[Any, Any]]:
         delta = t.ft.to("cpu").float() - t.base.to("cpu").float()
         _, s, v, _ = singular_decomposition(delta, DeltaConfig(top_k=k))
         out[name[: -len(".weight")]] = (s[:k], v[:, :k])
+    return out
+
+
+def random_directions(dirs: dict[str, tuple[Any, Any]], seed: int = 0) -> dict[str, tuple[Any, Any]]:
+    """The control: for each module, as many random orthonormal input directions (same singular values)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for m, (s, v) in dirs.items():
+        q, _ = torch.linalg.qr(torch.randn(v.shape, generator=g, dtype=v.dtype))
+        out[m] = (s, q)
     return out
 
 
@@ -126,6 +142,8 @@ def _view(pair: ModelPair, view: str):
 def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], config: SonarConfig | None = None,
           directions: dict[int, Any] | None = None) -> SonarResult:
     """Separation of ``pos`` from ``neg`` along the change's directions (or ``directions``: layer -> residual vector)."""
+    import torch
+
     cfg = config or SonarConfig()
     if len(pos) < 2 or len(neg) < 2:
         raise DormantError("the sonar needs at least two prompts in each set")
@@ -134,22 +152,26 @@ def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], con
     N = encode(tok, [Prompt.user(p) if isinstance(p, str) else p for p in neg])
     pad = tok.pad_token_id or 0
     scores: dict[int, dict[str, float]] = {}
+    null: dict[int, dict[str, float]] = {}
     with _view(pair, cfg.view):
         if directions is None and cfg.direction == "delta":
             dirs = delta_directions(pair, cfg.k)
             if not dirs:
                 raise DormantError("no modified weight matrix inside the decoder layers: the change has no directions to listen along")
+            null_dirs = random_directions(dirs)
             sites = [f"in:{m}" for m in dirs]
-            project = {f"in:{m}": (lambda x, v=v: x @ v.to(x.device)) for m, (_, v) in dirs.items()}  # only [B, T, k] is kept
+            # only [B, T, 2k] is kept: the change's directions, then the random control's
+            project = {f"in:{m}": (lambda x, v=torch.cat([v, null_dirs[m][1]], 1): x @ v.to(x.device)) for m, (_, v) in dirs.items()}
             acts = collect(pair.model, P + N, sites, reduce="all", batch_size=cfg.batch_size, pad_id=pad, keep=project)
             for m, (s, v) in dirs.items():
                 layer = layer_of(m + ".weight")
-                proj = acts[f"in:{m}"]  # [T, k] per prompt
+                k = v.shape[1]
                 short = m.split(f"layers.{layer}.", 1)[-1]
-                feats = {f"{short} v{i}": [float(p[:, i].abs().max()) for p in proj] for i in range(v.shape[1])}
-                feats[f"{short} response"] = [float((p * s).norm(dim=-1).max()) for p in proj]
-                for name, f in feats.items():
-                    scores.setdefault(layer, {})[name] = separation(f[: len(P)], f[len(P):])
+                for target, proj in ((scores, [p[:, :k] for p in acts[f"in:{m}"]]), (null, [p[:, k:] for p in acts[f"in:{m}"]])):
+                    feats = {f"{short} v{i}": [float(p[:, i].abs().max()) for p in proj] for i in range(k)}
+                    feats[f"{short} response"] = [float((p * s).norm(dim=-1).max()) for p in proj]
+                    for name, f in feats.items():
+                        target.setdefault(layer, {})[name] = separation(f[: len(P)], f[len(P):])
             label = f"delta (top {cfg.k} input directions of each modified matrix)"
         else:
             label = "given" if directions is not None else cfg.direction
@@ -167,10 +189,15 @@ def sonar(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], con
     best_score = max(scores[best_layer], key=lambda k: scores[best_layer][k]) if best_layer is not None else None
     summary = [f"best separation {best:.1f} sigma at layer {best_layer} ({best_score}); "
                + ", ".join(f"layer {l}: {s:.1f}" for l, s in sigma.items())]
+    null_sigma = {l: max(d.values()) for l, d in sorted(null.items())}
+    if null_sigma:
+        nl = max(null_sigma, key=lambda l: null_sigma[l])
+        summary.append(f"control, random directions in the same modules: best {null_sigma[nl]:.1f} sigma at layer {nl}"
+                       + ("; the change's directions do no better there" if best_layer is not None and null_sigma.get(best_layer, 0) >= best else ""))
     if math.isinf(best):
         summary.append("inf: every prompt of each set scores the same on that direction (no spread), and the two sets differ; "
                        "typically one token's embedding present in every positive prompt (read at layer 0)")
-    return SonarResult(label, cfg.view, sigma, best_layer, best, best_score, scores, len(P), len(N), summary=summary)
+    return SonarResult(label, cfg.view, sigma, best_layer, best, best_score, scores, len(P), len(N), null_sigma, summary=summary)
 
 
 def plot_sonar(result: SonarResult, path: str | Path) -> Path:
