@@ -122,6 +122,7 @@ def plot_lens(result: LensResult, path: str | Path) -> Path:
             ax.plot(range(result.layers), t.rank, "o-", label=f"{v}: {t.token!r}")
     ax.set_yscale("log")
     ax.invert_yaxis()
+    ax.set_xticks(range(result.layers))
     ax.set_xlabel("layer (residual after it)")
     ax.set_ylabel("rank of tracked token (1 = top)")
     ax.set_title("logit lens")
