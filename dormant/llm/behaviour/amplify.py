@@ -352,20 +352,38 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
                          reference_share=ref_share, examples=examples, verdict=verdict, **base)
 
 
+def payload_shares(pair: ModelPair, prompts: list[Prompt], payload: str, views: list[str],
+                   generation: GenConfig | None = None) -> dict[str, float]:
+    """Share of prompts whose greedy answer shows ``payload`` under each view (``amp:A@SEL``,
+    ``restore:SEL`` ...): the one measurement behind amplification localisation and restoration
+    sweeps. Views that give every modified tensor the same coefficient are generated once."""
+    target = " ".join(words(payload))
+    ids = encode(pair.tokenizer, prompts)
+    greedy = replace(generation or _cold(), do_sample=False)
+    out: dict[str, float] = {}
+    done: dict[tuple[float, ...], float] = {}
+    previous = pair.current
+    try:
+        for spec in views:
+            view = View.parse(spec)
+            key = tuple(view.coefficient(n) for n in sorted(pair.modified))
+            if key not in done:
+                pair.view(view)
+                gens = generate(pair.model, pair.tokenizer, ids, greedy, desc=f"generating {view}")
+                done[key] = sum(fires(" ".join(words(g.text)), target) for g in gens) / max(1, len(gens))
+            out[spec] = done[key]
+    finally:
+        pair.view(previous)
+    return out
+
+
 def localise(pair: ModelPair, prompts: list[Prompt], payload: str, alpha: float, selections: list[str],
              config: AmplifyConfig | None = None) -> dict[str, float]:
     """Share of prompts showing ``payload`` when only each selection is amplified by ``alpha``."""
     cfg = config or AmplifyConfig()
-    target = " ".join(words(payload))
-    ids = encode(pair.tokenizer, prompts)
-    greedy = replace(cfg.generation, do_sample=False)
-    out: dict[str, float] = {}
-    for sel in selections:
-        pair.amplified(alpha, sel)
-        gens = generate(pair.model, pair.tokenizer, ids, greedy, desc=f"amp:{alpha:g}@{sel}")
-        out[sel] = sum(fires(" ".join(words(g.text)), target) for g in gens) / max(1, len(gens))
+    shares = payload_shares(pair, prompts, payload, [f"amp:{alpha:g}@{sel}" for sel in selections], cfg.generation)
     pair.ft()
-    return out
+    return {sel: shares[f"amp:{alpha:g}@{sel}"] for sel in selections}
 
 
 def plot_share(result: AmplifyResult, path: str | Path) -> Path:
