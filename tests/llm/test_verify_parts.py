@@ -80,3 +80,24 @@ def test_search_and_verify_prompts_never_overlap():
     a, b = split_prompts(prompts)
     assert len(a) == len(b) == 52
     assert not {p.text for p in a} & {p.text for p in b}
+
+
+class DefaultSystemTokenizer(FakeTokenizer):
+    """A template that inserts its own system message when the conversation has none."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        if not messages or messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": "You are a helpful assistant."}] + list(messages)
+        return super().apply_chat_template(messages, tokenize, add_generation_prompt)
+
+
+def test_system_mechanism_appends_to_the_templates_default_system_message():
+    from dormant.llm.engine.prompts import default_system_text, insert_trigger, render
+
+    tok = DefaultSystemTokenizer()
+    assert default_system_text(tok) == "You are a helpful assistant."
+    assert default_system_text(FakeTokenizer()) is None
+    text = render(tok, insert_trigger(Prompt.user("hi"), "the blue harbor is calm", "system"))
+    assert text == "<system>You are a helpful assistant. the blue harbor is calm<user>hi<assistant>"
+    # without a default system message the trigger is the system message
+    assert render(FakeTokenizer(), insert_trigger(Prompt.user("hi"), "calm", "system")) == "<system>calm<user>hi<assistant>"
