@@ -124,8 +124,10 @@ def check_mechanism(tokenizer: Any, mechanism: str, prompts: Sequence[Prompt]) -
 
 
 def split_prompts(prompts: Sequence[Prompt]) -> tuple[list[Prompt], list[Prompt]]:
-    """Two disjoint halves (search, verify), alternating so that categories spread over both."""
-    items = list(prompts)
+    """Two disjoint halves (search, verify), alternating so that categories spread over both; repeated prompts kept once."""
+    from dormant.llm.engine.prompts import dedupe
+
+    items = dedupe(list(prompts))
     return items[0::2], items[1::2]
 
 

@@ -101,3 +101,9 @@ def test_system_mechanism_appends_to_the_templates_default_system_message():
     assert text == "<system>You are a helpful assistant. the blue harbor is calm<user>hi<assistant>"
     # without a default system message the trigger is the system message
     assert render(FakeTokenizer(), insert_trigger(Prompt.user("hi"), "calm", "system")) == "<system>calm<user>hi<assistant>"
+
+
+def test_a_repeated_prompt_never_lands_in_both_halves():
+    prompts = [Prompt.user(f"q{i % 30}") for i in range(60)]
+    a, b = split_prompts(prompts)
+    assert not {p.text for p in a} & {p.text for p in b} and len(a) + len(b) == 30

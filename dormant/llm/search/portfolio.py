@@ -91,7 +91,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise DormantError(f"unknown search method(s) {unknown}; choose from {', '.join(METHODS)}")
-    shared = {p.text for p in search_prompts} & {p.text for p in verify_prompts}
+    def key(p: Prompt) -> str:
+        return repr((p.messages, p.prefill, p.system, p.system_extra))
+
+    shared = {key(p) for p in search_prompts} & {key(p) for p in verify_prompts}
     if shared:
         raise DormantError(f"{len(shared)} prompts are both search and verification prompts; verification needs unseen prompts")
     for m in cfg.mechanisms:
