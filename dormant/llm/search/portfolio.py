@@ -188,7 +188,9 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     if found:
         verdict = f"found: {found.verdict}"
     else:
-        cap = f"capped by the budget of {cfg.budget_s:.0f}s after {', '.join(methods_run) or 'no method'}; " if capped else ""
+        not_run = [m for m in cfg.methods if m not in methods_run]
+        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, the last one cut short"
+               + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
         verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification"
                    if screened else f"no verified trigger: {cap}no candidate raised the objective above zero")
     pair.ft()
