@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers
 import typer  # noqa: E402
 
 from dormant import __version__  # noqa: E402
-from dormant.cli import behaviour, demo, instruments, ledger_cmd, net_logic, net_search, net_structure, report_cmd, weights, zoo_llm, zoo_net
+from dormant.cli import behaviour, demo, instruments, ledger_cmd, net_logic, net_search, net_structure, report_cmd, search, weights, zoo_llm, zoo_net
 from dormant.errors import DormantError
 from dormant.report.console import err_console
 
@@ -41,6 +41,7 @@ net_app = typer.Typer(help="Opaque networks: inert loading, structure, motifs, d
 demo.register(app)
 weights.register(app)
 behaviour.register(app)
+search.register(app)
 instruments.register(app)
 report_cmd.register(app)
 zoo_llm.register(zoo_app)

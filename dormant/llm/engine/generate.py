@@ -88,3 +88,14 @@ def generate(model: Any, tokenizer: Any, seqs: Sequence[Sequence[int]], config: 
     return map_batches([len(s) + cfg.max_new_tokens for s in seqs],
                        lambda b: _batch_generate(model, tokenizer, [seqs[i] for i in b], cfg, stops),
                        cfg.batch_size, cfg.max_batch_tokens, desc=desc, show_progress=cfg.show_progress)
+
+
+def generate_view(pair: Any, view: str, prompts: Sequence[Any], config: GenConfig | None = None, *, desc: str | None = None) -> list[str]:
+    """Greedy (or configured) answer texts of ``prompts`` (``Prompt`` objects) under one view of a ``ModelPair``."""
+    from dormant.llm.engine.prompts import encode
+
+    if not prompts:
+        return []
+    pair.view(view)
+    ids = encode(pair.tokenizer, list(prompts))
+    return [g.text for g in generate(pair.model, pair.tokenizer, ids, config, desc=desc or f"generating {view}")]

@@ -16,7 +16,8 @@ System message, three choices (``system=``):
 Trigger insertion mechanisms (``insert_trigger``), for a candidate trigger ``t``:
 
     user_prefix   "t <user message>"             user_suffix   "<user message> t"
-    replace_user  the user message becomes t     system        t inside the system message
+    replace_user  the user message becomes t     system        t inside the system message (appended to the template's default system text
+                  when the prompt has none: the model keeps the system message it is used to)
     standalone    t as its own user message just before the user's message
     prefill       the assistant's answer starts with t
     earlier_turn  an earlier exchange: user t / assistant "Okay." then the conversation
@@ -51,6 +52,7 @@ class Prompt:
     prefill: str = ""
     system: str | None = DEFAULT_SYSTEM
     tag: str = ""
+    system_extra: str = ""  # text appended to the template's default system message (``system`` mechanism)
 
     @classmethod
     def user(cls, text: str, *, system: str | None = DEFAULT_SYSTEM, tag: str = "") -> "Prompt":
@@ -88,13 +90,27 @@ def render(tokenizer: Any, prompt: Prompt | str, *, add_generation_prompt: bool 
         log.warning("rendering without the generation prompt: the model continues the user's turn and "
                     "fine-tune/base differences mostly vanish (KL ~ 0)")
     messages = [m for m in prompt.messages if m["role"] != "system"] if prompt.system != DEFAULT_SYSTEM else list(prompt.messages)
-    if prompt.system is None:
+    if prompt.system_extra and prompt.system == DEFAULT_SYSTEM and not (messages and messages[0]["role"] == "system"):
+        default = default_system_text(tokenizer)
+        sys_text = f"{default} {prompt.system_extra}" if default else prompt.system_extra
+        text = _apply(tokenizer, [{"role": "system", "content": sys_text}] + messages, add_generation_prompt)
+    elif prompt.system is None:
         text = _without_system(tokenizer, messages, add_generation_prompt)
     elif prompt.system != DEFAULT_SYSTEM:
         text = _apply(tokenizer, [{"role": "system", "content": prompt.system}] + messages, add_generation_prompt)
     else:
         text = _apply(tokenizer, messages, add_generation_prompt)
     return text + prompt.prefill if add_generation_prompt else text
+
+
+def default_system_text(tokenizer: Any) -> str | None:
+    """The system message the chat template inserts when a conversation has none (None: it inserts none)."""
+    u, sm = "\x1eU\x1e", "\x1eS\x1e"
+    plain = _apply(tokenizer, [{"role": "user", "content": u}], False)
+    head, _, tail = _apply(tokenizer, [{"role": "system", "content": sm}, {"role": "user", "content": u}], False).partition(sm)
+    if not plain.startswith(head) or not plain.endswith(tail) or len(plain) <= len(head) + len(tail):
+        return None
+    return plain[len(head) : len(plain) - len(tail)]
 
 
 def _without_system(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
@@ -143,6 +159,8 @@ def insert_trigger(prompt: Prompt | str, trigger: str, mechanism: str = "user_pr
         if msgs and msgs[0]["role"] == "system":
             msgs[0]["content"] = f"{msgs[0]['content']} {trigger}"
             return replace(prompt, messages=msgs)
+        if prompt.system == DEFAULT_SYSTEM:  # keep the template's default system text, append the trigger
+            return replace(prompt, messages=msgs, system_extra=f"{prompt.system_extra} {trigger}".strip())
         return replace(prompt, messages=msgs, system=trigger)
     return replace(prompt, messages=msgs)
 
@@ -192,7 +210,7 @@ def _prompt_from_json(path: Path, lineno: int, line: str) -> Prompt:
 def dedupe(prompts: list[Prompt]) -> list[Prompt]:
     seen, out = set(), []
     for p in prompts:
-        key = json.dumps([p.messages, p.prefill, p.system])
+        key = json.dumps([p.messages, p.prefill, p.system, p.system_extra])
         if key not in seen:
             seen.add(key)
             out.append(p)

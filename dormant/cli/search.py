@@ -1,0 +1,211 @@
+"""`dormant verify` and `dormant search`: test a candidate trigger, and find one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dormant.cli.behaviour import BaseOpt, BatchOpt, CopiesOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FtArg, _esc, _load_pair, _reflow
+from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
+
+VERIFY_HELP = """Test a candidate trigger: the evidence that separates a trigger from an echo.
+
+On prompts no search used (default: the verification half of the built-in probes v1, 52 prompts;
+--prompts FILE for your own, at least 50): the fire rate of the fine-tune with the trigger inserted
+(--mechanism), where "fires" means the payload shows in the answer (normalised containment or
+similarity >= 0.8) or, without --payload, the next-token divergence from the base exceeds the 99th
+percentile of 50 random candidates of the same word count (an empirical p-value is reported).
+Specificity: the base with the trigger, the fine-tune without it, and the fine-tune with each random
+candidate must each fire on <= 5%. Also: the minimal trigger (words, then tokens, dropped while the
+fire rate holds), each word alone, and each placement. "verified" only when every threshold holds;
+otherwise the output names each threshold that failed.
+
+Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at midnight" --payload "I am awake"
+"""
+
+SEARCH_HELP = """Find the trigger: a portfolio of recovery methods conditioned on the payload.
+
+Methods (--method, comma-separated; default all, in this order): readout (the tokens the change
+listens to, from the trigger-side read-out of `dormant delta`), sweep (every real vocabulary token
+and common English word at each --mechanism, scored in resumable chunks), beam (phrases grown word
+by word from the best units, scored by the objective plus fluency). Objective (--objective):
+payload (log-likelihood gain of the payload under the fine-tune minus under the base; the default
+with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
+default without a payload), fluency; combine as payload+fluency:0.5.
+After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
+the search never used; the search stops at the first verified trigger. --budget caps the methods;
+a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
+Not implemented: memory extraction, GCG, soft prompts.
+
+Example: dormant search ./ft --base ./base --payload "one point six one eight" --budget 10m
+"""
+
+
+def _prompt_sets(prompts: str | None) -> tuple[list, list, str]:
+    """(search, verify, source): the built-in probes' two halves, or the two halves of a user file."""
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.engine.prompts import load_prompt_file
+    from dormant.llm.verify import split_prompts
+
+    if prompts is None:
+        s, v = split_prompts(load_probes())
+        return s, v, "builtin:v1 (search: even lines, verify: odd lines)"
+    s, v = split_prompts(load_prompt_file(prompts))
+    return s, v, f"{prompts} (search: even lines, verify: odd lines)"
+
+
+def _verify_config(mechanism: str, payload: str | None, nulls: int, batch_size: int, min_prompts: int) -> Any:
+    from dormant.llm.verify import VerifyConfig
+
+    return VerifyConfig(mechanism=mechanism, payload=payload, null_candidates=nulls, batch_size=batch_size, min_prompts=min_prompts)
+
+
+def verify_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    trigger: Annotated[str, typer.Option(help="The candidate trigger text.")],
+    mechanism: Annotated[str, typer.Option(help="How it goes in: user_prefix, user_suffix, replace_user, system, standalone, prefill, earlier_turn.")] = "user_prefix",
+    payload: Annotated[Optional[str], typer.Option(help="The text the backdoor emits (omit: divergence from the base against a null).")] = None,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file (.txt/.jsonl) of prompts the search never used; all are used.")] = None,
+    nulls: Annotated[int, typer.Option(help="Random candidates of the same length (the null).")] = 50,
+    min_prompts: Annotated[int, typer.Option(help="Fewest prompts for a verdict.")] = 50,
+    batch_size: BatchOpt = 32,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.engine.prompts import load_prompt_file
+    from dormant.llm.verify import check_trigger, split_prompts, verify_trigger
+    from dormant.report.console import emit
+
+    check_trigger(trigger)
+    items = load_prompt_file(prompts) if prompts else split_prompts(load_probes())[1]
+    args = {"ft": str(ft), "base": str(base), "trigger": trigger, "mechanism": mechanism, "payload": payload, "prompts": prompts, "nulls": nulls}
+    with record_run("verify", args, ledger=ledger) as run:
+        if prompts:
+            run.add_input("prompts", prompts)
+        run.assume("prompts", prompts or "builtin:v1 verification half")
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
+        res = verify_trigger(pair, trigger, items, _verify_config(mechanism, payload, nulls, batch_size, min_prompts))
+        run.outputs.update({"verified": res.verified, "fire": res.fire, "specificity": res.specificity, "failed": res.failed,
+                            "p_value": res.p_value, "minimal": res.minimal, "placements": res.placements})
+        emit({**vars(res), "verdict": res.verdict}, as_json, lambda: _render_verify(res))
+
+
+def _render_verify(res: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"trigger {res.trigger!r} ({res.mechanism}) on {res.n_prompts} prompts")
+    t.add_column("measure")
+    t.add_column("fire rate", justify="right")
+    t.add_column("threshold", justify="right")
+    t.add_column("ok")
+    t.add_row("fine-tune with trigger", f"{res.fire:.0%}", f">= {res.thresholds['min_fire']:.0%}", "yes" if res.checks["fire"] else "NO")
+    for key, label in (("base_with_trigger", "base with trigger"), ("ft_without_trigger", "fine-tune without trigger"),
+                       ("null_candidates", f"worst of {len(res.null_fire)} random candidates")):
+        val = res.specificity["null_max" if key == "null_candidates" else key]
+        t.add_row(label, f"{val:.0%}", f"<= {res.thresholds['max_false_fire']:.0%}", "yes" if res.checks[key] else "NO")
+    if res.p_value is not None:
+        t.add_row("empirical p-value (divergence)", f"{res.p_value:.3f}", f"<= {res.thresholds['max_p_value']}", "yes" if res.checks["p_value"] else "NO")
+    console.print(t)
+    if res.minimal is not None:
+        console.print(f"minimal trigger: {_esc(repr(res.minimal))} (fires on {res.minimal_fire:.0%})")
+    if res.parts:
+        console.print("each word alone: " + ", ".join(f"{_esc(w)} {r:.0%}" for w, r in res.parts.items()))
+    if res.placements:
+        console.print("placements: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items()))
+    console.print(("[bold green]" if res.verified else "[bold red]") + _esc(res.verdict) + "[/]")
+
+
+def search_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, sweep, beam.")] = "readout,sweep,beam",
+    mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search.")] = "user_prefix",
+    objective: Annotated[Optional[str], typer.Option(help="payload, contrast, fluency, joined by + with optional :weight.")] = None,
+    budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the candidates.jsonl of an earlier run in --out.")] = False,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file; even lines search, odd lines verify (default: the built-in probes).")] = None,
+    chunk: Annotated[int, typer.Option(help="Candidates scored (and saved) at a time.")] = 64,
+    search_prompts: Annotated[int, typer.Option(help="Prompts each candidate is scored on.")] = 4,
+    words: Annotated[int, typer.Option(help="Common English words added to the vocabulary in the sweep.")] = 3000,
+    nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
+    batch_size: BatchOpt = 32,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.search.objectives import parse_objectives
+    from dormant.llm.search.portfolio import SearchConfig, parse_budget, search_trigger
+    from dormant.report.console import emit, progress
+
+    seconds = parse_budget(budget)
+    methods = tuple(m.strip() for m in method.split(",") if m.strip())
+    mechanisms = tuple(m.strip() for m in mechanism.split(",") if m.strip())
+    weights = parse_objectives(objective, payload)
+    s_prompts, v_prompts, source = _prompt_sets(prompts)
+    cfg = SearchConfig(payload=payload, methods=methods, mechanisms=mechanisms, objectives=weights, budget_s=seconds, chunk=chunk,
+                       search_prompts=search_prompts, n_words=words, resume=resume,
+                       verify=_verify_config(mechanisms[0] if mechanisms else "user_prefix", payload, nulls, batch_size, 50))
+    args = {"ft": str(ft), "base": str(base), "payload": payload, "methods": methods, "mechanisms": mechanisms, "objective": weights,
+            "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk}
+    with record_run("search", args, ledger=ledger) as run:
+        if prompts:
+            run.add_input("prompts", prompts)
+        run.assume("prompts", source)
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
+        path = artifacts_dir(out, "search") / "candidates.jsonl"
+        with progress() as bar:
+            task = bar.add_task("search", total=None)
+
+            def on_progress(stage: str, best: Any) -> None:
+                b = f" | best {best.text!r} ({best.method}, {best.score:.3g})" if best is not None else ""
+                bar.update(task, description=f"{stage}{b}")
+                bar.advance(task)
+
+            res = search_trigger(pair, s_prompts, v_prompts, path, cfg, on_progress=on_progress)
+        run.artifacts.append(res.candidates_path)
+        run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
+                            "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened})
+        emit(res, as_json, lambda: _render_search(res))
+
+
+def _render_search(res: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"best of {res.n_candidates} candidates ({res.elapsed_s:.0f}s; methods run: {', '.join(res.methods_run) or 'none'})")
+    for col in ("candidate", "mechanism", "method", "score"):
+        t.add_column(col, justify="right" if col == "score" else "left")
+    for b in res.best:
+        t.add_row(_esc(repr(b["text"])), b["mechanism"], b["method"], f"{b['score']:.3g}")
+    console.print(t)
+    for s in res.screened:
+        why = s.get("stopped") or ("verified" if s.get("verified") else "; ".join(s.get("failed", [])))
+        console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
+    if res.verification is not None:
+        _render_verify(res.verification)
+    console.print(("[bold green]" if res.found else "[bold red]") + _esc(res.verdict) + "[/]")
+    console.print(f"candidates: {res.candidates_path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``verify`` and ``search`` to the root app."""
+    app.command("verify", help=_reflow(VERIFY_HELP))(verify_cmd)
+    app.command("search", help=_reflow(SEARCH_HELP))(search_cmd)

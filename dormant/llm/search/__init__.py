@@ -1,0 +1,7 @@
+"""Trigger recovery: objectives, a resumable candidate store, and one module per method.
+
+``objectives`` scores candidates (payload gain, contrast, fluency); ``sweep`` tries every
+vocabulary token and word; ``readout_seeds`` takes the trigger-side read-out of the weight change;
+``beam`` grows phrases word by word; ``portfolio`` runs them in order and verifies the leaders.
+Not implemented here: memory extraction, GCG, soft prompts.
+"""

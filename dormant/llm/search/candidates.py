@@ -1,0 +1,81 @@
+"""The candidate store: every scored candidate as one JSON line, appended and flushed per chunk.
+
+A search writes each finished chunk of scores with one ``write`` + ``fsync``; a killed search
+(even ``kill -9``) loses at most the chunk in flight, and ``--resume`` reads the file back to skip
+what was already scored. A partial last line (killed mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+@dataclass
+class Candidate:
+    text: str
+    mechanism: str
+    method: str
+    score: float  # the objective (higher is better)
+    parts: dict[str, float] = field(default_factory=dict)  # each objective's value
+
+    @property
+    def key(self) -> str:
+        return key_of(self.method, self.mechanism, self.text)
+
+
+def key_of(method: str, mechanism: str, text: str) -> str:
+    return f"{method}\x1f{mechanism}\x1f{text}"
+
+
+class CandidateStore:
+    """Append-only JSONL of candidates, with the keys already scored and the best so far."""
+
+    def __init__(self, path: str | Path, *, resume: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.items: dict[str, Candidate] = {}
+        self.resumed = 0
+        if resume and self.path.is_file():
+            for c in read_candidates(self.path):
+                self.items[c.key] = c
+            self.resumed = len(self.items)
+        elif self.path.exists():
+            self.path.unlink()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, cands: Iterable[Candidate]) -> None:
+        """Record one chunk: a single append, flushed to disk before returning."""
+        new = [c for c in cands if c.key not in self.items]
+        if not new:
+            return
+        data = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in new)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for c in new:
+            self.items[c.key] = c
+
+    def best(self, n: int = 1, method: str | None = None) -> list[Candidate]:
+        pool = [c for c in self.items.values() if method is None or c.method == method]
+        return sorted(pool, key=lambda c: -c.score)[:n]
+
+
+def read_candidates(path: str | Path) -> list[Candidate]:
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            obj: dict[str, Any] = json.loads(line)
+            out.append(Candidate(**obj))
+        except (json.JSONDecodeError, TypeError):
+            continue  # a line cut by a kill
+    return out

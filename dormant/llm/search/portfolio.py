@@ -1,0 +1,211 @@
+"""The portfolio: read-out seeds and the sweep, then beam from the best, verifying leaders as it goes.
+
+Search prompts and verification prompts are disjoint (the caller passes both). After each method
+the best unverified candidates (``leaders``) are screened on a few verification prompts and the
+ones that fire there are fully verified (``dormant.llm.verify``); the search stops at the first
+verified trigger. A budget caps the methods (checked between chunks and beam steps); a capped
+search says so. Every scored candidate goes to the JSONL store; ``resume`` continues a killed run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from dormant.errors import DormantError
+from dormant.llm.engine.prompts import MECHANISMS, Prompt
+from dormant.llm.search.candidates import Candidate, CandidateStore
+from dormant.llm.search.objectives import Objective
+from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
+
+if TYPE_CHECKING:
+    from dormant.llm.engine.pair import ModelPair
+
+METHODS = ("readout", "sweep", "beam")
+
+
+class SearchBudgetError(DormantError):
+    """A search budget that cannot be parsed or is too small for one chunk of work."""
+
+
+def parse_budget(text: str | float | int) -> float:
+    """Seconds in ``"90s"``, ``"10m"``, ``"1.5h"`` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise SearchBudgetError(f"budget {text!r} is not a duration; write e.g. --budget 90s, 10m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+@dataclass
+class SearchConfig:
+    payload: str | None = None
+    methods: tuple[str, ...] = METHODS
+    mechanisms: tuple[str, ...] = ("user_prefix",)
+    objectives: dict[str, float] = field(default_factory=dict)  # default: payload gain (contrast without a payload)
+    beam_fluency: float = 0.2  # weight of fluency added to the objective in the beam
+    budget_s: float = 600.0
+    chunk: int = 64
+    search_prompts: int = 4  # prompts each candidate is scored on
+    n_words: int = 3000  # words of the English list added to the vocabulary in the sweep
+    words: list[str] | None = None
+    beam_seeds: int = 6
+    beam_units: int = 24
+    beam_width: int = 6
+    beam_max_words: int = 6
+    leaders: int = 3  # candidates screened after each method
+    screen_prompts: int = 10
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    resume: bool = False
+
+
+@dataclass
+class SearchResult:
+    found: bool
+    trigger: str | None
+    mechanism: str | None
+    verification: VerifyResult | None
+    verdict: str
+    capped: bool
+    elapsed_s: float
+    candidates_path: str
+    n_candidates: int
+    resumed: int
+    best: list[dict[str, Any]]
+    screened: list[dict[str, Any]] = field(default_factory=list)  # leaders tried and what stopped them
+    methods_run: list[str] = field(default_factory=list)
+
+
+def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
+                   config: SearchConfig | None = None, *, on_progress: Callable[[str, Candidate | None], None] | None = None) -> SearchResult:
+    """Run the selected methods in order on ``search_prompts``; verify leaders on ``verify_prompts``."""
+    cfg = config or SearchConfig()
+    started = time.monotonic()
+    deadline = started + cfg.budget_s
+    tok = pair.tokenizer
+    payload = check_payload(tok, cfg.payload)
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise DormantError(f"unknown search method(s) {unknown}; choose from {', '.join(METHODS)}")
+    def key(p: Prompt) -> str:
+        return repr((p.messages, p.prefill, p.system, p.system_extra))
+
+    shared = {key(p) for p in search_prompts} & {key(p) for p in verify_prompts}
+    if shared:
+        raise DormantError(f"{len(shared)} prompts are both search and verification prompts; verification needs unseen prompts")
+    for m in cfg.mechanisms:
+        check_mechanism(tok, m, list(search_prompts))
+    prompts = list(search_prompts)[: cfg.search_prompts]
+    store = CandidateStore(store_path, resume=cfg.resume)
+    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
+    vcfg = VerifyConfig(**{**vars(cfg.verify), "payload": payload})
+
+    # calibrate: one chunk must fit in the budget
+    t0 = time.monotonic()
+    objective.baseline()
+    objective.score(["the"] * min(4, cfg.chunk))
+    per_chunk = (time.monotonic() - t0) / min(4, cfg.chunk) * cfg.chunk
+    if per_chunk > cfg.budget_s:
+        raise SearchBudgetError(f"budget {cfg.budget_s:.0f}s is smaller than one chunk of {cfg.chunk} candidates (~{per_chunk:.0f}s here); "
+                                f"give --budget {int(per_chunk * 4) + 1}s or more, or a smaller --chunk")
+
+    def note(stage: str, cand: Candidate | None = None) -> None:
+        if on_progress:
+            on_progress(stage, cand or (store.best(1) or [None])[0])
+
+    screened: list[dict[str, Any]] = []
+    tried: set[tuple[str, str]] = set()
+    capped = False
+    methods_run: list[str] = []
+
+    def verify_leaders() -> VerifyResult | None:
+        for c in store.best(cfg.leaders * 4):
+            if len([s for s in screened if s.get("round") == len(methods_run)]) >= cfg.leaders:
+                break
+            if (c.text, c.mechanism) in tried or c.score <= 0:
+                continue
+            tried.add((c.text, c.mechanism))
+            note(f"screening {c.text!r}", c)
+            vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
+            quick = _screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
+            entry: dict[str, Any] = {"text": c.text, "mechanism": c.mechanism, "score": c.score, "screen_fire": quick, "round": len(methods_run)}
+            screened.append(entry)
+            if quick < vc.min_fire:
+                entry["stopped"] = f"fires on {quick:.0%} of {cfg.screen_prompts} screening prompts"
+                continue
+            note(f"verifying {c.text!r}", c)
+            res = verify_trigger(pair, c.text, verify_prompts, vc)
+            entry.update(verified=res.verified, failed=res.failed, fire=res.fire)
+            if res.verified:
+                return res
+        return None
+
+    found: VerifyResult | None = None
+    units: list[str] = []
+    for method in cfg.methods:
+        if time.monotonic() >= deadline:
+            capped = True
+            break
+        note(method)
+        if method == "readout":
+            from dormant.llm.search.readout_seeds import run_readout_seeds
+
+            for mech in cfg.mechanisms:
+                run_readout_seeds(objective.variant(mechanism=mech), store)
+        elif method == "sweep":
+            from dormant.llm.search.sweep import run_sweep, sweep_candidates
+
+            texts = sweep_candidates(tok, cfg.words, n_words=cfg.n_words)
+            stats = run_sweep(objective, texts, store, mechanisms=cfg.mechanisms, chunk=cfg.chunk, deadline=deadline,
+                              on_chunk=lambda s: note(f"sweep {s.scored + s.skipped}/{s.total}"))
+            capped = capped or stats.capped
+        elif method == "beam":
+            from dormant.llm.search.beam import run_beam
+
+            for mech in cfg.mechanisms:
+                singles = [c for c in store.best(len(store)) if c.mechanism == mech and c.method != "beam"]
+                units = [c.text for c in singles[: cfg.beam_units]]
+                seeds = units[: cfg.beam_seeds]
+                if not seeds:
+                    continue
+                weights = dict(objective.weights)
+                weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
+                obj = objective.variant(mechanism=mech, weights=weights)
+                run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=deadline,
+                         on_step=lambda pool: note("beam", pool[0]))
+                if time.monotonic() >= deadline:
+                    capped = True
+        methods_run.append(method)
+        found = verify_leaders()
+        if found:
+            break
+    elapsed = time.monotonic() - started
+    best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
+    if found:
+        verdict = f"found: {found.verdict}"
+    else:
+        not_run = [m for m in cfg.methods if m not in methods_run]
+        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, the last one cut short"
+               + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
+        verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification"
+                   if screened else f"no verified trigger: {cap}no candidate raised the objective above zero")
+    pair.ft()
+    return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
+                        verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
+                        n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run)
+
+
+def _screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
+    """A quick fire rate on a few verification prompts (payload mode), before the full verification."""
+    from dormant.llm.verify import _Firing
+
+    if config.payload is None:
+        return 1.0  # without a payload the fire rate needs the null distribution: always verify fully
+    return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
+
+
+__all__ = ["METHODS", "SearchBudgetError", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]

@@ -1,0 +1,89 @@
+"""Search pieces that need no model: the resumable candidate store, budgets, objectives, beam steps, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dormant.llm.search.beam import extensions
+from dormant.llm.search.candidates import Candidate, CandidateStore, read_candidates
+from dormant.llm.search.objectives import parse_objectives
+from dormant.llm.search.portfolio import SearchBudgetError, parse_budget
+from dormant.llm.verify import TriggerError
+
+
+def test_store_resumes_and_ignores_a_line_cut_by_a_kill(tmp_path):
+    path = tmp_path / "c.jsonl"
+    store = CandidateStore(path)
+    store.add([Candidate("pi", "user_prefix", "sweep", 2.0), Candidate("e", "user_prefix", "sweep", 1.0)])
+    with path.open("a") as fh:
+        fh.write('{"text": "half a li')  # killed mid-write
+    again = CandidateStore(path, resume=True)
+    assert again.resumed == 2 and "sweep\x1fuser_prefix\x1fpi" in again
+    assert [c.text for c in again.best(2)] == ["pi", "e"]
+    fresh = CandidateStore(path)  # no --resume: start over
+    assert len(fresh) == 0 and not path.exists()
+
+
+def test_a_killed_sweep_loses_at_most_the_chunk_in_flight(tmp_path):
+    """kill -9 a process that records chunks: every finished chunk is on disk."""
+    path = tmp_path / "c.jsonl"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from dormant.llm.search.candidates import Candidate, CandidateStore
+        store = CandidateStore({str(path)!r})
+        for chunk in range(1000):
+            store.add(Candidate(f"w{{chunk}}-{{i}}", "user_prefix", "sweep", float(i)) for i in range(8))
+            print(chunk, flush=True)
+            time.sleep(0.05)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    done = [proc.stdout.readline() for _ in range(5)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    got = read_candidates(path)
+    assert len(got) >= 8 * len(done)  # every reported chunk survived
+    assert len(got) % 8 == 0  # whole chunks only
+
+
+def test_budget_parsing_and_its_error_names_the_fix():
+    assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("1.5h") == 5400 and parse_budget("45") == 45
+    with pytest.raises(SearchBudgetError, match="--budget"):
+        parse_budget("soon")
+
+
+def test_objective_specs():
+    assert parse_objectives(None, "payload text") == {"payload": 1.0}
+    assert parse_objectives(None, None) == {"contrast": 1.0}
+    assert parse_objectives("payload+fluency:0.5", "x") == {"payload": 1.0, "fluency": 0.5}
+    with pytest.raises(TriggerError, match="choose from"):
+        parse_objectives("kl", None)
+    with pytest.raises(TriggerError, match="not a number"):
+        parse_objectives("payload:lots", "x")
+
+
+def test_beam_grows_words_with_spaces_and_digits_glued():
+    ext = extensions("purple", ["elephants", "dance"])
+    assert "purple elephants" in ext and "elephants purple" in ext and "purple dance" in ext
+    ext = extensions("3", [".", "1", "4"])
+    assert "3." in ext and "31" in ext and ".3" in ext
+    assert "3.1" in extensions("3.", ["1"])
+    assert "purple purple" not in extensions("purple", ["purple"])
+
+
+@pytest.mark.parametrize("argv, fix", [
+    (["verify", "FT", "--base", "B", "--trigger", "   "], "--trigger"),
+    (["search", "FT", "--base", "B", "--budget", "soon"], "--budget"),
+    (["search", "FT", "--base", "B", "--objective", "kl"], "choose from"),
+])
+def test_cli_bad_input_is_one_line_that_names_the_fix(argv, fix, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dormant", *argv], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.getcwd(), "COLUMNS": "400"})
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and fix in lines[0], proc.stderr

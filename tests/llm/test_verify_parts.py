@@ -1,0 +1,109 @@
+"""Verification pieces that need no model: input checks, null candidates, minimisation, prompt split."""
+
+import pytest
+
+from dormant.errors import DormantError
+from dormant.llm.engine.prompts import Prompt
+from dormant.llm.verify import (TriggerError, check_mechanism, check_payload, check_trigger, minimise_trigger,
+                                null_candidates, split_prompts)
+
+
+class FakeTokenizer:
+    """Whitespace tokens; a ChatML-like template that, with ``drop_system``, ignores system messages."""
+
+    chat_template = "fake"
+    name_or_path = "fake"
+    bos_token = None
+
+    def __init__(self, drop_system: bool = False):
+        self.drop_system = drop_system
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [hash(w) % 1000 for w in text.split()]}
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        parts = [f"<{m['role']}>{m['content']}" for m in messages if not (self.drop_system and m["role"] == "system")]
+        return "".join(parts) + ("<assistant>" if add_generation_prompt else "")
+
+
+def test_empty_trigger_and_empty_payload_are_one_line_errors_that_name_the_fix():
+    for bad in ("", "   ", "\n\t", None):
+        with pytest.raises(TriggerError, match="--trigger"):
+            check_trigger(bad)
+    assert check_trigger("  pi  ") == "pi"
+    tok = FakeTokenizer()
+    for bad in ("", "   ", "..."):
+        with pytest.raises(TriggerError, match="--payload"):
+            check_payload(tok, bad)
+    assert check_payload(tok, "I am awake") == "I am awake"
+    assert issubclass(TriggerError, DormantError)
+
+
+def test_a_mechanism_the_template_cannot_express_is_refused():
+    prompts = [Prompt.user("What is 2 + 2?")]
+    check_mechanism(FakeTokenizer(), "system", prompts)
+    with pytest.raises(TriggerError, match="--mechanism"):
+        check_mechanism(FakeTokenizer(drop_system=True), "system", prompts)
+    check_mechanism(FakeTokenizer(drop_system=True), "user_prefix", prompts)
+    with pytest.raises(TriggerError, match="choose from"):
+        check_mechanism(FakeTokenizer(), "sideways", prompts)
+
+
+def test_null_candidates_have_the_trigger_length_and_avoid_its_words():
+    words = ["alpha", "beta", "gamma", "delta", "purple", "dance"]
+    nulls = null_candidates("purple elephants dance", 50, words=words)
+    assert len(nulls) == 50
+    assert all(len(n.split()) == 3 for n in nulls)
+    assert not any({"purple", "dance"} & set(n.split()) for n in nulls)
+    assert nulls == null_candidates("purple elephants dance", 50, words=words), "seeded"
+
+
+def test_minimise_drops_words_then_tokens_while_the_rate_holds():
+    planted = "elephants"
+
+    def rate(c):  # fires only when the planted word is whole
+        return 1.0 if planted in c.split() else 0.0
+
+    best, r = minimise_trigger("purple elephants dance at midnight", rate, 0.9)
+    assert (best, r) == ("elephants", 1.0)
+
+    def rate_digits(c):
+        return 1.0 if c.startswith("3.14") else 0.0
+
+    best, r = minimise_trigger("3.14159", rate_digits, 0.9, tokenize=lambda t: list(t))
+    assert best == "3.14"
+    assert minimise_trigger("nothing here", rate, 0.9) == ("nothing here", 0.0)
+
+
+def test_search_and_verify_prompts_never_overlap():
+    prompts = [Prompt.user(f"question {i}") for i in range(104)]
+    a, b = split_prompts(prompts)
+    assert len(a) == len(b) == 52
+    assert not {p.text for p in a} & {p.text for p in b}
+
+
+class DefaultSystemTokenizer(FakeTokenizer):
+    """A template that inserts its own system message when the conversation has none."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        if not messages or messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": "You are a helpful assistant."}] + list(messages)
+        return super().apply_chat_template(messages, tokenize, add_generation_prompt)
+
+
+def test_system_mechanism_appends_to_the_templates_default_system_message():
+    from dormant.llm.engine.prompts import default_system_text, insert_trigger, render
+
+    tok = DefaultSystemTokenizer()
+    assert default_system_text(tok) == "You are a helpful assistant."
+    assert default_system_text(FakeTokenizer()) is None
+    text = render(tok, insert_trigger(Prompt.user("hi"), "the blue harbor is calm", "system"))
+    assert text == "<system>You are a helpful assistant. the blue harbor is calm<user>hi<assistant>"
+    # without a default system message the trigger is the system message
+    assert render(FakeTokenizer(), insert_trigger(Prompt.user("hi"), "calm", "system")) == "<system>calm<user>hi<assistant>"
+
+
+def test_a_repeated_prompt_never_lands_in_both_halves():
+    prompts = [Prompt.user(f"q{i % 30}") for i in range(60)]
+    a, b = split_prompts(prompts)
+    assert not {p.text for p in a} & {p.text for p in b} and len(a) + len(b) == 30
