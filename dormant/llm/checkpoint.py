@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -143,13 +144,22 @@ def resolve_model_path(path_or_id: str | Path) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(text, local_files_only=True))
+            # the cache folder is read now, not when huggingface_hub was imported
+            return Path(snapshot_download(text, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE") or None))
         except Exception as exc:  # noqa: BLE001 - any cache miss becomes one clear message
             raise CheckpointError(
                 f"{text}: not a local folder, and not found in the local Hugging Face cache "
                 f"(download it first, e.g. `huggingface-cli download {text}`): {type(exc).__name__}"
             ) from exc
     raise CheckpointError(f"{text}: no such model folder or file")
+
+
+def resolve_model_folder(path_or_id: str | Path, role: str = "model") -> Path:
+    """A model folder (with ``config.json``), given as a path or a locally cached Hub id (see ``resolve_model_path``)."""
+    path = resolve_model_path(path_or_id)
+    if not path.is_dir():
+        raise CheckpointError(f"{role} {path_or_id}: not a model folder (expected a Hugging Face folder with config.json and safetensors)")
+    return path
 
 
 class Checkpoint:
