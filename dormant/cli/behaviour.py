@@ -80,7 +80,7 @@ def _reflow(text: str) -> str:
 
 BaseOpt = Annotated[str, typer.Option("--base", "-b", help="The base model the fine-tune was made from: folder or locally cached Hub id.")]
 FtArg = Annotated[str, typer.Argument(help="The fine-tuned model: folder (safetensors) or locally cached Hub id.")]
-DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: float32 on CPU, the checkpoint's dtype on GPU).")]
+DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: the checkpoint's own dtype, on every device).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
 CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: beside the weights (default), cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]

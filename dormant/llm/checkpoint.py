@@ -214,6 +214,17 @@ class Checkpoint:
         return sum(t.nbytes for t in self._tensors.values())
 
     @cached_property
+    def torch_dtype(self) -> torch.dtype:
+        """The floating dtype holding most of the weights (FP8 weights count as bfloat16, what they dequantise to)."""
+        by: dict[str, int] = {}
+        for name in self.names:
+            t = self._tensors[name]
+            if t.dtype in ("F64", "F32", "F16", "BF16") or t.dtype in _FP8:
+                key = "BF16" if t.dtype in _FP8 else t.dtype
+                by[key] = by.get(key, 0) + t.numel
+        return DTYPES[max(by, key=by.get)][0] if by else torch.float32
+
+    @cached_property
     def tokenizer_path(self) -> Path | None:
         """The folder holding tokenizer files (the checkpoint's own folder), or None."""
         folder = self.path if self.path.is_dir() else self.path.parent

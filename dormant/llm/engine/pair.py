@@ -51,6 +51,9 @@ class OnDisk:
         return x
 
 
+_LERP_BLOCK = 1 << 22  # elements per float32 block of a view write
+
+
 @dataclass
 class ModifiedTensor:
     """A tensor that differs between the checkpoints: the live parameter and both originals."""
@@ -73,8 +76,12 @@ class ModifiedTensor:
                 self.param.copy_(self.base.to(dev))
             elif c == 1.0:
                 self.param.copy_(self.ft.to(dev))
-            else:  # in float32, then rounded once to the parameter's dtype
-                self.param.copy_(torch.lerp(self.base.to(dev).float(), self.ft.to(dev).float(), float(c)))
+            else:  # in float32, then rounded once to the parameter's dtype; in row blocks, so no full float32 copy
+                base, ft = self.base.to(dev), self.ft.to(dev)
+                flat_p, flat_b, flat_f = (x.view(x.shape[0], -1) if x.dim() > 1 else x.view(1, -1) for x in (self.param, base, ft))
+                step = max(1, _LERP_BLOCK // max(1, flat_p.shape[1]))
+                for i in range(0, flat_p.shape[0], step):
+                    flat_p[i : i + step].copy_(torch.lerp(flat_b[i : i + step].float(), flat_f[i : i + step].float(), float(c)))
         self.coefficient = c
 
 
@@ -103,8 +110,10 @@ class ModelPair:
     ) -> "ModelPair":
         """Load the fine-tune, stream both checkpoints and keep copies only of the tensors that differ.
 
-        ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"float32"``); default float32 on
-        CPU, the checkpoint's dtype elsewhere. ``device``: ``"cpu"`` (default) or ``"cuda"``.
+        ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"float32"``); default the checkpoint's
+        own dtype on every device (the copies of modified tensors are kept in it too, and ``base`` /
+        ``ft`` views reproduce it bit for bit). ``device``: ``"cpu"`` (default) or ``"cuda"``; the
+        weights are loaded straight onto it.
         ``device_map``: passed to transformers for models larger than one device.
         ``copies_device``: where the base/fine-tune copies of modified tensors live (default: beside
         the parameter). ``"cpu"`` keeps accelerator memory at one model when most tensors changed
@@ -122,14 +131,12 @@ class ModelPair:
         check_same_tensors(comparison, ft, base)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        if dtype is None and (device in (None, "cpu") and device_map is None):
-            dtype = torch.float32
-        kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else "auto"}
+        kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else ft.torch_dtype}
         if device_map is not None:
             kwargs["device_map"] = device_map
+        elif device not in (None, "cpu"):
+            kwargs["device_map"] = {"": device}  # weights go straight to the device, never a whole model in host RAM
         model = AutoModelForCausalLM.from_pretrained(ft.path, **kwargs)
-        if device_map is None and device not in (None, "cpu"):
-            model.to(device)
         model.eval()
         tokenizer = load_tokenizer(ft, base)
         if tokenizer is None:
