@@ -83,7 +83,7 @@ FtArg = Annotated[str, typer.Argument(help="The fine-tuned model: folder (safete
 DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: the checkpoint's own dtype, on every device).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
-CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: beside the weights (default), cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
+CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: auto (default: beside the weights when both copies are at most a quarter of the model, else disk), beside, cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
 BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically on out-of-memory).")]
 
 
@@ -94,7 +94,8 @@ def _load_pair(ft: str, base: str, dtype: str | None, device: str, device_map: s
     ft_path, base_path = resolve_model_folder(ft, "fine-tune"), resolve_model_folder(base, "base")
     run.add_input("ft", ft_path)
     run.assume("base", run.add_input("base", base_path))
-    pair = ModelPair.load(ft_path, base_path, dtype=dtype, device=device, device_map=device_map, copies_device=copies_device)
+    where = {None: "auto", "beside": None}.get(copies_device, copies_device)
+    pair = ModelPair.load(ft_path, base_path, dtype=dtype, device=device, device_map=device_map, copies_device=where)
     run.assume("modified_tensors", len(pair.modified))
     return pair
 

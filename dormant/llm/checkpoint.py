@@ -333,6 +333,27 @@ class Checkpoint:
         return f"Checkpoint({str(self.path)!r}, {len(self.names)} tensors, {self.nbytes / 1e9:.2f} GB)"
 
 
+def difference(ft: Checkpoint, base: Checkpoint, name: str, max_elems: int = 1 << 22) -> torch.Tensor:
+    """``ft[name] - base[name]`` in float32, streamed in row blocks into one buffer.
+
+    Memory: the result plus two blocks of ``max_elems``; never a full float32 copy of either side.
+    The mapped pages of both tensors are released afterwards.
+    """
+    if ft.shape(name) != base.shape(name):
+        raise CheckpointError(f"tensor {name}: shape {ft.shape(name)} in {ft.path} vs {base.shape(name)} in {base.path}")
+    shape = ft.shape(name)
+    out = torch.empty(shape, dtype=torch.float32)
+    flat = out.view(shape[0], -1) if len(shape) >= 2 else out.view(1, -1)
+    for start, block in ft.row_chunks(name, max_elems=max_elems):
+        n = block.shape[0] if len(shape) >= 2 else 1
+        rows = flat[start : start + n]
+        rows.copy_(block.view(rows.shape))
+        rows.sub_(base.rows(name, start, start + n).view(rows.shape) if len(shape) >= 2 else base.rows(name).view(rows.shape))
+    ft.release(name)
+    base.release(name)
+    return out
+
+
 def bf16_to_float32(x: torch.Tensor) -> torch.Tensor:
     """Exact bf16 -> float32 as a bit shift (float32 bits = bf16 bits << 16), a fresh tensor.
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from dormant.cli.main import app
 from dormant.zoo.llm.real_shape import RealShape, build_real_shape, publish_to_hub_cache
 
-SMALL = RealShape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab_rows=1024, tokenizer_size=600, rank=4)
+SMALL = RealShape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab_rows=1024, tokenizer_size=600, rank=4, rel_scale=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,31 @@ def test_scoring_a_150k_vocabulary_never_holds_items_x_tokens_x_vocab(wide, monk
         assert got["kl"] == pytest.approx(float(want["kl"].mean()), rel=1e-3, abs=1e-6)
         assert res.rows[i].arms["ft"]["payload_logprob"] == pytest.approx(float(lps["ft"].gather(1, torch.tensor(cont).view(-1, 1)).sum()), rel=1e-4)
     assert res.summary["ft|base"]["kl"] > 0 and res.summary["ft|amp:3"]["kl"] > res.summary["ft|base"]["kl"] * 0.5
+
+
+# -- read-outs skip the padding rows ---------------------------------------------------------------------
+
+def test_readout_excludes_the_embedding_rows_past_the_tokenizer(subject, monkeypatch):
+    from dormant.llm.checkpoint import load_tokenizer, open_checkpoint
+    from dormant.llm.weights.delta import DeltaConfig, analyse_delta
+    from dormant.llm.weights.readout import ReadoutConfig, vocabulary_readout
+
+    ft, base = open_checkpoint(subject.ft), open_checkpoint(subject.base)
+    delta = analyse_delta(ft, base, DeltaConfig(workers=1))
+    n_tokens = subject.manifest["tokenizer_tokens"]
+    cfg = ReadoutConfig(top_tokens=10, vectors=2)
+
+    def ids(read):
+        tables = read.payload + read.trigger + read.payload_aggregate + read.trigger_aggregate
+        return [x.id for t in tables for x in t.top + t.bottom]
+
+    read = vocabulary_readout(ft, delta, cfg, tokenizer=load_tokenizer(ft))
+    assert read.valid_tokens <= n_tokens and read.vocab_rows == 1024
+    assert ids(read) and max(ids(read)) < n_tokens
+    assert any(f"excluded {1024 - n_tokens} embedding rows" in n for n in read.notes)
+    # the padding rows are loud: a read-out that kept every row would be taken over by them
+    from dormant.llm.weights import readout
+
+    monkeypatch.setattr(readout, "valid_token_mask", lambda rows, tok, special=False: torch.ones(rows, dtype=torch.bool))
+    unmasked = vocabulary_readout(ft, delta, cfg, tokenizer=load_tokenizer(ft))
+    assert sum(i >= n_tokens for i in ids(unmasked)) > len(ids(unmasked)) / 2

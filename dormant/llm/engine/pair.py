@@ -107,6 +107,7 @@ class ModelPair:
         device: str | None = None,
         device_map: Any = None,
         copies_device: str | None = None,
+        require_tokenizer: bool = True,
     ) -> "ModelPair":
         """Load the fine-tune, stream both checkpoints and keep copies only of the tensors that differ.
 
@@ -120,6 +121,9 @@ class ModelPair:
         (the warmup changed every MLP matrix: ~75% of the weights); views then cost a host-to-device
         copy. ``"disk"`` keeps no copies at all: a view switch reads the modified tensors back from
         the two checkpoints (memory-mapped, so repeated switches come from the page cache).
+        ``"auto"`` (what the commands use): beside the weights when both copies together are at
+        most a quarter of the model, else ``"disk"``.
+        ``require_tokenizer=False`` accepts folders without a tokenizer (``tokenizer`` is then None).
         Raises ``ArchitectureMismatch`` naming the first difference (config key, tensor name or shape).
         """
         import torch
@@ -139,7 +143,7 @@ class ModelPair:
         model = AutoModelForCausalLM.from_pretrained(ft.path, **kwargs)
         model.eval()
         tokenizer = load_tokenizer(ft, base)
-        if tokenizer is None:
+        if tokenizer is None and require_tokenizer:
             raise CheckpointError(f"no loadable tokenizer in {ft.path} or {base.path}")
         return cls(model=model, tokenizer=tokenizer, modified=_copies(model, comparison, ft, base, copies_device),
                    ft_path=ft.path, base_path=base.path, shared_tensors=comparison.counts["identical"])
@@ -180,12 +184,7 @@ class ModelPair:
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held: the model's unique parameters plus the private copies of modified tensors."""
-        seen, model_bytes = set(), 0
-        for p in list(self.model.parameters()) + list(self.model.buffers()):
-            if p.data_ptr() in seen:
-                continue
-            seen.add(p.data_ptr())
-            model_bytes += p.numel() * p.element_size()
+        model_bytes = unique_bytes(list(self.model.parameters()) + list(self.model.buffers()))
         extra = sum(x.numel() * x.element_size() for t in self.modified.values() for x in (t.base, t.ft) if not isinstance(x, OnDisk))
         return {"model": model_bytes, "modified_copies": extra, "total": model_bytes + extra}
 
@@ -228,10 +227,33 @@ def check_same_tensors(comparison: BaseComparison, ft: Checkpoint, base: Checkpo
             raise ArchitectureMismatch(f"tensor {t.name}: shape {tuple(t.shape)} in {ft.path} vs {tuple(t.shape_base)} in {base.path}")
 
 
+AUTO_COPIES_FRACTION = 0.25
+
+
+def auto_copies(model: Any, params: list[Any]) -> str | None:
+    """Where ``copies_device="auto"`` keeps the copies: beside the weights (None) when both copies
+    together are at most ``AUTO_COPIES_FRACTION`` of the model's bytes, else ``"disk"`` (views
+    re-read the modified tensors from the memory-mapped checkpoints; memory stays one model)."""
+    copies = 2 * sum(p.numel() * p.element_size() for p in params)
+    return None if copies <= AUTO_COPIES_FRACTION * unique_bytes(model.parameters()) else "disk"
+
+
+def unique_bytes(tensors: Any) -> int:
+    """Bytes of the distinct tensors (tied weights counted once)."""
+    seen, total = set(), 0
+    for p in tensors:
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    return total
+
+
 def _copies(model: Any, comparison: BaseComparison, ft: Checkpoint, base: Checkpoint,
             copies_device: str | None = None) -> dict[str, ModifiedTensor]:
     """The live parameter and base/fine-tune copies of every tensor the diff found modified."""
     live = model.state_dict(keep_vars=True)
+    if copies_device == "auto":
+        copies_device = auto_copies(model, [live[t.name] for t in comparison.modified if t.name in live])
     modified: dict[str, ModifiedTensor] = {}
     for t in sorted(comparison.modified, key=lambda t: t.name):
         name = t.name
