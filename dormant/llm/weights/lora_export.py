@@ -124,7 +124,11 @@ def export_lora(ft: Checkpoint, base: Checkpoint, delta: DeltaResult, out_dir: s
             continue
         d = difference(ft, base, spec.name)  # the one float32 buffer of this matrix
         r = _rank_for(spec, config)
-        b, a = lowrank_factors(d, r)
+        if spec.exact and spec.u is not None and spec.u.shape[1] >= r:  # the delta's own SVD of this same matrix
+            root = torch.tensor(spec.singular_values[:r]).sqrt()
+            b, a = (spec.u[:, :r] * root[None, :]).contiguous(), (root[:, None] * spec.v[:, :r].mT).contiguous()
+        else:
+            b, a = lowrank_factors(d, r)
         err = math.sqrt(_residual2(d, b, a))
         dn = float(torch.linalg.vector_norm(d))
         del d
