@@ -145,6 +145,7 @@ def project_rows(ckpt: Checkpoint, name: str, vectors: torch.Tensor, normalise_r
         if normalise_rows:
             block = block / block.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
         out[start : start + block.shape[0]] = block @ vectors
+    ckpt.release(name)
     return out
 
 
