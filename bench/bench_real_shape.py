@@ -29,15 +29,53 @@ from pathlib import Path
 GIB = 1 << 30
 
 
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants now (0 if gone)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def _run(argv: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
-    """(exit code, wall seconds, peak RSS bytes, stderr tail) of one child process."""
+    """(exit code, wall seconds, peak RSS bytes, stderr tail) of one command.
+
+    Peak RSS: the larger of the child's own peak (``ru_maxrss`` from ``os.wait4``, which also
+    covers the processes it waited for) and the peak of the whole process tree summed, sampled every
+    0.1 s (a command that starts a helper process holds both at once)."""
+    import threading
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errf = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errf, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    sampler.join()
     wall = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
+    errf.seek(0)
+    err = errf.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss * 1024.0, err[-2000:]
+    return proc.returncode, wall, max(usage.ru_maxrss * 1024.0, float(peak[0])), err[-2000:]
 
 
 def main() -> None:
