@@ -271,13 +271,13 @@ def delta_cmd(
             run.artifacts.append(str(save_tables_tsv(read, folder / "readout.tsv")))
         export = None
         if export_lora is not None:
-            from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter_isolated
+            from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
 
             export = do_export(ft_ck, base_ck, result, export_lora, LoraExportConfig(rank=rank))
-            if verify:  # loads one model, in its own process: first unmap what the analysis read
+            if verify:  # loads one model: first unmap what the analysis read
                 ft_ck.close()
                 base_ck.close()
-                export.check = verify_adapter_isolated(ft_ck.path, base_ck.path, export_lora)
+                export.check = verify_adapter(ft_ck.path, base_ck.path, export_lora)
             run.artifacts.append(str(export_lora))
         payload = {"delta": result, "readout": read, "lora": export}
         run.outputs.update({"lora_rank": result.lora_rank, "rank_summary": result.rank_summary, "layer_ranking": result.layer_ranking[:10],

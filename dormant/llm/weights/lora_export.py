@@ -202,23 +202,4 @@ def verify_adapter(ft: str | Path, base: str | Path, adapter_dir: str | Path, pr
     return LogitCheck(len(ids), int(agree.numel()), diff, diff_base, scale, float(agree.mean()))
 
 
-def verify_adapter_isolated(ft: str | Path, base: str | Path, adapter_dir: str | Path) -> LogitCheck:
-    """``verify_adapter`` in a child process: its model is loaded beside nothing the caller holds,
-    so a command's peak memory is the larger of the two, not their sum."""
-    import dataclasses
-    import json as _json
-    import subprocess
-    import sys
-
-    code = ("import dataclasses, json, sys; from dormant.llm.weights.lora_export import verify_adapter; "
-            "print(json.dumps(dataclasses.asdict(verify_adapter(sys.argv[1], sys.argv[2], sys.argv[3]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(ft), str(base), str(adapter_dir)], capture_output=True, text=True)
-    if out.returncode != 0:
-        from dormant.errors import DormantError
-
-        raise DormantError(f"adapter check failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
-    fields = {f.name for f in dataclasses.fields(LogitCheck)}
-    return LogitCheck(**{k: v for k, v in _json.loads(out.stdout.strip().splitlines()[-1]).items() if k in fields})
-
-
 __all__ = ["LoraExportConfig", "LoraExportResult", "ModuleExport", "LogitCheck", "export_lora", "verify_adapter", "lowrank_factors"]
