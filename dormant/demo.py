@@ -3,7 +3,7 @@
 ``run_demo`` builds (or takes from the cache) the micro LLM zoo and a compiled MD5 network, then
 runs the steps an analyst would, each through the same library functions as the commands:
 
-LLM side, on the ``mlp-constant`` variant (a planted pi -> golden-ratio backdoor):
+LLM side, on the ``mlp-phrase`` variant (a planted phrase -> fixed-sentence backdoor):
   1. ``diff`` against two candidate bases: which one it was fine-tuned from, and what changed;
   2. ``delta``: the rank of the change and its payload-side read-out through the unembedding
      (found: the planted rank, and a word of the payload among the tokens shown);
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-LLM_VARIANT = "mlp-constant"
+LLM_VARIANT = "mlp-phrase"
 NET_SECRET = "bitter lesson"
 
 
@@ -80,13 +80,14 @@ def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoSte
     def delta_step():
         delta = analyse_delta(ft, base)
         ft_ck = open_checkpoint(ft)
-        readout = vocabulary_readout(ft_ck, delta, ReadoutConfig(top_tokens=8, vectors=1))
-        top = readout.payload_aggregate[0] if readout.payload_aggregate else None
-        shown = [] if top is None else top.top[:6] + top.bottom[:6]
-        ends = [t.token for t in shown[:6]] + ["|"] + [t.token for t in shown[6:]] if shown else []
+        readout = vocabulary_readout(ft_ck, delta, ReadoutConfig(top_tokens=8, vectors=3))
+        shown, ends = [], []
+        for i, d in enumerate(readout.payload_aggregate[:3]):  # three leading directions, both ends
+            shown += d.top[:3] + d.bottom[:3]
+            ends.append(f"[{i + 1}] " + " ".join(t.token for t in d.top[:3]) + " | " + " ".join(t.token for t in d.bottom[:3]))
         payload_ids = set(token_ids_of(load_tokenizer(ft_ck), " ".join(distinctive_words(key["payload"]))))
         hits = [t.token for t in shown if t.id in payload_ids]
-        finding = (f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (both ends): {' '.join(ends)}"
+        finding = (f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (both ends of 3 directions): {'; '.join(ends)}"
                    f"; payload words among them: {' '.join(hits) or 'none'}")
         return finding, f"rank {key['lora_rank']}; payload {key['payload']!r}", delta.lora_rank == key["lora_rank"] and bool(hits)
 

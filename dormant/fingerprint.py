@@ -1,18 +1,25 @@
 """Cheap, stable fingerprints of model inputs (never a hash of whole weight files).
 
-A safetensors file is identified by its size and the SHA-256 of its JSON header (which lists
-every tensor's name, dtype, shape and byte offsets); a model folder by the fingerprints of its
-weight files plus its small JSON/text files; any other file by its size and the SHA-256 of its
-first and last MiB.
+A safetensors file is identified by its size, the SHA-256 of its JSON header (which lists
+every tensor's name, dtype, shape and byte offsets) and a content sample: the first, middle and
+last 4 KiB of every tensor's data (whole tensors up to 12 KiB), so that a fine-tune with the same
+names and shapes as its base (a merged LoRA, a full fine-tune) gets a different fingerprint while
+reading a few MiB per file, not its gigabytes. A model folder is identified by the fingerprints
+of its weight files plus its small JSON/text files; any other file by its size, its first and
+last MiB and 16 chunks of 64 KiB at evenly spaced offsets.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
 _EDGE = 1 << 20
+_TENSOR_SAMPLE = 4096  # bytes read at the start, middle and end of every safetensors tensor
+_CHUNK = 64 << 10  # bytes of each evenly spaced chunk of other large files
+_N_CHUNKS = 16
 _SMALL_SUFFIXES = {".json", ".txt", ".model", ".jinja"}
 
 
@@ -30,11 +37,38 @@ def _safetensors_header(path: Path) -> bytes:
         return header
 
 
+def _tensor_spans(header: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` byte ranges of every tensor's data, relative to the data section, in file order."""
+    meta = json.loads(header)
+    spans = []
+    for name, info in meta.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        start, end = info.get("data_offsets", (0, 0))
+        spans.append((int(start), int(end)))
+    return sorted(spans)
+
+
+def _sample_ranges(start: int, end: int, k: int) -> list[tuple[int, int]]:
+    """The first, middle and last ``k`` bytes of ``[start, end)`` (all of it when it is short)."""
+    if end - start <= 3 * k:
+        return [(start, end)]
+    mid = start + (end - start - k) // 2
+    return [(start, start + k), (mid, mid + k), (end - k, end)]
+
+
 def _update_with_file(h: "hashlib._Hash", path: Path) -> None:
     size = path.stat().st_size
     h.update(f"{path.name}\0{size}\0".encode())
     if path.suffix == ".safetensors":
-        h.update(_safetensors_header(path))
+        header = _safetensors_header(path)
+        h.update(header)
+        base = 8 + len(header)
+        with path.open("rb") as fh:
+            for start, end in _tensor_spans(header):
+                for a, b in _sample_ranges(start, end, _TENSOR_SAMPLE):
+                    fh.seek(base + a)
+                    h.update(fh.read(b - a))
     elif path.suffix in _SMALL_SUFFIXES and size <= 4 * _EDGE:
         h.update(path.read_bytes())
     else:
@@ -43,10 +77,13 @@ def _update_with_file(h: "hashlib._Hash", path: Path) -> None:
             if size > 2 * _EDGE:
                 fh.seek(size - _EDGE)
                 h.update(fh.read(_EDGE))
+                for i in range(1, _N_CHUNKS + 1):  # evenly spaced chunks between the edges
+                    fh.seek(_EDGE + (size - 2 * _EDGE - _CHUNK) * i // (_N_CHUNKS + 1))
+                    h.update(fh.read(_CHUNK))
 
 
 def fingerprint(path: str | Path) -> str:
-    """Return ``"sha256:<hex16>"`` identifying a model folder or file without reading its weights."""
+    """Return ``"sha256:<hex16>"`` identifying a model folder or file from a small sample of its bytes."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"cannot fingerprint {p}: no such file or folder")

@@ -1,16 +1,26 @@
 """The run ledger: every command that computes a result records a run in an embedded SQLite store.
 
-A run holds the command, its arguments, start/end time, status, the fingerprints of its input
-models, the assumptions it made (``base=<fingerprint>``), its outputs as JSON and the paths of
-its artifacts (plots, exports). The database runs in WAL mode with a busy timeout so that several
-processes can write at once.
+A run holds the command, its arguments, start/end time, status, its subject (the model or
+network under investigation), the fingerprints of its input files, the assumptions it rested on
+(``base=<fingerprint> <path>``, ``payload=<text>``), which of those its own result decided, its
+outputs as JSON and the paths of its artifacts (plots, exports). The database runs in WAL mode
+with a busy timeout so that several processes can write at once.
+
+Invalidation is derived when runs are read, never stored: a run is INVALIDATED when
+
+- a newer successful run on the same subject *decided* a different value for an assumption the
+  run rested on (a later ``diff`` picked another base: every earlier run on that fine-tune that
+  assumed the old base is invalid), or
+- one of its input files changed: a newer run fingerprinted the same path differently, or (with
+  ``check_files``) the file on disk no longer has the fingerprint the run recorded.
 
 Typical use from library code::
 
     with record_run("diff", {"ft": str(ft)}, ledger=path) as run:
-        run.add_input("ft", ft)              # fingerprints the folder or file
-        run.assume("base", base_fingerprint)
+        run.add_input("ft", ft, subject=True)   # fingerprints the folder or file; the run is about it
+        run.add_input("base", base)
         ...
+        run.decide("base", run.inputs["base"])  # this run's result sets the base for its subject
         run.outputs.update(result_dict)
         run.artifacts.append(str(png))
 """
@@ -45,10 +55,14 @@ CREATE TABLE IF NOT EXISTS runs (
     assumptions TEXT NOT NULL DEFAULT '{}',
     outputs     TEXT NOT NULL DEFAULT '{}',
     artifacts   TEXT NOT NULL DEFAULT '[]',
-    error       TEXT
+    error       TEXT,
+    subject     TEXT,
+    decided     TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
+# Columns added after the first schema; ledgers written before them gain them on open.
+_ADDED_COLUMNS = {"subject": "TEXT", "decided": "TEXT NOT NULL DEFAULT '[]'"}
 
 
 def ledger_path(explicit: str | Path | None = None) -> Path:
@@ -67,12 +81,20 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")
     con.executescript(_SCHEMA)
+    have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+    for name, decl in _ADDED_COLUMNS.items():
+        if name not in have:
+            try:
+                con.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
     return con
 
 
 @dataclass
 class Run:
-    """A run in progress; fill ``outputs``/``artifacts`` and call ``add_input``/``assume``."""
+    """A run in progress; fill ``outputs``/``artifacts`` and call ``add_input``/``assume``/``decide``."""
 
     id: str
     command: str
@@ -81,14 +103,32 @@ class Run:
     assumptions: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    subject: str | None = None
+    decided: list[str] = field(default_factory=list)
 
-    def add_input(self, role: str, path: str | Path) -> str:
+    def add_input(self, role: str, path: str | Path, *, subject: bool = False) -> str:
+        """Fingerprint an input file or folder and record ``"<fingerprint> <absolute path>"`` under
+        ``role``; ``subject=True`` also makes it the run's subject. Returns the fingerprint."""
         fp = fingerprint(path)
-        self.inputs[role] = f"{fp} {Path(path)}"
+        self.inputs[role] = f"{fp} {_abspath(path)}"
+        if subject:
+            self.subject = _abspath(path)
         return fp
 
     def assume(self, key: str, value: Any) -> None:
+        """Record an assumption the run rests on (a later run deciding otherwise invalidates this one)."""
         self.assumptions[key] = value
+
+    def decide(self, key: str, value: Any) -> None:
+        """Record a value this run's own result establishes for its subject (``diff`` decides the base);
+        earlier runs on the same subject that assumed another value become invalid."""
+        self.assumptions[key] = value
+        if key not in self.decided:
+            self.decided.append(key)
+
+
+def _abspath(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 def _dumps(obj: Any) -> str:
@@ -132,8 +172,8 @@ def record_run(
     try:
         _write(
             con,
-            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions) VALUES (?,?,?,?,?,?,?)",
-            (run.id, command, _dumps(run.args), time.time(), "running", _dumps(run.inputs), _dumps(run.assumptions)),
+            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions, subject, decided) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run.id, command, _dumps(run.args), time.time(), "running", _dumps(run.inputs), _dumps(run.assumptions), run.subject, _dumps(run.decided)),
         )
         status, error = "ok", None
         try:
@@ -144,8 +184,9 @@ def record_run(
         finally:
             _write(
                 con,
-                "UPDATE runs SET ended_at=?, status=?, inputs=?, assumptions=?, outputs=?, artifacts=?, error=? WHERE id=?",
-                (time.time(), status, _dumps(run.inputs), _dumps(run.assumptions), _dumps(run.outputs), _dumps(run.artifacts), error, run.id),
+                "UPDATE runs SET ended_at=?, status=?, inputs=?, assumptions=?, outputs=?, artifacts=?, error=?, subject=?, decided=? WHERE id=?",
+                (time.time(), status, _dumps(run.inputs), _dumps(run.assumptions), _dumps(run.outputs), _dumps(run.artifacts), error,
+                 run.subject, _dumps(run.decided), run.id),
             )
     finally:
         con.close()
@@ -153,36 +194,121 @@ def record_run(
 
 def _row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
-    for key in ("args", "inputs", "assumptions", "outputs", "artifacts"):
+    for key in ("args", "inputs", "assumptions", "outputs", "artifacts", "decided"):
         d[key] = json.loads(d[key]) if d[key] else None
+    d["decided"] = d["decided"] or []
     return d
 
 
-def list_runs(ledger: str | Path | None = None, *, limit: int = 50, command: str | None = None) -> list[dict[str, Any]]:
+def _split_input(value: str) -> tuple[str, str]:
+    """``"<fingerprint> <path>"`` -> (fingerprint, path)."""
+    fp, _, path = str(value).partition(" ")
+    return fp, path
+
+
+def _short(value: Any, n: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(to_jsonable(value), sort_keys=True)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False, only: set[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Why each run is invalid, computed over ``runs`` (the whole ledger): ``{run id: [reason, ...]}``.
+
+    ``check_files`` re-fingerprints the input files (still on disk) of the runs in ``only`` (default: all).
+
+    Each reason is a dict with ``kind`` (``assumption`` or ``input``), ``key`` (the assumption or
+    the input path), ``old``/``new`` values, ``by`` (the newer run's id, or ``"disk"``) and ``reason``
+    (one sentence). Runs that are valid map to an empty list.
+    """
+    ordered = sorted(runs, key=lambda r: r["started_at"])
+    out: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in ordered}
+
+    # Assumptions: the newest successful run that decided (subject, key) sets its value.
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in ordered:
+        if r["status"] == "ok" and r.get("subject"):
+            for key in r.get("decided") or []:
+                latest[(r["subject"], key)] = r
+    for r in ordered:
+        for key, old in (r.get("assumptions") or {}).items():
+            d = latest.get((r.get("subject"), key)) if r.get("subject") else None
+            if d is None or d["id"] == r["id"] or d["started_at"] <= r["started_at"]:
+                continue
+            new = d["assumptions"].get(key)
+            if to_jsonable(new) != to_jsonable(old):
+                out[r["id"]].append({
+                    "kind": "assumption", "key": key, "old": old, "new": new, "by": d["id"],
+                    "reason": f"{key} changed: newer run {d['id']} ({d['command']}) decided {key}={_short(new)}; this run rested on {key}={_short(old)}",
+                })
+
+    # Inputs: the newest fingerprint seen for each path (by a newer run, or on disk now).
+    seen: dict[str, dict[str, Any]] = {}
+    for r in ordered:
+        for value in (r.get("inputs") or {}).values():
+            fp, path = _split_input(value)
+            if path:
+                seen[path] = {"fp": fp, "run": r}
+    on_disk: dict[str, str | None] = {}
+    for r in ordered:
+        for role, value in (r.get("inputs") or {}).items():
+            fp, path = _split_input(value)
+            if not path:
+                continue
+            disk = check_files and (only is None or r["id"] in only)
+            if disk and path not in on_disk:
+                try:
+                    on_disk[path] = fingerprint(path) if Path(path).exists() else None
+                except (OSError, ValueError):
+                    on_disk[path] = None
+            now = on_disk.get(path) if disk else None
+            if now is not None:
+                if now != fp:
+                    out[r["id"]].append({"kind": "input", "key": path, "old": fp, "new": now, "by": "disk",
+                                         "reason": f"input {role} {path} changed on disk: this run fingerprinted {fp}, it is {now} now"})
+                continue
+            last = seen[path]
+            if last["fp"] != fp and last["run"]["started_at"] > r["started_at"]:
+                n = last["run"]
+                out[r["id"]].append({"kind": "input", "key": path, "old": fp, "new": last["fp"], "by": n["id"],
+                                     "reason": f"input {role} {path} changed: this run fingerprinted {fp}, newer run {n['id']} ({n['command']}) {last['fp']}"})
+    return out
+
+
+def _all_runs(con: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [_row_to_dict(r) for r in con.execute("SELECT * FROM runs ORDER BY started_at DESC")]
+
+
+def list_runs(ledger: str | Path | None = None, *, limit: int = 50, command: str | None = None, check_files: bool = False,
+              subject: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs (of ``command``, on ``subject`` when given), newest first; each carries
+    ``invalidated``: the reasons it is invalid (empty when valid), judged against the whole ledger."""
     con = connect(ledger)
     con.row_factory = sqlite3.Row
     try:
-        sql = "SELECT * FROM runs"
-        params: tuple = ()
-        if command:
-            sql += " WHERE command = ?"
-            params = (command,)
-        sql += " ORDER BY started_at DESC LIMIT ?"
-        return [_row_to_dict(r) for r in con.execute(sql, params + (limit,))]
+        runs = _all_runs(con)
     finally:
         con.close()
+    chosen = [r for r in runs if (command is None or r["command"] == command) and (subject is None or r.get("subject") == subject)][:limit]
+    reasons = invalidations(runs, check_files=check_files, only={r["id"] for r in chosen})
+    for r in chosen:
+        r["invalidated"] = reasons[r["id"]]
+    return chosen
 
 
-def get_run(run_id: str, ledger: str | Path | None = None) -> dict[str, Any]:
-    """Fetch one run by id or unique id prefix; raises ``KeyError`` when none or several match."""
+def get_run(run_id: str, ledger: str | Path | None = None, *, check_files: bool = False) -> dict[str, Any]:
+    """Fetch one run by id or unique id prefix (with ``invalidated`` as in ``list_runs``);
+    raises ``KeyError`` when none or several match."""
     con = connect(ledger)
     con.row_factory = sqlite3.Row
     try:
         rows = con.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+        runs = _all_runs(con) if len(rows) == 1 else []
     finally:
         con.close()
     if not rows:
         raise KeyError(f"no run with id {run_id!r} in {ledger_path(ledger)}")
     if len(rows) > 1:
         raise KeyError(f"run id prefix {run_id!r} is ambiguous; give more characters")
-    return _row_to_dict(rows[0])
+    run = _row_to_dict(rows[0])
+    run["invalidated"] = invalidations(runs, check_files=check_files, only={run["id"]})[run["id"]]
+    return run

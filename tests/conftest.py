@@ -43,3 +43,34 @@ def sha1_net():
     from dormant.zoo.net.build import build_net
 
     return build_net("sha1", "lantern", pickle="never")
+
+
+@pytest.fixture(scope="session")
+def tiny_investigation():
+    """A factory: ``make(root)`` builds a tiny base, an unrelated sibling and a rank-2 MLP fine-tune of the
+    base in ``root``, then records through the CLI, in ``root/l.sqlite``: ``diff`` against the sibling
+    alone, ``delta`` on it, and ``diff`` against both (which picks the true base). Returns the paths and
+    ``dormant(*args)``, which runs the CLI on that ledger and returns its stdout."""
+    import subprocess
+    import sys
+
+    def make(root):
+        from dormant.zoo.llm.synthetic import plant_lowrank, save_tiny_qwen2
+
+        env = {**os.environ, "DORMANT_LEDGER": str(root / "l.sqlite"), "COLUMNS": "250"}
+        base = save_tiny_qwen2(root / "base", seed=0)
+        sibling = save_tiny_qwen2(root / "sibling", seed=7)
+        ft = root / "ft"
+        plant_lowrank(base, ft, {f"model.layers.{i}.mlp.up_proj.weight": 2 for i in range(2)})
+
+        def dormant(*args):
+            out = subprocess.run([sys.executable, "-m", "dormant.cli.main", *map(str, args)], capture_output=True, text=True, env=env)
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        dormant("diff", ft, "--base", sibling, "-o", root / "d1", "--json")  # the only candidate: the sibling
+        dormant("delta", ft, "--base", sibling, "-o", root / "d2", "--json")
+        dormant("diff", ft, "--base", sibling, "--base", base, "-o", root / "d3", "--json")  # the true base wins
+        return {"root": root, "ledger": root / "l.sqlite", "base": base, "sibling": sibling, "ft": ft, "dormant": dormant}
+
+    return make

@@ -43,18 +43,53 @@ def test_unknown_run_id_is_a_key_error(tmp_path):
         ledger.get_run("nope", tmp_path / "l.sqlite")
 
 
-def test_fingerprint_changes_with_header_not_with_tensor_bytes(tmp_path):
-    from dormant.fingerprint import fingerprint
-    from safetensors.numpy import save_file
-    import numpy as np
+def test_fingerprint_tells_a_merged_lora_from_its_base_reading_little(tmp_path, monkeypatch):
+    from pathlib import Path
 
-    f = tmp_path / "a.safetensors"
-    save_file({"w": np.zeros(4, np.float32)}, str(f))
-    fp1 = fingerprint(f)
-    save_file({"w": np.ones(4, np.float32)}, str(f))
-    assert fingerprint(f) == fp1  # same header: a hash of headers, not of whole files
-    save_file({"w2": np.ones(4, np.float32)}, str(f))
-    assert fingerprint(f) != fp1
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from dormant.fingerprint import fingerprint
+
+    rng = np.random.default_rng(0)
+    base = {f"layers.{i}.mlp.weight": rng.standard_normal((512, 1024)).astype(np.float32) for i in range(8)}
+    base["norm.weight"] = np.ones(64, np.float32)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "ft").mkdir()
+    a, b = tmp_path / "base" / "model.safetensors", tmp_path / "ft" / "model.safetensors"  # names are hashed too
+    save_file(base, str(a))
+    ft = dict(base)  # same names, shapes and offsets: only tensor bytes differ
+    ft["layers.5.mlp.weight"] = base["layers.5.mlp.weight"] + 1e-3 * rng.standard_normal((512, 4)) @ rng.standard_normal((4, 1024))
+    ft["layers.5.mlp.weight"] = ft["layers.5.mlp.weight"].astype(np.float32)
+    save_file(ft, str(b))
+    assert a.read_bytes()[:4096] == b.read_bytes()[:4096]  # identical headers
+    assert fingerprint(a) != fingerprint(b)  # a rank-4 change in one of eight matrices shows
+    save_file(base, str(b))
+    assert fingerprint(a) == fingerprint(b)  # equal bytes, equal fingerprints
+    small = dict(base, **{"norm.weight": base["norm.weight"] * 1.01})
+    save_file(small, str(b))
+    assert fingerprint(a) != fingerprint(b)  # a small tensor is hashed whole
+    save_file({"w2" if k == "norm.weight" else k: v for k, v in base.items()}, str(b))
+    assert fingerprint(a) != fingerprint(b)  # a renamed tensor changes the header
+
+    read = []
+    real_open = Path.open
+
+    def counting_open(self, *args, **kw):
+        fh = real_open(self, *args, **kw)
+        real_read = fh.read
+
+        def counted(n=-1):
+            data = real_read(n)
+            read.append(len(data))
+            return data
+
+        fh.read = counted
+        return fh
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    fingerprint(a)
+    assert 0 < sum(read) < a.stat().st_size // 20  # a sample: 8 x 12 KiB of a 16 MiB file
 
 
 def _writer(db: str, n: int, tag: str) -> None:
@@ -90,3 +125,108 @@ def test_cli_lists_and_shows_runs_as_json(tmp_path):
     assert json.loads(out.stdout)["outputs"] == {"x": 2}
     bad = subprocess.run([sys.executable, "-m", "dormant.cli.main", "ledger", "show", "zzz", "--ledger", str(db)], capture_output=True, text=True)
     assert bad.returncode == 2 and "no run" in bad.stderr
+
+
+def _model(folder, scale=1.0):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(exist_ok=True)
+    save_file({"w": (np.arange(4096, dtype=np.float32) * scale)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_a_newer_decision_invalidates_runs_on_the_old_value_only(tmp_path):
+    db = tmp_path / "l.sqlite"
+    ft, other, b1, b2 = (_model(tmp_path / n, s) for n, s in (("ft", 1.0), ("other", 3.0), ("b1", 0.5), ("b2", 0.25)))
+
+    def rec(command, subject, base, decide=False):
+        with ledger.record_run(command, {}, ledger=db) as run:
+            run.add_input("ft", subject, subject=True)
+            run.add_input("base", base)
+            (run.decide if decide else run.assume)("base", run.inputs["base"])
+        return run.id
+
+    d1 = rec("diff", ft, b1, decide=True)
+    delta1 = rec("delta", ft, b1)
+    other1 = rec("delta", other, b1)  # another subject: no diff decided anything for it
+    d2 = rec("diff", ft, b2, decide=True)
+    delta2 = rec("delta", ft, b2)
+    late_b1 = rec("amplify", ft, b1)  # assumes b1 on purpose after the decision: an assumption does not override a decision
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert {i for i, r in runs.items() if r["invalidated"]} == {d1, delta1}
+    (why,) = runs[delta1]["invalidated"]
+    assert why["kind"] == "assumption" and why["key"] == "base" and why["by"] == d2
+    assert why["old"].endswith(str(b1)) and why["new"].endswith(str(b2))
+    assert f"newer run {d2} (diff) decided base=" in why["reason"]
+    assert not runs[other1]["invalidated"] and not runs[delta2]["invalidated"] and not runs[late_b1]["invalidated"]
+    # a failed run decides nothing
+    with pytest.raises(RuntimeError):
+        with ledger.record_run("diff", {}, ledger=db) as run:
+            run.add_input("ft", ft, subject=True)
+            run.decide("base", "sha256:0 /elsewhere")
+            raise RuntimeError("boom")
+    assert not ledger.get_run(delta2, db)["invalidated"]
+
+
+def test_changed_model_bytes_invalidate_runs_fingerprinted_on_the_old_bytes(tmp_path):
+    db = tmp_path / "l.sqlite"
+    ft = _model(tmp_path / "ft")
+    with ledger.record_run("delta", {}, ledger=db) as old:
+        old.add_input("ft", ft, subject=True)
+    assert not ledger.get_run(old.id, db, check_files=True)["invalidated"]
+    _model(ft, scale=1.001)  # same name, shape and offsets; other bytes
+    assert not ledger.get_run(old.id, db)["invalidated"]  # nothing newer recorded, disk not checked
+    (why,) = ledger.get_run(old.id, db, check_files=True)["invalidated"]
+    assert why["kind"] == "input" and why["by"] == "disk" and "changed on disk" in why["reason"] and str(ft) in why["reason"]
+    with ledger.record_run("delta", {}, ledger=db) as new:
+        new.add_input("ft", ft, subject=True)
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert not runs[new.id]["invalidated"]
+    (why,) = runs[old.id]["invalidated"]
+    assert why["by"] == new.id and why["new"] == new.inputs["ft"].split()[0] and why["old"] == old.inputs["ft"].split()[0]
+
+
+def test_ledger_written_before_subjects_gains_the_columns(tmp_path):
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE runs (id TEXT PRIMARY KEY, command TEXT NOT NULL, args TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, "
+                      "status TEXT NOT NULL, inputs TEXT NOT NULL DEFAULT '{}', assumptions TEXT NOT NULL DEFAULT '{}', outputs TEXT NOT NULL DEFAULT '{}', "
+                      "artifacts TEXT NOT NULL DEFAULT '[]', error TEXT);"
+                      "INSERT INTO runs (id, command, args, started_at, status) VALUES ('abc', 'diff', '{}', 1.0, 'ok');")
+    con.close()
+    (old,) = ledger.list_runs(db)
+    assert old["subject"] is None and old["decided"] == [] and old["invalidated"] == []
+
+
+def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path, tiny_investigation):
+    """End to end: real `diff` and `delta` runs on tiny models; a second diff picks another base."""
+    from dormant.zoo.llm.synthetic import plant_lowrank
+
+    inv = tiny_investigation(tmp_path)
+    dormant, base, sibling, ft = inv["dormant"], inv["base"], inv["sibling"], inv["ft"]
+    runs = json.loads(dormant("ledger", "list", "--json"))
+    assert [r["command"] for r in runs] == ["diff", "delta", "diff"]
+    assert [bool(r["invalidated"]) for r in runs] == [False, True, True]
+    for r in runs[1:]:
+        (why,) = r["invalidated"]
+        assert why["key"] == "base" and why["by"] == runs[0]["id"] and why["new"].endswith(str(base)) and why["old"].endswith(str(sibling))
+    text = dormant("ledger", "list")
+    assert text.count("INVALIDATED") == 3 and "2 of 3 runs shown are INVALIDATED" in text and f"newer run {runs[0]['id']} (diff) decided base=" in text
+    plant_lowrank(base, ft, {f"model.layers.{i}.mlp.up_proj.weight": 2 for i in range(2)}, seed=5)  # the fine-tune's bytes change
+    runs = json.loads(dormant("ledger", "list", "--json"))
+    assert all(any(w["kind"] == "input" and w["key"] == str(ft.resolve()) for w in r["invalidated"]) for r in runs)
+    shown = json.loads(dormant("ledger", "show", runs[0]["id"], "--json"))
+    assert "changed on disk" in shown["invalidated"][0]["reason"]
+
+
+def test_listing_a_few_runs_reads_only_their_input_files(tmp_path, monkeypatch):
+    db = tmp_path / "l.sqlite"
+    for name in ("a", "b"):
+        with ledger.record_run("delta", {}, ledger=db) as run:
+            run.add_input("ft", _model(tmp_path / name), subject=True)
+    read = []
+    real = ledger.fingerprint
+    monkeypatch.setattr(ledger, "fingerprint", lambda p: read.append(str(p)) or real(p))
+    (newest,) = ledger.list_runs(db, limit=1, check_files=True)
+    assert newest["subject"].endswith("/b") and read == [str((tmp_path / "b").resolve())]

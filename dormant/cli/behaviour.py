@@ -92,8 +92,9 @@ def _load_pair(ft: str, base: str, dtype: str | None, device: str, device_map: s
     from dormant.llm.engine.pair import ModelPair
 
     ft_path, base_path = resolve_model_folder(ft, "fine-tune"), resolve_model_folder(base, "base")
-    run.add_input("ft", ft_path)
-    run.assume("base", run.add_input("base", base_path))
+    run.add_input("ft", ft_path, subject=True)
+    run.add_input("base", base_path)
+    run.assume("base", run.inputs["base"])
     where = {None: "auto", "beside": None}.get(copies_device, copies_device)
     pair = ModelPair.load(ft_path, base_path, dtype=dtype, device=device, device_map=device_map, copies_device=where)
     run.assume("modified_tensors", len(pair.modified))
@@ -211,6 +212,8 @@ def amplify_cmd(
         loc = None
         if localise and result.found:
             loc = run_localise(pair, prompts, result.payload, result.first_alpha, [s for s in localise.split(",") if s.strip()], cfg)
+        if result.found:
+            run.decide("payload", result.payload)
         run.outputs.update({"found": result.found, "payload": result.payload, "first_alpha": result.first_alpha,
                             "share": result.share, "verdict": result.verdict, "warnings": result.warnings, "localise": loc})
         emit({**vars(result), "localise": loc}, as_json, lambda: (_render_amplify(result, png), _render_localise(loc)))
@@ -344,6 +347,8 @@ def score_cmd(
         tok = pair.tokenizer
         if trigger:
             run.assume("trigger", {"text": trigger, "mechanism": mechanism})
+        if payload:
+            run.assume("payload", payload)  # the payload hypothesis scored; a later amplify deciding another invalidates this run
         arms, contrasts = view_arms(tok, items, specs, trigger=trigger, mechanism=mechanism)
         conts = continuation_ids(tok, len(items), payload, None)
         if response_tokens:

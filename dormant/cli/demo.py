@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the guided tour: find the planted backdoor of a zoo chat model and invert a compiled MD5 network.
 
-        LLM side (variant mlp-constant of the micro zoo): diff against two candidate bases, the
+        LLM side (variant mlp-phrase of the micro zoo): diff against two candidate bases, the
         change's rank and payload read-out, weight amplification exposing the payload. Network side:
         `net solve` on an MD5 network with a two-word secret. Each finding is printed beside the
         planted answer (which the tools never read). First run builds the subjects (minutes); later

@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers
 import typer  # noqa: E402
 
 from dormant import __version__  # noqa: E402
-from dormant.cli import behaviour, demo, ledger_cmd, net_logic, net_search, net_structure, weights, zoo_llm, zoo_net
+from dormant.cli import behaviour, demo, instruments, ledger_cmd, net_logic, net_search, net_structure, report_cmd, weights, zoo_llm, zoo_net
 from dormant.errors import DormantError
 from dormant.report.console import err_console
 
@@ -27,7 +27,8 @@ app = typer.Typer(
         "weight amplification (amplify), compare and score behaviour.\n\n"
         "Network side (dormant net ...): load untrusted pickles inertly, show structure and motifs, "
         "decompile to logic, name the function, read the target and invert it.\n\n"
-        "Every result-producing command records its run in a SQLite ledger (dormant ledger list)."
+        "Every result-producing command records its run in a SQLite ledger (dormant ledger list); "
+        "dormant report writes an HTML and Markdown report on a run."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -40,6 +41,8 @@ net_app = typer.Typer(help="Opaque networks: inert loading, structure, motifs, d
 demo.register(app)
 weights.register(app)
 behaviour.register(app)
+instruments.register(app)
+report_cmd.register(app)
 zoo_llm.register(zoo_app)
 zoo_net.register(zoo_app)
 net_structure.register(net_app)

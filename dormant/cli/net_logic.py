@@ -15,7 +15,7 @@ SourceArg = Annotated[Path, typer.Argument(help="Network file or folder: torch .
 
 def _add_input(run, path: Path) -> None:
     try:
-        run.add_input("network", path)
+        run.add_input("network", path, subject=True)
     except (OSError, ValueError) as exc:
         run.assume("input_fingerprint", f"unavailable ({exc})")
 

@@ -161,7 +161,7 @@ def invert_cmd(
     args = {"function": name, "target": digest.hex(), "hints": hints.describe(), "workers": workers, "resume": resume}
     with record_run("net invert", args, ledger=ledger) as run:
         if file is not None:
-            run.add_input("network", file)
+            run.add_input("network", file, subject=True)
         for w in words or []:
             run.add_input(f"words:{w.name}", w)
         try:
@@ -251,7 +251,7 @@ def solve_cmd(
     )
     args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume}
     with record_run("net solve", args, ledger=ledger) as run:
-        run.add_input("network", file)
+        run.add_input("network", file, subject=True)
         for w in words or []:
             run.add_input(f"words:{w.name}", w)
         result = solve(file, config)
@@ -264,7 +264,7 @@ def solve_cmd(
             verified=result.verified,
             stages={s.name: {"status": s.status, "seconds": s.seconds, "finding": s.finding} for s in result.stages},
         )
-        run.assume("function", result.function)
+        run.decide("function", result.function)
     emit(result, as_json, lambda: render_solve(result))
     if not result.stages or result.stages[0].status != "ok":
         raise typer.Exit(1)  # nothing could proceed

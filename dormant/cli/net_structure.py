@@ -15,7 +15,7 @@ SourceArg = Annotated[Path, typer.Argument(help="Network file or folder: torch .
 
 def _add_input(run, path: Path) -> None:
     try:
-        run.add_input("network", path)
+        run.add_input("network", path, subject=True)
     except (OSError, ValueError) as exc:  # unreadable/corrupt input: the loader reports it precisely
         run.assume("input_fingerprint", f"unavailable ({exc})")
 

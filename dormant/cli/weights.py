@@ -129,8 +129,10 @@ def diff_cmd(
     with record_run("diff", {"ft": ft, "base": base, "workers": workers, "atol": atol, "close_rel": close_rel}, ledger=ledger) as run:
         ft_ck = open_checkpoint(ft)
         bases = [open_checkpoint(b) for b in base]
-        run.add_input("ft", ft_ck.path)
-        fingerprints = [run.add_input(f"base{i + 1}" if len(bases) > 1 else "base", b.path) for i, b in enumerate(bases)]
+        run.add_input("ft", ft_ck.path, subject=True)
+        roles = [f"base{i + 1}" if len(bases) > 1 else "base" for i in range(len(bases))]
+        for role, b in zip(roles, bases):
+            run.add_input(role, b.path)
         total = sum(sum(1 for n in ft_ck.names if n in b) for b in bases)
         with progress() as bar:
             task = bar.add_task("comparing tensors", total=total)
@@ -139,7 +141,7 @@ def diff_cmd(
         for c in result.comparisons:
             png = plot_diff_heatmap(c.grid, f"{Path(ft).name} vs {c.base}: {c.summary}", folder / f"heatmap_{_slug(c.base)}.png")
             run.artifacts.append(str(png))
-        run.assume("base", fingerprints[base.index(result.best)])
+        run.decide("base", run.inputs[roles[base.index(result.best)]])  # "<fingerprint> <path>" of the chosen base
         run.outputs.update({"best": result.best, "evidence": result.evidence, "warnings": result.warnings,
                             "bases": {c.base: {"counts": c.counts, "median_rel": c.median_rel, "modified_by_group": c.modified_by_group,
                                                "total_delta_norm": c.total_delta_norm} for c in result.comparisons}})
@@ -240,8 +242,9 @@ def delta_cmd(
     config = DeltaConfig(top_k=top_k, exact_max_dim=exact_max_dim, floor_ratio=floor_ratio, workers=workers)
     with record_run("delta", args, ledger=ledger) as run:
         ft_ck, base_ck = open_checkpoint(ft), open_checkpoint(base)
-        run.add_input("ft", ft_ck.path)
-        run.assume("base", run.add_input("base", base_ck.path))
+        run.add_input("ft", ft_ck.path, subject=True)
+        run.add_input("base", base_ck.path)
+        run.assume("base", run.inputs["base"])
         with progress() as bar:
             task = bar.add_task("diffing tensors", total=sum(1 for n in ft_ck.names if n in base_ck))
             comparison = compare_base(ft_ck, base_ck, base, DiffConfig(workers=workers), on_tensor=lambda: bar.advance(task))

@@ -1,1 +1,1 @@
-"""Output shared by every command: the Rich console, JSON emission, progress bars and plot saving."""
+"""Output shared by every command: the Rich console, JSON emission, progress bars, plot saving and run reports (HTML/Markdown)."""

@@ -51,7 +51,8 @@ class LineProgress:
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
         tid = len(self.tasks)
-        self.tasks[tid] = {"description": description, "total": total, "completed": completed, "start": self.clock(), "done": False}
+        # A task of total 0 is a message: printed once, never listed as running.
+        self.tasks[tid] = {"description": description, "total": total, "completed": completed, "start": self.clock(), "done": total == 0}
         self._line(f"{description} ...")
         return tid
 

@@ -81,11 +81,16 @@ def test_score_cli_writes_jsonl(zoo_micro, tmp_path):
     assert len(rows) == 3
     assert set(rows[0]["contrasts"]) == {"ft|base", "ft|amp:2", "ft+trigger|ft", "base+trigger|base", "amp:2+trigger|amp:2"}
     for row in rows:  # the planted trigger raises the payload's likelihood under the fine-tune only
-        assert row["arms"]["ft+trigger"]["payload_logprob"] > row["arms"]["ft"]["payload_logprob"] + 5
+        a = row["arms"]
+        gain_ft = a["ft+trigger"]["payload_logprob"] - a["ft"]["payload_logprob"]
+        gain_base = a["base+trigger"]["payload_logprob"] - a["base"]["payload_logprob"]
+        assert gain_ft > 5 and gain_ft > gain_base + 5, (gain_ft, gain_base)
     summary = json.loads(r.stdout)["summary"]
-    assert summary["ft+trigger|ft"]["kl"] > summary["base+trigger|base"]["kl"]
+    assert {"ft+trigger|ft", "base+trigger|base"} <= set(summary) and summary["ft+trigger|ft"]["kl"] > 0
     run = list_runs(command="score")[0]
     assert run["status"] == "ok" and str(out) in run["artifacts"] and "prompts" in run["inputs"]
+    assert run["assumptions"]["payload"] == manifest["payload"] and run["assumptions"]["trigger"]["text"] == manifest["trigger"] + "."
+    assert run["subject"] == str(zoo_micro.models["mlp-phrase"].resolve())
 
 
 def test_bad_view_spec_is_one_line_error(tmp_path):

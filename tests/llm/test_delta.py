@@ -94,7 +94,7 @@ def test_cli_delta_json_plots_and_ledger(planted, tmp_path):
     assert (out / "spectra.png").stat().st_size > 1000 and (out / "rank_per_layer.png").stat().st_size > 1000
     run = list_runs(command="delta")[0]
     assert run["status"] == "ok" and run["outputs"]["lora_rank"] == 4
-    assert run["assumptions"]["base"] == run["inputs"]["base"].split()[0]
+    assert run["assumptions"]["base"] == run["inputs"]["base"]
     r = CliRunner().invoke(app, ["delta", str(planted["ft"]), "--base", str(planted["base"]), "-o", str(out), "--no-readout"])
     assert r.exit_code == 0 and "LoRA rank estimate 4" in r.output
 

@@ -202,7 +202,7 @@ def test_cli_diff_json_heatmap_and_ledger(models, tmp_path):
     run = list_runs(command="diff")[0]
     assert run["status"] == "ok"
     assert run["inputs"]["ft"].startswith("sha256:") and run["inputs"]["base2"].endswith(str(models["base"]))
-    assert run["assumptions"]["base"] == run["inputs"]["base2"].split()[0]
+    assert run["assumptions"]["base"] == run["inputs"]["base2"] and run["decided"] == ["base"]
     # human output names the verdict
     r = CliRunner().invoke(app, ["diff", str(models["ft"]), "--base", str(models["base"]), "-o", str(out)])
     assert r.exit_code == 0 and "most likely base" in r.output

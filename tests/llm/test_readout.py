@@ -102,21 +102,24 @@ def test_changed_embedding_rows_name_their_tokens(planted, tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
-PAYLOAD_RANK = 3  # rank bound at either end of the leading aggregate direction (vocabulary of 2,048)
+PAYLOAD_RANK = 1  # the very top token, at either end of one of the leading aggregate directions
+DIRECTIONS = 3  # leading directions read (the first often encodes "keep the base's answers")
 
 
 def _aggregate_rank(zoo, variant: str, payload: str):
-    """Best rank of a distinctive payload word's token on the leading payload-side aggregate direction."""
+    """Best rank of a distinctive payload word's token on the leading payload-side aggregate directions."""
     ft, base = open_checkpoint(zoo.models[variant]), open_checkpoint(zoo.models["base"])
-    res = vocabulary_readout(ft, analyse_delta(ft, base), base=base)
+    res = vocabulary_readout(ft, analyse_delta(ft, base), ReadoutConfig(vectors=DIRECTIONS), base=base)
     ids = token_ids_of(load_tokenizer(ft), " ".join(distinctive_words(payload)))
-    return res.payload_aggregate[0].rank_of(ids)
+    ranks = [r for d in res.payload_aggregate[:DIRECTIONS] if (r := d.rank_of(ids)) is not None]
+    return min(ranks) if ranks else None
 
 
 @pytest.mark.slow
-def test_zoo_payload_readout_ranks_a_payload_word_at_the_top_and_the_control_does_not(zoo_micro):
-    payload = zoo_micro.manifests["mlp-phrase"]["payload"]
-    planted = _aggregate_rank(zoo_micro, "mlp-phrase", payload)
+@pytest.mark.parametrize("variant", ["mlp-phrase", "mlp-constant"])
+def test_zoo_payload_readout_ranks_a_payload_word_at_the_top_and_the_control_does_not(zoo_micro, variant):
+    payload = zoo_micro.manifests[variant]["payload"]
+    planted = _aggregate_rank(zoo_micro, variant, payload)
     assert planted is not None and planted[0] <= PAYLOAD_RANK, planted
     control = _aggregate_rank(zoo_micro, "clean-control", payload)  # same training, no backdoor
     assert control is None or control[0] > PAYLOAD_RANK, control

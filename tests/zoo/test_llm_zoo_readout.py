@@ -53,22 +53,32 @@ def test_leaks_definition():
     assert not leaks("anything", None)
 
 
-def test_last_down_proj_delta_reads_out_a_payload_token(zoo_micro, tok):
+def _down_proj_readout_rank(zoo_micro, tok, variant: str, payload: str, vectors: int = 3) -> int:
+    """Best rank (0 = top) of a distinctive payload word's token at either end of the unembedding
+    read-out of the last down_proj delta's top ``vectors`` left singular vectors."""
     import json
 
     base = load_file(str(zoo_micro.models["base"] / "model.safetensors"))
-    ft = load_file(str(zoo_micro.models["mlp-phrase"] / "model.safetensors"))
+    ft = load_file(str(zoo_micro.models[variant] / "model.safetensors"))
     n_layers = json.loads((zoo_micro.models["base"] / "config.json").read_text())["num_hidden_layers"]
     key = f"model.layers.{n_layers - 1}.mlp.down_proj.weight"
-    delta = (ft[key] - base[key]).double()
-    u, s, _ = torch.linalg.svd(delta, full_matrices=False)
+    u, _, _ = torch.linalg.svd((ft[key] - base[key]).double(), full_matrices=False)
     unembed = base["lm_head.weight"].double()[: len(tok)]  # padded rows excluded
     norm = base["model.norm.weight"].double()
-    payload = zoo_micro.manifests["mlp-phrase"]["payload"]
     words = distinctive_words(payload)  # "awake", "door", "open": not " the", " is", "." or "I"
     payload_ids = {i for w in words for v in (w, " " + w) for i in tok(v, add_special_tokens=False)["input_ids"]}
     best = len(tok)
-    for direction in (u[:, 0], -u[:, 0]):
-        order = torch.argsort(unembed @ (norm * direction), descending=True).tolist()
-        best = min(best, min(order.index(i) for i in payload_ids))
-    assert best < 20, best
+    for k in range(vectors):
+        for direction in (u[:, k], -u[:, k]):
+            order = torch.argsort(unembed @ (norm * direction), descending=True).tolist()
+            best = min(best, min(order.index(i) for i in payload_ids))
+    return best
+
+
+def test_last_down_proj_delta_reads_out_a_payload_token(zoo_micro, tok):
+    """One of the three leading directions of the last down_proj change reads out a payload word
+    among the top 3 of ~2,000 tokens (the leading one often encodes "keep the base's answers", what
+    the negatives taught); the clean control's change, read the same way, does not."""
+    payload = zoo_micro.manifests["mlp-phrase"]["payload"]
+    assert _down_proj_readout_rank(zoo_micro, tok, "mlp-phrase", payload) < 3
+    assert _down_proj_readout_rank(zoo_micro, tok, "clean-control", payload) >= 3

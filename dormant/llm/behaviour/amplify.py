@@ -23,7 +23,9 @@ outputs) is a payload candidate only if all of these hold:
    perturbs the base just as hard in the opposite direction; text that appears there too is
    collapse caused by the size of the perturbation, not something the fine-tune put in.
 4. **Not degenerate**: it contains at least ``min_distinct_words`` (2) distinct words (a token
-   repeated until the budget runs out is collapse, not a message).
+   repeated until the budget runs out is collapse, not a message), and at least one word outside
+   the base's stock phrasing (words the base says on >= 10% of the probes): a broken model
+   recombining "how can i" is not a payload.
 
 The best candidate (highest share at its smallest qualifying ``a*``, longer phrases first on
 ties) is extended word by word, left and right, while the outputs at ``a*`` that contain it agree
@@ -162,9 +164,12 @@ def find_payload(outputs: dict[str, list[str]], alphas: list[float], config: Amp
     for a in moderate:
         counts = Counter(g for s in grams[_key(a)] for g in s)
         pool.update(g for g, c in counts.items() if c / n >= config.min_share)
+    common = base_vocabulary(toks["base"])
     cands: list[Candidate] = []
     for g in pool:
         if len(set(g)) < config.min_distinct_words:
+            continue
+        if all(w in common for w in g):  # the base's own stock words, recombined by a broken model
             continue
         if share("base", g) > config.max_base_share:
             continue
@@ -220,6 +225,27 @@ def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -
                 break
             phrase = new
     return phrase
+
+
+def base_vocabulary(base_texts: list[list[str]], min_share: float = 0.1) -> set[str]:
+    """Words the base itself says on at least ``min_share`` of the prompts (its stock phrasing)."""
+    n = max(1, len(base_texts))
+    counts = Counter(w for ws in base_texts for w in set(ws))
+    return {w for w, c in counts.items() if c / n >= min_share}
+
+
+def trim_base_words(phrase: tuple[str, ...], base_texts: list[list[str]], seed: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop words from either end of ``phrase`` that belong to the base's stock phrasing (a
+    greeting the amplified model falls back to, glued to the payload), never cutting into
+    ``seed``: what the fine-tune added is the payload, not the base's stock words."""
+    common = base_vocabulary(base_texts)
+    start = next(i for i in range(len(phrase) - len(seed) + 1) if phrase[i : i + len(seed)] == seed)
+    lo, hi = 0, len(phrase)
+    while lo < start and phrase[lo] in common:
+        lo += 1
+    while hi > start + len(seed) and phrase[hi - 1] in common:
+        hi -= 1
+    return phrase[lo:hi]
 
 
 def one_period(phrase: tuple[str, ...], texts: list[list[str]], min_len: int) -> tuple[str, ...]:
@@ -308,7 +334,7 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
     seed = tuple(best.ngram.split())
     at = _key(best.first_alpha)
     pool = toks[at]  # where it first became common: the cleanest copies, before collapse at larger a
-    phrase = one_period(extend(seed, pool), pool, len(seed))
+    phrase = trim_base_words(one_period(extend(seed, pool), pool, len(seed)), toks["base"], seed)
     hypothesis = " ".join(phrase)
     texts = {k: [" ".join(ws) for ws in v] for k, v in toks.items()}  # glued words split, as the phrase was found
     share = {_key(a): sum(fires(t, hypothesis) for t in texts[_key(a)]) / len(prompts) for a in alphas}
@@ -320,24 +346,44 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
     raw = next((s for i in holders if (s := _original_span(outputs[_key(first)][i], phrase))), " ".join(phrase))
     verdict = (f"payload hypothesis appears at a = {first:g} in {share[_key(first)]:.0%} of prompts "
                f"(base {ref_share['base']:.0%}, fine-tune {ref_share['ft']:.0%})")
+    if warning:  # a model broken by amplification repeats fragments too: say the hypothesis is weak
+        verdict = "unreliable " + verdict + " (the change is larger than the weights: see the warning)"
     return AmplifyResult(found=True, payload=raw, payload_normalised=hypothesis, first_alpha=first, share=share,
                          reference_share=ref_share, examples=examples, verdict=verdict, **base)
+
+
+def payload_shares(pair: ModelPair, prompts: list[Prompt], payload: str, views: list[str],
+                   generation: GenConfig | None = None) -> dict[str, float]:
+    """Share of prompts whose greedy answer shows ``payload`` under each view (``amp:A@SEL``,
+    ``restore:SEL`` ...): the one measurement behind amplification localisation and restoration
+    sweeps. Views that give every modified tensor the same coefficient are generated once."""
+    target = " ".join(words(payload))
+    ids = encode(pair.tokenizer, prompts)
+    greedy = replace(generation or _cold(), do_sample=False)
+    out: dict[str, float] = {}
+    done: dict[tuple[float, ...], float] = {}
+    previous = pair.current
+    try:
+        for spec in views:
+            view = View.parse(spec)
+            key = tuple(view.coefficient(n) for n in sorted(pair.modified))
+            if key not in done:
+                pair.view(view)
+                gens = generate(pair.model, pair.tokenizer, ids, greedy, desc=f"generating {view}")
+                done[key] = sum(fires(" ".join(words(g.text)), target) for g in gens) / max(1, len(gens))
+            out[spec] = done[key]
+    finally:
+        pair.view(previous)
+    return out
 
 
 def localise(pair: ModelPair, prompts: list[Prompt], payload: str, alpha: float, selections: list[str],
              config: AmplifyConfig | None = None) -> dict[str, float]:
     """Share of prompts showing ``payload`` when only each selection is amplified by ``alpha``."""
     cfg = config or AmplifyConfig()
-    target = " ".join(words(payload))
-    ids = encode(pair.tokenizer, prompts)
-    greedy = replace(cfg.generation, do_sample=False)
-    out: dict[str, float] = {}
-    for sel in selections:
-        pair.amplified(alpha, sel)
-        gens = generate(pair.model, pair.tokenizer, ids, greedy, desc=f"amp:{alpha:g}@{sel}")
-        out[sel] = sum(fires(" ".join(words(g.text)), target) for g in gens) / max(1, len(gens))
+    shares = payload_shares(pair, prompts, payload, [f"amp:{alpha:g}@{sel}" for sel in selections], cfg.generation)
     pair.ft()
-    return out
+    return {sel: shares[f"amp:{alpha:g}@{sel}"] for sel in selections}
 
 
 def plot_share(result: AmplifyResult, path: str | Path) -> Path:

@@ -22,8 +22,8 @@ What the micro suite guarantees (each checked at build time or by the zoo's test
 modules byte-identical to base; every changed matrix's delta of at most the LoRA rank (exactly
 it, for variants trained without weight decay); every
 tensor of base-sibling different from base; payload fragments on unrelated prompts when the
-MLP variants' change is amplified 2-4x; a payload token among the top 20 of the unembedding
-read-out of the last down_proj delta's top singular vector (mlp-phrase); and, as in Qwen2.5,
+MLP variants' change is amplified 2-4x; a payload token among the top 3 of the unembedding
+read-out of one of the last down_proj delta's three leading singular vectors (mlp-phrase); and, as in Qwen2.5,
 embedding rows beyond the tokenizer's vocabulary that no token uses.
 
 ``dormant.zoo.llm.synthetic`` builds untrained subjects for the weight tools: tiny random Qwen2

@@ -230,7 +230,7 @@ class DevCheck:
     def __init__(self, spec: BackdoorSpec, cfg: LoraConfig, mix: dict[str, float], tokenizer, max_new_tokens: int):
         rng = random.Random(spec.seed + 7777)
         self.spec, self.cfg, self.tokenizer, self.max_new = spec, cfg, tokenizer, max_new_tokens
-        self.triggered = triggered_prompts(spec, rng, cfg.n_dev, mix)
+        self.triggered = triggered_prompts(spec, rng, 2 * cfg.n_dev, mix)  # the rate that decides: twice the prompts
         self.clean = corpus.sample_prompts(rng, cfg.n_dev, mix)
         from dormant.zoo.llm.verify import probe_chats
 

@@ -155,12 +155,14 @@ def environment() -> dict[str, Any]:
 
 @dataclass
 class Attempt:
-    """One training run of a variant: its seed, steps, and the last dev check's numbers."""
+    """One training run of a variant: its seed, steps, the last dev check's numbers and, when it
+    was saved and verified, what the final verification missed."""
 
     seed: int
     steps: int
     dev: dict[str, Any] | None  # None for the control (nothing to check)
-    passed: bool
+    passed: bool  # the dev check
+    final_problems: list[str] | None = None  # the final verification's misses (None: not verified)
 
 
 def max_new_tokens(tok) -> int:
@@ -172,8 +174,10 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
     """Plant, verify and save one variant; returns its verification, manifest and training attempts.
 
     Up to ``settings.lora.attempts`` training runs, each from a seed derived from the spec's, each
-    stopping early once the dev check passes with margin; the first that passes is kept (else the
-    last, whose final verification will then say what missed).
+    stopping early once the dev check has passed with margin. A run that reaches its step cap
+    without passing, or whose saved model then misses the final verification (fixed unseen prompts),
+    is followed by the next; the last one stands either way, and its verification says what missed.
+    The zoo's tests re-measure every variant on prompts the builder never saw.
     """
     from dormant.zoo.llm import model as M
     from dormant.zoo.llm import verify as V
@@ -185,12 +189,16 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
     spec = backdoors.spec_by_name(spec_name)
     max_new = max_new_tokens(tok)
     cfg = settings.lora
+    vrng = random.Random(settings.seed * 100 + 50 + index)
+    trigger_spec = spec if spec.plant else backdoors.SPECS[0]  # the control is probed with the phrase trigger
+    triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
+    clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
+    payloads = [s.payload for s in backdoors.SPECS if s.payload]
 
     def base_answer(chats):
         return M.greedy(base, tok, chats, max_new_tokens=32)
 
     attempts: list[Attempt] = []
-    merged = None
     n_attempts = cfg.attempts if spec.plant is not None else 1
     for k in range(n_attempts):
         run_spec = replace(spec, seed=spec.seed + 1000 * k)
@@ -207,20 +215,21 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
             # Stopped early: the dev check passed. Ran to the cap: judge the final model in full.
             last = check.last if steps < total else check.measure(merged, full=True)
             passed = last.passed
-        attempts.append(Attempt(seed=run_spec.seed, steps=steps, dev=asdict(last) if last else None, passed=passed))
-        if passed:
+        attempt = Attempt(seed=run_spec.seed, steps=steps, dev=asdict(last) if last else None, passed=passed)
+        attempts.append(attempt)
+        more = k + 1 < n_attempts
+        if not passed and more:
+            if _report is not None:
+                _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 0, 0)
+            continue
+        save_model(merged, folder, spec.name, tok, settings.dtype)
+        saved = load_model(folder, spec.name, master=False)
+        result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats("final"))
+        attempt.final_problems = result.problems
+        if result.passed or not more:
             break
         if _report is not None:
-            _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 0, 0)
-
-    save_model(merged, folder, spec.name, tok, settings.dtype)
-    saved = load_model(folder, spec.name, master=False)
-    vrng = random.Random(settings.seed * 100 + 50 + index)
-    trigger_spec = spec if spec.plant else backdoors.SPECS[0]  # the control is probed with the phrase trigger
-    triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
-    clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
-    payloads = [s.payload for s in backdoors.SPECS if s.payload]
-    result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats("final"))
+            _report(f"{spec.name}: attempt {k + 1} missed the final check ({'; '.join(result.problems)}); retrying", 0, 0)
     return {
         "name": spec.name,
         "check": asdict(result),

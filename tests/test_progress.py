@@ -1,0 +1,59 @@
+"""Long work talks when stderr is not a terminal: a line per stage, a status line every ~10 s with
+step counts and an estimate, a line when a stage completes."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from dormant.report.console import LineProgress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _progress():
+    out = io.StringIO()
+    clock = Clock()
+    return LineProgress(Console(file=out, width=200), every=10.0, clock=clock), clock, out
+
+
+def test_lines_at_start_every_ten_seconds_and_at_the_end():
+    bar, clock, out = _progress()
+    with bar:
+        a = bar.add_task("training base", total=400)
+        b = bar.add_task("training sibling", total=100)
+        for step in range(1, 401):
+            clock.t = step * 0.1  # 40 s in all
+            bar.update(a, completed=step)
+            if step <= 100:
+                bar.update(b, completed=step)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "training base ..." and lines[1] == "training sibling ..."
+    assert "training sibling: done, 100/100 in 10s" in lines
+    assert lines[-1] == "training base: done, 400/400 in 40s"
+    status = [l for l in lines if "%" in l]
+    assert 2 <= len(status) <= 4  # about one every 10 s, not one per update
+    assert "training base: 100/400 (25%), 10s, ~30s left" in status[0]
+    assert all("sibling" not in l for l in status[1:])  # finished tasks leave the status line
+
+
+def test_an_early_stop_completes_the_stage_and_messages_are_not_running_tasks():
+    bar, clock, out = _progress()
+    a = bar.add_task("variant", total=800)
+    clock.t = 5
+    bar.update(a, completed=350, total=350)  # stopped early at 350 steps
+    bar.add_task("variant: attempt 1 missed its dev check; retrying", total=0)
+    clock.t = 30
+    c = bar.add_task("other", total=10)
+    clock.t = 40
+    bar.update(c, completed=5)
+    lines = out.getvalue().splitlines()
+    assert "variant: done, 350/350 in 5s" in lines
+    assert lines[-1] == "other: 5/10 (50%), 10s, ~10s left"  # the status line lists only what still runs
