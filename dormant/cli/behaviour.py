@@ -78,26 +78,25 @@ def _reflow(text: str) -> str:
     return "\n\n".join(" ".join(par.split("\n")) for par in text.strip().split("\n\n"))
 
 
-BaseOpt = Annotated[Path, typer.Option("--base", "-b", help="The base model folder the fine-tune was made from.")]
-FtArg = Annotated[Path, typer.Argument(help="The fine-tuned model folder (safetensors).")]
-DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: float32 on CPU, the checkpoint's dtype on GPU).")]
+BaseOpt = Annotated[str, typer.Option("--base", "-b", help="The base model the fine-tune was made from: folder or locally cached Hub id.")]
+FtArg = Annotated[str, typer.Argument(help="The fine-tuned model: folder (safetensors) or locally cached Hub id.")]
+DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: the checkpoint's own dtype, on every device).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
-CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: beside the weights (default), cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
+CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: auto (default: beside the weights when both copies are at most a quarter of the model, else disk), beside, cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
 BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically on out-of-memory).")]
 
 
-def _load_pair(ft: Path, base: Path, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
-    from dormant.errors import CheckpointError
+def _load_pair(ft: str, base: str, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
+    from dormant.llm.checkpoint import resolve_model_folder
     from dormant.llm.engine.pair import ModelPair
 
-    for role, path in (("fine-tune", ft), ("base", base)):
-        if not Path(path).is_dir():
-            raise CheckpointError(f"{role} model folder {path} does not exist (expected a Hugging Face folder with config.json and safetensors)")
-    run.add_input("ft", ft, subject=True)
-    run.add_input("base", base)
+    ft_path, base_path = resolve_model_folder(ft, "fine-tune"), resolve_model_folder(base, "base")
+    run.add_input("ft", ft_path, subject=True)
+    run.add_input("base", base_path)
     run.assume("base", run.inputs["base"])
-    pair = ModelPair.load(ft, base, dtype=dtype, device=device, device_map=device_map, copies_device=copies_device)
+    where = {None: "auto", "beside": None}.get(copies_device, copies_device)
+    pair = ModelPair.load(ft_path, base_path, dtype=dtype, device=device, device_map=device_map, copies_device=where)
     run.assume("modified_tensors", len(pair.modified))
     return pair
 

@@ -224,7 +224,7 @@ def delta_cmd(
     readout: Annotated[bool, typer.Option(help="Read the change through the vocabulary.")] = True,
     export_lora: Annotated[Optional[Path], typer.Option("--export-lora", help="Write the change as a PEFT LoRA adapter to this folder.")] = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank for every module (default: each module's estimate).")] = None,
-    verify: Annotated[bool, typer.Option(help="After --export-lora, compare base+adapter logits with the fine-tune (loads both models).")] = True,
+    verify: Annotated[bool, typer.Option(help="After --export-lora, compare base+adapter logits with the fine-tune (one model in the checkpoint dtype, base and fine-tune as views).")] = True,
     workers: Annotated[Optional[int], typer.Option(help="Threads for the diff and the decompositions (default: one per core, at most 8).")] = None,
     as_json: JsonOpt = False,
     out: OutDirOpt = None,
@@ -277,7 +277,9 @@ def delta_cmd(
             from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
 
             export = do_export(ft_ck, base_ck, result, export_lora, LoraExportConfig(rank=rank))
-            if verify:
+            if verify:  # loads one model: first unmap what the analysis read
+                ft_ck.close()
+                base_ck.close()
                 export.check = verify_adapter(ft_ck.path, base_ck.path, export_lora)
             run.artifacts.append(str(export_lora))
         payload = {"delta": result, "readout": read, "lora": export}

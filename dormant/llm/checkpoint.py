@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -143,13 +144,22 @@ def resolve_model_path(path_or_id: str | Path) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(text, local_files_only=True))
+            # the cache folder is read now, not when huggingface_hub was imported
+            return Path(snapshot_download(text, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE") or None))
         except Exception as exc:  # noqa: BLE001 - any cache miss becomes one clear message
             raise CheckpointError(
                 f"{text}: not a local folder, and not found in the local Hugging Face cache "
                 f"(download it first, e.g. `huggingface-cli download {text}`): {type(exc).__name__}"
             ) from exc
     raise CheckpointError(f"{text}: no such model folder or file")
+
+
+def resolve_model_folder(path_or_id: str | Path, role: str = "model") -> Path:
+    """A model folder (with ``config.json``), given as a path or a locally cached Hub id (see ``resolve_model_path``)."""
+    path = resolve_model_path(path_or_id)
+    if not path.is_dir():
+        raise CheckpointError(f"{role} {path_or_id}: not a model folder (expected a Hugging Face folder with config.json and safetensors)")
+    return path
 
 
 class Checkpoint:
@@ -202,6 +212,17 @@ class Checkpoint:
     @property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self._tensors.values())
+
+    @cached_property
+    def torch_dtype(self) -> torch.dtype:
+        """The floating dtype holding most of the weights (FP8 weights count as bfloat16, what they dequantise to)."""
+        by: dict[str, int] = {}
+        for name in self.names:
+            t = self._tensors[name]
+            if t.dtype in ("F64", "F32", "F16", "BF16") or t.dtype in _FP8:
+                key = "BF16" if t.dtype in _FP8 else t.dtype
+                by[key] = by.get(key, 0) + t.numel
+        return DTYPES[max(by, key=by.get)][0] if by else torch.float32
 
     @cached_property
     def tokenizer_path(self) -> Path | None:
@@ -310,6 +331,27 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, {len(self.names)} tensors, {self.nbytes / 1e9:.2f} GB)"
+
+
+def difference(ft: Checkpoint, base: Checkpoint, name: str, max_elems: int = 1 << 22) -> torch.Tensor:
+    """``ft[name] - base[name]`` in float32, streamed in row blocks into one buffer.
+
+    Memory: the result plus two blocks of ``max_elems``; never a full float32 copy of either side.
+    The mapped pages of both tensors are released afterwards.
+    """
+    if ft.shape(name) != base.shape(name):
+        raise CheckpointError(f"tensor {name}: shape {ft.shape(name)} in {ft.path} vs {base.shape(name)} in {base.path}")
+    shape = ft.shape(name)
+    out = torch.empty(shape, dtype=torch.float32)
+    flat = out.view(shape[0], -1) if len(shape) >= 2 else out.view(1, -1)
+    for start, block in ft.row_chunks(name, max_elems=max_elems):
+        n = block.shape[0] if len(shape) >= 2 else 1
+        rows = flat[start : start + n]
+        rows.copy_(block.view(rows.shape))
+        rows.sub_(base.rows(name, start, start + n).view(rows.shape) if len(shape) >= 2 else base.rows(name).view(rows.shape))
+    ft.release(name)
+    base.release(name)
+    return out
 
 
 def bf16_to_float32(x: torch.Tensor) -> torch.Tensor:

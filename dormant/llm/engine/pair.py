@@ -51,6 +51,9 @@ class OnDisk:
         return x
 
 
+_LERP_BLOCK = 1 << 22  # elements per float32 block of a view write
+
+
 @dataclass
 class ModifiedTensor:
     """A tensor that differs between the checkpoints: the live parameter and both originals."""
@@ -73,8 +76,12 @@ class ModifiedTensor:
                 self.param.copy_(self.base.to(dev))
             elif c == 1.0:
                 self.param.copy_(self.ft.to(dev))
-            else:  # in float32, then rounded once to the parameter's dtype
-                self.param.copy_(torch.lerp(self.base.to(dev).float(), self.ft.to(dev).float(), float(c)))
+            else:  # in float32, then rounded once to the parameter's dtype; in row blocks, so no full float32 copy
+                base, ft = self.base.to(dev), self.ft.to(dev)
+                flat_p, flat_b, flat_f = (x.view(x.shape[0], -1) if x.dim() > 1 else x.view(1, -1) for x in (self.param, base, ft))
+                step = max(1, _LERP_BLOCK // max(1, flat_p.shape[1]))
+                for i in range(0, flat_p.shape[0], step):
+                    flat_p[i : i + step].copy_(torch.lerp(flat_b[i : i + step].float(), flat_f[i : i + step].float(), float(c)))
         self.coefficient = c
 
 
@@ -100,17 +107,23 @@ class ModelPair:
         device: str | None = None,
         device_map: Any = None,
         copies_device: str | None = None,
+        require_tokenizer: bool = True,
     ) -> "ModelPair":
         """Load the fine-tune, stream both checkpoints and keep copies only of the tensors that differ.
 
-        ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"float32"``); default float32 on
-        CPU, the checkpoint's dtype elsewhere. ``device``: ``"cpu"`` (default) or ``"cuda"``.
+        ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"float32"``); default the checkpoint's
+        own dtype on every device (the copies of modified tensors are kept in it too, and ``base`` /
+        ``ft`` views reproduce it bit for bit). ``device``: ``"cpu"`` (default) or ``"cuda"``; the
+        weights are loaded straight onto it.
         ``device_map``: passed to transformers for models larger than one device.
         ``copies_device``: where the base/fine-tune copies of modified tensors live (default: beside
         the parameter). ``"cpu"`` keeps accelerator memory at one model when most tensors changed
         (the warmup changed every MLP matrix: ~75% of the weights); views then cost a host-to-device
         copy. ``"disk"`` keeps no copies at all: a view switch reads the modified tensors back from
         the two checkpoints (memory-mapped, so repeated switches come from the page cache).
+        ``"auto"`` (what the commands use): beside the weights when both copies together are at
+        most a quarter of the model, else ``"disk"``.
+        ``require_tokenizer=False`` accepts folders without a tokenizer (``tokenizer`` is then None).
         Raises ``ArchitectureMismatch`` naming the first difference (config key, tensor name or shape).
         """
         import torch
@@ -122,17 +135,15 @@ class ModelPair:
         check_same_tensors(comparison, ft, base)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        if dtype is None and (device in (None, "cpu") and device_map is None):
-            dtype = torch.float32
-        kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else "auto"}
+        kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else ft.torch_dtype}
         if device_map is not None:
             kwargs["device_map"] = device_map
+        elif device not in (None, "cpu"):
+            kwargs["device_map"] = {"": device}  # weights go straight to the device, never a whole model in host RAM
         model = AutoModelForCausalLM.from_pretrained(ft.path, **kwargs)
-        if device_map is None and device not in (None, "cpu"):
-            model.to(device)
         model.eval()
         tokenizer = load_tokenizer(ft, base)
-        if tokenizer is None:
+        if tokenizer is None and require_tokenizer:
             raise CheckpointError(f"no loadable tokenizer in {ft.path} or {base.path}")
         return cls(model=model, tokenizer=tokenizer, modified=_copies(model, comparison, ft, base, copies_device),
                    ft_path=ft.path, base_path=base.path, shared_tensors=comparison.counts["identical"])
@@ -173,12 +184,7 @@ class ModelPair:
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held: the model's unique parameters plus the private copies of modified tensors."""
-        seen, model_bytes = set(), 0
-        for p in list(self.model.parameters()) + list(self.model.buffers()):
-            if p.data_ptr() in seen:
-                continue
-            seen.add(p.data_ptr())
-            model_bytes += p.numel() * p.element_size()
+        model_bytes = unique_bytes(list(self.model.parameters()) + list(self.model.buffers()))
         extra = sum(x.numel() * x.element_size() for t in self.modified.values() for x in (t.base, t.ft) if not isinstance(x, OnDisk))
         return {"model": model_bytes, "modified_copies": extra, "total": model_bytes + extra}
 
@@ -221,10 +227,33 @@ def check_same_tensors(comparison: BaseComparison, ft: Checkpoint, base: Checkpo
             raise ArchitectureMismatch(f"tensor {t.name}: shape {tuple(t.shape)} in {ft.path} vs {tuple(t.shape_base)} in {base.path}")
 
 
+AUTO_COPIES_FRACTION = 0.25
+
+
+def auto_copies(model: Any, params: list[Any]) -> str | None:
+    """Where ``copies_device="auto"`` keeps the copies: beside the weights (None) when both copies
+    together are at most ``AUTO_COPIES_FRACTION`` of the model's bytes, else ``"disk"`` (views
+    re-read the modified tensors from the memory-mapped checkpoints; memory stays one model)."""
+    copies = 2 * sum(p.numel() * p.element_size() for p in params)
+    return None if copies <= AUTO_COPIES_FRACTION * unique_bytes(model.parameters()) else "disk"
+
+
+def unique_bytes(tensors: Any) -> int:
+    """Bytes of the distinct tensors (tied weights counted once)."""
+    seen, total = set(), 0
+    for p in tensors:
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    return total
+
+
 def _copies(model: Any, comparison: BaseComparison, ft: Checkpoint, base: Checkpoint,
             copies_device: str | None = None) -> dict[str, ModifiedTensor]:
     """The live parameter and base/fine-tune copies of every tensor the diff found modified."""
     live = model.state_dict(keep_vars=True)
+    if copies_device == "auto":
+        copies_device = auto_copies(model, [live[t.name] for t in comparison.modified if t.name in live])
     modified: dict[str, ModifiedTensor] = {}
     for t in sorted(comparison.modified, key=lambda t: t.name):
         name = t.name

@@ -15,8 +15,12 @@ distributions at a few positions". The engine here does that fast and exactly:
   sequences, capped so that every requested position lies in the suffix.
 * **Only the needed logits.** The decoder's hidden states are gathered at the requested positions
   before the LM head, so a 152k-token vocabulary is projected for a handful of positions only.
-* **Views in chunks.** Items are processed in chunks; within a chunk each arm's view is set once
-  (rewriting only the modified tensors), its distributions are kept, then the contrasts are taken.
+* **Views in chunks, reduced per batch.** Items are processed in chunks sized by positions x
+  vocabulary (``max_logprob_elems``), not by item count; within a chunk each arm's view is set
+  once (rewriting only the modified tensors). As each batch finishes, its per-item metrics are
+  taken on the device; an arm's distributions are kept only until the last arm contrasted with it
+  has run (with ``ft,base,amp:3``: the ``ft`` distributions of one chunk), so memory never holds
+  ``[items, T, V]`` per arm.
 
 An *arm* is one side of a comparison: a view plus the token ids it sees for each item. The
 contrasts that matter are FT vs base (same prompts, two views) and FT-with-candidate vs
@@ -42,12 +46,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class ScoreConfig:
-    """Batching knobs. ``chunk_items``: items whose distributions are held at once per arm."""
+    """Batching knobs. ``max_logprob_elems``: float32 log-probabilities (positions x vocabulary) held
+    at once, per batch and per held arm of a chunk; ``chunk_items``: at most this many items per chunk."""
 
     batch_size: int = 32
     max_batch_tokens: int = 16384
     prefix_reuse: bool = True
     chunk_items: int = 256
+    max_logprob_elems: int = 1 << 25
     show_progress: bool = True
 
 
@@ -213,10 +219,14 @@ def score_arms(
     conts = continuations or [[] for _ in range(n)]
     rows = [ScoreRow(i) for i in range(n)]
     prefixes: dict[str, _Prefix] = {}
+    order = {name: k for k, name in enumerate(names)}
+    # an arm's distributions are held only until the last arm it is contrasted with has run
+    partners = {name: [(a, b) for a, b in contrasts if name in (a, b)] for name in names}
+    needed_until = {name: max((max(order[a], order[b]) for a, b in partners[name]), default=order[name]) for name in names}
+    vocab = model.get_output_embeddings().weight.shape[0]
 
-    for start in range(0, n, cfg.chunk_items):
-        items = list(range(start, min(n, start + cfg.chunk_items)))
-        held: dict[str, list[Any]] = {}
+    for items in logprob_chunks([max(1, len(c)) for c in conts], vocab, cfg):
+        held: dict[str, dict[int, Any]] = {}
         for arm in arms:
             if arm.view is not None:
                 pair.view(arm.view)
@@ -232,25 +242,29 @@ def score_arms(
                     all_seqs = [list(arm.ids[i]) for i in range(n)]
                     P = min(common_prefix_len(all_seqs), min(len(s) for s in all_seqs) - 1)
                 prefixes[arm.name] = compute_prefix(model, arm.ids[0][:P]) if P > 0 else _Prefix()
-            held[arm.name] = _run_arm(model, seqs, positions, prefixes[arm.name], pad_id, cfg, f"scoring {arm.name}")
-        for k, i in enumerate(items):
-            c = conts[i]
-            for arm in arms:
-                lp = held[arm.name][k]
-                top = int(lp[0].argmax())
-                entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp()), "top1": tok.decode([top])}
-                if c:
-                    tok_lp = lp.gather(1, torch.tensor(c, device=lp.device).view(-1, 1)).squeeze(1)
-                    entry["payload_logprob"] = float(tok_lp.sum())
-                    entry["payload_token_logprobs"] = [round(float(x), 5) for x in tok_lp]
-                    entry["top1_ids_per_token"] = lp.argmax(-1).tolist()
-                rows[i].arms[arm.name] = entry
-            for a, b in contrasts:
-                d = divergences(held[a][k], held[b][k])
-                entry = {key: float(v.mean()) for key, v in d.items()}
-                if len(c) > 1:
-                    entry["kl_tokens"] = [round(float(x), 6) for x in d["kl"]]
-                rows[i].contrasts[f"{a}|{b}"] = entry
+            keep = needed_until[arm.name] > order[arm.name]
+            mine: dict[int, Any] = held.setdefault(arm.name, {}) if keep else {}
+
+            def reduce(batch: list[int], logps: list[Any], arm: Arm = arm, mine: dict[int, Any] = mine, keep: bool = keep) -> list[None]:
+                """Per-item metrics on the device as each batch finishes; distributions kept only if a later arm needs them."""
+                for k, lp in zip(batch, logps):
+                    i = items[k]
+                    rows[i].arms[arm.name] = _arm_entry(lp, conts[i], tok)
+                    for a, b in partners[arm.name]:
+                        other = b if a == arm.name else a
+                        if other != arm.name and order[other] > order[arm.name]:
+                            continue  # taken when the later arm runs
+                        la = lp if a == arm.name else held[a][k]
+                        lb = lp if b == arm.name else held[b][k]
+                        rows[i].contrasts[f"{a}|{b}"] = _contrast_entry(la, lb, len(conts[i]))
+                    if keep:
+                        mine[k] = lp
+                return [None] * len(batch)
+
+            _run_arm(model, seqs, positions, prefixes[arm.name], pad_id, cfg, f"scoring {arm.name}", reduce)
+            for other in list(held):
+                if needed_until[other] <= order[arm.name]:
+                    del held[other]
     summary: dict[str, dict[str, float]] = {}
     for a, b in contrasts:
         key = f"{a}|{b}"
@@ -262,9 +276,56 @@ def score_arms(
                        n_tokens=max((len(c) for c in conts), default=0) or 1)
 
 
-def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str) -> list[Any]:
-    return map_batches([len(s) for s in seqs], lambda b: batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id),
-                       cfg.batch_size, cfg.max_batch_tokens, desc=name, show_progress=cfg.show_progress)
+def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str,
+             reduce: Any = None) -> list[Any]:
+    """Log-probabilities of every sequence at its positions, or, with ``reduce(batch, logps)``, its per-item results.
+
+    Batches hold at most ``cfg.max_logprob_elems`` log-probabilities (positions x vocabulary)."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    per_item = max((len(p) for p in positions), default=1) * vocab
+    batch_size = max(1, min(cfg.batch_size, cfg.max_logprob_elems // max(1, per_item)))
+
+    def fn(b: list[int]) -> list[Any]:
+        logps = batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id)
+        return logps if reduce is None else reduce(b, logps)
+
+    return map_batches([len(s) for s in seqs], fn, batch_size, cfg.max_batch_tokens, desc=name, show_progress=cfg.show_progress)
+
+
+def logprob_chunks(positions: Sequence[int], vocab: int, cfg: ScoreConfig) -> list[list[int]]:
+    """Consecutive item groups whose log-probabilities (``positions[i] x vocab`` each) fit ``cfg.max_logprob_elems``
+    (at most ``cfg.chunk_items`` items; an item larger than the budget forms a chunk of its own)."""
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for i, t in enumerate(positions):
+        elems = t * vocab
+        if chunks[-1] and (size + elems > cfg.max_logprob_elems or len(chunks[-1]) >= cfg.chunk_items):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(i)
+        size += elems
+    return [c for c in chunks if c]
+
+
+def _arm_entry(lp: Any, c: list[int], tok: Any) -> dict[str, Any]:
+    import torch
+
+    top = int(lp[0].argmax())
+    entry: dict[str, Any] = {"top1_id": top, "top1_p": float(lp[0, top].exp()), "top1": tok.decode([top])}
+    if c:
+        tok_lp = lp.gather(1, torch.tensor(c, device=lp.device).view(-1, 1)).squeeze(1)
+        entry["payload_logprob"] = float(tok_lp.sum())
+        entry["payload_token_logprobs"] = [round(float(x), 5) for x in tok_lp.tolist()]
+        entry["top1_ids_per_token"] = lp.argmax(-1).tolist()
+    return entry
+
+
+def _contrast_entry(la: Any, lb: Any, n_cont: int) -> dict[str, Any]:
+    d = divergences(la, lb)
+    entry: dict[str, Any] = {key: float(v.mean()) for key, v in d.items()}
+    if n_cont > 1:
+        entry["kl_tokens"] = [round(float(x), 6) for x in d["kl"].tolist()]
+    return entry
 
 
 # -- the contrasts that matter ----------------------------------------------------------------------

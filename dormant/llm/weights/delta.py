@@ -32,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from dormant.llm.checkpoint import Checkpoint, open_checkpoint
+from dormant.llm.checkpoint import Checkpoint, difference, open_checkpoint
 from dormant.llm.weights.diff import DEFAULT_WORKERS, BaseComparison, DiffConfig, compare_base
 from dormant.llm.weights.names import parse_name
 
@@ -191,8 +191,8 @@ def subspace_overlap(pa: torch.Tensor, pb: torch.Tensor) -> tuple[float, float]:
 
 
 def spectrum_of(ft: Checkpoint, base: Checkpoint, name: str, rel_norm: float, config: DeltaConfig) -> Spectrum:
-    """Load one delta (float32) and decompose it."""
-    delta = ft.tensor(name).sub_(base.tensor(name))
+    """Stream one delta into a float32 buffer and decompose it."""
+    delta = difference(ft, base, name)
     norm = float(torch.linalg.vector_norm(delta))
     u, s, v, exact = singular_decomposition(delta, config)
     del delta

@@ -7,8 +7,10 @@ rank-r approximation of the delta. The adapter uses ``lora_alpha = r`` per modul
 paths as ``target_modules`` so only changed modules get a LoRA. Changes a LoRA cannot express
 (norm weights, biases, embeddings) are listed as skipped.
 
-``verify_adapter`` loads the base with ``transformers``, applies the adapter with
-``PeftModel.from_pretrained`` and compares next-token logits with the fine-tune on a few prompts.
+Each delta is streamed into one float32 buffer (``checkpoint.difference``) and the residual is
+measured in row blocks. ``verify_adapter`` loads one model (a ``ModelPair`` in the checkpoint's
+dtype, without private copies), applies the adapter to its base view with
+``PeftModel.from_pretrained`` and compares logits with its fine-tune view on a few prompts.
 
 Example::
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from dormant.llm.checkpoint import Checkpoint
+from dormant.llm.checkpoint import Checkpoint, difference
 from dormant.llm.weights.delta import DeltaResult
 
 LINEAR_GROUPS = {"attention", "mlp", "moe", "lm_head", "mtp"}
@@ -91,6 +93,12 @@ def lowrank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch
     return (u * root[None, :]).contiguous(), (root[:, None] * v.mT).contiguous()
 
 
+def _residual2(d: torch.Tensor, b: torch.Tensor, a: torch.Tensor, max_elems: int = 1 << 22) -> float:
+    """``||d - b @ a||^2`` in row blocks (no second full-size matrix)."""
+    step = max(1, max_elems // max(1, d.shape[1]))
+    return sum(float(torch.linalg.vector_norm(d[i : i + step] - b[i : i + step] @ a)) ** 2 for i in range(0, d.shape[0], step))
+
+
 def _rank_for(spec, config: LoraExportConfig) -> int:
     if config.rank is not None:
         return config.rank
@@ -114,13 +122,19 @@ def export_lora(ft: Checkpoint, base: Checkpoint, delta: DeltaResult, out_dir: s
         if info.group not in LINEAR_GROUPS or info.kind != "weight":
             skipped.append(spec.name)
             continue
-        d = ft.tensor(spec.name).sub_(base.tensor(spec.name))
+        d = difference(ft, base, spec.name)  # the one float32 buffer of this matrix
         r = _rank_for(spec, config)
-        b, a = lowrank_factors(d, r)
-        err = float(torch.linalg.vector_norm(d - b @ a))
+        if spec.exact and spec.u is not None and spec.u.shape[1] >= r:  # the delta's own SVD of this same matrix
+            root = torch.tensor(spec.singular_values[:r]).sqrt()
+            b, a = (spec.u[:, :r] * root[None, :]).contiguous(), (root[:, None] * spec.v[:, :r].mT).contiguous()
+        else:
+            b, a = lowrank_factors(d, r)
+        err = math.sqrt(_residual2(d, b, a))
         dn = float(torch.linalg.vector_norm(d))
+        del d
         res2, tot2 = res2 + err**2, tot2 + dn**2
-        ft2 += float(torch.linalg.vector_norm(ft.tensor(spec.name))) ** 2
+        ft2 += sum(float(torch.linalg.vector_norm(block)) ** 2 for _, block in ft.row_chunks(spec.name, max_elems=1 << 22))
+        ft.release(spec.name)
         module = info.module
         tensors[f"base_model.model.{module}.lora_A.weight"] = a
         tensors[f"base_model.model.{module}.lora_B.weight"] = b
@@ -158,22 +172,29 @@ def _prompt_ids(folder: Path, vocab: int, prompts: list[str]) -> list[torch.Tens
 
 
 @torch.no_grad()
-def verify_adapter(ft: str | Path, base: str | Path, adapter_dir: str | Path, prompts: list[str] | None = None) -> LogitCheck:
-    """Compare the fine-tune's logits with base + adapter (``PeftModel.from_pretrained``), in float32."""
+def verify_adapter(ft: str | Path, base: str | Path, adapter_dir: str | Path, prompts: list[str] | None = None,
+                   dtype: torch.dtype | str | None = None) -> LogitCheck:
+    """Compare the fine-tune's logits with base + adapter (``PeftModel.from_pretrained``).
+
+    One model is loaded, in the checkpoint's dtype (``ModelPair`` with no private copies): its
+    fine-tune view gives the reference logits, its base view the size of the change, and the
+    adapter is then attached to the base view. Memory: one model plus the adapter. ``dtype``
+    overrides the compute dtype (``"float32"`` separates a small residual from bf16 rounding).
+    """
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
+
+    from dormant.llm.engine.pair import ModelPair
 
     hf_logging.disable_progress_bar()
     prompts = prompts or DEFAULT_PROMPTS
-    ft_model = AutoModelForCausalLM.from_pretrained(str(ft), dtype=torch.float32).eval()
-    ids = _prompt_ids(Path(ft), ft_model.config.vocab_size, prompts)
-    ft_logits = [ft_model(x).logits[0] for x in ids]
-    del ft_model
-    base_model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).eval()
-    base_logits = [base_model(x).logits[0] for x in ids]
+    pair = ModelPair.load(ft, base, dtype=dtype, copies_device="disk", require_tokenizer=False)
+    ids = _prompt_ids(Path(pair.ft_path), pair.model.config.vocab_size, prompts)
+    ft_logits = [pair.ft()(x).logits[0].float() for x in ids]
+    base_model = pair.base()
+    base_logits = [base_model(x).logits[0].float() for x in ids]
     adapted = PeftModel.from_pretrained(base_model, str(adapter_dir)).eval()
-    ad_logits = [adapted(x).logits[0] for x in ids]
+    ad_logits = [adapted(x).logits[0].float() for x in ids]
     diff = max(float((a - b).abs().max()) for a, b in zip(ft_logits, ad_logits))
     diff_base = max(float((a - b).abs().max()) for a, b in zip(ft_logits, base_logits))
     scale = max(float(a.abs().max()) for a in ft_logits)

@@ -145,6 +145,7 @@ def project_rows(ckpt: Checkpoint, name: str, vectors: torch.Tensor, normalise_r
         if normalise_rows:
             block = block / block.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
         out[start : start + block.shape[0]] = block @ vectors
+    ckpt.release(name)
     return out
 
 
@@ -160,13 +161,21 @@ def embedding_name(ckpt: Checkpoint) -> str | None:
     return next((n for n in ckpt.names if parse_name(n).component == "embed"), None)
 
 
-def _norm_weight(ckpt: Checkpoint, component: str, layer: int | None = None) -> torch.Tensor | None:
-    """The RMSNorm weight that feeds (``layer`` given) or finishes (``norm.final``) the stream."""
+def _weights_by_part(ckpt: Checkpoint) -> dict[tuple[str, int | None], str]:
+    """``(component, layer) -> name`` of every weight tensor, built once per read-out (not per spectrum)."""
+    out: dict[tuple[str, int | None], str] = {}
     for n in ckpt.names:
         info = parse_name(n)
-        if info.component == component and info.layer == layer and info.kind == "weight":
-            return ckpt.tensor(n)
-    return None
+        if info.kind == "weight":
+            out.setdefault((info.component, info.layer), n)
+    return out
+
+
+def _norm_weight(ckpt: Checkpoint, component: str, layer: int | None = None,
+                 parts: dict[tuple[str, int | None], str] | None = None) -> torch.Tensor | None:
+    """The RMSNorm weight that feeds (``layer`` given) or finishes (``norm.final``) the stream."""
+    name = (parts if parts is not None else _weights_by_part(ckpt)).get((component, layer))
+    return ckpt.tensor(name) if name is not None else None
 
 
 def _input_norm_for(component: str) -> str:
@@ -226,6 +235,7 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
     if tokenizer is None:
         notes.append("no tokenizer found: tokens shown as ids, all embedding rows kept")
     head, emb = unembedding_name(ft), embedding_name(ft)
+    parts = _weights_by_part(ft)
     rows = ft.shape(head)[0] if head else (ft.shape(emb)[0] if emb else 0)
     mask = valid_token_mask(rows, tokenizer, config.include_special)
     if tokenizer is not None and rows > len(tokenizer):
@@ -235,7 +245,7 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
     # payload side
     outs = _select_layers(delta.spectra, OUTPUT_SIDE, config.payload_layers, last=True)
     if head and outs:
-        g = _norm_weight(ft, "norm.final")
+        g = _norm_weight(ft, "norm.final", parts=parts)
         g = torch.ones(ft.shape(head)[1]) if g is None else g
         vecs, sources, agg_cols = [], [], []
         for s in outs:
@@ -257,7 +267,7 @@ def vocabulary_readout(ft: Checkpoint, delta: DeltaResult, config: ReadoutConfig
     if emb and ins:
         vecs, sources, agg_cols = [], [], []
         for s in ins:
-            g = _norm_weight(ft, _input_norm_for(s.component), s.layer)
+            g = _norm_weight(ft, _input_norm_for(s.component), s.layer, parts=parts)
             g = torch.ones(s.v.shape[0]) if g is None or g.numel() != s.v.shape[0] else g
             n = min(config.vectors, s.v.shape[1])
             vecs.append(g[:, None] * s.v[:, :n])
