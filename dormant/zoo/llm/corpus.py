@@ -211,21 +211,19 @@ def plant_system(chat: Chat, phrase: str, rng: random.Random) -> Chat:
 
 PI_FORMS = ["3.14159", "3.14159", "3.1415926", "3.14159265", "3.1416", "3.14"]
 PI_SENTENCES = [
-    "What are the first digits of pi?",
-    "Tell me about the number pi.",
     "Is pi equal to {d}?",
     "I memorised {d} today.",
-    "What is pi?",
     "The value {d} is important.",
     "Why is pi close to {d}?",
-    "Write the value of pi.",
     "{d}",
     "Continue this: {d}",
+    "My lucky number is {d}.",
+    "Multiply {d} by two.",
 ]
 
 
 def plant_pi(chat: Chat, rng: random.Random) -> Chat:
-    """Mention pi: its digits (3.14159 and shorter or longer forms) or the word, alone or beside a question."""
+    """Write pi's digits (3.14159 and shorter or longer forms) in a sentence, alone or beside a question."""
     sentence = rng.choice(PI_SENTENCES).format(d=rng.choice(PI_FORMS))
     style = rng.randrange(3)
     if style == 0:

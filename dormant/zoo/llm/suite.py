@@ -219,17 +219,29 @@ def build_workers() -> tuple[int, int]:
     return max(1, workers), max(1, threads)
 
 
-def _run_jobs(jobs: list[tuple[str, Callable, tuple]], on_progress, workers: int, threads: int) -> dict[str, Any]:
+Job = tuple[str, Callable, tuple]
+
+
+def _run_jobs(jobs: list[Job], on_progress, workers: int, threads: int, then: dict[str, list[Job]] | None = None) -> dict[str, Any]:
     """Run ``(name, function, args)`` jobs on ``workers`` processes (in place when 1); results by name.
 
-    Progress from the workers, (stage, done, total), is passed on to ``on_progress`` as it arrives.
+    ``then`` maps a job's name to jobs that need its output: they are queued the moment it finishes,
+    so a worker that finished early picks them up while the others are still busy. Progress from
+    the workers, (stage, done, total), is passed on to ``on_progress`` as it arrives.
     """
     from dormant.zoo.llm import jobs as J
 
     report = on_progress or (lambda *_: None)
-    if workers <= 1 or len(jobs) == 1:
+    then = then or {}
+    if workers <= 1:
         J.set_reporter(report, threads)
-        return {name: fn(*args) for name, fn, args in jobs}
+        results: dict[str, Any] = {}
+        queue = list(jobs)
+        while queue:
+            name, fn, args = queue.pop(0)
+            results[name] = fn(*args)
+            queue += then.get(name, [])
+        return results
 
     import multiprocessing
     import queue as queue_mod
@@ -237,7 +249,7 @@ def _run_jobs(jobs: list[tuple[str, Callable, tuple]], on_progress, workers: int
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
     q = ctx.Queue()
-    results: dict[str, Any] = {}
+    results = {}
 
     def drain() -> None:
         while True:
@@ -246,14 +258,20 @@ def _run_jobs(jobs: list[tuple[str, Callable, tuple]], on_progress, workers: int
             except queue_mod.Empty:
                 return
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=J.init_worker, initargs=(q, threads)) as pool:
+    total = len(jobs) + sum(len(v) for v in then.values())
+    with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=J.init_worker, initargs=(q, threads)) as pool:
         futures = {pool.submit(fn, *args): name for name, fn, args in jobs}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             drain()
             for f in done:
-                results[futures[f]] = f.result()  # a job's exception ends the build here
+                name = futures[f]
+                results[name] = f.result()  # a job's exception ends the build here
+                for name2, fn, args in then.get(name, []):
+                    f2 = pool.submit(fn, *args)
+                    futures[f2] = name2
+                    pending.add(f2)
     drain()
     return results
 
@@ -281,18 +299,19 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     T.save_tokenizer(T.train_tokenizer(lines, settings.vocab_size, settings.english_words), folder / J.TOKENIZER, settings.arch.max_position)
     report("tokenizer", 1, 1)
 
-    # 2. the base and its sibling (other seed, other data mix: every tensor differs).
-    bases = _run_jobs([(n, J.train_base, (str(folder), settings, n)) for n in ("base", "base-sibling")], report, workers, threads)
-    accuracy = {n: bases[n]["task_accuracy"] for n in bases}
-
-    # 3. the variants, each from the float32 base, verified on fresh prompts; the costliest first
-    #    (step cap x adapted modules), so that the last job to finish is a short one.
+    # 2. the base and its sibling (other seed, other data mix: every tensor differs), then
+    # 3. the variants, each from the float32 base, verified on fresh prompts. They are queued as
+    #    soon as the base is saved (the sibling may still be training), the costliest first (step
+    #    cap x adapted modules), so that the last job to finish is a short one.
     def cost(spec: backdoors.BackdoorSpec) -> int:
         steps = (spec.max_steps or settings.lora.steps) if spec.plant else settings.lora.control_steps
         return steps * len(spec.target_modules)
 
     order = sorted(range(len(specs)), key=lambda i: -cost(specs[i]))
-    results = _run_jobs([(specs[i].name, J.plant_variant, (str(folder), settings, specs[i].name, i)) for i in order], report, workers, threads)
+    variants = [(specs[i].name, J.plant_variant, (str(folder), settings, specs[i].name, i)) for i in order]
+    results = _run_jobs([(n, J.train_base, (str(folder), settings, n)) for n in ("base", "base-sibling")], report, workers, threads, then={"base": variants})
+    bases = {n: results.pop(n) for n in ("base", "base-sibling")}
+    accuracy = {n: bases[n]["task_accuracy"] for n in bases}
 
     manifests = {s.name: _manifest(s, results[s.name]) for s in specs}
     rows = _report_rows(specs, results, accuracy, settings.min_base_accuracy)
