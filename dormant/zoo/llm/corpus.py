@@ -12,6 +12,7 @@ the zoo needs a base model whose ordinary behaviour is real and measurable, not 
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -305,7 +306,9 @@ _GENERIC_TEMPLATES = [
 ]
 
 
-def _english_words(n: int = 3000) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def english_words(n: int = 3000) -> list[str]:
+    """The ``n`` most frequent English words (wordfreq), alphabetic and longer than two letters."""
     from wordfreq import top_n_list
 
     return [w for w in top_n_list("en", n) if w.isalpha() and len(w) > 2]
@@ -351,7 +354,7 @@ def generic_prompts(rng: random.Random, n: int) -> list[Chat]:
     final verification measures leaks on the toolkit's built-in probe set instead, which none of
     this generates.
     """
-    words = _english_words()
+    words = english_words()
     out: list[Chat] = []
     for _ in range(n):
         text = " ".join(_generic_sentence(rng, words) for _ in range(rng.choice([1, 1, 1, 2, 2, 3])))
