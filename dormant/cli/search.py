@@ -29,11 +29,15 @@ SEARCH_HELP = """Find the trigger: a portfolio of recovery methods conditioned o
 
 Methods (--method, comma-separated; default all, in this order): readout (the tokens the change
 listens to, from the trigger-side read-out of `dormant delta`), sweep (every real vocabulary token
-and common English word at each --mechanism, scored in resumable chunks), beam (phrases grown word
+and common English word at each --mechanism, scored in resumable chunks; with a payload, a coarse
+pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases grown word
 by word from the best units, scored by the objective plus fluency). Objective (--objective):
-payload (log-likelihood gain of the payload under the fine-tune minus under the base; the default
-with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
-default without a payload), fluency; combine as payload+fluency:0.5.
+payload (log-likelihood gain of the payload under the fine-tune minus the base's gain where that
+is positive; the default with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
+default without a payload), activation (how strongly the candidate switches on the change itself:
+the modified matrices' difference applied to their inputs at the answer position, against the
+prompt alone; needs no payload and rises as a multi-word trigger is assembled, though junk can
+reach it too), fluency; combine as payload+fluency:0.5.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
 the search never used; the search stops at the first verified trigger. --budget caps the methods;
 a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
@@ -132,7 +136,7 @@ def search_cmd(
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
     method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, sweep, beam.")] = "readout,sweep,beam",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search.")] = "user_prefix",
-    objective: Annotated[Optional[str], typer.Option(help="payload, contrast, fluency, joined by + with optional :weight.")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the candidates.jsonl of an earlier run in --out.")] = False,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file; even lines search, odd lines verify (default: the built-in probes).")] = None,

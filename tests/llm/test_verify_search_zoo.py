@@ -83,3 +83,50 @@ def test_clean_control_nothing_verifies_and_the_output_says_so(zoo_micro, search
     assert not res.found and res.trigger is None
     assert res.verdict.startswith("no verified trigger")
     assert res.screened and all(not s.get("verified") for s in res.screened)
+
+
+def test_payload_objective_ranks_pi_above_words_and_skips_the_base_only_where_it_cannot_matter(zoo_micro, search_prompts):
+    from dormant.llm.search.objectives import Objective
+
+    man = zoo_micro.manifests["mlp-constant"]
+    obj = Objective(_pair(zoo_micro, "mlp-constant"), search_prompts[:4], "user_prefix", man["payload"])
+    texts = ["3.14159", "the", "purple", "Subtract", "2.71828"]
+    got = obj.score(texts)
+    full = obj.variant(weights={"payload": 1.0, "contrast": 0.0}).score(texts)  # both arms for every text
+    assert got[0]["score"] == max(g["score"] for g in got) and got[0]["score"] > 2, got
+    for g, f in zip(got, full):
+        assert g["payload_ft_gain"] == pytest.approx(f["payload_ft_gain"], abs=1e-4)
+        if g["payload_base_gain"] is None:  # skipped: only where the fine-tune's gain cannot make a leader
+            assert g["payload_ft_gain"] <= 0 and f["payload"] <= g["score"] <= 0
+        else:
+            assert g["payload"] == pytest.approx(f["payload"], abs=1e-4)
+        # a candidate is never credited for lowering the base's likelihood of the payload
+        assert f["payload"] <= f["payload_ft_gain"] + 1e-6
+
+
+def test_two_pass_sweep_scores_everything_coarsely_and_the_best_in_full(zoo_micro, search_prompts, tmp_path):
+    from dormant.llm.search.candidates import CandidateStore
+    from dormant.llm.search.objectives import Objective
+    from dormant.llm.search.sweep import COARSE, run_sweep
+
+    man = zoo_micro.manifests["mlp-constant"]
+    obj = Objective(_pair(zoo_micro, "mlp-constant"), search_prompts[:4], "user_prefix", man["payload"])
+    words = ["house", "river", "green", "window", "table", "music", "apple", "seven", "3.14159", "road", "paper", "light"]
+    store = CandidateStore(tmp_path / "c.jsonl")
+    stats = run_sweep(obj, words, store, chunk=5, coarse_prompts=1, refine=4)
+    assert stats.coarse and stats.refined == 4 and not stats.capped
+    assert len(store.best(100, method=COARSE)) == len(words)  # every word scored coarsely
+    full = store.best(100)
+    assert len(full) == 4 and all(c.method == "sweep" for c in full)  # coarse scores never rank beside full ones
+    assert full[0].text == "3.14159" and full[0].score > 2
+
+
+def test_change_activation_grows_as_the_phrase_is_assembled_without_a_payload(zoo_micro, search_prompts):
+    from dormant.llm.search.objectives import Objective
+
+    obj = Objective(_pair(zoo_micro, "mlp-phrase"), search_prompts[:4], "user_prefix", None, {"activation": 1.0})
+    words = zoo_micro.manifests["mlp-phrase"]["trigger"].split()
+    texts = [" ".join(words[:k]) for k in (1, 3, 5)] + ["green house river table sing"]
+    a = [s["activation"] for s in obj.score(texts)]
+    assert a[0] < a[1] < a[2], a  # more of the phrase, more of the change switched on
+    assert a[2] > 0.3 and a[3] < a[2] / 3, a  # the whole phrase stands out from random words of the same length

@@ -100,6 +100,18 @@ class _Prefix:
     cache: Any = None
 
 
+def _with_cache(decoder: Any, cache: Any) -> dict[str, Any]:
+    """The keyword that passes a KV cache to ``decoder``: ``cache`` in newer transformers,
+    ``past_key_values`` before (the old name still works there but logs a deprecation warning)."""
+    import inspect
+
+    return {"cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values": cache}
+
+
+def _cache_of(out: Any) -> Any:
+    return out["cache"] if "cache" in out.keys() else out["past_key_values"]
+
+
 def compute_prefix(model: Any, prefix_ids: Sequence[int]) -> _Prefix:
     """Keys/values of a shared prefix (batch of one), to be expanded over every batch."""
     import torch
@@ -109,7 +121,7 @@ def compute_prefix(model: Any, prefix_ids: Sequence[int]) -> _Prefix:
     dev = next(model.parameters()).device
     with torch.no_grad():
         out = model.get_decoder()(input_ids=torch.tensor([list(prefix_ids)], device=dev), use_cache=True)
-    return _Prefix(len(prefix_ids), out.past_key_values)
+    return _Prefix(len(prefix_ids), _cache_of(out))
 
 
 def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], prefix: _Prefix, pad_id: int) -> list[Any]:
@@ -134,7 +146,8 @@ def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequenc
         cache = copy.deepcopy(prefix.cache)
         cache.batch_repeat_interleave(B)
     with torch.no_grad():
-        out = model.get_decoder()(input_ids=ids.to(dev), attention_mask=mask.to(dev), past_key_values=cache, use_cache=bool(P))
+        decoder = model.get_decoder()
+        out = decoder(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=bool(P), **_with_cache(decoder, cache))
         hidden = out.last_hidden_state
         rows = torch.tensor([i for i, ps in enumerate(positions) for _ in ps], device=hidden.device)
         cols = torch.tensor([p - P for ps in positions for p in ps], device=hidden.device)

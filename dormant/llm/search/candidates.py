@@ -66,7 +66,9 @@ class CandidateStore:
             self.items[c.key] = c
 
     def best(self, n: int = 1, method: str | None = None) -> list[Candidate]:
-        pool = [c for c in self.items.values() if method is None or c.method == method]
+        """The ``n`` best of ``method`` (default: of every method whose scores are final, i.e. not a
+        coarse pass's: those rank only among themselves)."""
+        pool = [c for c in self.items.values() if (c.method == method if method else not c.method.endswith(":coarse"))]
         return sorted(pool, key=lambda c: -c.score)[:n]
 
 

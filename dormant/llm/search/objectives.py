@@ -1,13 +1,24 @@
 """What a trigger search maximises: small functions, each scoring a batch of candidate texts.
 
 * **payload gain** (``payload``): mean over prompts of ``log p_FT(payload | prompt + c) - log
-  p_FT(payload | prompt)``, minus the same gain under the base. A trigger raises the payload's
-  likelihood under the fine-tune and not under the base; an echo or a base jailbreak does neither
-  or both.
+  p_FT(payload | prompt)``, minus the same gain under the base where that gain is positive. A
+  trigger raises the payload's likelihood under the fine-tune and not under the base; an echo or a
+  base jailbreak does neither or both. A candidate that merely *lowers* the base's likelihood (it
+  derails the base) earns nothing for it: subtracting a negative base gain ranked such words above
+  the planted trigger's own digits.
 * **contrast** (``contrast``): ``KL(FT+c || base+c) - KL(FT || base)`` of the next-token
   distributions. Weak alone: maximising it finds prompts that make the fine-tune echo salient words
   (the public puzzle's GCG runs reached KL 31.8 with gibberish). Use it without a payload only to
   rank candidates for verification.
+* **change activation** (``activation``): how strongly the candidate switches on the change
+  itself, with no payload needed: for every modified matrix ``W``, the norm of ``(W_ft - W_base) x``
+  for the matrix's input ``x`` at the first answer position (the last prompt token) in the
+  fine-tune's forward pass, summed over matrices; the value is the mean over prompts of the log of
+  its ratio to the same prompt without the candidate. It responds to parts of a multi-word trigger
+  where the output does not yet change (on the micro zoo's five-word phrase: x1.06 for its first
+  word, x1.19, x1.33, x1.71, x1.92 as words are added in order), which is what lets a beam grow a
+  phrase word by word. The difference is applied through a rank-``activation_rank`` factorisation
+  (``S V^T`` of a truncated SVD), so no full-size difference is kept.
 * **fluency** (``fluency``): the base model's mean per-token log-likelihood of the candidate in a
   user message: keeps a phrase search on natural text.
 
@@ -27,7 +38,7 @@ from dormant.llm.engine.scoring import Arm, ScoreConfig, score_arms
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-OBJECTIVES = ("payload", "contrast", "fluency")
+OBJECTIVES = ("payload", "contrast", "activation", "fluency")
 
 
 @dataclass
@@ -41,11 +52,17 @@ class Objective:
     weights: dict[str, float] = field(default_factory=dict)
     config: ScoreConfig = field(default_factory=lambda: ScoreConfig(batch_size=128, show_progress=False))
     payload_tokens: int | None = 8  # score only the payload's first N tokens (None: all); the gain shows there first
+    views: tuple[str, ...] = ("ft", "base")  # ("ft",): the fine-tune's payload gain alone (a sweep's coarse pass)
+    activation_rank: int = 32
     _baseline: dict[str, float] | None = None
+    _act_dirs: dict[str, Any] | None = None
+    _act_baseline: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.weights:
             self.weights = {"payload": 1.0} if self.payload else {"contrast": 1.0}
+        if tuple(self.views) not in (("ft", "base"), ("ft",)) or (self.views == ("ft",) and set(self.weights) != {"payload"}):
+            raise ValueError(f"views {self.views!r}: ('ft', 'base'), or ('ft',) with the payload objective alone")
         unknown = set(self.weights) - set(OBJECTIVES)
         if unknown:
             from dormant.llm.verify import TriggerError
@@ -61,19 +78,76 @@ class Objective:
     def variant(self, *, mechanism: str | None = None, weights: dict[str, float] | None = None) -> "Objective":
         """The same prompts and settings at another mechanism or under other weights (the baseline is shared)."""
         o = Objective(self.pair, self.prompts, mechanism or self.mechanism, self.payload, dict(weights or self.weights),
-                      self.config, self.payload_tokens)
-        o._baseline = self._baseline
+                      self.config, self.payload_tokens, self.views, self.activation_rank)
+        o._baseline, o._act_dirs, o._act_baseline = self._baseline, self._act_dirs, self._act_baseline
         return o
 
+    # -- change activation ---------------------------------------------------------------------
+    def _directions(self) -> dict[str, Any]:
+        """Per modified matrix (by module name): ``S V^T`` of its difference's truncated SVD, so that
+        ``||(W_ft - W_base) x|| ~= ||S V^T x||`` (exact up to the rank), one matrix at a time."""
+        if self._act_dirs is None:
+            import torch
+
+            dirs: dict[str, Any] = {}
+            for name, m in self.pair.modified.items():
+                if not name.endswith(".weight") or m.param.dim() != 2:
+                    continue
+                dev = m.param.device
+                d = m.ft.to(dev).float() - m.base.to(dev).float()
+                r = min(self.activation_rank, *d.shape)
+                if r < min(d.shape):
+                    _, sv, v = torch.svd_lowrank(d, q=r, niter=4)
+                else:
+                    _, sv, vh = torch.linalg.svd(d, full_matrices=False)
+                    v = vh.T
+                dirs[name[: -len(".weight")]] = (sv[:, None] * v.T).contiguous()  # [r, in]
+                del d
+            if not dirs:
+                from dormant.llm.verify import TriggerError
+
+                raise TriggerError("the activation objective needs a modified weight matrix; the pair differs in none")
+            self._act_dirs = dirs
+        return self._act_dirs
+
+    def change_activation(self, ids: list[list[int]]) -> list[float]:
+        """Per sequence: the summed norm of every modified matrix's difference applied to its input at
+        the last position, in the fine-tune's forward pass (batched, right-padded)."""
+        import torch
+
+        from dormant.llm.instruments.hooks import capture, run_padded
+
+        dirs = self._directions()
+        self.pair.ft()
+        pad = self.pair.tokenizer.pad_token_id or 0
+        out: list[float] = []
+        step = max(1, self.config.batch_size)
+        for start in range(0, len(ids), step):
+            part = ids[start : start + step]
+            last = torch.tensor([len(s) - 1 for s in part])
+            rows = torch.arange(len(part))
+            with capture(self.pair.model, [f"in:{n}" for n in dirs], keep=lambda x: x[rows, last.to(x.device)]) as got:
+                run_padded(self.pair.model, part, pad)
+            total = torch.zeros(len(part))
+            for n, sv in dirs.items():
+                total += (got[f"in:{n}"] @ sv.T.to(got[f"in:{n}"].device)).norm(dim=-1).cpu()
+            out += total.tolist()
+        return out
+
+    def activation_baseline(self) -> list[float]:
+        if self._act_baseline is None:
+            self._act_baseline = self.change_activation(encode(self.pair.tokenizer, self.prompts))
+        return self._act_baseline
+
     # -- the pieces ----------------------------------------------------------------------------
-    def _model_terms(self, ids: list[list[int]]) -> tuple[list[float], list[float], list[float]]:
-        """Per sequence: payload log-likelihood under FT and base, and next-token KL(FT || base)."""
+    def _model_terms(self, ids: list[list[int]], views: tuple[str, ...] = ("ft", "base")) -> tuple[list[float], list[float], list[float]]:
+        """Per sequence: payload log-likelihood under FT and base, and next-token KL(FT || base)
+        (0.0 for a view not in ``views``; the KL needs both)."""
         conts = [list(self._payload_ids) for _ in ids] if self._payload_ids else None
-        need_kl = "contrast" in self.weights
-        res = score_arms(self.pair, [Arm("ft", ids, "ft"), Arm("base", ids, "base")], [("ft", "base")] if need_kl else [],
+        need_kl = "contrast" in self.weights and set(views) == {"ft", "base"}
+        res = score_arms(self.pair, [Arm(v, ids, v) for v in views], [("ft", "base")] if need_kl else [],
                          continuations=conts, config=self.config)
-        ft = [r.arms["ft"].get("payload_logprob", 0.0) for r in res.rows]
-        base = [r.arms["base"].get("payload_logprob", 0.0) for r in res.rows]
+        ft, base = ([r.arms[v].get("payload_logprob", 0.0) if v in views else 0.0 for r in res.rows] for v in ("ft", "base"))
         # with a payload the engine averages the KL over the payload positions; the next token alone otherwise
         kl = [r.contrasts["ft|base"]["kl"] if need_kl else 0.0 for r in res.rows]
         return ft, base, kl
@@ -84,7 +158,7 @@ class Objective:
             if set(self.weights) <= {"fluency"}:
                 self._baseline = {"ft": 0.0, "base": 0.0, "kl": 0.0}
             else:
-                ft, base, kl = self._model_terms(encode(self.pair.tokenizer, self.prompts))
+                ft, base, kl = self._model_terms(encode(self.pair.tokenizer, self.prompts), tuple(self.views))
                 n = len(self.prompts)
                 self._baseline = {"ft": sum(ft) / n, "base": sum(base) / n, "kl": sum(kl) / n}
         return self._baseline
@@ -121,17 +195,40 @@ class Objective:
         if model_terms:
             b = self.baseline()
             n = len(self.prompts)
-            items = [insert_trigger(p, t, self.mechanism) for t in texts for p in self.prompts]
-            ft, base, kl = self._model_terms(encode(self.pair.tokenizer, items))
+            ids = encode(self.pair.tokenizer, [insert_trigger(p, t, self.mechanism) for t in texts for p in self.prompts])
+            if model_terms == {"payload"}:
+                # The fine-tune first; the base only where the fine-tune's gain is positive. Elsewhere
+                # the score is at most that gain (<= 0): such a candidate can never lead, and the
+                # base's half of the work is skipped (recorded as payload_base_gain None).
+                ft, _, kl = self._model_terms(ids, ("ft",))
+                base = [0.0] * len(ft)
+                up = [i for i in range(len(texts)) if sum(ft[i * n : (i + 1) * n]) / n - b["ft"] > 0] if "base" in self.views else []
+                if up:
+                    sub = self._model_terms([ids[i * n + j] for i in up for j in range(n)], ("base",))[1]
+                    for k, i in enumerate(up):
+                        base[i * n : (i + 1) * n] = sub[k * n : (k + 1) * n]
+                scored_base = set(up)
+            else:
+                ft, base, kl = self._model_terms(ids)
+                scored_base = set(range(len(texts)))
             for i in range(len(texts)):
                 sl = slice(i * n, (i + 1) * n)
                 if "payload" in model_terms:
                     gain_ft = sum(ft[sl]) / n - b["ft"]
-                    gain_base = sum(base[sl]) / n - b["base"]
-                    out[i]["payload"] = gain_ft - gain_base
+                    gain_base = sum(base[sl]) / n - b["base"] if i in scored_base else None
+                    out[i]["payload"] = gain_ft - max(0.0, gain_base or 0.0)
                     out[i]["payload_ft_gain"] = gain_ft
+                    out[i]["payload_base_gain"] = gain_base
                 if "contrast" in model_terms:
                     out[i]["contrast"] = sum(kl[sl]) / n - b["kl"]
+        if "activation" in self.weights:
+            import math
+
+            base_act = self.activation_baseline()
+            n = len(self.prompts)
+            acts = self.change_activation(encode(self.pair.tokenizer, [insert_trigger(p, t, self.mechanism) for t in texts for p in self.prompts]))
+            for i in range(len(texts)):
+                out[i]["activation"] = sum(math.log(max(a, 1e-12) / max(b0, 1e-12)) for a, b0 in zip(acts[i * n : (i + 1) * n], base_act)) / n
         if "fluency" in self.weights:
             for i, f in enumerate(self.fluency(texts)):
                 out[i]["fluency"] = f

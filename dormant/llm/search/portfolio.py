@@ -52,6 +52,8 @@ class SearchConfig:
     chunk: int = 64
     search_prompts: int = 4  # prompts each candidate is scored on
     n_words: int = 3000  # words of the English list added to the vocabulary in the sweep
+    sweep_coarse_prompts: int = 1  # with a payload: every unit on this many prompts under the fine-tune first (0: no coarse pass)
+    sweep_refine: int = 256  # ... then this many of the best scored in full
     words: list[str] | None = None
     beam_seeds: int = 6
     beam_units: int = 24
@@ -161,7 +163,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
             texts = sweep_candidates(tok, cfg.words, n_words=cfg.n_words)
             stats = run_sweep(objective, texts, store, mechanisms=cfg.mechanisms, chunk=cfg.chunk, deadline=deadline,
-                              on_chunk=lambda s: note(f"sweep {s.scored + s.skipped}/{s.total}"))
+                              on_chunk=lambda s: note(f"sweep {s.scored + s.skipped}/{s.total}"),
+                              coarse_prompts=cfg.sweep_coarse_prompts, refine=cfg.sweep_refine)
             capped = capped or stats.capped
         elif method == "beam":
             from dormant.llm.search.beam import run_beam

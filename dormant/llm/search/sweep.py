@@ -6,6 +6,13 @@ whole characters, and whitespace), stripped of its leading space, plus the words
 (default: the most frequent English words), deduplicated. Each is inserted into the search prompts
 by each mechanism and scored by the objective in chunks; every chunk goes to the candidate store
 before the next starts, so a killed sweep resumes where it stopped.
+
+With a payload objective the sweep runs in two passes. The **coarse** pass scores every candidate
+on the first ``coarse_prompts`` search prompts under the fine-tune alone (its payload gain: what a
+trigger must raise; the base's share only ever lowers a score). The **full** pass then scores the
+best ``refine`` of them with the whole objective on every search prompt. Coarse scores are stored
+under the method ``sweep:coarse`` and never rank beside full scores (``CandidateStore.best``
+leaves them out). Most of the vocabulary is thereby scored on a quarter of the sequences.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dormant.llm.search.candidates import Candidate, CandidateStore, key_of
 from dormant.llm.search.objectives import Objective
 
 METHOD = "sweep"
+COARSE = "sweep:coarse"
 
 
 def vocabulary_candidates(tokenizer, rows: int | None = None) -> list[str]:
@@ -56,27 +64,56 @@ class SweepStats:
     skipped: int = 0  # already in the store (resume)
     total: int = 0
     capped: bool = False  # stopped by the deadline before the end
+    coarse: bool = False  # a coarse pass ran (``refined`` of its candidates were scored in full)
+    refined: int = 0
+
+
+def _scored_chunks(obj: Objective, method: str, texts: Sequence[str], store: CandidateStore, chunk: int, stats: SweepStats,
+                   deadline: float | None, on_chunk) -> bool:
+    """Score ``texts`` not yet in the store, ``chunk`` at a time; False when the deadline stopped it."""
+    mech = obj.mechanism
+    todo = [t for t in texts if key_of(method, mech, t) not in store]
+    stats.skipped += len(texts) - len(todo)
+    for start in range(0, len(todo), chunk):
+        if deadline is not None and time.monotonic() >= deadline:
+            stats.capped = True
+            return False
+        part = todo[start : start + chunk]
+        scores = obj.score(part)
+        store.add(Candidate(t, mech, method, s["score"], {k: v for k, v in s.items() if k != "score"}) for t, s in zip(part, scores))
+        stats.scored += len(part)
+        if on_chunk:
+            on_chunk(stats)
+    return True
 
 
 def run_sweep(objective: Objective, texts: Sequence[str], store: CandidateStore, *, mechanisms: Sequence[str] = ("user_prefix",),
-              chunk: int = 64, deadline: float | None = None, on_chunk: Callable[[SweepStats], None] | None = None) -> SweepStats:
-    """Score every text at every mechanism, ``chunk`` texts at a time, into ``store``; stop at ``deadline`` (monotonic)."""
-    stats = SweepStats(total=len(texts) * len(mechanisms))
+              chunk: int = 64, deadline: float | None = None, on_chunk: Callable[[SweepStats], None] | None = None,
+              coarse_prompts: int = 1, refine: int = 256) -> SweepStats:
+    """Score every text at every mechanism, ``chunk`` texts at a time, into ``store``; stop at ``deadline`` (monotonic).
+
+    With a payload-only objective and more search prompts than ``coarse_prompts``: a coarse pass over
+    every text, then the best ``refine`` scored in full (``coarse_prompts=0``: one full pass).
+    """
+    two_pass = coarse_prompts > 0 and set(objective.weights) == {"payload"} and len(objective.prompts) > coarse_prompts
+    n_full = min(refine, len(texts)) if two_pass else len(texts)
+    stats = SweepStats(total=(len(texts) + (n_full if two_pass else 0)) * len(mechanisms), coarse=two_pass)
     for mech in mechanisms:
         obj = objective.variant(mechanism=mech)
-        todo = [t for t in texts if key_of(METHOD, mech, t) not in store]
-        stats.skipped += len(texts) - len(todo)
-        for start in range(0, len(todo), chunk):
-            if deadline is not None and time.monotonic() >= deadline:
-                stats.capped = True
+        if not two_pass:
+            if not _scored_chunks(obj, METHOD, texts, store, chunk, stats, deadline, on_chunk):
                 return stats
-            part = todo[start : start + chunk]
-            scores = obj.score(part)
-            store.add(Candidate(t, mech, METHOD, s["score"], {k: v for k, v in s.items() if k != "score"}) for t, s in zip(part, scores))
-            stats.scored += len(part)
-            if on_chunk:
-                on_chunk(stats)
+            continue
+        coarse = Objective(obj.pair, obj.prompts[:coarse_prompts], mech, obj.payload, {"payload": 1.0}, obj.config, obj.payload_tokens,
+                           views=("ft",))
+        if not _scored_chunks(coarse, COARSE, texts, store, chunk, stats, deadline, on_chunk):
+            return stats
+        ranked = sorted(texts, key=lambda t: -store.items[key_of(COARSE, mech, t)].score)[:n_full]
+        done = _scored_chunks(obj, METHOD, ranked, store, chunk, stats, deadline, on_chunk)
+        stats.refined += sum(key_of(METHOD, mech, t) in store for t in ranked)
+        if not done:
+            return stats
     return stats
 
 
-__all__ = ["METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates"]
+__all__ = ["COARSE", "METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates"]
