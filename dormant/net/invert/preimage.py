@@ -80,6 +80,8 @@ class InvertResult:
     hints: dict = field(default_factory=dict)
     checkpoint: str | None = None
     covered: dict[str, int] = field(default_factory=dict)  # family of candidates -> hashed in this run
+    handoff: str | None = None  # folder of the same search as hashcat attacks (``invert.hashcat``)
+    verified: bool | None = None  # the network fires on the preimage (None: no network to run)
 
     @property
     def tried(self) -> str:
