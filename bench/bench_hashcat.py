@@ -10,6 +10,7 @@ wall clock with start-up, and without the start-up of an empty run.
 
     python bench/bench_hashcat.py                 # md5, top 10000 words: 100M candidates
     python bench/bench_hashcat.py --function sha1 --words 5000
+    python bench/bench_hashcat.py --hashcat-opts "--force -O -w 3"   # hashcat's optimised kernels
 
 Without hashcat installed it says so and exits 2.
 """
