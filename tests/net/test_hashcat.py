@@ -122,3 +122,17 @@ def test_solve_with_hashcat_engine_on_an_md5_network(md5_net, tmp_path):
     stage = next(s for s in data["stages"] if s["name"] == "invert")
     assert "hashcat" in stage["finding"]
     assert list((tmp_path / "o").rglob("run.sh"))
+
+
+@needs_hashcat
+def test_run_script_cracks_with_hashcat_alone(tmp_path):
+    """run.sh needs nothing of dormant: hashcat writes the crack to found.txt and the script stops."""
+    import os
+    import subprocess
+
+    target = hashlib.md5(b"sun lesson").hexdigest()
+    hints = _hints(caps=("lower",), separators=(" ",), variant_separators=())
+    h = write_handoff(tmp_path, "md5", [target], hints)
+    proc = subprocess.run(["sh", str(h.script)], env={**os.environ, "HASHCAT_OPTS": "--force"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "found.txt").read_text().split() == [f"{target}:{b'sun lesson'.hex()}"]
