@@ -136,3 +136,17 @@ def test_run_script_cracks_with_hashcat_alone(tmp_path):
     proc = subprocess.run(["sh", str(h.script)], env={**os.environ, "HASHCAT_OPTS": "--force"}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "found.txt").read_text().split() == [f"{target}:{b'sun lesson'.hex()}"]
+
+
+def test_solve_with_hashcat_missing_fails_its_stage_with_the_install_hint(md5_net, tmp_path, monkeypatch):
+    from dormant.net.invert.preimage import InvertConfig
+    from dormant.net.solve import SolveConfig, solve
+
+    monkeypatch.setenv("HASHCAT", "hashcat-that-is-not-installed")
+    hints = Hints(extra_words=["owl"], english=False, pairs=False)
+    config = SolveConfig(hints=hints, invert=InvertConfig(workers=1, progress=False), engine="hashcat", handoff_dir=tmp_path / "h", skip=("inspect", "motifs"))
+    result = solve(md5_net.folder, config)
+    stage = next(s for s in result.stages if s.name == "invert")
+    assert stage.status == "failed" and "apt-get install hashcat pocl-opencl-icd" in stage.finding
+    assert not result.found and result.preimage is None
+    assert (tmp_path / "h" / HASH_FILE).read_text().splitlines()[0] == md5_net.target.hex()
