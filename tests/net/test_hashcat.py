@@ -100,7 +100,7 @@ def _wordfile(tmp_path):
 @needs_hashcat
 def test_hashcat_cracks_a_word_pair_and_we_recheck_it(tmp_path):
     target = hashlib.md5(b"lesson_Bitter".capitalize()).hexdigest()  # "Lesson_bitter": a Capital/lower variant
-    h = write_handoff(tmp_path, "md5", [target], _hints())
+    h = write_handoff(tmp_path, "md5", [target], _hints(caps=("lower", "capital"), separators=("",), variant_separators=("_",)))
     res = invert_with_hashcat(h)
     assert res.found and res.preimage == "Lesson_bitter" and res.backend == "hashcat"
     assert hashlib.md5(res.preimage.encode()).hexdigest() == target
