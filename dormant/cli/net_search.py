@@ -109,7 +109,8 @@ def render_invert(result) -> None:
         console.print(f"[bold green]FOUND[/] {result.function}({result.preimage!r}) = {result.hits[0].target}{check}")
         for h in result.hits[1:]:
             console.print(f"      also {h.preimage!r} = {h.target}")
-        console.print(f"  from: {result.hits[0].source} (candidate #{result.hits[0].index:,})")
+        where = f" (candidate #{result.hits[0].index:,})" if result.hits[0].index >= 0 else ""
+        console.print(f"  from: {result.hits[0].source}{where}")
     else:
         why = "space exhausted" if result.status == "exhausted" else "budget spent"
         console.print(f"[bold red]not found[/] ({why}): {result.tried}")

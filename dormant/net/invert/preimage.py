@@ -54,7 +54,7 @@ class InvertConfig:
 class Hit:
     preimage: str
     preimage_hex: str
-    index: int  # candidate number in the space
+    index: int  # candidate number in the space (-1: found by hashcat, whose order differs)
     source: str  # label of the product it came from
     target: str  # the digest (hex) it matched
 
