@@ -65,14 +65,52 @@ def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
     return [(k, v[0], v[1]) for k, v in groups.items()]
 
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Search engine: dormant (this machine's cores) or hashcat (runs the hand-off folder's attacks with an "
+        "installed hashcat; $HASHCAT_OPTS is passed on, default --force for CPU OpenCL). The hand-off folder "
+        "(target.hash, word lists, run.sh) is written either way.",
+    ),
+]
+
+
+def check_engine(engine: str) -> None:
+    from dormant.net.invert.preimage import InvertError
+
+    if engine not in ("dormant", "hashcat"):
+        raise InvertError(f"unknown engine {engine!r}: use dormant or hashcat")
+
+
+def search_with(engine: str, handoff_dir: Path, targets: list[bytes], function: str, hints, config):
+    """Write the hashcat hand-off, then search with ``engine`` (dormant or hashcat)."""
+    from dormant.net.invert.hashcat import invert_with_hashcat, write_handoff
+    from dormant.net.invert.preimage import invert
+
+    check_engine(engine)
+    handoff = write_handoff(handoff_dir, function, targets, hints)
+    err_console.print(f"hashcat hand-off: {handoff.script} ({len(handoff.attacks)} attacks, {handoff.size:,} candidates)")
+    result = invert_with_hashcat(handoff) if engine == "hashcat" else invert(targets, function, hints, config)
+    result.handoff = str(handoff.folder)
+    return result
+
+
 def render_invert(result) -> None:
     from rich.table import Table
 
-    if result.found:
-        console.print(f"[bold green]FOUND[/] {result.function}({result.preimage!r}) = {result.hits[0].target}")
+    if result.found and result.verified is False:
+        console.print(
+            f"[bold red]digest matched but the network does NOT fire[/] on {result.preimage!r}: "
+            "not its secret (the target read from the network is wrong)"
+        )
+    elif result.found:
+        check = " (the network fires on it)" if result.verified else ""
+        console.print(f"[bold green]FOUND[/] {result.function}({result.preimage!r}) = {result.hits[0].target}{check}")
         for h in result.hits[1:]:
             console.print(f"      also {h.preimage!r} = {h.target}")
-        console.print(f"  from: {result.hits[0].source} (candidate #{result.hits[0].index:,})")
+        where = f" (candidate #{result.hits[0].index:,})" if result.hits[0].index >= 0 else ""
+        console.print(f"  from: {result.hits[0].source}{where}")
     else:
         why = "space exhausted" if result.status == "exhausted" else "budget spent"
         console.print(f"[bold red]not found[/] ({why}): {result.tried}")
@@ -84,13 +122,21 @@ def render_invert(result) -> None:
     for family, n, size in _group_stages(result.stages):
         table.add_row(family, str(n), f"{size:,}", f"{result.covered.get(family, 0):,}")
     console.print(table)
-    console.print(
-        f"{result.candidates:,} hashed in {result.seconds:.1f}s = {result.rate / 1e6:.2f} M/s "
-        f"({result.workers} workers, {result.backend}); chunks {len(result.chunks_run)} run, "
-        f"{result.chunks_resumed} resumed, {result.chunks_total} total"
-    )
+    if result.backend == "hashcat":
+        console.print(
+            f"hashcat: {len(result.chunks_run)} of {result.chunks_total} attacks run in {result.seconds:.1f}s; "
+            f"{result.candidates:,} candidates in attacks it ran to their end ({result.rate / 1e6:.2f} M/s with start-up)"
+        )
+    else:
+        console.print(
+            f"{result.candidates:,} hashed in {result.seconds:.1f}s = {result.rate / 1e6:.2f} M/s "
+            f"({result.workers} workers, {result.backend}); chunks {len(result.chunks_run)} run, "
+            f"{result.chunks_resumed} resumed, {result.chunks_total} total"
+        )
     if result.checkpoint:
         console.print(f"state file: {result.checkpoint} (rerun with --resume to continue)")
+    if result.handoff:
+        console.print(f"hashcat hand-off: {result.handoff} (target.hash, word lists, run.sh)")
 
 
 def invert_cmd(
@@ -118,12 +164,13 @@ def invert_cmd(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="State file (default: in the --out folder).")] = None,
     all_hits: Annotated[bool, typer.Option("--all", help="Do not stop at the first hit: exhaust the space.")] = False,
     backend: Annotated[str, typer.Option("--backend", help="Hash engine: auto, numba (compiled), numpy.")] = "auto",
+    engine: EngineOpt = "dormant",
     out: OutDirOpt = None,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, invert, parse_digest
+    from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, parse_digest
 
     given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
     if target:
@@ -145,9 +192,10 @@ def invert_cmd(
     targets = byte_order_variants(digest) if byte_orders else [digest]
     lo, hi = _parse_length(length)
     hints = _hints(mask, words, top, pairs_top, variants_top, charset=charset, min_len=lo, max_len=hi, english=english, separators=tuple(sep) if sep else (" ", ""))
+    tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
     if checkpoint is None:
-        tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
         checkpoint = artifacts_dir(out, "invert") / f"{name}-{digest.hex()[:12]}-{tag}.state"
+    handoff_dir = artifacts_dir(out, "invert") / f"hashcat-{name}-{digest.hex()[:12]}-{tag}"
     config = InvertConfig(
         workers=workers,
         chunk_size=chunk_size,
@@ -164,13 +212,19 @@ def invert_cmd(
             run.add_input("network", file, subject=True)
         for w in words or []:
             run.add_input(f"words:{w.name}", w)
+        run.artifacts.append(str(handoff_dir))
         try:
-            result = invert(targets, name, hints, config)
+            result = search_with(engine, handoff_dir, targets, name, hints, config)
         except KeyboardInterrupt:
             err_console.print(f"[yellow]interrupted[/]: finished chunks are in {checkpoint}; rerun the same command with --resume")
             raise typer.Exit(130) from None
+        if file is not None and result.found:
+            from dormant.net.solve import network_fires
+
+            result.verified = network_fires(file, result.preimage)
         run.outputs.update(
             found=result.found,
+            verified=result.verified,
             preimage=result.preimage,
             status=result.status,
             candidates=result.candidates,
@@ -225,6 +279,7 @@ def solve_cmd(
     decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted preimage search (state file in --out).")] = False,
+    engine: EngineOpt = "dormant",
     out: OutDirOpt = None,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
@@ -238,6 +293,7 @@ def solve_cmd(
     from dormant.net.invert.preimage import InvertConfig
     from dormant.net.solve import SolveConfig, solve
 
+    check_engine(engine)
     hints = _hints(mask, words, top, pairs_top, variants_top, english=True)
     state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
     config = SolveConfig(
@@ -248,8 +304,10 @@ def solve_cmd(
         alphabet=alphabet or PRINTABLE,
         max_len=max_len,
         skip=tuple(skip or ()),
+        engine=engine,
+        handoff_dir=artifacts_dir(out, "solve") / f"{file.name or 'network'}.hashcat",
     )
-    args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume}
+    args = {"file": str(file), "hints": hints.describe(), "byte_orders": byte_orders, "alphabet": alphabet or "printable", "max_len": max_len, "resume": resume, "engine": engine}
     with record_run("net solve", args, ledger=ledger) as run:
         run.add_input("network", file, subject=True)
         for w in words or []:

@@ -55,6 +55,8 @@ class SolveConfig:
     alphabet: str = PRINTABLE  # non-hash circuits: enumeration alphabet
     max_len: int = 3  # non-hash circuits: longest string enumerated
     skip: tuple[str, ...] = ()  # stage names to skip (inspect, motifs, decompile)
+    engine: str = "dormant"  # preimage search: dormant (this machine's cores) or hashcat
+    handoff_dir: Path | None = None  # write the hashcat hand-off here (required by engine hashcat)
 
 
 @dataclass
@@ -277,15 +279,34 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
 def _stage_invert(function: str, target: str, config: SolveConfig):
     digest = bytes.fromhex(target)
     targets = byte_order_variants(digest) if config.byte_orders else [digest]
-    res = invert(targets, function, config.hints, config.invert)
+    handoff = None
+    if config.handoff_dir is not None:
+        from dormant.net.invert.hashcat import write_handoff
+
+        handoff = write_handoff(config.handoff_dir, function, targets, config.hints)
+    if config.engine == "hashcat":
+        from dormant.net.invert.hashcat import invert_with_hashcat
+
+        if handoff is None:
+            raise ValueError("engine hashcat needs a hand-off folder (SolveConfig.handoff_dir)")
+        res = invert_with_hashcat(handoff)
+    else:
+        res = invert(targets, function, config.hints, config.invert)
+    res.handoff = str(handoff.folder) if handoff else None
+    engine = "hashcat" if config.engine == "hashcat" else "dormant"
     if res.found:
         h = res.hits[0]
         order = "" if h.target == target else f" (digest matched in byte order {h.target})"
-        finding = f"found {res.preimage!r} after {res.candidates:,} candidates ({h.source}){order}, {res.rate / 1e6:.2f} M/s"
+        if engine == "hashcat":
+            finding = f"hashcat found {res.preimage!r} ({h.source}){order} in {res.seconds:.1f}s"
+        else:
+            finding = f"found {res.preimage!r} after {res.candidates:,} candidates ({h.source}){order}, {res.rate / 1e6:.2f} M/s"
     else:
         tried = ", ".join(f"{family} {n:,}" for family, n in res.covered.items()) or "nothing new"
-        finding = f"{'space exhausted' if res.status == 'exhausted' else 'budget spent'}: {res.tried}; hashed: {tried}"
-    data = {"status": res.status, "candidates": res.candidates, "space": res.space_size, "rate": res.rate, "hits": [h.preimage for h in res.hits], "checkpoint": res.checkpoint}
+        finding = f"{engine}: {'space exhausted' if res.status == 'exhausted' else 'budget spent'}: {res.tried}; tried: {tried}"
+    if handoff is not None:
+        finding += f"; hashcat hand-off in {handoff.folder}"
+    data = {"status": res.status, "engine": engine, "candidates": res.candidates, "space": res.space_size, "rate": res.rate, "hits": [h.preimage for h in res.hits], "checkpoint": res.checkpoint, "handoff": res.handoff}
     return finding, data, res
 
 
@@ -325,6 +346,11 @@ def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int
         raise RuntimeError("; ".join(notes + res.notes))
     finding = f"enumeration of {res.domain} ({res.checked:,} inputs): {len(res.firing)} firing: {', '.join(repr(f) for f in res.firing[:8])}"
     return "; ".join(notes + [finding]), _circuit_data("enumeration", res, notes), res
+
+
+def network_fires(path: str | Path, text: str) -> bool:
+    """Load the network file and run it on ``text``: does it output 1?"""
+    return _fires(load_network(Path(path)), text)
 
 
 def _stage_verify(net: Network, preimage: str, vector: list[int | None] | None = None):

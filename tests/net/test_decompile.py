@@ -82,6 +82,7 @@ def test_toy_adder_decompiles_to_an_exact_netlist(tmp_path):
     stages = list(res.stages.values())
     assert all(x >= y for x, y in zip(stages[:4], stages[1:5]))
     assert res.stages["live gates"] < res.stages["neurons"] / 10
+    assert list(res.seconds) == ["bounds", "census", "netlist", "live cone", "AIG"]  # each step timed, in order
     ops = {table_name(res.netlist.table[s]) for s in res.netlist.gates}
     assert "XOR" in ops and "AND" in ops
     # the AIGER export computes the same function as the network

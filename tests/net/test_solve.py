@@ -2,6 +2,7 @@
 
 import json
 import string
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,4 +175,6 @@ def test_cli_invert_reads_function_and_target_from_a_network(sha1_net, tmp_path)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["function"] == "sha1" and data["preimage"] == "lantern"
+    assert data["verified"] is True  # the network itself fires on the preimage
+    assert data["handoff"] and (Path(data["handoff"]) / "run.sh").is_file()
     assert sha1_net.target.hex() in data["targets"]  # the digest as read, plus its byte-order variants

@@ -54,7 +54,7 @@ class InvertConfig:
 class Hit:
     preimage: str
     preimage_hex: str
-    index: int  # candidate number in the space
+    index: int  # candidate number in the space (-1: found by hashcat, whose order differs)
     source: str  # label of the product it came from
     target: str  # the digest (hex) it matched
 
@@ -80,6 +80,8 @@ class InvertResult:
     hints: dict = field(default_factory=dict)
     checkpoint: str | None = None
     covered: dict[str, int] = field(default_factory=dict)  # family of candidates -> hashed in this run
+    handoff: str | None = None  # folder of the same search as hashcat attacks (``invert.hashcat``)
+    verified: bool | None = None  # the network fires on the preimage (None: no network to run)
 
     @property
     def tried(self) -> str:

@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,7 @@ class DecompileResult:
     notes: list[str] = field(default_factory=list)
     aig: "AIG | None" = None
     stats: dict[str, int] = field(default_factory=dict)  # counters of the netlist builder
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step, in pipeline order
 
 
 def logic_evidence(net: Network, bounds: Bounds) -> dict[str, float]:
@@ -104,20 +106,33 @@ def logic_evidence(net: Network, bounds: Bounds) -> dict[str, float]:
 def decompile(net: Network, config: DecompileConfig | None = None) -> DecompileResult:
     """Bounds, gate census, netlist with reductions, live cone and AIG; or a "not logic" verdict."""
     config = config or DecompileConfig()
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = now - clock[0]
+        clock[0] = now
+
     bounds = propagate(net, config.bounds)
+    lap("bounds")
     gates = classify(net, bounds)
     cen = census(gates, config.census_top)
     ev = logic_evidence(net, bounds)
+    lap("census")
     counts = bounds.counts()
     if ev["non_integer_weight_share"] > 0.01 or ev["binary_neuron_share"] < 0.5:
         verdict = (
             f"not a logic circuit: {ev['non_integer_weight_share']:.0%} of non-zero weights are not integers, "
             f"{ev['binary_neuron_share']:.0%} of neurons are proven 0/1 ({int(ev['non_binary_neurons'])} take other values)"
         )
-        return DecompileResult(False, verdict, {"neurons": counts["neurons"], "binary": counts["binary"]}, cen, None, counts, ev)
+        return DecompileResult(False, verdict, {"neurons": counts["neurons"], "binary": counts["binary"]}, cen, None, counts, ev, seconds=seconds)
     nl, st = build_netlist(net, bounds, config.max_vars)
+    lap("netlist")
     live = live_cone(nl)
+    lap("live cone")
     aig = to_aig(nl, live)
+    lap("AIG")
     n_gates = len(nl.gates)
     n = counts["neurons"]
     distinct = n - st["copies"] - st["duplicates"]
@@ -132,7 +147,7 @@ def decompile(net: Network, config: DecompileConfig | None = None) -> DecompileR
     }
     n_cuts = sum(1 for k in nl.kind if k == "cut")
     verdict = f"logic circuit: {counts['binary']} of {n} neurons are 0/1; {stages['live gates']} live gates, {len(aig.ands)} AND nodes, {n_cuts} cut inputs"
-    res = DecompileResult(True, verdict, stages, cen, nl, counts, ev, cuts=n_cuts, unresolved=st["unresolved"], stats=st)
+    res = DecompileResult(True, verdict, stages, cen, nl, counts, ev, cuts=n_cuts, unresolved=st["unresolved"], stats=st, seconds=seconds)
     res.notes += bounds.notes
     res.aig = aig
     return res
