@@ -46,6 +46,8 @@ def hunt_cmd(
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, system, ...).")] = "user_prefix",
     method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, sweep, beam.")] = "readout,sweep,beam",
     probes: Annotated[int, typer.Option(help="Built-in probes used by amplification.")] = 24,
+    alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
     dtype: DtypeOpt = None,
@@ -58,10 +60,16 @@ def hunt_cmd(
     from dormant.llm.search.portfolio import parse_budget
     from dormant.report.console import emit
 
+    try:
+        grid = tuple(float(x) for x in alphas.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--alphas must be comma-separated numbers, got {alphas!r}") from None
+    if 0.0 not in grid or not any(a < 0 for a in grid) or not any(a > 1 for a in grid):
+        raise typer.BadParameter("--alphas needs 0 (the base), a negative factor (collapse check) and one above 1 (amplification)")
     cfg = HuntConfig(ft=ft, bases=list(base), budget_s=parse_budget(budget), out=out or Path("dormant-runs") / "hunt", ledger=ledger,
                      resume=resume, reuse=not fresh, force_base=force_base,
                      mechanisms=tuple(m.strip() for m in mechanism.split(",") if m.strip()),
-                     methods=tuple(m.strip() for m in method.split(",") if m.strip()), probes=probes, words=words, nulls=nulls,
+                     methods=tuple(m.strip() for m in method.split(",") if m.strip()), probes=probes, alphas=grid, max_new_tokens=max_new_tokens, words=words, nulls=nulls,
                      dtype=dtype, device=device)
     result = hunt(cfg)
     emit(result, as_json, lambda: _render(result))

@@ -303,7 +303,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     pair = ctx.load_pair()
     payload = ctx.out["amplify"]["payload"]
     s_prompts, v_prompts = _prompt_halves()
-    scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words,
+    scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
                         verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls))
     res = search_trigger(pair, s_prompts, v_prompts, cfg.out / "search" / "candidates.jsonl", scfg,
