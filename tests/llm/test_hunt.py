@@ -20,7 +20,7 @@ import pytest
 from dormant.llm.engine.payload import fires
 from dormant.llm.hunt import VERDICTS, decide_verdict
 
-FAST = ["--budget", "90s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
+FAST = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
 
 
 def _cmd(ledger, *args):
