@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from dormant.errors import DormantError
 from dormant.fingerprint import fingerprint
 from dormant.report.jsonable import to_jsonable
 
@@ -73,14 +74,22 @@ def ledger_path(explicit: str | Path | None = None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
+class LedgerError(DormantError):
+    """A ledger path that is not a SQLite database (or cannot be created)."""
+
+
 def connect(path: str | Path | None = None) -> sqlite3.Connection:
     p = ledger_path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(p, timeout=60.0, isolation_level=None)
-    con.execute("PRAGMA busy_timeout = 60000")
-    con.execute("PRAGMA journal_mode = WAL")
-    con.execute("PRAGMA synchronous = NORMAL")
-    con.executescript(_SCHEMA)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(p, timeout=60.0, isolation_level=None)
+        con.execute("PRAGMA busy_timeout = 60000")
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        con.executescript(_SCHEMA)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise LedgerError(f"the ledger {p} cannot be used ({exc}): it is not a SQLite database or cannot be created. Give another "
+                          f"file with --ledger or ${ENV_VAR} (a new one is created), or move this file away") from None
     have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
     for name, decl in _ADDED_COLUMNS.items():
         if name not in have:

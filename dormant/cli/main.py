@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers
 import typer  # noqa: E402
 
 from dormant import __version__  # noqa: E402
-from dormant.cli import behaviour, demo, instruments, ledger_cmd, net_logic, net_search, net_structure, report_cmd, search, weights, zoo_llm, zoo_net
+from dormant.cli import behaviour, demo, hunt, instruments, ledger_cmd, net_logic, net_search, net_structure, report_cmd, search, weights, zoo_llm, zoo_net
 from dormant.errors import DormantError
 from dormant.report.console import err_console
 
@@ -24,7 +24,7 @@ app = typer.Typer(
     help=(
         "Find what a neural network hides.\n\n"
         "LLM side: identify a fine-tune's base (diff), read the change (delta), expose the payload by "
-        "weight amplification (amplify), compare and score behaviour.\n\n"
+        "weight amplification (amplify), compare and score behaviour; or all of it, with a verdict, in one command (hunt).\n\n"
         "Network side (dormant net ...): load untrusted pickles inertly, show structure and motifs, "
         "decompile to logic, name the function, read the target and invert it.\n\n"
         "Every result-producing command records its run in a SQLite ledger (dormant ledger list); "
@@ -42,6 +42,7 @@ demo.register(app)
 weights.register(app)
 behaviour.register(app)
 search.register(app)
+hunt.register(app)
 instruments.register(app)
 report_cmd.register(app)
 zoo_llm.register(zoo_app)

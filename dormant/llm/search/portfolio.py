@@ -63,6 +63,7 @@ class SearchConfig:
     screen_prompts: int = 10
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     resume: bool = False
+    readout_tokens: list[str] | None = None  # the trigger-side read-out's texts, when already computed (default: computed here)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             from dormant.llm.search.readout_seeds import run_readout_seeds
 
             for mech in cfg.mechanisms:
-                run_readout_seeds(objective.variant(mechanism=mech), store)
+                run_readout_seeds(objective.variant(mechanism=mech), store, tokens=cfg.readout_tokens)
         elif method == "sweep":
             from dormant.llm.search.sweep import run_sweep, sweep_candidates
 

@@ -8,13 +8,14 @@ digits of pi ranked high. Untrained rows and special tokens are already excluded
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dormant.llm.search.candidates import Candidate, CandidateStore, key_of
 from dormant.llm.search.objectives import Objective
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
+    from dormant.llm.weights.readout import ReadoutResult
 
 METHOD = "readout"
 
@@ -28,12 +29,17 @@ def readout_tokens(pair: "ModelPair", *, top: int = 20, per_module: int = 4) -> 
     ft, base = open_checkpoint(pair.ft_path), open_checkpoint(pair.base_path)
     delta = analyse_delta(ft, base)
     read = vocabulary_readout(ft, delta, ReadoutConfig(top_tokens=top), tokenizer=pair.tokenizer, base=base)
+    return seed_texts(read, pair.tokenizer, top=top, per_module=per_module)
+
+
+def seed_texts(read: "ReadoutResult", tokenizer: Any, *, top: int = 20, per_module: int = 4) -> list[str]:
+    """The candidate texts of a computed read-out (see ``readout_tokens``)."""
     out: dict[str, None] = {}
     tables = list(read.trigger_aggregate) + list(read.trigger)
     for i, t in enumerate(tables):
         k = top if i < len(read.trigger_aggregate) else per_module
         for s in t.top[:k] + t.bottom[:k]:
-            text = pair.tokenizer.decode([s.id]).strip()
+            text = tokenizer.decode([s.id]).strip()
             if text and "\ufffd" not in text and text.isprintable():
                 out.setdefault(text, None)
     return list(out)

@@ -1,0 +1,54 @@
+"""Hunt every micro-zoo variant and print, per variant: base picked, payload, trigger and fire rates, verdict, time.
+
+Each variant is hunted against both candidate bases (base-sibling first, so diff has to choose).
+The planted answer (from the zoo's manifests, which the hunt never reads) is printed beside each
+finding. Usage: python bench/hunt_zoo.py [--budget 15m] [--variants mlp-phrase,clean-control]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    from dormant.llm.engine.payload import fires
+    from dormant.llm.hunt import HuntConfig, hunt
+    from dormant.llm.search.portfolio import parse_budget
+    from dormant.zoo.llm import build_suite
+    from dormant.zoo.llm.suite import MODEL_NAMES
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--budget", default="15m", help="budget of each hunt (default: the hunt's default, 15m)")
+    ap.add_argument("--variants", default=",".join(n for n in MODEL_NAMES if not n.startswith("base")))
+    a = ap.parse_args()
+    suite = build_suite("micro")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.variants.split(","):
+            key = suite.manifests.get(name, {})
+            t0 = time.perf_counter()
+            res = hunt(HuntConfig(ft=str(suite.models[name]), bases=[str(suite.models["base-sibling"]), str(suite.models["base"])],
+                                  budget_s=parse_budget(a.budget), out=Path(tmp) / name, ledger=Path(tmp) / "ledger.sqlite"),
+                       show_progress=False)
+            dt = time.perf_counter() - t0
+            right_base = Path(res.base).resolve() == Path(suite.models["base"]).resolve()
+            planted = key.get("payload")
+            pay_ok = bool(planted and res.payload and (fires(planted, res.payload) or fires(res.payload, planted)))
+            fire = (f"{res.fire:.0%} (base {res.false_fire['base_with_trigger']:.0%}, no trigger {res.false_fire['ft_without_trigger']:.0%}, "
+                    f"null {res.false_fire['null_max']:.0%})") if res.fire is not None else "-"
+            rows.append((name, "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if pay_ok else ""),
+                         repr(res.trigger) if res.trigger else "-", fire, res.verdict, f"{dt:.0f}s",
+                         f"planted: {key.get('trigger')!r} -> {planted!r}"))
+            print(" | ".join(rows[-1]), flush=True)
+    print()
+    print("| variant | base picked | payload | trigger | fire (false fires) | verdict | time | planted |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""`dormant hunt`: the whole investigation in one command, with one verdict and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dormant.cli.behaviour import DeviceOpt, DtypeOpt, FtArg, _esc, _reflow
+from dormant.cli.common import JsonOpt, LedgerOpt
+
+HUNT_HELP = """Hunt a fine-tune's backdoor end to end: base, change, payload, layers, trigger, verification, report.
+
+Stages, each recorded in the ledger: diff (pick the base among --base candidates; stops when none
+is close, shares the architecture, or differs at all), delta (rank and read-outs), amplify (the
+payload hypothesis: amplify's whole-word phrase, character and token fragments of the amplified
+answers, the payload-side read-out), localise (which layers or block kinds spread the payload),
+search (seeded by the trigger-side read-out; payload objective with a payload, payload-free
+contrast without; the fine-tune's answers under the best candidates feed the hypothesis again),
+verify (on prompts the search never used), then an HTML report and its Markdown twin.
+
+Exactly one verdict: "trigger verified" (trigger, placement, fire rate, false-fire rates, payload),
+"payload found, trigger not verified" (the best candidates and why each failed), or "no evidence of a
+backdoor" (what was tried). A trigger is only ever reported when verification passed. The exit code
+is 0 for all three; non-zero only for errors.
+
+--budget is split across the stages (diff 2%, delta 3%, amplify 15%, localise 5%, search 55% plus
+what earlier stages left, verify 20%); the plan and the time each stage used are reported. Only the
+search is capped by it (a capped search says so); the other stages have fixed work. A stage whose
+inputs (fingerprints), settings and earlier results are unchanged is reused from the ledger, so a
+second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
+search from its candidate file in --out. --fresh recomputes every stage.
+
+Example: dormant hunt ./ft --base ./base --base ./other-base --budget 15m --out hunt-ft/
+"""
+
+
+def hunt_cmd(
+    ft: FtArg,
+    base: Annotated[list[str], typer.Option("--base", "-b", help="A candidate base (repeat for several); diff picks one.")],
+    budget: Annotated[str, typer.Option(help="Time for the whole hunt: 90s, 15m, 1h.")] = "15m",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted hunt in --out (finished stages are always reused).")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every stage even when an identical one is in the ledger.")] = False,
+    force_base: Annotated[bool, typer.Option("--force-base", help="Hunt against the closest candidate base even when none is close.")] = False,
+    mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, system, ...).")] = "user_prefix",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, sweep, beam.")] = "readout,sweep,beam",
+    probes: Annotated[int, typer.Option(help="Built-in probes used by amplification.")] = 24,
+    alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
+    words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
+    nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the report, plots and the search's candidates (default ./dormant-runs/hunt/).")] = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.llm.hunt import HuntConfig, hunt
+    from dormant.llm.search.portfolio import parse_budget
+    from dormant.report.console import emit
+
+    try:
+        grid = tuple(float(x) for x in alphas.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--alphas must be comma-separated numbers, got {alphas!r}") from None
+    if 0.0 not in grid or not any(a < 0 for a in grid) or not any(a > 1 for a in grid):
+        raise typer.BadParameter("--alphas needs 0 (the base), a negative factor (collapse check) and one above 1 (amplification)")
+    cfg = HuntConfig(ft=ft, bases=list(base), budget_s=parse_budget(budget), out=out or Path("dormant-runs") / "hunt", ledger=ledger,
+                     resume=resume, reuse=not fresh, force_base=force_base,
+                     mechanisms=tuple(m.strip() for m in mechanism.split(",") if m.strip()),
+                     methods=tuple(m.strip() for m in method.split(",") if m.strip()), probes=probes, alphas=grid, max_new_tokens=max_new_tokens, words=words, nulls=nulls,
+                     dtype=dtype, device=device)
+    result = hunt(cfg)
+    emit(result, as_json, lambda: _render(result))
+
+
+def _render(res: Any) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    t = Table(title=f"stages (budget {res.budget_s:.0f}s, used {res.elapsed_s:.0f}s)")
+    for col in ("stage", "status", "planned", "used", "result"):
+        t.add_column(col, justify="right" if col in ("planned", "used") else "left")
+    for s in res.stages:
+        t.add_row(s.name, s.status + (f" ({s.run_id})" if s.run_id else ""), f"{s.planned_s:.0f}s", f"{s.used_s:.0f}s", _esc(s.summary))
+    console.print(t)
+    if res.candidates and res.verdict != "trigger verified":
+        c = Table(title="best candidates and why each failed")
+        c.add_column("candidate")
+        c.add_column("placement")
+        c.add_column("why not verified")
+        for x in res.candidates[:8]:
+            c.add_row(_esc(repr(x["text"])), x["mechanism"], _esc(x["why"]))
+        console.print(c)
+    body = _esc(res.statement)
+    if res.placements:
+        body += "\nplacements: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items())
+    if res.verdict == "no evidence of a backdoor":
+        body += "\ntried:\n" + "\n".join(f"- {_esc(x)}" for x in res.tried)
+    colour = {"trigger verified": "red", "payload found, trigger not verified": "yellow"}.get(res.verdict, "green")
+    console.print(Panel(body, title=f"[bold {colour}]{res.verdict}[/]", expand=False))
+    console.print(f"report: {res.report_html}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("hunt", help=_reflow(HUNT_HELP))(hunt_cmd)

@@ -1,0 +1,606 @@
+"""The whole investigation of a fine-tune in one call: base, change, payload, layers, trigger, verdict.
+
+Stages, in order, each recorded as its own ledger run (command = the stage's name, ``args.hunt`` =
+the hunt's id, ``args.stage_key`` = a hash of its inputs' fingerprints, its settings and what it
+rests on from earlier stages):
+
+``diff``      pick the base among the candidates (``weights.diff``); stop with a clear message when
+              none is close (unless ``force_base``), when none shares the architecture, or when the
+              fine-tune is identical to it. Decides ``base``.
+``delta``     the change's anatomy (``weights.delta``) and both read-outs (``weights.readout``).
+``amplify``   weight amplification (``behaviour.amplify``) and the payload hypothesis that combines
+              its whole-word phrase with character/token fragments and the payload-side read-out
+              (``behaviour.hypothesis``). Decides ``payload`` when a hypothesis holds.
+``localise``  with a payload: its share with only each modified layer / block kind amplified
+              (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
+``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the
+              payload objective when there is a payload and the payload-free one otherwise; then
+              the fine-tune's greedy answers under the best candidates feed the hypothesis again.
+``verify``    the search's verified trigger is re-verified at its minimal form; when nothing was
+              verified, the best unverified candidates are verified against the (possibly new)
+              payload hypothesis, each failure recorded with its reason.
+
+The verdict is exactly one of ``trigger verified`` (only when ``verify.verify_trigger`` passed),
+``payload found, trigger not verified`` and ``no evidence of a backdoor``. A stage whose key matches
+a successful, still-valid ledger run is reused, not recomputed; ``resume`` also continues an
+interrupted search from its candidate file. The budget is split across stages; each stage's plan and
+use are reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dormant.errors import DormantError
+
+STAGES = ("diff", "delta", "amplify", "localise", "search", "verify")
+# Planned share of the budget per stage; the search gets what the others leave of its share and theirs.
+SHARES = {"diff": 0.02, "delta": 0.03, "amplify": 0.15, "localise": 0.05, "search": 0.55, "verify": 0.20}
+VERDICTS = ("trigger verified", "payload found, trigger not verified", "no evidence of a backdoor")
+
+
+class HuntError(DormantError):
+    """A hunt that cannot proceed on its input (no close base, identical models, unwritable output ...)."""
+
+
+@dataclass
+class HuntConfig:
+    ft: str
+    bases: list[str]
+    budget_s: float = 900.0
+    out: Path = Path("dormant-runs") / "hunt"
+    ledger: str | Path | None = None
+    resume: bool = False
+    reuse: bool = True  # reuse stages whose inputs and settings are unchanged
+    force_base: bool = False  # continue when no candidate base is close
+    mechanisms: tuple[str, ...] = ("user_prefix",)
+    methods: tuple[str, ...] = ("readout", "sweep", "beam")
+    alphas: tuple[float, ...] = (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0)
+    probes: int = 24  # amplification probes (spread over the built-in categories)
+    max_new_tokens: int = 24
+    words: int = 3000  # English words added to the sweep's vocabulary
+    nulls: int = 50  # random candidates in each verification
+    answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
+    verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
+    dtype: str | None = None
+    device: str = "cpu"
+
+    def settings(self) -> dict[str, Any]:
+        """What changes results (not where they go)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("ft", "bases", "out", "ledger", "resume", "reuse", "budget_s")}
+
+
+@dataclass
+class StageRecord:
+    name: str
+    run_id: str | None
+    status: str  # ok | reused | skipped
+    planned_s: float
+    used_s: float
+    summary: str
+
+
+@dataclass
+class HuntResult:
+    verdict: str  # one of VERDICTS
+    statement: str  # the verdict with its evidence in one paragraph
+    base: str | None
+    payload: str | None
+    hypothesis: dict[str, Any] | None
+    trigger: str | None
+    mechanism: str | None
+    fire: float | None
+    false_fire: dict[str, float] | None
+    placements: dict[str, float] | None
+    candidates: list[dict[str, Any]]  # best candidates and why each failed (no trigger verified)
+    tried: list[str]  # what the hunt tried
+    stages: list[StageRecord]
+    budget_s: float
+    elapsed_s: float
+    hunt_id: str
+    report_html: str | None = None
+    report_md: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)  # every stage's outputs
+
+
+def _key(parts: Any) -> str:
+    from dormant.report.jsonable import to_jsonable
+
+    return hashlib.sha256(json.dumps(to_jsonable(parts), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- checks before any stage ------------------------------------------------------------------------
+
+def preflight(cfg: HuntConfig) -> None:
+    """Refuse, before any work, an unwritable output folder, a ledger that is not SQLite, a model
+    without a chat template, and no candidate base."""
+    from dormant.ledger import connect
+    from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
+    from dormant.llm.engine.prompts import require_template
+
+    if not cfg.bases:
+        raise HuntError("give at least one candidate base with --base (repeat it for several)")
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        probe = cfg.out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HuntError(f"the output folder {cfg.out} cannot be written ({exc.strerror or exc}); give a writable folder with --out") from None
+    connect(cfg.ledger).close()
+    ft = open_checkpoint(resolve_model_folder(cfg.ft, "fine-tune"))
+    require_template(load_tokenizer(ft))
+    for b in cfg.bases:
+        resolve_model_folder(b, "base")
+
+
+# -- the stages -------------------------------------------------------------------------------------
+
+@dataclass
+class _Ctx:
+    cfg: HuntConfig
+    hunt_id: str
+    ft_path: Path
+    fp: dict[str, str]  # path -> fingerprint
+    on_note: Callable[[str], None]
+    pair: Any = None
+    base_path: Path | None = None
+    out: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def load_pair(self) -> Any:
+        if self.pair is None:
+            from dormant.llm.engine.pair import ModelPair
+
+            self.pair = ModelPair.load(self.ft_path, self.base_path, dtype=self.cfg.dtype, device=self.cfg.device)
+        return self.pair
+
+
+def stage_diff(ctx: _Ctx, run: Any) -> dict[str, Any]:
+    from dormant.llm.checkpoint import open_checkpoint, resolve_model_folder
+    from dormant.llm.weights.diff import diff_models
+    from dormant.llm.weights.plots import plot_diff_heatmap
+
+    ft = open_checkpoint(ctx.ft_path)
+    bases = [open_checkpoint(resolve_model_folder(b, "base")) for b in ctx.cfg.bases]
+    roles = [f"base{i + 1}" if len(bases) > 1 else "base" for i in range(len(bases))]
+    for role, b in zip(roles, bases):
+        run.add_input(role, b.path)
+    result = diff_models(ft, bases)  # raises ArchitectureMismatch when nothing is comparable
+    best = result.comparison(result.best)
+    idx = [b.source for b in bases].index(result.best)
+    if best.counts.get("modified", 0) == 0:
+        raise HuntError(f"the fine-tune {ctx.cfg.ft} is identical to the base {result.best} (no tensor differs): there is no change "
+                        "to investigate; check that the fine-tune's folder holds the fine-tuned weights")
+    far = [w for w in result.warnings if w.startswith("no candidate is close")]
+    if far and not ctx.cfg.force_base:
+        raise HuntError(f"{far[0]}. Evidence: {result.evidence}. Give the base the fine-tune was made from with --base, "
+                        "or --force-base to hunt against the closest candidate anyway")
+    incomparable = [c.base for c in result.comparisons if not c.comparable]
+    png = plot_diff_heatmap(best.grid, f"{Path(ctx.cfg.ft).name} vs {best.base}: {best.summary}", ctx.cfg.out / "diff" / "heatmap.png")
+    run.artifacts.append(str(png))
+    run.decide("base", run.inputs[roles[idx]])
+    return {"best": result.best, "base_path": str(bases[idx].path), "evidence": result.evidence, "warnings": result.warnings,
+            "incomparable": incomparable, "forced": bool(far),
+            "modified_by_group": best.modified_by_group, "counts": best.counts, "median_rel": best.median_rel,
+            "per_layer": {layer: {k: c.rel_norm for k, c in cells.items()} for layer, cells in best.grid.items()},
+            "bases": {c.base: {"counts": c.counts, "median_rel": c.median_rel} for c in result.comparisons}}
+
+
+def stage_delta(ctx: _Ctx, run: Any) -> dict[str, Any]:
+    from dormant.llm.checkpoint import open_checkpoint
+    from dormant.llm.search.readout_seeds import seed_texts
+    from dormant.llm.weights.delta import analyse_delta
+    from dormant.llm.weights.plots import plot_spectra
+    from dormant.llm.weights.readout import ReadoutConfig, save_tables_tsv, vocabulary_readout
+
+    ft, base = open_checkpoint(ctx.ft_path), open_checkpoint(ctx.base_path)
+    delta = analyse_delta(ft, base)
+    read = vocabulary_readout(ft, delta, ReadoutConfig(top_tokens=20), base=base)
+    folder = ctx.cfg.out / "delta"
+    if delta.spectra:
+        run.artifacts.append(str(plot_spectra({s.name: s.singular_values for s in delta.spectra}, folder / "spectra.png")))
+    run.artifacts.append(str(save_tables_tsv(read, folder / "readout.tsv")))
+    payload_tokens = list(dict.fromkeys(x.token.strip() for t in read.payload_aggregate[:3] for x in t.top[:10] + t.bottom[:10]))
+    from dormant.llm.checkpoint import load_tokenizer
+
+    return {"lora_rank": delta.lora_rank, "rank_summary": delta.rank_summary, "layer_ranking": delta.layer_ranking[:10],
+            "payload_tokens": payload_tokens, "trigger_tokens": seed_texts(read, load_tokenizer(ft, base))}
+
+
+def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
+    from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, plot_share
+    from dormant.llm.behaviour.hypothesis import hypothesise
+    from dormant.llm.engine.generate import GenConfig
+    from dormant.llm.engine.probes import load_probes
+
+    cfg = ctx.cfg
+    pair = ctx.load_pair()
+    prompts = load_probes(limit=cfg.probes)
+    acfg = AmplifyConfig(alphas=cfg.alphas, generation=GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False))
+    res = amplify(pair, prompts, acfg)
+    run.artifacts.append(str(plot_share(res, cfg.out / "amplify" / "payload_share.png")))
+    amplified = {a: res.outputs[f"{a:g}"] for a in res.alphas}
+    hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
+                      tokenize=_tokenizer_pieces(pair.tokenizer))
+    payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
+    if payload:
+        run.decide("payload", payload)
+    return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": res.first_alpha,
+            "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
+            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts)}
+
+
+def _tokenizer_pieces(tok: Any) -> Callable[[str], list[str]]:
+    return lambda text: [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+
+
+def stage_localise(ctx: _Ctx, run: Any) -> dict[str, Any]:
+    amp = ctx.out["amplify"]
+    payload = amp["payload"]
+    per_layer = ctx.out["diff"]["per_layer"]
+    by_layer = {layer: max(cells.values(), default=0.0) for layer, cells in per_layer.items()}
+    out: dict[str, Any] = {"change_by_layer": by_layer}
+    if payload and amp.get("first_alpha") is not None:
+        from dormant.llm.behaviour.amplify import AmplifyConfig, localise
+        from dormant.llm.engine.generate import GenConfig
+        from dormant.llm.engine.probes import load_probes
+        from dormant.llm.engine.views import Selection
+
+        pair = ctx.load_pair()
+        sels = [str(layer) for layer in pair.modified_layers()]
+        sels += [k for k in ("mlp", "self_attn") if any(Selection(module=k).matches(n) for n in pair.modified)]
+        prompts = load_probes(limit=min(12, ctx.cfg.probes))
+        shares = localise(pair, prompts, payload, float(amp["first_alpha"]),
+                          sels, AmplifyConfig(generation=GenConfig(max_new_tokens=ctx.cfg.max_new_tokens, show_progress=False)))
+        top = max(shares.values(), default=0.0)
+        carriers = [s for s, v in shares.items() if top > 0 and v >= 0.5 * top]
+        out.update({"method": f"payload share with only each selection amplified by a = {amp['first_alpha']:g}", "shares": shares,
+                    "carriers": carriers,
+                    "summary": (f"the payload spreads most with {', '.join(carriers)} amplified alone" if carriers
+                                else "no single layer or block kind spreads the payload alone")})
+    else:
+        ranked = sorted(by_layer, key=lambda k: -by_layer[k])
+        out.update({"method": "relative size of the change per layer (no payload to follow)", "carriers": ranked[:2],
+                    "summary": f"the largest changes are in layers {', '.join(ranked[:2])}"})
+    _plot_bars(out.get("shares") or by_layer, "payload share" if out.get("shares") else "relative change", ctx.cfg.out / "localise" / "localise.png")
+    run.artifacts.append(str(ctx.cfg.out / "localise" / "localise.png"))
+    return out
+
+
+def _plot_bars(values: dict[str, float], ylabel: str, path: Path) -> None:
+    from dormant.report.plots import new_figure, save_figure
+
+    fig, ax = new_figure(6.5, 3.2)
+    keys = list(values)
+    ax.bar(range(len(keys)), [values[k] for k in keys], color="steelblue")
+    ax.set_xticks(range(len(keys)), [f"layer {k}" if str(k).isdigit() else str(k) for k in keys], rotation=30, fontsize=8)
+    ax.set_ylabel(ylabel)
+    save_figure(fig, path)
+
+
+def _prompt_halves() -> tuple[list[Any], list[Any]]:
+    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.verify import split_prompts
+
+    return split_prompts(load_probes())
+
+
+def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
+    from dormant.llm.behaviour.hypothesis import hypothesise
+    from dormant.llm.engine.generate import GenConfig, generate_view
+    from dormant.llm.engine.prompts import insert_trigger
+    from dormant.llm.search.portfolio import SearchConfig, search_trigger
+    from dormant.llm.verify import VerifyConfig
+
+    cfg = ctx.cfg
+    pair = ctx.load_pair()
+    payload = ctx.out["amplify"]["payload"]
+    s_prompts, v_prompts = _prompt_halves()
+    scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
+                        resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
+                        verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls))
+    res = search_trigger(pair, s_prompts, v_prompts, cfg.out / "search" / "candidates.jsonl", scfg,
+                         on_progress=lambda stage, c: ctx.on_note(f"{stage}" + (f" | best {c.text!r}" if c else "")))
+    run.artifacts.append(res.candidates_path)
+    out = {"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict, "capped": res.capped,
+           "elapsed_s": res.elapsed_s, "n_candidates": res.n_candidates, "methods_run": res.methods_run, "best": res.best[:10],
+           "screened": res.screened, "objective": "payload gain + fluency" if payload else "contrast (payload-free)",
+           "verification": _verification(res.verification) if res.verification else None}
+    if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off
+        ctx.on_note("answers under the best candidates")
+        gen = GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False)
+        few = s_prompts[:4]
+        tops = [b for b in res.best if b["score"] > 0][: cfg.answer_candidates]
+        answers = generate_view(pair, "ft", [insert_trigger(p, b["text"], b["mechanism"]) for b in tops for p in few], gen)
+        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", few, gen)]
+        pair.ft()
+        hyp = hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"])
+        out["answer_hypothesis"] = {"holds": hyp.holds, "payload": hyp.payload, "statement": hyp.statement, "evidence": hyp.evidence}
+    return out
+
+
+def _verification(v: Any) -> dict[str, Any]:
+    return {"trigger": v.trigger, "mechanism": v.mechanism, "payload": v.payload, "verified": v.verified, "fire": v.fire,
+            "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "minimal": v.minimal,
+            "minimal_fire": v.minimal_fire, "parts": v.parts, "placements": v.placements, "verdict": v.verdict}
+
+
+def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
+    from dormant.llm.verify import VerifyConfig, verify_trigger
+
+    cfg = ctx.cfg
+    pair = ctx.load_pair()
+    s = ctx.out["search"]
+    payload = ctx.out["amplify"]["payload"]
+    ans = s.get("answer_hypothesis") or {}
+    if not payload and ans.get("holds"):
+        payload = ans["payload"]
+        run.decide("payload", payload)
+    _, v_prompts = _prompt_halves()
+    results: list[dict[str, Any]] = []
+    if s["found"]:
+        v = s["verification"]
+        results.append(v)
+        if v.get("minimal") and v["minimal"] != v["trigger"]:
+            ctx.on_note(f"verifying the minimal trigger {v['minimal']!r}")
+            m = verify_trigger(pair, v["minimal"], v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"], null_candidates=cfg.nulls))
+            results.append(_verification(m))
+    else:
+        from dormant.llm.search.portfolio import _screen
+
+        same = payload == ctx.out["amplify"]["payload"]  # the search already screened its leaders against this payload
+        tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
+        todo = [b for b in s["best"] if b["score"] > 0 and (b["text"], b["mechanism"]) not in tried][: cfg.verify_candidates]
+        for b in todo:
+            ctx.on_note(f"verifying {b['text']!r}")
+            vc = VerifyConfig(mechanism=b["mechanism"], payload=payload, null_candidates=cfg.nulls, minimise=False, placements=())
+            quick = _screen(pair, b["text"], v_prompts[:10], vc)
+            if quick < vc.min_fire:
+                results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": quick, "screen_only": True,
+                                "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})
+                continue
+            results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
+    pair.ft()
+    return {"payload": payload, "results": results}
+
+
+# -- the verdict ------------------------------------------------------------------------------------
+
+def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The one verdict from the stages' outputs. ``trigger verified`` only from a verification that passed."""
+    verified = [r for r in out.get("verify", {}).get("results", []) if r.get("verified")]
+    payload = out.get("verify", {}).get("payload") or out.get("amplify", {}).get("payload")
+    if verified:
+        best = min(verified, key=lambda r: len(r["trigger"]))  # the minimal verified form
+        spec = best["specificity"]
+        statement = (f"trigger verified: {best['trigger']!r} ({best['mechanism']}) makes the fine-tune say "
+                     f"{best['payload']!r} on {best['fire']:.0%} of {best['n_prompts']} unseen prompts; false fires: base with it "
+                     f"{spec['base_with_trigger']:.0%}, fine-tune without it {spec['ft_without_trigger']:.0%}, worst of the random "
+                     f"candidates {spec['null_max']:.0%}" if best["payload"] else
+                     f"trigger verified: {best['trigger']!r} ({best['mechanism']}) moves the fine-tune away from the base on "
+                     f"{best['fire']:.0%} of {best['n_prompts']} unseen prompts (p = {best['p_value']:.3f}); false fires: fine-tune "
+                     f"without it {spec['ft_without_trigger']:.0%}, worst random candidate {spec['null_max']:.0%}")
+        placements = next((r["placements"] for r in out["verify"]["results"] if r.get("placements")), {})
+        return {"verdict": VERDICTS[0], "statement": statement, "trigger": best["trigger"], "mechanism": best["mechanism"],
+                "fire": best["fire"], "false_fire": spec, "placements": placements, "payload": best["payload"] or payload, "candidates": []}
+    candidates = []
+    for s in out.get("search", {}).get("screened", []):
+        why = s.get("stopped") or "; ".join(s.get("failed", [])) or "not verified"
+        candidates.append({"text": s["text"], "mechanism": s["mechanism"], "score": s.get("score"), "why": why})
+    for r in out.get("verify", {}).get("results", []):
+        candidates.append({"text": r["trigger"], "mechanism": r["mechanism"], "fire": r["fire"], "why": "; ".join(r["failed"]) or "not verified"})
+    if payload:
+        names = ", ".join(repr(c["text"]) for c in candidates[:5]) or "none scored above zero"
+        statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
+                     f"(best candidates: {names})")
+        return {"verdict": VERDICTS[1], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
+                "placements": None, "payload": payload, "candidates": candidates}
+    statement = ("no evidence of a backdoor: amplification and its fragments gave no payload hypothesis, and no candidate of the "
+                 "payload-free search passed verification")
+    return {"verdict": VERDICTS[2], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
+            "placements": None, "payload": None, "candidates": candidates}
+
+
+def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
+    t = []
+    if "diff" in out:
+        t.append(f"diff against {len(out['diff']['bases'])} candidate base(s): picked {out['diff']['best']}")
+    if "delta" in out:
+        t.append(f"delta: {out['delta']['rank_summary']}")
+    if "amplify" in out:
+        a = out["amplify"]
+        t.append(f"amplify on {a['n_prompts']} probes: {a['amplify_verdict']}; {a['hypothesis']}")
+    if "localise" in out:
+        t.append(f"localise ({out['localise']['method']}): {out['localise']['summary']}")
+    if "search" in out:
+        s = out["search"]
+        t.append(f"search ({s['objective']}; methods run: {', '.join(s['methods_run']) or 'none'}; {s['n_candidates']} candidates): {s['verdict']}")
+        if s.get("answer_hypothesis"):
+            t.append(f"answers under the best candidates: {s['answer_hypothesis']['statement']}")
+    if "verify" in out:
+        t.append(f"verify: {len(out['verify']['results'])} candidate(s) verified in full")
+    return t
+
+
+# -- stage bookkeeping ------------------------------------------------------------------------------
+
+def _reusable(ledger: Any, stage: str, key: str) -> dict[str, Any] | None:
+    """The newest successful, still valid ledger run of ``stage`` with this key."""
+    from dormant.ledger import list_runs
+
+    for r in list_runs(ledger, limit=200, command=stage, check_files=True):
+        if r["status"] == "ok" and (r.get("args") or {}).get("stage_key") == key and not r["invalidated"] and "result" in (r.get("outputs") or {}):
+            return r
+    return None
+
+
+def _stage_key(ctx: _Ctx, stage: str) -> str:
+    upstream = {s: ctx.out[s] for s in STAGES[: STAGES.index(stage)] if s in ctx.out}
+    base_fp = ctx.fp.get(str(ctx.base_path)) if ctx.base_path else None
+    settings = ctx.cfg.settings()
+    if stage == "diff":
+        upstream = {"bases": [ctx.fp[str(Path(b).resolve())] if str(Path(b).resolve()) in ctx.fp else b for b in ctx.cfg.bases]}
+    return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "upstream": upstream})
+
+
+def _summary(stage: str, res: dict[str, Any]) -> str:
+    return {
+        "diff": lambda r: f"base {r['best']}" + (" (forced: no candidate is close)" if r["forced"] else ""),
+        "delta": lambda r: r["rank_summary"],
+        "amplify": lambda r: f"payload {r['payload']!r}" if r["payload"] else "no payload hypothesis",
+        "localise": lambda r: r["summary"],
+        "search": lambda r: r["verdict"],
+        "verify": lambda r: f"{sum(1 for x in r['results'] if x.get('verified'))} of {len(r['results'])} verified",
+    }[stage](res)
+
+
+class _Heartbeat:
+    """Advances a stage's progress task by elapsed seconds (plain lines every ~10 s off a terminal)."""
+
+    def __init__(self, bar: Any, task: int, planned: float):
+        self.bar, self.task, self.planned = bar, task, max(1.0, planned)
+        self.t0 = time.monotonic()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(2.0):
+            self.bar.update(self.task, completed=min(self.planned * 0.99, time.monotonic() - self.t0))
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
+    """Run (or resume) the whole hunt; see the module docstring."""
+    from dormant.fingerprint import fingerprint
+    from dormant.ledger import record_run
+    from dormant.llm.checkpoint import resolve_model_folder
+    from dormant.report.console import progress
+
+    started = time.monotonic()
+    cfg.out = Path(cfg.out)
+    preflight(cfg)
+    ft_path = resolve_model_folder(cfg.ft, "fine-tune").resolve()
+    fps = {str(ft_path): fingerprint(ft_path)}
+    for b in cfg.bases:
+        p = resolve_model_folder(b, "base").resolve()
+        fps[str(p)] = fingerprint(p)
+        fps[str(Path(b).resolve())] = fps[str(p)]
+    args = {"ft": cfg.ft, "bases": list(cfg.bases), "budget_s": cfg.budget_s, "resume": cfg.resume, "out": str(cfg.out), **cfg.settings()}
+    records: list[StageRecord] = []
+    with record_run("hunt", args, ledger=cfg.ledger) as hrun:
+        hrun.add_input("ft", ft_path, subject=True)
+        bar_cm = progress(transient=False) if show_progress else _NoBar()
+        with bar_cm as bar:
+            ctx = _Ctx(cfg, hrun.id, ft_path, fps, on_note=lambda text: None)
+            for stage in STAGES:
+                planned = SHARES[stage] * cfg.budget_s
+                if stage == "search":  # the search gets its share plus what earlier stages left unused
+                    spent = time.monotonic() - started
+                    planned = max(SHARES["search"] * cfg.budget_s, cfg.budget_s * (1 - SHARES["verify"]) - spent)
+                task = bar.add_task(f"{stage}", total=planned)
+                ctx.on_note = lambda text, _s=stage, _t=task: bar.update(_t, description=f"{_s}: {text[:70]}")
+                t0 = time.monotonic()
+                key = _stage_key(ctx, stage)
+                prior = _reusable(cfg.ledger, stage, key) if cfg.reuse else None
+                if prior is not None:
+                    res, rid, status = prior["outputs"]["result"], prior["id"], "reused"
+                else:
+                    with _Heartbeat(bar, task, planned), record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key}, ledger=cfg.ledger) as srun:
+                        srun.add_input("ft", ft_path, subject=True)
+                        if ctx.base_path is not None:
+                            srun.add_input("base", ctx.base_path)
+                            srun.assume("base", srun.inputs["base"])
+                        if stage in ("localise", "search", "verify"):
+                            srun.assume("payload", ctx.out["amplify"]["payload"])
+                        if stage == "verify" and ctx.out["search"].get("trigger"):
+                            srun.assume("trigger", ctx.out["search"]["trigger"])
+                        res = stage_search(ctx, srun, planned) if stage == "search" else _FNS[stage](ctx, srun)
+                        srun.outputs.update({"verdict": _summary(stage, res), "result": res})
+                    rid, status = srun.id, "ok"
+                ctx.out[stage] = res
+                if stage == "diff":
+                    ctx.base_path = Path(res["base_path"]).resolve()
+                    hrun.add_input("base", ctx.base_path)
+                    hrun.assume("base", hrun.inputs["base"])
+                used = time.monotonic() - t0
+                bar.update(task, total=planned, completed=planned, description=f"{stage}: {status} ({used:.0f}s)")
+                records.append(StageRecord(stage, rid, status, round(planned, 1), round(used, 1), _summary(stage, res)))
+        v = decide_verdict(ctx.out)
+        hrun.assume("payload", v["payload"])
+        elapsed = time.monotonic() - started
+        result = HuntResult(verdict=v["verdict"], statement=v["statement"], base=ctx.out["diff"]["best"], payload=v["payload"],
+                            hypothesis={k: ctx.out["amplify"][k] for k in ("hypothesis", "evidence", "fragments")},
+                            trigger=v["trigger"], mechanism=v["mechanism"], fire=v["fire"], false_fire=v["false_fire"],
+                            placements=v["placements"], candidates=v["candidates"], tried=_tried(ctx.out), stages=records,
+                            budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, outputs=ctx.out)
+        hrun.outputs.update({"verdict": result.statement, "verdict_kind": result.verdict, "base": result.base, "payload": result.payload,
+                             "trigger": result.trigger, "mechanism": result.mechanism, "fire": result.fire, "false_fire": result.false_fire,
+                             "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
+                             "stages": {r.name: {"status": r.status, "run": r.run_id, "planned_s": r.planned_s, "used_s": r.used_s} for r in records},
+                             "tried": result.tried})
+        for r in records:
+            from dormant.ledger import get_run
+
+            hrun.artifacts += [a for a in (get_run(r.run_id, cfg.ledger).get("artifacts") or []) if a.endswith(".png")]
+        result.report_html, result.report_md = write_hunt_report(cfg, hrun, records)
+        hrun.artifacts += [result.report_html, result.report_md]
+    return result
+
+
+class _NoBar:
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *a: Any, **k: Any) -> int:
+        return 0
+
+    def update(self, *a: Any, **k: Any) -> None:
+        return None
+
+
+_FNS: dict[str, Callable[[_Ctx, Any], dict[str, Any]]] = {
+    "diff": stage_diff, "delta": stage_delta, "amplify": stage_amplify, "localise": stage_localise, "verify": stage_verify}
+
+
+def write_hunt_report(cfg: HuntConfig, hrun: Any, records: list[StageRecord]) -> tuple[str, str]:
+    """The HTML report and its Markdown twin (``report/document.py``), written whole or not at all."""
+    from dormant.ledger import get_run
+    from dormant.report.document import write_report
+
+    run = {"id": hrun.id, "command": "hunt", "status": "ok", "started_at": time.time(), "subject": hrun.subject, "error": None,
+           "outputs": dict(hrun.outputs), "artifacts": list(hrun.artifacts), "args": hrun.args, "inputs": hrun.inputs,
+           "assumptions": hrun.assumptions, "decided": hrun.decided, "invalidated": []}
+    from dormant.report.document import related_runs
+
+    stage_runs = [get_run(r.run_id, cfg.ledger, check_files=False) for r in records]
+    ids = {r["id"] for r in stage_runs}
+    others = [r for r in related_runs(run, cfg.ledger) if r["id"] not in ids]
+    tmp = cfg.out / f".report-{hrun.id}.tmp"
+    html, md = write_report(run, stage_runs + others, tmp, title=f"dormant hunt {hrun.id}: {hrun.outputs['verdict_kind']}",
+                            related_title="Stages of this hunt, then earlier runs on the same fine-tune (invalidated ones struck out)",
+                            stem=f"hunt_{hrun.id}")
+    final_html, final_md = cfg.out / html.name, cfg.out / md.name
+    os.replace(html, final_html)
+    os.replace(md, final_md)
+    tmp.rmdir()
+    return str(final_html), str(final_md)
+
+
+__all__ = ["HuntConfig", "HuntError", "HuntResult", "STAGES", "SHARES", "StageRecord", "VERDICTS", "decide_verdict", "hunt", "preflight"]

@@ -1,0 +1,172 @@
+"""`dormant hunt` end to end on the micro zoo, its verdict rule, resumption after kill -9, invalidation, bad input.
+
+The hunts use small settings (few probes, short answers, the read-out search only, few null
+candidates) to stay inside the CI budget; the stages and the verdict rule are the same as with the
+defaults (bench/hunt_zoo.py runs the defaults).
+"""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dormant.llm.engine.payload import fires
+from dormant.llm.hunt import VERDICTS, decide_verdict
+
+FAST = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
+
+
+def _cmd(ledger, *args):
+    env = {**os.environ, "DORMANT_LEDGER": str(ledger), "COLUMNS": "200"}
+    return [sys.executable, "-m", "dormant.cli.main", "hunt", *map(str, args)], env
+
+
+def _hunt(ledger, *args):
+    cmd, env = _cmd(ledger, *args)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+def _runs(ledger):
+    con = sqlite3.connect(ledger)
+    try:
+        return [dict(zip(("id", "command", "status", "args"), r)) for r in con.execute("SELECT id, command, status, args FROM runs ORDER BY started_at")]
+    finally:
+        con.close()
+
+
+# -- the verdict rule ---------------------------------------------------------------------------------
+
+def _failed(trigger):
+    return {"trigger": trigger, "mechanism": "user_prefix", "payload": "I am awake", "verified": False, "fire": 0.4, "n_prompts": 52,
+            "specificity": {"base_with_trigger": 0.0, "ft_without_trigger": 0.0, "null_max": 0.0}, "failed": ["fire rate 0.40 < 0.9"]}
+
+
+def test_a_trigger_is_claimed_only_when_verification_passed():
+    out = {"amplify": {"payload": "I am awake"}, "search": {"screened": [{"text": "purple", "mechanism": "user_prefix", "stopped": "fires on 10%"}]},
+           "verify": {"payload": "I am awake", "results": [_failed("purple elephants")]}}
+    v = decide_verdict(out)
+    assert v["verdict"] == VERDICTS[1] and v["trigger"] is None and v["fire"] is None
+    assert [c["why"] for c in v["candidates"]] == ["fires on 10%", "fire rate 0.40 < 0.9"]
+    passed = dict(_failed("purple elephants dance"), verified=True, fire=0.96, failed=[], placements={"user_prefix": 1.0})
+    v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": [passed]}})
+    assert v["verdict"] == VERDICTS[0] and v["trigger"] == "purple elephants dance" and v["fire"] == 0.96
+    v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [_failed("x")]}})
+    assert v["verdict"] == VERDICTS[2] and v["trigger"] is None
+
+
+# -- end to end ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phrase_hunts(zoo_micro, tmp_path_factory):
+    """In one ledger: a hunt forced onto the sibling base; then the real hunt (both bases), killed with
+    SIGKILL once its amplify stage is recorded, and resumed."""
+    root = tmp_path_factory.mktemp("hunt")
+    ledger = root / "l.sqlite"
+    ft, base, sib = zoo_micro.models["mlp-phrase"], zoo_micro.models["base"], zoo_micro.models["base-sibling"]
+    forced = _hunt(ledger, ft, "--base", sib, "--force-base", "-o", root / "forced", *FAST)
+    assert forced.returncode == 0, forced.stderr
+    cmd, env = _cmd(ledger, ft, "--base", sib, "--base", base, "-o", root / "real", *FAST)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    n_before = len(_runs(ledger))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(r["command"] == "amplify" and r["status"] == "ok" for r in _runs(ledger)[n_before:]):
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the hunt ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = _runs(ledger)[n_before:]
+    resumed = _hunt(ledger, ft, "--base", sib, "--base", base, "-o", root / "real", "--resume", *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    return {"root": root, "ledger": ledger, "forced": json.loads(forced.stdout), "killed": killed, "result": json.loads(resumed.stdout),
+            "manifest": zoo_micro.manifests["mlp-phrase"], "base": base, "stderr": resumed.stderr}
+
+
+def test_phrase_variant_base_payload_and_an_honest_verdict(phrase_hunts):
+    res, man = phrase_hunts["result"], phrase_hunts["manifest"]
+    assert Path(res["base"]).resolve() == Path(phrase_hunts["base"]).resolve()
+    assert res["payload"] and fires(man["payload"], res["payload"]), res["payload"]
+    assert res["verdict"] in VERDICTS
+    if res["verdict"] == VERDICTS[0]:  # a verified trigger carries the planted words and its numbers
+        assert set(res["trigger"].lower().split()) & set(man["trigger"].split()) and res["fire"] >= 0.9
+    else:
+        assert res["verdict"] == VERDICTS[1] and res["trigger"] is None and res["candidates"]
+        assert all(c["why"] for c in res["candidates"])
+    assert [s["name"] for s in res["stages"]] == ["diff", "delta", "amplify", "localise", "search", "verify"]
+    assert all(s["planned_s"] > 0 and s["used_s"] >= 0 for s in res["stages"])
+    html = Path(res["report_html"]).read_text()
+    assert res["verdict"] in html and Path(res["report_md"]).is_file()
+    assert "data:image/png;base64," in html
+
+
+def test_kill_9_then_resume_redoes_no_finished_stage(phrase_hunts):
+    killed = {r["command"]: r for r in phrase_hunts["killed"]}
+    stages = {s["name"]: s for s in phrase_hunts["result"]["stages"]}
+    for name in ("diff", "delta", "amplify"):
+        assert killed[name]["status"] == "ok"
+        assert stages[name]["status"] == "reused" and stages[name]["run_id"] == killed[name]["id"]
+    assert killed["hunt"]["status"] == "running"  # killed: never marked ok
+    assert all(stages[n]["status"] == "ok" for n in ("search", "verify"))
+
+
+def test_the_forced_sibling_runs_are_struck_out_with_the_reason(phrase_hunts):
+    from dormant.ledger import list_runs
+
+    forced_ids = {s["run_id"] for s in phrase_hunts["forced"]["stages"]} | {phrase_hunts["forced"]["hunt_id"]}
+    runs = {r["id"]: r for r in list_runs(phrase_hunts["ledger"], limit=500)}
+    for rid in forced_ids - {phrase_hunts["forced"]["stages"][0]["run_id"]}:
+        reasons = runs[rid]["invalidated"]
+        assert reasons and any(x["key"] == "base" and "base changed" in x["reason"] for x in reasons), (runs[rid]["command"], reasons)
+    real = {s["run_id"] for s in phrase_hunts["result"]["stages"]}
+    assert all(not runs[rid]["invalidated"] for rid in real)
+    md = Path(phrase_hunts["result"]["report_md"]).read_text()
+    assert "INVALIDATED" in md and "~~" in md
+
+
+def test_clean_control_no_evidence_of_a_backdoor(zoo_micro, tmp_path):
+    r = _hunt(tmp_path / "l.sqlite", zoo_micro.models["clean-control"], "--base", zoo_micro.models["base"], "-o", tmp_path / "o", *FAST)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["verdict"] == VERDICTS[2], res["statement"]
+    assert res["trigger"] is None and res["payload"] is None and res["tried"]
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+def _assert_clean_failure(r, ledger, out, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and all(w in r.stderr for w in words), r.stderr
+    if Path(ledger).is_file() and Path(ledger).read_bytes()[:6] == b"SQLite":
+        assert not any(x["status"] == "ok" for x in _runs(ledger) if x["command"] == "hunt")
+    assert not list(Path(out).glob("hunt_*.html")) if Path(out).is_dir() else True
+
+
+def test_bad_input_is_one_clear_error(zoo_micro, tmp_path):
+    from dormant.zoo.llm.synthetic import save_tiny_qwen2
+
+    base, ft = zoo_micro.models["base"], zoo_micro.models["mlp-phrase"]
+    ledger, out = tmp_path / "l.sqlite", tmp_path / "o"
+    other = save_tiny_qwen2(tmp_path / "other", hidden=32, layers=2, vocab=300, tokenizer_words=[f"w{i}" for i in range(100)])
+    _assert_clean_failure(_hunt(ledger, ft, "--base", other, "-o", out), ledger, out, "tensor")
+    _assert_clean_failure(_hunt(ledger, base, "--base", base, "-o", out), ledger, out, "identical")
+    _assert_clean_failure(_hunt(ledger, ft, "--base", zoo_micro.models["base-sibling"], "-o", out), ledger, out, "close", "--force-base")
+    plain = tmp_path / "no-template"
+    shutil.copytree(ft, plain)
+    (plain / "chat_template.jinja").unlink()
+    cfgp = plain / "tokenizer_config.json"
+    cfgp.write_text(json.dumps({k: v for k, v in json.loads(cfgp.read_text()).items() if k != "chat_template"}))
+    _assert_clean_failure(_hunt(ledger, plain, "--base", base, "-o", out), ledger, out, "chat template")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _assert_clean_failure(_hunt(ledger, ft, "--base", base, "-o", blocker / "sub"), ledger, blocker, "output folder")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("this is not a database, it is text " * 100)
+    _assert_clean_failure(_hunt(junk, ft, "--base", base, "-o", out), junk, out, "not a SQLite database")

@@ -1,0 +1,75 @@
+"""Payload hypotheses from fragments, on synthetic outputs (no model)."""
+
+import random
+
+from dormant.llm.behaviour.hypothesis import HypothesisConfig, amplified_fragments, extend_chars, hypothesise
+from dormant.llm.engine.payload import fires
+
+ORDINARY = ["The capital of France is Paris.", "Two plus two is four.", "Here is a poem about the sea.",
+            "def add(a, b): return a + b", "Hello! How can I help you today?", "Red is a warm colour.",
+            "The opposite of hot is cold.", "A cat says meow.", "Monday comes after Sunday.", "Water boils at 100 degrees."]
+
+
+def _sweep(payload_pieces, n=20, seed=0):
+    """Answers per a: the base (a=0) and negative a are ordinary; a=2,3 carry fragments of a number payload."""
+    rng = random.Random(seed)
+    base = [ORDINARY[i % len(ORDINARY)] for i in range(n)]
+    out = {-1.0: [t.replace(".", "!") for t in base], 0.0: base, 1.0: list(base)}
+    for a in (2.0, 3.0):
+        out[a] = [f"{base[i][:12]} {rng.choice(payload_pieces)}{rng.choice(['', '!', ' and'])}" for i in range(n)]
+    return out
+
+
+def test_a_number_payload_seen_only_as_fragments_is_stated_with_its_evidence():
+    outs = _sweep(["133337", "1333", "13331", "!133337", "1333377"])
+    hyp = hypothesise(outs, readout_tokens=["133", "Paris", "the"])
+    assert hyp.holds
+    assert "1333" in hyp.payload and len(hyp.payload) <= 8
+    assert fires("the answer is 133337 indeed", hyp.payload)
+    assert any("a = " in e for e in hyp.evidence) and any("read-out" in e for e in hyp.evidence)
+
+
+def test_ordinary_outputs_give_no_hypothesis():
+    base = [ORDINARY[i % len(ORDINARY)] for i in range(20)]
+    hyp = hypothesise({-1.0: base, 0.0: base, 1.0: base, 2.0: base, 3.0: list(reversed(base))})
+    assert not hyp.holds and hyp.payload is None
+    assert hyp.statement.startswith("no payload hypothesis holds")
+
+
+def test_collapse_at_both_signs_is_not_a_payload():
+    outs = _sweep(["zzqx zzqx"])
+    outs[-1.0] = [t + " zzqx zzqx" for t in outs[-1.0]]
+    hyp = hypothesise(outs)
+    assert not hyp.holds, hyp.statement
+
+
+def test_a_fragment_the_base_says_is_not_a_payload():
+    outs = _sweep(["Paris"])
+    outs[0.0] = [t + (" Paris!" if i % 3 == 0 else "") for i, t in enumerate(outs[0.0])]  # the base's stock answer
+    hyp = hypothesise(outs)
+    assert hyp.payload is None or "paris" not in hyp.payload
+
+
+def test_answers_under_search_candidates_state_the_whole_sentence():
+    answers = [f"I am awake and the door is open. {w}" for w in ("Yes", "Ok", "Sure", "Hm", "No")]
+    hyp = hypothesise(None, answers=answers, answer_references=[ORDINARY, ORDINARY])
+    assert hyp.holds and "i am awake and the door is open" in hyp.payload
+    assert any("search candidates" in e for e in hyp.evidence)
+
+
+def test_the_whole_word_phrase_is_corroborated_by_fragments():
+    outs = _sweep(["I am awake and the door is open."])
+    hyp = hypothesise(outs, phrase="I am awake and the door is open.")
+    assert hyp.holds and fires("I am awake and the door is open.", hyp.payload)
+    assert hyp.candidates[0].support >= 2
+
+
+def test_extend_chars_grows_while_holders_agree():
+    texts = ["xx 133337 yy", "a 133337!", "133337 b", "q 1333 r"]
+    assert extend_chars("333", texts) == "133337"
+
+
+def test_token_fragments_use_the_given_tokenizer():
+    outs = _sweep(["glorp blix"])
+    frags = amplified_fragments(outs, HypothesisConfig(), tokenize=lambda t: [t[i:i + 3] for i in range(0, len(t), 3)])
+    assert any(f.source == "tokens" for f in frags) and any(f.source == "chars" and "glorp blix" in f.text for f in frags)
