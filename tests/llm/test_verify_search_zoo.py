@@ -68,12 +68,12 @@ def test_a_budget_too_small_for_one_chunk_is_an_error_that_names_the_fix(zoo_mic
 def test_a_capped_search_says_it_was_capped_and_keeps_its_candidates(zoo_micro, search_prompts, verify_prompts, tmp_path):
     man = zoo_micro.manifests["mlp-constant"]
     res = search_trigger(_pair(zoo_micro, "mlp-constant"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
-                         SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=10, chunk=16, leaders=1))
+                         SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=4, chunk=16, leaders=1, sweep_coarse_prompts=0))
     assert res.capped and "capped by the budget" in res.verdict and not res.found
     total = len(sweep_candidates(ModelPair.load(zoo_micro.models["base"], zoo_micro.models["base"]).tokenizer))
     assert 0 < res.n_candidates < total
     again = search_trigger(_pair(zoo_micro, "mlp-constant"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
-                           SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=10, chunk=16, leaders=1, resume=True))
+                           SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=4, chunk=16, leaders=1, sweep_coarse_prompts=0, resume=True))
     assert again.resumed == res.n_candidates and again.n_candidates > res.n_candidates
 
 
