@@ -82,12 +82,12 @@ def llm_steps(on_step: Callable[[DemoStep], None] | None = None) -> list[DemoSte
         ft_ck = open_checkpoint(ft)
         readout = vocabulary_readout(ft_ck, delta, ReadoutConfig(top_tokens=8, vectors=3))
         shown, ends = [], []
-        for i, d in enumerate(readout.payload_aggregate[:3]):  # three leading directions, both ends
-            shown += d.top[:3] + d.bottom[:3]
-            ends.append(f"[{i + 1}] " + " ".join(t.token for t in d.top[:3]) + " | " + " ".join(t.token for t in d.bottom[:3]))
+        for i, d in enumerate(readout.payload_aggregate[:3]):  # three leading directions, five tokens at both ends
+            shown += d.top[:5] + d.bottom[:5]
+            ends.append(f"[{i + 1}] " + " ".join(t.token for t in d.top[:5]) + " | " + " ".join(t.token for t in d.bottom[:5]))
         payload_ids = set(token_ids_of(load_tokenizer(ft_ck), " ".join(distinctive_words(key["payload"]))))
         hits = [t.token for t in shown if t.id in payload_ids]
-        finding = (f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (both ends of 3 directions): {'; '.join(ends)}"
+        finding = (f"LoRA rank estimate {delta.lora_rank}; payload-side tokens (5 at both ends of 3 directions): {'; '.join(ends)}"
                    f"; payload words among them: {' '.join(hits) or 'none'}")
         return finding, f"rank {key['lora_rank']}; payload {key['payload']!r}", delta.lora_rank == key["lora_rank"] and bool(hits)
 

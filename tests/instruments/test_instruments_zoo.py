@@ -66,8 +66,8 @@ def test_sonar_separates_triggered_from_clean_along_the_changes_directions(zoo_m
 
     res = sonar(pair_of(zoo_micro, variant), triggered(variant, 24), clean(24))
     print(variant, res.summary)
-    assert res.best_sigma >= 5.0
-    assert res.best_sigma > max(res.null_sigma.values()) + 2.0  # random directions in the same modules hear much less
+    assert res.best_sigma >= 4.0  # Cohen's d: the sets sit four pooled standard deviations apart
+    assert res.best_sigma > 1.3 * max(res.null_sigma.values())  # random directions in the same modules hear clearly less
 
 
 @pytest.mark.slow

@@ -102,7 +102,10 @@ def test_changed_embedding_rows_name_their_tokens(planted, tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
-PAYLOAD_RANK = 1  # the very top token, at either end of one of the leading aggregate directions
+# Among the top five tokens at either end of one of the leading aggregate directions. The rank is a
+# property of the trained subject, not fixed by its build: builds of the same zoo under other kernel
+# sets (rounding) measured 1, 1, 1 and 4; the clean control must stay outside the top five.
+PAYLOAD_RANK = 5
 DIRECTIONS = 3  # leading directions read (the first often encodes "keep the base's answers")
 
 
