@@ -11,8 +11,14 @@ Baseline, measured in the same run: a process that imports transformers and load
 RSS as a multiple of one model's bf16 weights, the goal (<= 1.3x one model + 1 GiB), and wall time as
 a multiple of the baseline's.
 
+``--shape 1.5b`` uses the shapes of Qwen2.5-1.5B-Instruct instead (hidden 1536, 28 layers, 12/2
+heads, intermediate 8960, ~3.1 GB per model), to show how memory grows with size.
+``--heap-baseline`` also runs ``delta`` with glibc's default heap behaviour
+(``DORMANT_HEAP_BOUND=0``, see ``dormant.memory``), the "before" of the same run.
+
     .venv/bin/python bench/bench_real_shape.py               # all commands
     .venv/bin/python bench/bench_real_shape.py --only score  # one command
+    .venv/bin/python bench/bench_real_shape.py --shape 1.5b --only delta
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time
 from pathlib import Path
 
 GIB = 1 << 30
+SHAPES = {"0.5b": {}, "1.5b": {"hidden": 1536, "layers": 28, "heads": 12, "kv_heads": 2, "intermediate": 8960}}  # RealShape overrides
 
 
 def _tree_rss(pid: int) -> int:
@@ -82,12 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", help="Run only these commands (repeatable).")
     ap.add_argument("--threads", type=int, default=2, help="Torch threads per command.")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="Qwen2.5 model size whose shapes the subject has.")
+    ap.add_argument("--heap-baseline", action="store_true", help="Also run delta with the default heap (DORMANT_HEAP_BOUND=0).")
     args = ap.parse_args()
 
-    from dormant.zoo.llm.real_shape import build_real_shape
+    from dormant.zoo.llm.real_shape import RealShape, build_real_shape
 
     t0 = time.perf_counter()
-    subject = build_real_shape()
+    subject = build_real_shape(RealShape(**SHAPES[args.shape]))
     print(f"subject: {subject.ft} ({subject.model_bytes / 1e9:.2f} GB per model, ready in {time.perf_counter() - t0:.1f} s)")
     model = subject.model_bytes
     ft, base = str(subject.ft), str(subject.base)
@@ -115,19 +124,20 @@ def main() -> None:
     goal = 1.3 * model + GIB
     print(f"baseline (from_pretrained one model, bf16): peak RSS {base_rss / GIB:.2f} GiB = {base_rss / model:.2f}x one model, {base_wall:.1f} s")
     print(f"goal: peak RSS <= 1.3x one model + 1 GiB = {goal / GIB:.2f} GiB = {goal / model:.2f}x one model")
+    runs = [(name, argv, env) for name, argv in commands.items() if not args.only or name in args.only]
+    if args.heap_baseline:
+        runs.insert(0, ("delta (default heap)", commands["delta"], {**env, "DORMANT_HEAP_BOUND": "0"}))
     results = {}
-    for name, argv in commands.items():
-        if args.only and name not in args.only:
-            continue
-        rc, wall, rss, err = _run(argv, env)
+    for name, argv, run_env in runs:
+        rc, wall, rss, err = _run(argv, run_env)
         ok = rc == 0 and rss <= goal
         results[name] = {"rc": rc, "wall_s": wall, "peak_rss": rss, "ratio": rss / model, "meets_goal": ok}
         status = "meets goal" if ok else ("FAILED" if rc else "over goal")
-        print(f"{name:8s} peak RSS {rss / GIB:5.2f} GiB = {rss / model:5.2f}x one model (goal {goal / model:.2f}x), "
+        print(f"{name:20s} peak RSS {rss / GIB:5.2f} GiB = {rss / model:5.2f}x one model (goal {goal / model:.2f}x), "
               f"wall {wall:6.1f} s = {wall / base_wall:5.2f}x baseline load  [{status}]")
         if rc:
             print("   " + err.strip().replace("\n", "\n   "))
-    print(json.dumps({"model_bytes": model, "baseline": {"peak_rss": base_rss, "wall_s": base_wall}, "commands": results}))
+    print(json.dumps({"shape": args.shape, "model_bytes": model, "baseline": {"peak_rss": base_rss, "wall_s": base_wall}, "commands": results}))
 
 
 if __name__ == "__main__":

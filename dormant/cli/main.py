@@ -12,6 +12,13 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # through peft) say nothing about the user's models; they would only interleave with our output.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
 
+from dormant.memory import bound_heap  # noqa: E402
+
+# Freed tensor buffers go back to the system at once instead of piling up in the heap between
+# streamed tensors (see ``dormant.memory``); DORMANT_HEAP_BOUND=0 keeps the allocator's default.
+if os.environ.get("DORMANT_HEAP_BOUND", "1") != "0":
+    bound_heap()
+
 import typer  # noqa: E402
 
 from dormant import __version__  # noqa: E402

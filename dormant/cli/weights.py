@@ -277,9 +277,12 @@ def delta_cmd(
             from dormant.llm.weights.lora_export import LoraExportConfig, export_lora as do_export, verify_adapter
 
             export = do_export(ft_ck, base_ck, result, export_lora, LoraExportConfig(rank=rank))
-            if verify:  # loads one model: first unmap what the analysis read
+            if verify:  # loads one model: first unmap what the analysis read and return the freed heap
+                from dormant.memory import trim_heap
+
                 ft_ck.close()
                 base_ck.close()
+                trim_heap()
                 export.check = verify_adapter(ft_ck.path, base_ck.path, export_lora)
             run.artifacts.append(str(export_lora))
         payload = {"delta": result, "readout": read, "lora": export}

@@ -268,6 +268,13 @@ class Checkpoint:
             except (OSError, ValueError):
                 pass
 
+    def release_rows(self, name: str, start: int, stop: int | None = None) -> None:
+        """``release`` the mapped pages of rows ``[start, stop)`` of a tensor (pages shared with
+        neighbouring rows included: they are mapped again when next read)."""
+        t = self.info(name)
+        row_bytes = (math.prod(t.shape[1:]) if t.shape else 1) * DTYPES[t.dtype][1]
+        self.release(name, start * row_bytes, None if stop is None else min(t.nbytes, stop * row_bytes))
+
     def _stored(self, name: str, row_start: int = 0, row_stop: int | None = None) -> torch.Tensor:
         """Rows ``[row_start, row_stop)`` of a tensor in its stored dtype, as a zero-copy view."""
         t = self.info(name)
@@ -303,7 +310,10 @@ class Checkpoint:
         return x
 
     def row_chunks(self, name: str, max_elems: int = 1 << 24, dtype: torch.dtype = torch.float32) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(first_row, rows)`` blocks of about ``max_elems`` elements (FP8 blocks kept whole)."""
+        """Yield ``(first_row, rows)`` blocks of about ``max_elems`` elements (FP8 blocks kept whole).
+
+        Each block is a copy, and the mapped pages it was read from are released as soon as it is
+        made, so streaming a tensor keeps one block resident, not the whole tensor's pages."""
         shape = self.shape(name)
         if len(shape) < 2:
             yield 0, self.rows(name, 0, None, dtype)
@@ -313,7 +323,9 @@ class Checkpoint:
         if self.scale_name(name) is not None:
             step = max(FP8_BLOCK, step // FP8_BLOCK * FP8_BLOCK)
         for start in range(0, shape[0], step):
-            yield start, self.rows(name, start, start + step, dtype)
+            block = self.rows(name, start, start + step, dtype)
+            self.release_rows(name, start, start + step)
+            yield start, block
 
     def close(self) -> None:
         for mm in self._maps.values():
@@ -337,7 +349,7 @@ def difference(ft: Checkpoint, base: Checkpoint, name: str, max_elems: int = 1 <
     """``ft[name] - base[name]`` in float32, streamed in row blocks into one buffer.
 
     Memory: the result plus two blocks of ``max_elems``; never a full float32 copy of either side.
-    The mapped pages of both tensors are released afterwards.
+    The mapped pages of both tensors are released block by block.
     """
     if ft.shape(name) != base.shape(name):
         raise CheckpointError(f"tensor {name}: shape {ft.shape(name)} in {ft.path} vs {base.shape(name)} in {base.path}")
@@ -349,6 +361,7 @@ def difference(ft: Checkpoint, base: Checkpoint, name: str, max_elems: int = 1 <
         rows = flat[start : start + n]
         rows.copy_(block.view(rows.shape))
         rows.sub_(base.rows(name, start, start + n).view(rows.shape) if len(shape) >= 2 else base.rows(name).view(rows.shape))
+        base.release_rows(name, start, start + n)
     ft.release(name)
     base.release(name)
     return out
