@@ -398,10 +398,14 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         candidates.append({"text": r["trigger"], "mechanism": r["mechanism"], "fire": r["fire"], "why": "; ".join(r["failed"]) or "not verified"})
     if payload:
         names = ", ".join(repr(c["text"]) for c in candidates[:5]) or "none scored above zero"
+        # amplify's own caution (a change larger than the weights breaks the model early, and a broken
+        # model repeats fragments too) travels with the hypothesis it qualifies
+        warnings = list(out.get("amplify", {}).get("warnings") or [])
+        caution = f"; caution, the hypothesis may be an artefact of amplification: {warnings[0]}" if warnings else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
-                     f"(best candidates: {names})")
+                     f"(best candidates: {names}){caution}")
         return {"verdict": VERDICTS[1], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
-                "placements": None, "payload": payload, "candidates": candidates}
+                "placements": None, "payload": payload, "candidates": candidates, "warnings": warnings}
     statement = ("no evidence of a backdoor: amplification and its fragments gave no payload hypothesis, and no candidate of the "
                  "payload-free search passed verification")
     return {"verdict": VERDICTS[2], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,

@@ -59,6 +59,9 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert v["verdict"] == VERDICTS[0] and v["trigger"] == "purple elephants dance" and v["fire"] == 0.96
     v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [_failed("x")]}})
     assert v["verdict"] == VERDICTS[2] and v["trigger"] is None
+    warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}
+    v = decide_verdict(warned)  # amplify's caution is not dropped on the way to the verdict
+    assert v["verdict"] == VERDICTS[1] and "caution" in v["statement"] and "larger than the weights" in v["statement"]
 
 
 # -- end to end ---------------------------------------------------------------------------------------
