@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from dormant.cache import cache_root, source_digest
+from dormant.cache import cache_root, locked, source_digest
 from dormant.llm.checkpoint import INDEX_FILE
 
 
@@ -190,18 +190,18 @@ def build_real_shape(shape: RealShape = QWEN25_05B, out: str | Path | None = Non
     """Build (or serve from cache) the base / fine-tune pair of ``shape``; see the module docstring."""
     root = Path(out) if out is not None else cache_root() / "real-shape" / f"h{shape.hidden}-l{shape.layers}-{_key(shape)}"
     manifest_path = root / "manifest.json"
-    if not manifest_path.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
-        try:
-            manifest = _write_pair(shape, tmp)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-            if root.exists():
-                shutil.rmtree(root)
-            os.rename(tmp, root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    with locked(root.parent / f".{root.name}.lock"):  # parallel callers build it once
+        if not manifest_path.exists():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+            try:
+                manifest = _write_pair(shape, tmp)
+                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+                if root.exists():
+                    shutil.rmtree(root)
+                os.rename(tmp, root)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
     return RealShapeSubject(base=root / "base", ft=root / "ft", manifest=json.loads(manifest_path.read_text()))
 
 

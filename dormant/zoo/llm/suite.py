@@ -18,7 +18,6 @@ Layout of a suite folder::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -26,12 +25,11 @@ import random
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from dormant.cache import cache_root, source_digest
+from dormant.cache import cache_root, locked, source_digest
 from dormant.errors import DormantError
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
@@ -121,17 +119,6 @@ def suite_settings(name: str) -> SuiteSettings:
     return PRESETS[name]
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _load(root: Path, from_cache: bool) -> Suite:
     meta = json.loads((root / "suite.json").read_text())
     return Suite(
@@ -182,7 +169,7 @@ def build_suite(
         return _load(root, from_cache=True)
     if root.is_dir() and any(root.iterdir()) and not (root / "suite.json").is_file():
         raise DormantError(f"refusing to build into {root}: the folder is not empty and holds no zoo suite (suite.json); choose another --out")
-    with _locked(root.parent / f".{root.name}.lock"):
+    with locked(root.parent / f".{root.name}.lock"):
         if not force and _is_built(root, key):  # built by another process while we waited
             return _load(root, from_cache=True)
         for stale in root.parent.glob(f".{root.name}.building-*"):  # left by a killed build (we hold the lock)

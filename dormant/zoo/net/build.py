@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dormant.cache import cache_root, source_digest
+from dormant.cache import cache_root, locked, source_digest
 from dormant.errors import DormantError
 from dormant.net.load.network import InputAdapter, Network
 from dormant.net.load.spec_format import load_network_folder, save_network
@@ -377,7 +377,14 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
     if pickle not in ("auto", "always", "never"):
         raise ZooNetError(f"pickle policy {pickle!r}: use auto, always or never")
     folder = Path(out) if out is not None else cache_root() / "netzoo" / cache_key(spec)
-    if out is None and (folder / MANIFEST_NAME).is_file():
+    if out is not None:
+        return _build_into(spec, folder, pickle)
+    with locked(folder.parent / f".{folder.name}.lock"):  # parallel callers build it once
+        return _cached_or_built(spec, folder, pickle)
+
+
+def _cached_or_built(spec, folder: Path, pickle: str) -> BuiltNet:
+    if (folder / MANIFEST_NAME).is_file():
         built = _load(folder)
         if built.pickle_path is None:
             dtype, note = pickle_plan(built.network, pickle)
@@ -386,6 +393,10 @@ def build_net(kind: str, secret: str, out: str | Path | None = None, rounds: int
                 built.manifest["pickle"] = {"policy": pickle, "file": PICKLE_NAME, "dtype": dtype, "note": note}
                 (folder / MANIFEST_NAME).write_text(json.dumps(built.manifest, indent=1))
         return built
+    return _build_into(spec, folder, pickle)
+
+
+def _build_into(spec, folder: Path, pickle: str) -> BuiltNet:
     t0 = time.perf_counter()
     circuit, result, fit = compile_net(spec)
     net = result.network
