@@ -353,7 +353,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
             m = verify_trigger(pair, v["minimal"], v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"], null_candidates=cfg.nulls))
             results.append(_verification(m))
     else:
-        from dormant.llm.search.portfolio import _screen
+        from dormant.llm.search.portfolio import screen
 
         same = payload == ctx.out["amplify"]["payload"]  # the search already screened its leaders against this payload
         tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
@@ -361,7 +361,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         for b in todo:
             ctx.on_note(f"verifying {b['text']!r}")
             vc = VerifyConfig(mechanism=b["mechanism"], payload=payload, null_candidates=cfg.nulls, minimise=False, placements=())
-            quick = _screen(pair, b["text"], v_prompts[:10], vc)
+            quick = screen(pair, b["text"], v_prompts[:10], vc)
             if quick < vc.min_fire:
                 results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": quick, "screen_only": True,
                                 "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})

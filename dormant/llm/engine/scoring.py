@@ -34,6 +34,7 @@ its log-likelihood (``payload_logprob``: the sum over its tokens).
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -103,9 +104,14 @@ class _Prefix:
 def _with_cache(decoder: Any, cache: Any) -> dict[str, Any]:
     """The keyword that passes a KV cache to ``decoder``: ``cache`` in newer transformers,
     ``past_key_values`` before (the old name still works there but logs a deprecation warning)."""
+    return {_cache_keyword(type(decoder)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(decoder_type: type) -> str:
     import inspect
 
-    return {"cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values": cache}
+    return "cache" if "cache" in inspect.signature(decoder_type.forward).parameters else "past_key_values"
 
 
 def _cache_of(out: Any) -> Any:

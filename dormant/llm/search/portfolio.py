@@ -134,7 +134,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
-            quick = _screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
+            quick = screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
             entry: dict[str, Any] = {"text": c.text, "mechanism": c.mechanism, "score": c.score, "screen_fire": quick, "round": len(methods_run)}
             screened.append(entry)
             if quick < vc.min_fire:
@@ -203,7 +203,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run)
 
 
-def _screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
+def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
     """A quick fire rate on a few verification prompts (payload mode), before the full verification."""
     from dormant.llm.verify import _Firing
 
@@ -212,4 +212,4 @@ def _screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: Veri
     return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["METHODS", "SearchBudgetError", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]
+__all__ = ["METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]
