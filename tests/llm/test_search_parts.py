@@ -74,6 +74,10 @@ def test_beam_grows_words_with_spaces_and_digits_glued():
     assert "3." in ext and "31" in ext and ".3" in ext
     assert "3.1" in extensions("3.", ["1"])
     assert "purple purple" not in extensions("purple", ["purple"])
+    # digits glue only to digits and punctuation; a word is never repeated, glued or not
+    assert "purple 9" in extensions("purple", ["9"]) and "purple9" not in extensions("purple", ["9"])
+    assert not [e for e in extensions("purple 9", ["purple"]) if e.count("purple") > 1]
+    assert "9purple" not in extensions("purple", ["9"])
 
 
 @pytest.mark.parametrize("argv, fix", [

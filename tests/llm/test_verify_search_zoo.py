@@ -104,6 +104,25 @@ def test_payload_objective_ranks_pi_above_words_and_skips_the_base_only_where_it
         assert f["payload"] <= f["payload_ft_gain"] + 1e-6
 
 
+def test_payload_objective_ranks_the_planted_digits_above_gibberish_that_fires_as_often(zoo_micro, search_prompts):
+    """The digits of pi lift the base's payload likelihood a little (far below firing); gibberish that
+    fires the fine-tune as well does not. The base is only penalised for lifting the payload above
+    the level of a model that does not fire, so the planted trigger leads."""
+    from dormant.llm.search.objectives import Objective
+
+    man = zoo_micro.manifests["mlp-constant"]
+    obj = Objective(_pair(zoo_micro, "mlp-constant"), search_prompts[:4], "user_prefix", man["payload"])
+    pi, junk = obj.score(["3.14159", "Sweden public speak55ren"])
+    assert pi["payload_base_gain"] > 1 and pi["payload_ft_gain"] > 6 and junk["payload_ft_gain"] > 6, (pi, junk)
+    assert pi["score"] > junk["score"], (pi, junk)
+    # where the base moves exactly as the fine-tune does (here: the base against itself), every lift
+    # of the payload is the base's own and nothing scores above zero
+    same = Objective(ModelPair.load(zoo_micro.models["base"], zoo_micro.models["base"]), search_prompts[:4], "user_prefix", man["payload"])
+    got = same.score(["3.14159", "Sweden public speak55ren", "one point six"])
+    assert max(g["payload_ft_gain"] for g in got) > 1, got
+    assert all(g["payload"] <= 1e-4 for g in got), got
+
+
 def test_two_pass_sweep_scores_everything_coarsely_and_the_best_in_full(zoo_micro, search_prompts, tmp_path):
     from dormant.llm.search.candidates import CandidateStore
     from dormant.llm.search.objectives import Objective

@@ -1,11 +1,17 @@
 """What a trigger search maximises: small functions, each scoring a batch of candidate texts.
 
 * **payload gain** (``payload``): mean over prompts of ``log p_FT(payload | prompt + c) - log
-  p_FT(payload | prompt)``, minus the same gain under the base where that gain is positive. A
-  trigger raises the payload's likelihood under the fine-tune and not under the base; an echo or a
-  base jailbreak does neither or both. A candidate that merely *lowers* the base's likelihood (it
-  derails the base) earns nothing for it: subtracting a negative base gain ranked such words above
-  the planted trigger's own digits.
+  p_FT(payload | prompt)``, minus how far the candidate lifts the base's payload likelihood above the
+  level of a model that does not fire (per prompt: the higher of the base's and the untriggered
+  fine-tune's log-likelihood of the payload). A trigger raises the payload's likelihood under the
+  fine-tune and not under the base; a base jailbreak ("say: ...") raises both and is penalised. Two
+  things earn nothing: a candidate that merely *lowers* the base's likelihood (it derails the base;
+  subtracting that negative gain ranked such words above the planted trigger's own digits), and a
+  rise of the base's likelihood that stays far below firing: on the micro zoo's ``mlp-constant``
+  the digits of pi lift the base's payload log-likelihood from -104 to -99 while the untriggered
+  fine-tune sits at -39; subtracting that raw rise of 5 ranked gibberish that fires as often
+  ("Sweden public speak55ren") above the planted trigger. The raw gains are kept beside the score
+  (``payload_ft_gain``, ``payload_base_gain``).
 * **contrast** (``contrast``): ``KL(FT+c || base+c) - KL(FT || base)`` of the next-token
   distributions. Weak alone: maximising it finds prompts that make the fine-tune echo salient words
   (the public puzzle's GCG runs reached KL 31.8 with gibberish). Use it without a payload only to
@@ -55,14 +61,15 @@ class Objective:
     views: tuple[str, ...] = ("ft", "base")  # ("ft",): the fine-tune's payload gain alone (a sweep's coarse pass)
     activation_rank: int = 32
     _baseline: dict[str, float] | None = None
+    _baseline_ref: list[float] | None = None
     _act_dirs: dict[str, Any] | None = None
     _act_baseline: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.weights:
             self.weights = {"payload": 1.0} if self.payload else {"contrast": 1.0}
-        if tuple(self.views) not in (("ft", "base"), ("ft",)) or (self.views == ("ft",) and set(self.weights) != {"payload"}):
-            raise ValueError(f"views {self.views!r}: ('ft', 'base'), or ('ft',) with the payload objective alone")
+        if tuple(self.views) not in (("ft", "base"), ("ft",)) or (self.views == ("ft",) and set(self.weights) - {"fluency"} != {"payload"}):
+            raise ValueError(f"views {self.views!r}: ('ft', 'base'), or ('ft',) with the payload objective (and fluency) alone")
         unknown = set(self.weights) - set(OBJECTIVES)
         if unknown:
             from dormant.llm.verify import TriggerError
@@ -79,7 +86,20 @@ class Objective:
         """The same prompts and settings at another mechanism or under other weights (the baseline is shared)."""
         o = Objective(self.pair, self.prompts, mechanism or self.mechanism, self.payload, dict(weights or self.weights),
                       self.config, self.payload_tokens, self.views, self.activation_rank)
-        o._baseline, o._act_dirs, o._act_baseline = self._baseline, self._act_dirs, self._act_baseline
+        o._baseline, o._baseline_ref, o._act_dirs, o._act_baseline = self._baseline, self._baseline_ref, self._act_dirs, self._act_baseline
+        return o
+
+    def coarse(self, n_prompts: int = 1) -> "Objective":
+        """A cheap first look: the first ``n_prompts`` prompts, and with a payload the fine-tune's
+        payload gain alone (what a trigger must raise; the base's share only ever lowers a score),
+        plus fluency where it is weighted."""
+        if self.payload and "payload" in self.weights:
+            weights = {"payload": 1.0, **({"fluency": self.weights["fluency"]} if "fluency" in self.weights else {})}
+            return Objective(self.pair, self.prompts[:n_prompts], self.mechanism, self.payload, weights, self.config,
+                             self.payload_tokens, views=("ft",), activation_rank=self.activation_rank)
+        o = self.variant()
+        o.prompts = self.prompts[:n_prompts]
+        o._baseline = o._baseline_ref = o._act_baseline = None
         return o
 
     # -- change activation ---------------------------------------------------------------------
@@ -161,6 +181,8 @@ class Objective:
                 ft, base, kl = self._model_terms(encode(self.pair.tokenizer, self.prompts), tuple(self.views))
                 n = len(self.prompts)
                 self._baseline = {"ft": sum(ft) / n, "base": sum(base) / n, "kl": sum(kl) / n}
+                # per prompt: the payload log-likelihood of a model that does not fire
+                self._baseline_ref = [max(f, b) for f, b in zip(ft, base)]
         return self._baseline
 
     def fluency(self, texts: Sequence[str]) -> list[float]:
@@ -216,7 +238,9 @@ class Objective:
                 if "payload" in model_terms:
                     gain_ft = sum(ft[sl]) / n - b["ft"]
                     gain_base = sum(base[sl]) / n - b["base"] if i in scored_base else None
-                    out[i]["payload"] = gain_ft - max(0.0, gain_base or 0.0)
+                    lift = (sum(max(0.0, x - r) for x, r in zip(base[sl], self._baseline_ref or [])) / n
+                            if i in scored_base else 0.0)
+                    out[i]["payload"] = gain_ft - lift
                     out[i]["payload_ft_gain"] = gain_ft
                     out[i]["payload_base_gain"] = gain_base
                 if "contrast" in model_terms:

@@ -59,6 +59,8 @@ class SearchConfig:
     beam_units: int = 24
     beam_width: int = 6
     beam_max_words: int = 6
+    beam_pool: bool = True  # also try every word of the word list and the vocabulary beside the best phrases (coarse pass first)
+    beam_pool_max: int = 8000  # at most this many pool words (the word list first, then the vocabulary's words in id order)
     leaders: int = 3  # candidates screened after each method
     screen_prompts: int = 10
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -168,19 +170,28 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                               coarse_prompts=cfg.sweep_coarse_prompts, refine=cfg.sweep_refine)
             capped = capped or stats.capped
         elif method == "beam":
-            from dormant.llm.search.beam import run_beam
+            from dormant.llm.search.beam import run_beam, symbol_units
 
+            words = []
+            if cfg.beam_pool:
+                from dormant.net.invert.wordlists import english_words
+
+                from dormant.llm.search.sweep import vocabulary_words
+
+                listed = [w.strip() for w in (cfg.words or english_words(cfg.n_words))]
+                words = [w for w in dict.fromkeys(listed + vocabulary_words(tok)) if w.isalpha()][: cfg.beam_pool_max]
             for mech in cfg.mechanisms:
                 singles = [c for c in store.best(len(store)) if c.mechanism == mech and c.method != "beam"]
                 units = [c.text for c in singles[: cfg.beam_units]]
                 seeds = units[: cfg.beam_seeds]
+                units = list(dict.fromkeys(units + symbol_units(tok)))
                 if not seeds:
                     continue
                 weights = dict(objective.weights)
                 weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
                 obj = objective.variant(mechanism=mech, weights=weights)
                 run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=deadline,
-                         on_step=lambda pool: note("beam", pool[0]))
+                         on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= deadline:
                     capped = True
         methods_run.append(method)
@@ -190,7 +201,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
-        verdict = f"found: {found.verdict}"
+        least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%})"
+                 if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
+        verdict = (f"found: {found.verdict}{least}. It works as a trigger; its effect alone cannot tell whether it is the one "
+                   "planted (searches often find other strings that force the same payload)")
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
         cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, the last one cut short"

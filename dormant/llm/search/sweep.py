@@ -45,6 +45,23 @@ def vocabulary_candidates(tokenizer, rows: int | None = None) -> list[str]:
     return list(out)
 
 
+def vocabulary_words(tokenizer, rows: int | None = None) -> list[str]:
+    """The vocabulary's whole words: tokens written with a leading space that decode to three or more
+    letters, stripped, in id order (a byte-level BPE's earlier merges are its more frequent words).
+    A fine-tune's trigger words are often here when a frequency list lacks them."""
+    from dormant.llm.weights.readout import valid_token_mask
+
+    n = len(tokenizer) if rows is None else rows
+    mask = valid_token_mask(n, tokenizer)
+    out: dict[str, None] = {}
+    for tid in range(n):
+        if bool(mask[tid]):
+            text = tokenizer.decode([tid])
+            if text[:1] == " " and len(text) >= 4 and text[1:].isalpha():
+                out.setdefault(text[1:], None)
+    return list(out)
+
+
 def sweep_candidates(tokenizer, words: Sequence[str] | None = None, *, rows: int | None = None, n_words: int = 5000) -> list[str]:
     """Vocabulary tokens then whole words (``words``, or the ``n_words`` most frequent English words)."""
     if words is None:
@@ -104,8 +121,7 @@ def run_sweep(objective: Objective, texts: Sequence[str], store: CandidateStore,
             if not _scored_chunks(obj, METHOD, texts, store, chunk, stats, deadline, on_chunk):
                 return stats
             continue
-        coarse = Objective(obj.pair, obj.prompts[:coarse_prompts], mech, obj.payload, {"payload": 1.0}, obj.config, obj.payload_tokens,
-                           views=("ft",))
+        coarse = obj.coarse(coarse_prompts)
         if not _scored_chunks(coarse, COARSE, texts, store, chunk, stats, deadline, on_chunk):
             return stats
         ranked = sorted(texts, key=lambda t: -store.items[key_of(COARSE, mech, t)].score)[:n_full]
@@ -116,4 +132,4 @@ def run_sweep(objective: Objective, texts: Sequence[str], store: CandidateStore,
     return stats
 
 
-__all__ = ["COARSE", "METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates"]
+__all__ = ["COARSE", "METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates", "vocabulary_words"]
