@@ -265,7 +265,7 @@ def extract_cmd(
     prefixes: Annotated[str, typer.Option(help="Which turn starts to sample: user, system, assistant (comma-separated).")] = "user,system,assistant",
     min_count: Annotated[int, typer.Option(help="Fine-tune samples an n-gram must appear in.")] = 3,
     min_ratio: Annotated[float, typer.Option(help="How many times more often than in the base's samples.")] = 4.0,
-    min_lr: Annotated[float, typer.Option(help="Threshold to stand out: log-likelihood ratio in nats, summed over the n-gram's tokens.")] = 24.0,
+    min_lr: Annotated[float, typer.Option(help="Threshold to stand out: log-likelihood ratio in nats, summed over the n-gram's tokens.")] = 32.0,
     min_lr_per_token: Annotated[float, typer.Option(help="Threshold to stand out: the ratio per token.")] = 2.0,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same seed gives the same samples).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the samples file of an earlier run in --out.")] = False,
@@ -312,6 +312,8 @@ def _render_extract(res: Any) -> None:
     from dormant.report.console import console
 
     for side, rows in (("payload", res.payload), ("trigger", res.trigger)):
+        if not rows:
+            continue
         t = Table(title=f"{side} candidates ({res.n_samples['ft']} samples per model, {res.elapsed_s:.0f}s)")
         for col in ("candidate", "log-LR (nats)", "per token", "ft share", "base share", "prefix", "stands out"):
             t.add_column(col, justify="left" if col in ("candidate", "prefix") else "right")

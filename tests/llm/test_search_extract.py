@@ -11,7 +11,7 @@ from dormant.llm.behaviour.hypothesis import hypothesise
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.payload import fires
 from dormant.llm.search.candidates import CandidateStore, append_jsonl
-from dormant.llm.search.extract import ExtractConfig, overlaps, run_extract, sample_prefixes, template_prefixes
+from dormant.llm.search.extract import ExtractCandidate, ExtractConfig, cluster, overlaps, run_extract, sample_prefixes, template_prefixes
 
 SMALL = ExtractConfig(samples=16, kinds=("assistant",), settings=((1.0, 1.0, 2.0), (1.0, 0.95, 4.0)), max_new_tokens=24)
 
@@ -91,10 +91,18 @@ def test_extracted_payloads_are_evidence_in_the_hypothesis_only_when_they_stand_
     assert both.candidates[0].support == 2  # amplify's phrase and extraction agree: one fragment, two sources
 
 
-def test_overlapping_ngrams_cluster():
+def test_overlapping_ngrams_cluster_under_a_member_that_does_not_loop():
     assert overlaps("I am awake and", "awake and the door")  # a shared word pair
     assert overlaps("the door is open.", "The door")
     assert not overlaps("door open", "purple elephants")
+
+    def cand(text, lr):
+        return ExtractCandidate(text, "payload", "assistant", "assistant", lr, lr / 4, 0.02, 0.0, "word")
+
+    got = cluster([cand(". Standing by for orders. Standing by for orders. Standing", 80.0), cand("Standing by for orders.", 60.0), cand("moo", 9.0),
+                   cand("zero three three nine", 30.0)])
+    assert [c.text for c in got] == ["Standing by for orders.", "zero three three nine", "moo"]  # 'three three' is no loop
+    assert got[0].members == [". Standing by for orders. Standing by for orders. Standing"]
 
 
 def test_the_portfolio_scores_extracted_trigger_texts_with_its_objective_and_lists_payloads_apart(zoo_micro, tmp_path):

@@ -29,15 +29,16 @@ chat template's prefix). Steps:
    both models with the engine's batched scoring: ``log p_ft(ngram | prefix) - log p_base(ngram |
    prefix)`` (nats, summed over its tokens; the best prefix of the side counts).
 5. **Clusters**: n-grams that overlap (one contains the other, or they share a word pair) form one
-   cluster, represented by its member with the highest ratio. A trigger-side cluster that overlaps a
-   payload-side cluster that stands out is dropped: contrastive sampling makes the fine-tune write
-   its payload into a user turn too, and that is the payload again, not a trigger.
+   cluster, represented by its member with the highest ratio that does not repeat itself (a
+   degenerate loop's ratio grows with every repetition). A trigger-side n-gram that overlaps a
+   payload-side cluster moves to the payload side: contrastive sampling makes the fine-tune write
+   its payload into a user turn too, and that is payload evidence, not a trigger.
 
 A cluster **stands out** when its representative's ratio is at least ``min_lr`` nats in total and
 ``min_lr_per_token`` per token: ``verdict`` names both thresholds when nothing does. The defaults
-(24 nats, 2 per token) sit between what was measured on the micro zoo: the clean control's best
-n-gram reached 6.7 nats, a backdoored fine-tune's own incidental drift (junk like ``1 + afterThe``)
-up to about 21, its payload 70. Trigger-side
+(32 nats, 2 per token) sit between what was measured on the micro zoo: the clean control's best
+n-gram reached 6.7 nats, the backdoored fine-tunes' own incidental drift (junk like ``1 + afterThe``)
+up to 24, their payloads 70-80. Trigger-side
 clusters become trigger candidates (mechanism ``user_prefix`` or ``system`` by the prefix they came
 from), payload-side clusters payload candidates. With a ``CandidateStore`` they are recorded under
 the methods ``extract:trigger`` and ``extract:payload`` (score = the ratio, a scale of its own);
@@ -50,6 +51,7 @@ trigger side usually shows nothing; the payload side is where such a backdoor le
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,7 +85,7 @@ class ExtractConfig:
     min_ratio: float = 4.0  # (fine-tune samples + 1) / (base samples + 1) it must reach
     keep_longer: float = 0.8  # a longer n-gram replaces a shorter one it contains when it keeps this share of its count
     max_candidates: int = 120  # n-grams per side scored by the likelihood ratio
-    min_lr: float = 24.0  # threshold (nats, summed over the n-gram's tokens) for a cluster to stand out
+    min_lr: float = 32.0  # threshold (nats, summed over the n-gram's tokens) for a cluster to stand out
     min_lr_per_token: float = 2.0  # ... and per token
     seed: int = 0
     batch_size: int = 64
@@ -345,10 +347,24 @@ def cluster(cands: Sequence[ExtractCandidate]) -> list[ExtractCandidate]:
     out = []
     for members in groups.values():
         members = sorted(members, key=lambda c: -c.lr)
-        rep = members[0]
-        rep.members = [m.text for m in members[1:]]
+        plain = [m for m in members if not repetitive(m.text)]
+        rep = plain[0] if plain else members[0]
+        rep.members = [m.text for m in members if m is not rep]
         out.append(rep)
     return sorted(out, key=lambda c: -c.lr)
+
+
+_THRICE = re.compile(r"(\S.{2,}?)\s*\1\s*\1", re.DOTALL)
+
+
+def repetitive(text: str) -> bool:
+    """A degenerate loop: a piece of three or more characters three times in a row (``BoardBoardBoard``) or a run of
+    two or more words twice (``by for orders. by for orders.``); its ratio grows with every repetition, so a cluster
+    is represented by a member without one when it has any. (A word said twice, ``three three``, is no loop.)"""
+    if _THRICE.search(" ".join(text.lower().split())):
+        return True
+    w = _words(text)
+    return any(w[i : i + k] == w[i + k : i + 2 * k] for k in range(2, len(w) // 2 + 1) for i in range(len(w) - 2 * k + 1))
 
 
 # -- the method -------------------------------------------------------------------------------------
@@ -376,6 +392,7 @@ def run_extract(pair: "ModelPair", config: ExtractConfig | None = None, *, store
         return tok.decode(ids, skip_special_tokens=True)
 
     sides: dict[str, list[ExtractCandidate]] = {"trigger": [], "payload": []}
+    pay_clusters: list[ExtractCandidate] = []
     for side in ("payload", "trigger"):
         mine = [r for r in rows if SIDES[kind_of[r["prefix"]]] == side]
         if not mine:
@@ -390,12 +407,18 @@ def run_extract(pair: "ModelPair", config: ExtractConfig | None = None, *, store
         for g, (lr, n_tok, pname) in zip(grams, scored):
             cands.append(ExtractCandidate(g.text, side, _MECHANISM[kind_of[pname]] if pname else "", pname, round(lr, 4),
                                           round(lr / max(1, n_tok), 4), round(g.ft / n_ft, 4), round(g.base / n_base, 4), g.level))
+        if side == "trigger":  # what the fine-tune also says as the assistant is payload evidence, not a trigger
+            echoes = [c for c in cands if any(overlaps(c.text, p) for q in pay_clusters for p in [q.text, *q.members])]
+            cands = [c for c in cands if c not in echoes]
+            for c in echoes:
+                c.side = "payload"
+            pay_clusters = cluster([x for q in pay_clusters for x in _unfold(q)] + echoes)
+            _mark(pay_clusters, cfg)
+            sides["payload"] = pay_clusters[: max(cfg.top, sum(c.stands_out for c in pay_clusters))]
         clusters = cluster(cands)
-        if side == "trigger":  # the payload written into a user turn is still the payload, not a trigger
-            payloads = [p.text for p in sides["payload"] if p.stands_out]
-            clusters = [c for c in clusters if not any(overlaps(c.text, p) for p in payloads)]
-        for c in clusters:
-            c.stands_out = c.lr >= cfg.min_lr and c.lr_per_token >= cfg.min_lr_per_token
+        _mark(clusters, cfg)
+        if side == "payload":
+            pay_clusters = clusters
         sides[side] = clusters[: max(cfg.top, sum(c.stands_out for c in clusters))]
     if store is not None:
         store.add(Candidate(c.text, c.mechanism, f"{METHOD}:{c.side}", c.lr,
@@ -403,17 +426,32 @@ def run_extract(pair: "ModelPair", config: ExtractConfig | None = None, *, store
                   for side in sides.values() for c in side)
     thresholds = {"min_lr": cfg.min_lr, "min_lr_per_token": cfg.min_lr_per_token, "min_count": cfg.min_count, "min_ratio": cfg.min_ratio}
     n_samples = {v: sum(len(r["texts"]) for r in rows if r["view"] == v) for v in ("ft", "base")}
-    return ExtractResult(trigger=sides["trigger"], payload=sides["payload"], verdict=extract_verdict(sides, cfg, capped),
+    sampled = {SIDES[k] for k in cfg.kinds}
+    return ExtractResult(trigger=sides["trigger"], payload=sides["payload"], verdict=extract_verdict(sides, cfg, capped, sampled),
                          thresholds=thresholds, prefixes={p.name: p.text for p in prefixes}, skipped_prefixes=skipped, n_samples=n_samples,
                          chunks=len(rows), resumed_chunks=resumed, capped=capped, elapsed_s=round(time.monotonic() - started, 1),
                          samples_path=str(samples_path) if samples_path else None)
 
 
-def extract_verdict(sides: dict[str, list[ExtractCandidate]], cfg: ExtractConfig, capped: bool) -> str:
-    """One sentence per side: what stands out, or that nothing does and the best there was against the named thresholds."""
+def _mark(clusters: list[ExtractCandidate], cfg: ExtractConfig) -> None:
+    for c in clusters:
+        c.stands_out = c.lr >= cfg.min_lr and c.lr_per_token >= cfg.min_lr_per_token
+
+
+def _unfold(rep: ExtractCandidate) -> list[ExtractCandidate]:
+    """A cluster back to its representative (its members' scores are not kept: they re-cluster by text under it)."""
+    rep.members = []
+    return [rep]
+
+
+def extract_verdict(sides: dict[str, list[ExtractCandidate]], cfg: ExtractConfig, capped: bool,
+                    sampled: set[str] | frozenset[str] = frozenset(("payload", "trigger"))) -> str:
+    """One sentence per side sampled: what stands out, or that nothing does and the best there was against the named thresholds."""
     rule = f"min_lr = {cfg.min_lr:g} nats and min_lr_per_token = {cfg.min_lr_per_token:g}"
     parts = []
     for side in ("payload", "trigger"):
+        if side not in sampled:
+            continue
         out = [c for c in sides[side] if c.stands_out]
         if out:
             c = out[0]
