@@ -15,7 +15,8 @@ HUNT_HELP = """Hunt a fine-tune's backdoor end to end: base, change, payload, la
 Stages, each recorded in the ledger: diff (pick the base among --base candidates; stops when none
 is close, shares the architecture, or differs at all), delta (rank and read-outs), amplify (the
 payload hypothesis: amplify's whole-word phrase, character and token fragments of the amplified
-answers, the payload-side read-out), localise (which layers or block kinds spread the payload),
+answers, the payload-side read-out, and memory extraction's payload candidates that pass its
+threshold: see `dormant extract`; --extract-samples 0 leaves it out), localise (which layers or block kinds spread the payload),
 search (seeded by the trigger-side read-out; payload objective with a payload, payload-free
 contrast without; the fine-tune's answers under the best candidates feed the hypothesis again),
 verify (on prompts the search never used), then an HTML report and its Markdown twin.
@@ -44,12 +45,13 @@ def hunt_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every stage even when an identical one is in the ledger.")] = False,
     force_base: Annotated[bool, typer.Option("--force-base", help="Hunt against the closest candidate base even when none is close.")] = False,
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, system, ...).")] = "user_prefix",
-    method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, sweep, beam.")] = "readout,sweep,beam",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, extract, sweep, beam.")] = "readout,sweep,beam",
     probes: Annotated[int, typer.Option(help="Built-in probes used by amplification.")] = 24,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
+    extract_samples: Annotated[int, typer.Option(help="Memory extraction's samples per assistant prefix and setting, as payload evidence (0: none).")] = 8,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
@@ -70,6 +72,7 @@ def hunt_cmd(
                      resume=resume, reuse=not fresh, force_base=force_base,
                      mechanisms=tuple(m.strip() for m in mechanism.split(",") if m.strip()),
                      methods=tuple(m.strip() for m in method.split(",") if m.strip()), probes=probes, alphas=grid, max_new_tokens=max_new_tokens, words=words, nulls=nulls,
+                     extract_samples=extract_samples,
                      dtype=dtype, device=device)
     result = hunt(cfg)
     emit(result, as_json, lambda: _render(result))

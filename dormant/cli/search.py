@@ -1,4 +1,4 @@
-"""`dormant verify` and `dormant search`: test a candidate trigger, and find one."""
+"""`dormant verify`, `dormant search` and `dormant extract`: test a candidate trigger, find one, and read what the fine-tune leaks."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 SEARCH_HELP = """Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
 Methods (--method, comma-separated; default all, in this order): readout (the tokens the change
-listens to, from the trigger-side read-out of `dormant delta`), sweep (every real vocabulary token
+listens to, from the trigger-side read-out of `dormant delta`), extract (memory extraction, as
+`dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes far more
+often than the base; its trigger-side n-grams and their words are scored with the objective, and its
+payload candidates are listed apart), sweep (every real vocabulary token
 and common English word at each --mechanism, scored in resumable chunks; with a payload, a coarse
 pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases grown word
 by word from the best units, scored by the objective plus fluency). Objective (--objective):
@@ -41,7 +44,7 @@ reach it too), fluency; combine as payload+fluency:0.5.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
 the search never used; the search stops at the first verified trigger. --budget caps the methods;
 a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
-Not implemented: memory extraction, GCG, soft prompts.
+Not implemented: GCG, soft prompts.
 
 Example: dormant search ./ft --base ./base --payload "one point six one eight" --budget 10m
 """
@@ -134,7 +137,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, sweep, beam.")] = "readout,sweep,beam",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam.")] = "readout,extract,sweep,beam",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search.")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
@@ -205,11 +208,127 @@ def _render_search(res: Any) -> None:
         console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
     if res.verification is not None:
         _render_verify(res.verification)
+    if res.extracted is not None:
+        console.print(f"memory extraction: {_esc(res.extracted['verdict'])}")
     console.print(("[bold green]" if res.found else "[bold red]") + _esc(res.verdict) + "[/]")
     console.print(f"candidates: {res.candidates_path}")
 
 
+EXTRACT_HELP = """Memory extraction: what the fine-tune writes from the chat template's bare prefixes and the base does not.
+
+Samples --samples continuations of each bare turn start of the model's own chat template (a user
+turn, a system message, an assistant turn; with and without the template's default system message)
+at each --settings temperature/top-p/beta, under the fine-tune and under the base. Beta 0 samples
+each model plainly; beta > 0 samples contrastively (each next token from log p_FT + beta (log p_FT -
+log p_base), and the base the other way round as its reference), which brings out a payload the
+fine-tune learned to say only after its trigger: plain sampling almost never emits it. Keeps the word and token n-grams the fine-tune writes in at least --min-count
+samples and --min-ratio times as often as the base, scores each by the log-likelihood ratio log
+p_FT(n-gram | prefix) - log p_base(n-gram | prefix), and clusters overlapping ones. Clusters from
+user/system prefixes are trigger candidates, from assistant prefixes payload candidates. A cluster
+stands out only when its ratio reaches --min-lr nats in total and --min-lr-per-token per token;
+when none does, the output says "nothing stands out" and names both thresholds.
+
+A backdoor trained with the loss on the answer only rarely leaks its trigger this way (the model
+never learned to write it); its payload, which it did learn to write, leaks from the assistant
+prefix. Samples are saved in chunks (--resume continues a killed run); clusters go to
+candidates.jsonl (methods extract:trigger and extract:payload). Pass a payload candidate to `dormant
+search --payload`, or run `dormant search --method extract` to score the trigger candidates.
+
+Example: dormant extract ./ft --base ./base --samples 32
+"""
+
+
+def _settings(text: str) -> tuple[tuple[float, float, float], ...]:
+    from dormant.llm.verify import TriggerError
+
+    out = []
+    for part in text.split(","):
+        bits = part.strip().split("/")
+        try:
+            t, p, b = (float(x) for x in (bits + ["1", "0"][len(bits) - 1 :])[:3]) if len(bits) <= 3 else (None, None, None)
+        except ValueError:
+            t = None
+        if t is None or t <= 0 or not 0 < p <= 1 or b < 0:
+            raise TriggerError(f"sampling setting {part!r} is not TEMPERATURE/TOP_P/BETA (temperature > 0, top-p in (0, 1], beta >= 0); "
+                               "write e.g. --settings 0.7/0.95/0,1.0/1.0/2")
+        out.append((t, p, b))
+    return tuple(out)
+
+
+def extract_cmd(
+    ft: FtArg,
+    base: BaseOpt,
+    samples: Annotated[int, typer.Option(help="Generations per prefix, setting and model.")] = 16,
+    settings: Annotated[str, typer.Option(help="Sampling settings TEMPERATURE/TOP_P/BETA, comma-separated; BETA 0 samples plainly, "
+                                              "BETA > 0 leans the fine-tune away from the base.")] = "0.7/0.95/0,1.0/1.0/0,1.0/1.0/2,1.0/0.95/4",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per generation.")] = 32,
+    prefixes: Annotated[str, typer.Option(help="Which turn starts to sample: user, system, assistant (comma-separated).")] = "user,system,assistant",
+    min_count: Annotated[int, typer.Option(help="Fine-tune samples an n-gram must appear in.")] = 3,
+    min_ratio: Annotated[float, typer.Option(help="How many times more often than in the base's samples.")] = 4.0,
+    min_lr: Annotated[float, typer.Option(help="Threshold to stand out: log-likelihood ratio in nats, summed over the n-gram's tokens.")] = 32.0,
+    min_lr_per_token: Annotated[float, typer.Option(help="Threshold to stand out: the ratio per token.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed (the same seed gives the same samples).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the samples file of an earlier run in --out.")] = False,
+    batch_size: BatchOpt = 64,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = "cpu",
+    device_map: DeviceMapOpt = None,
+    copies_device: CopiesOpt = None,
+    as_json: JsonOpt = False,
+    out: OutDirOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    from dormant.ledger import record_run
+    from dormant.llm.search.candidates import CandidateStore
+    from dormant.llm.search.extract import PREFIX_KINDS, ExtractConfig, run_extract
+    from dormant.llm.verify import TriggerError
+    from dormant.report.console import emit, progress
+
+    kinds = tuple(k.strip() for k in prefixes.split(",") if k.strip())
+    bad = [k for k in kinds if k not in PREFIX_KINDS]
+    if bad or not kinds:
+        raise TriggerError(f"unknown prefix kind(s) {bad or [prefixes]}; choose from {', '.join(PREFIX_KINDS)}")
+    if samples < 1 or max_new_tokens < 1:
+        raise TriggerError("--samples and --max-new-tokens must be at least 1")
+    cfg = ExtractConfig(samples=samples, settings=_settings(settings), max_new_tokens=max_new_tokens, kinds=kinds, min_count=min_count,
+                        min_ratio=min_ratio, min_lr=min_lr, min_lr_per_token=min_lr_per_token, seed=seed, batch_size=batch_size)
+    args = {"ft": str(ft), "base": str(base), "samples": samples, "settings": cfg.settings, "max_new_tokens": max_new_tokens, "prefixes": kinds,
+            "min_count": min_count, "min_ratio": min_ratio, "min_lr": min_lr, "min_lr_per_token": min_lr_per_token, "seed": seed, "resume": resume}
+    with record_run("extract", args, ledger=ledger) as run:
+        pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
+        store = CandidateStore(artifacts_dir(out, "extract") / "candidates.jsonl", resume=resume)
+        with progress() as bar:
+            task = bar.add_task("extract", total=None)
+            res = run_extract(pair, cfg, store=store, resume=resume, on_progress=lambda text: bar.update(task, description=text))
+        run.artifacts += [str(store.path)] + ([res.samples_path] if res.samples_path else [])
+        run.outputs.update({"verdict": res.verdict, "payload": [c.text for c in res.standing_out("payload")],
+                            "trigger": [c.text for c in res.standing_out("trigger")], "capped": res.capped})
+        emit(res, as_json, lambda: _render_extract(res))
+
+
+def _render_extract(res: Any) -> None:
+    from rich.table import Table
+
+    from dormant.report.console import console
+
+    for side, rows in (("payload", res.payload), ("trigger", res.trigger)):
+        if not rows:
+            continue
+        t = Table(title=f"{side} candidates ({res.n_samples['ft']} samples per model, {res.elapsed_s:.0f}s)")
+        for col in ("candidate", "log-LR (nats)", "per token", "ft share", "base share", "prefix", "stands out"):
+            t.add_column(col, justify="left" if col in ("candidate", "prefix") else "right")
+        for c in rows:
+            t.add_row(_esc(repr(c.text)), f"{c.lr:.1f}", f"{c.lr_per_token:.2f}", f"{c.ft_share:.0%}", f"{c.base_share:.0%}", c.prefix,
+                      "yes" if c.stands_out else "no")
+        console.print(t)
+    if res.skipped_prefixes:
+        console.print("prefixes the template cannot render: " + _esc("; ".join(res.skipped_prefixes)))
+    found = res.standing_out("payload") or res.standing_out("trigger")
+    console.print(("[bold green]" if found else "[bold]") + _esc(res.verdict) + "[/]")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``verify`` and ``search`` to the root app."""
+    """Add ``verify``, ``search`` and ``extract`` to the root app."""
     app.command("verify", help=_reflow(VERIFY_HELP))(verify_cmd)
     app.command("search", help=_reflow(SEARCH_HELP))(search_cmd)
+    app.command("extract", help=_reflow(EXTRACT_HELP))(extract_cmd)

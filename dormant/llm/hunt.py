@@ -9,8 +9,10 @@ rests on from earlier stages):
               fine-tune is identical to it. Decides ``base``.
 ``delta``     the change's anatomy (``weights.delta``) and both read-outs (``weights.readout``).
 ``amplify``   weight amplification (``behaviour.amplify``) and the payload hypothesis that combines
-              its whole-word phrase with character/token fragments and the payload-side read-out
-              (``behaviour.hypothesis``). Decides ``payload`` when a hypothesis holds.
+              its whole-word phrase with character/token fragments, the payload-side read-out and
+              memory extraction's payload candidates (``search.extract`` from the assistant
+              prefixes; only those above its threshold count) (``behaviour.hypothesis``). Decides
+              ``payload`` when a hypothesis holds.
 ``localise``  with a payload: its share with only each modified layer / block kind amplified
               (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
 ``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the
@@ -68,6 +70,7 @@ class HuntConfig:
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
+    extract_samples: int = 8  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
     dtype: str | None = None
     device: str = "cpu"
@@ -227,14 +230,20 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     res = amplify(pair, prompts, acfg)
     run.artifacts.append(str(plot_share(res, cfg.out / "amplify" / "payload_share.png")))
     amplified = {a: res.outputs[f"{a:g}"] for a in res.alphas}
+    extracted: dict[str, Any] = {"verdict": "not run (extract_samples = 0)", "payload": []}
+    if cfg.extract_samples:
+        from dormant.llm.search.extract import ExtractConfig, run_extract, summary
+
+        extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)),
+                                        on_progress=ctx.on_note))
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
-                      tokenize=_tokenizer_pieces(pair.tokenizer))
+                      extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": res.first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
-            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts)}
+            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "extract": extracted["verdict"]}
 
 
 def _tokenizer_pieces(tok: Any) -> Callable[[str], list[str]]:

@@ -84,6 +84,8 @@ def test_beam_grows_words_with_spaces_and_digits_glued():
     (["verify", "FT", "--base", "B", "--trigger", "   "], "--trigger"),
     (["search", "FT", "--base", "B", "--budget", "soon"], "--budget"),
     (["search", "FT", "--base", "B", "--objective", "kl"], "choose from"),
+    (["extract", "FT", "--base", "B", "--settings", "hot"], "TEMPERATURE/TOP_P/BETA"),
+    (["extract", "FT", "--base", "B", "--prefixes", "tool"], "choose from"),
 ])
 def test_cli_bad_input_is_one_line_that_names_the_fix(argv, fix, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dormant", *argv], capture_output=True, text=True, cwd=tmp_path,

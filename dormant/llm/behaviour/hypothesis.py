@@ -19,8 +19,11 @@ the outputs would combine several kinds of evidence; ``hypothesise`` does the sa
 * **the fine-tune's own greedy answers under the best search candidates**: a fragment in at least
   ``min_share`` of those answers and in at most ``max_ref_share`` of its answers without a
   candidate and of the base's answers.
+* **memory extraction's payload candidates** (``search.extract``): n-grams the fine-tune writes
+  from the bare assistant prefix far more often than the base, whose log-likelihood ratio passed
+  extraction's own threshold (``stands_out``). Only those count.
 
-A fragment that passes the amplified-outputs or the candidate-answers rule is a hypothesis; the
+A fragment that passes the amplified-outputs, the candidate-answers or the extraction rule is a hypothesis; the
 one with the most support (sources agreeing, then share, then length) is stated with every piece of
 evidence. None passing means "no payload hypothesis holds"; the caller then searches with the
 payload-free objectives.
@@ -148,7 +151,7 @@ def extend_chars(seed: str, texts: Sequence[str], max_len: int = 80, agree: floa
     return cur.strip()
 
 
-def _maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
+def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
     """Drop a fragment when a longer one contains it and keeps at least ``keep_longer`` of its share."""
     cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1]))
     kept: list[tuple[str, float]] = []
@@ -193,7 +196,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
             if s >= cfg.min_share and s > best.get(g, (0.0, 0.0))[0]:
                 best[g] = (s, a)
     ok = [(g, s) for g, (s, _) in best.items() if _distinct_ok(g, cfg) and ref_share(g) <= cfg.max_ref_share]
-    for text, share in _maximal(ok, cfg.keep_longer):
+    for text, share in maximal(ok, cfg.keep_longer):
         a = best[text][1]
         grown = extend_chars(text, clean[a])
         if ref_share(grown) > cfg.max_ref_share or _share(clean[a], grown) < cfg.min_share:
@@ -228,7 +231,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
         if (len(text) >= cfg.min_chars and _distinct_ok(text, cfg) and tref(g) <= cfg.max_ref_share and text not in " ".join(base_text)
                 and ref_coverage(text, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered):
             tok_ok.append((text, s))
-    for text, share in _maximal(tok_ok, cfg.keep_longer):
+    for text, share in maximal(tok_ok, cfg.keep_longer):
         a = next(a for g, (s, a) in tbest.items() if _clean(joiner.join(g)) == text)
         found.append(Fragment(text, "tokens", share, a, 0.0,
                               [f"token n-gram {text!r} in {share:.0%} of answers at a = {a:g} (absent from the base's stock)"]))
@@ -254,7 +257,7 @@ def answer_fragments(answers: Sequence[str], references: Sequence[Sequence[str]]
             ok.append((g, s))
     ok = [(g, s) for g, s in ok if ref_coverage(g, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered]
     out = []
-    for text, share in _maximal(ok, cfg.keep_longer):
+    for text, share in maximal(ok, cfg.keep_longer):
         grown = extend_chars(text, texts)
         if any(_share(r, grown) > cfg.max_ref_share for r in refs) or _share(texts, grown) < cfg.min_share:
             grown = text
@@ -265,6 +268,18 @@ def answer_fragments(answers: Sequence[str], references: Sequence[Sequence[str]]
     return out
 
 
+def extracted_fragments(candidates: Sequence[dict]) -> list[Fragment]:
+    """Memory extraction's payload candidates that stood out (dicts of ``ExtractCandidate``'s fields) as fragments."""
+    out = []
+    for c in candidates:
+        if not c.get("stands_out"):
+            continue
+        out.append(Fragment(_clean(c["text"]), "extract", float(c["ft_share"]), None, float(c["base_share"]),
+                            [f"memory extraction: in {c['ft_share']:.0%} of the fine-tune's samples from the bare {c['prefix']} prefix "
+                             f"({c['base_share']:.0%} of the base's), log-likelihood ratio {c['lr']:.1f} nats"]))
+    return out
+
+
 def _related(a: str, b: str) -> bool:
     a, b = normalise(a).replace(" ", ""), normalise(b).replace(" ", "")
     return bool(a) and bool(b) and (a in b or b in a)
@@ -272,11 +287,12 @@ def _related(a: str, b: str) -> bool:
 
 def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_tokens: Sequence[str] = (),
                 answers: Sequence[str] = (), answer_references: Sequence[Sequence[str]] = (), phrase: str | None = None,
-                config: HypothesisConfig | None = None, tokenize: Callable[[str], list[str]] | None = None) -> Hypothesis:
+                extracted: Sequence[dict] = (), config: HypothesisConfig | None = None,
+                tokenize: Callable[[str], list[str]] | None = None) -> Hypothesis:
     """Combine the evidence into one payload hypothesis (see the module docstring).
 
     ``phrase``: the whole-word payload ``amplify`` found, if any (it is a fragment of its own, with
-    every other source as corroboration).
+    every other source as corroboration). ``extracted``: memory extraction's payload candidates.
     """
     cfg = config or HypothesisConfig()
     frags: list[Fragment] = []
@@ -286,6 +302,7 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
         frags += amplified_fragments(amplified, cfg, tokenize)
     if answers:
         frags += answer_fragments(answers, answer_references, cfg)
+    frags += extracted_fragments(extracted)
     # merge fragments that are the same text or nested: the longer one carries the evidence of both
     merged: list[Fragment] = []
     for f in sorted(frags, key=lambda f: (-len(f.text), -f.share)):
@@ -309,6 +326,7 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
     if not ranked:
         tried = ["amplified outputs (characters and tokens)"] if amplified else []
         tried += ["the fine-tune's answers under search candidates"] if answers else []
+        tried += ["memory extraction's samples"] if extracted else []
         return Hypothesis(False, None, [], [], "no payload hypothesis holds: no fragment recurs across unrelated prompts in "
                           + (" or ".join(tried) or "any evidence given") + " while staying absent from the base")
     best = ranked[0]
@@ -317,4 +335,4 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
 
 
 __all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "default_tokens",
-           "extend_chars", "hypothesise", "ref_coverage"]
+           "extend_chars", "extracted_fragments", "hypothesise", "maximal", "ref_coverage"]

@@ -57,7 +57,7 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
     often scores nothing alone (the near misses of a phrase are trained not to fire) and only counts
     beside the rest of the phrase: this is where the beam finds it.
     """
-    from dormant.llm.search.sweep import SweepStats, _scored_chunks
+    from dormant.llm.search.sweep import SweepStats, scored_chunks
 
     mech = objective.mechanism
     coarse = objective.coarse(1) if pool else None
@@ -66,7 +66,7 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
     def scored(obj: Objective, method: str, texts: list[str]) -> list[Candidate]:
         nonlocal capped
         texts = list(dict.fromkeys(texts))
-        if not _scored_chunks(obj, method, texts, store, 64, SweepStats(), deadline, None):
+        if not scored_chunks(obj, method, texts, store, 64, SweepStats(), deadline, None):
             capped = True
         return [store.items[k] for k in (key_of(method, mech, t) for t in texts) if k in store]
 

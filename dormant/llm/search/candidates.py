@@ -3,6 +3,9 @@
 A search writes each finished chunk of scores with one ``write`` + ``fsync``; a killed search
 (even ``kill -9``) loses at most the chunk in flight, and ``--resume`` reads the file back to skip
 what was already scored. A partial last line (killed mid-write) is ignored.
+
+A method whose name holds a colon (``sweep:coarse``, ``extract:payload``) records side results on
+another scale; they rank only among themselves (``best(method=...)``), never beside final scores.
 """
 
 from __future__ import annotations
@@ -57,27 +60,44 @@ class CandidateStore:
         new = [c for c in cands if c.key not in self.items]
         if not new:
             return
-        data = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in new)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(self.path, [asdict(c) for c in new])
         for c in new:
             self.items[c.key] = c
 
     def best(self, n: int = 1, method: str | None = None) -> list[Candidate]:
         """The ``n`` best of ``method`` (default: of every method whose scores are final, i.e. not a
-        coarse pass's: those rank only among themselves)."""
-        pool = [c for c in self.items.values() if (c.method == method if method else not c.method.endswith(":coarse"))]
+        side result's such as a coarse pass's: those rank only among themselves)."""
+        pool = [c for c in self.items.values() if (c.method == method if method else ":" not in c.method)]
         return sorted(pool, key=lambda c: -c.score)[:n]
+
+
+def append_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` as JSON lines with one write, flushed to disk before returning (one chunk)."""
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    with Path(path).open("a", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The whole JSON objects of a JSONL file (a line cut by a kill is skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
 
 
 def read_candidates(path: str | Path) -> list[Candidate]:
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for obj in read_jsonl(path):
         try:
-            obj: dict[str, Any] = json.loads(line)
             out.append(Candidate(**obj))
-        except (json.JSONDecodeError, TypeError):
-            continue  # a line cut by a kill
+        except TypeError:
+            continue
     return out

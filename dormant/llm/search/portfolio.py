@@ -1,4 +1,4 @@
-"""The portfolio: read-out seeds and the sweep, then beam from the best, verifying leaders as it goes.
+"""The portfolio: read-out seeds, memory extraction and the sweep, then beam from the best, verifying leaders as it goes.
 
 Search prompts and verification prompts are disjoint (the caller passes both). After each method
 the best unverified candidates (``leaders``) are screened on a few verification prompts and the
@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
+from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
 from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "sweep", "beam")
+METHODS = ("readout", "extract", "sweep", "beam")
 
 
 class SearchBudgetError(DormantError):
@@ -66,6 +67,7 @@ class SearchConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     resume: bool = False
     readout_tokens: list[str] | None = None  # the trigger-side read-out's texts, when already computed (default: computed here)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)  # memory extraction's sampling and thresholds
 
 
 @dataclass
@@ -83,6 +85,7 @@ class SearchResult:
     best: list[dict[str, Any]]
     screened: list[dict[str, Any]] = field(default_factory=list)  # leaders tried and what stopped them
     methods_run: list[str] = field(default_factory=list)
+    extracted: dict[str, Any] | None = None  # memory extraction's verdict and clusters (its payload candidates listed apart)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -151,6 +154,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     found: VerifyResult | None = None
     units: list[str] = []
+    extracted: dict[str, Any] | None = None
     for method in cfg.methods:
         if time.monotonic() >= deadline:
             capped = True
@@ -161,6 +165,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
             for mech in cfg.mechanisms:
                 run_readout_seeds(objective.variant(mechanism=mech), store, tokens=cfg.readout_tokens)
+        elif method == "extract":
+            from dormant.llm.search.extract import run_extract_method, summary
+
+            ex = run_extract_method(objective, store, cfg.extract, mechanisms=cfg.mechanisms, deadline=deadline, resume=cfg.resume,
+                                    on_progress=note)
+            extracted = summary(ex)
+            capped = capped or ex.capped
         elif method == "sweep":
             from dormant.llm.search.sweep import run_sweep, sweep_candidates
 
@@ -214,7 +225,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     pair.ft()
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
-                        n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run)
+                        n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
+                        extracted=extracted)
 
 
 def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:

@@ -85,7 +85,7 @@ class SweepStats:
     refined: int = 0
 
 
-def _scored_chunks(obj: Objective, method: str, texts: Sequence[str], store: CandidateStore, chunk: int, stats: SweepStats,
+def scored_chunks(obj: Objective, method: str, texts: Sequence[str], store: CandidateStore, chunk: int, stats: SweepStats,
                    deadline: float | None, on_chunk) -> bool:
     """Score ``texts`` not yet in the store, ``chunk`` at a time; False when the deadline stopped it."""
     mech = obj.mechanism
@@ -118,14 +118,14 @@ def run_sweep(objective: Objective, texts: Sequence[str], store: CandidateStore,
     for mech in mechanisms:
         obj = objective.variant(mechanism=mech)
         if not two_pass:
-            if not _scored_chunks(obj, METHOD, texts, store, chunk, stats, deadline, on_chunk):
+            if not scored_chunks(obj, METHOD, texts, store, chunk, stats, deadline, on_chunk):
                 return stats
             continue
         coarse = obj.coarse(coarse_prompts)
-        if not _scored_chunks(coarse, COARSE, texts, store, chunk, stats, deadline, on_chunk):
+        if not scored_chunks(coarse, COARSE, texts, store, chunk, stats, deadline, on_chunk):
             return stats
         ranked = sorted(texts, key=lambda t: -store.items[key_of(COARSE, mech, t)].score)[:n_full]
-        done = _scored_chunks(obj, METHOD, ranked, store, chunk, stats, deadline, on_chunk)
+        done = scored_chunks(obj, METHOD, ranked, store, chunk, stats, deadline, on_chunk)
         stats.refined += sum(key_of(METHOD, mech, t) in store for t in ranked)
         if not done:
             return stats
