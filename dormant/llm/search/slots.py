@@ -158,7 +158,10 @@ def allowed_tokens(slot: Slot, n: int, vocab: str | Sequence[int | str] = "ascii
     tok = slot.tokenizer
     rows = slot.pair.model.get_input_embeddings().weight.shape[0]
     base = valid_token_mask(rows, tok)
-    texts = [tok.decode([i]) if base[i] else "" for i in range(rows)]
+    real = [i for i in range(rows) if base[i]]
+    texts = [""] * rows
+    for i, t in zip(real, tok.batch_decode([[i] for i in real])):
+        texts[i] = t
     ok = torch.tensor([bool(t) and "\ufffd" not in t for t in texts]) & base
     if isinstance(vocab, str):
         if vocab not in VOCABS:
