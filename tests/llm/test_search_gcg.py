@@ -11,7 +11,7 @@ from dormant.errors import DormantError
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import CandidateStore
-from dormant.llm.search.gcg import GCGConfig, run_gcg
+from dormant.llm.search.gcg import GCGConfig, run_gcg, token_gradient
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.slots import (GradientSearchError, allowed_tokens, embed_value, hard_values, in_context, initial_ids, make_slot,
                                       round_trip)
@@ -49,11 +49,16 @@ def test_gcg_raises_the_value_over_its_init_and_records_rescored_candidates(obje
     assert in_context(slot, res.best_ids, res.best_text)
 
 
-def test_the_gradient_path_values_what_the_token_path_values(objective, pair):
+@pytest.mark.parametrize("weights", [{"payload": 1.0}, {"payload": 1.0, "activation": 0.5}])
+def test_the_gradient_path_values_what_the_token_path_values(objective, pair, weights):
+    objective = objective.variant(weights=weights)
     slot = make_slot(objective)
     ids = initial_ids(slot, "3.14159")
-    hard = hard_values(slot, [ids])[0]
+    # the gradient first, on a fresh objective: its baselines switch views, never under a live graph
+    grad = token_gradient(slot, ids)
+    assert grad.shape == (len(ids), pair.model.get_input_embeddings().weight.shape[0]) and grad.abs().sum() > 0
     soft = float(embed_value(slot, pair.model.get_input_embeddings().weight[ids]).detach())
+    hard = hard_values(slot, [ids])[0]
     assert hard == pytest.approx(soft, abs=1e-3) and hard > 2
 
 

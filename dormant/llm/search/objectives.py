@@ -146,13 +146,20 @@ class Objective:
     # -- the fine-tune's differentiable terms (gradient methods: gcg, soft) -----------------------
     def gradient_weights(self) -> dict[str, float]:
         """The weights of the terms a gradient can follow: the payload's log-likelihood under the
-        fine-tune (the payload gain's fine-tune term) and the change activation."""
+        fine-tune (the payload gain's fine-tune term) and the change activation (their baselines computed)."""
         w = {k: v for k, v in self.weights.items() if k in GRADIENT_OBJECTIVES and v}
         if not w:
             from dormant.llm.verify import TriggerError
 
             raise TriggerError(f"a gradient method optimises {' or '.join(GRADIENT_OBJECTIVES)}; the objective is {self.weights} "
                                "(give --payload TEXT, or --objective activation)")
+        # the baselines first: computing them switches views (weights rewritten in place), which must not
+        # happen while an autograd graph through the weights is alive
+        if "payload" in w:
+            self.baseline()
+        if "activation" in w:
+            self.activation_baseline()
+        self.pair.ft()
         return w
 
     @property

@@ -6,8 +6,9 @@ ones that fire there are fully verified (``dormant.llm.verify``); the search sto
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding);
-soft-prompt inversion runs only when asked (``methods`` naming ``soft``). A budget caps the methods (checked between chunks and beam steps); a capped
-search says so. Every scored candidate goes to the JSONL store; ``resume`` continues a killed run.
+soft-prompt inversion runs only when asked (``methods`` naming ``soft``). A budget caps the
+methods (checked between chunks, beam steps and GCG steps); a capped search says so. Every
+scored candidate goes to the JSONL store; ``resume`` continues a killed run.
 """
 
 from __future__ import annotations
