@@ -27,16 +27,25 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 
 SEARCH_HELP = """Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
-Methods (--method, comma-separated; default all, in this order): readout (the tokens the change
-listens to, from the trigger-side read-out of `dormant delta`), extract (memory extraction, as
-`dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes far more
-often than the base; its trigger-side n-grams and their words are scored with the objective, and its
-payload candidates are listed apart), sweep (every real vocabulary token
-and common English word at each --mechanism, scored in resumable chunks; with a payload, a coarse
-pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases grown word
-by word from the best units, scored by the objective plus fluency). Objective (--objective):
-payload (log-likelihood gain of the payload under the fine-tune minus the base's gain where that
-is positive; the default with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
+Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg): readout (the
+tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
+extraction, as `dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes
+far more often than the base; its trigger-side n-grams and their words are scored with the
+objective, and its payload candidates are listed apart), sweep (every real
+vocabulary token and common English word at each --mechanism, scored in resumable chunks; with a
+payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
+grown word by word from the best units, scored by the objective plus fluency), gcg (greedy
+coordinate gradient: starting from the best candidate so far, padded with " x" to --gcg-tokens
+tokens, each step follows the gradient of the payload's log-likelihood under the fine-tune (or,
+without a payload, of the change activation) to --gcg-width single-token swaps among the top
+--gcg-topk tokens of each position, keeps only swaps whose text re-encodes to the same tokens inside
+the prompt, and moves to the best; leaders are verified every 10 steps), soft (soft-prompt
+inversion, only when asked: free embeddings optimised for the same value, then projected to the
+nearest allowed tokens; it reports the value before and after projection, and the gap is usually
+large: the optimum lies between tokens). --vocab limits gcg and soft to printable ascii tokens,
+words (a space then letters) or all real tokens. Objective (--objective):
+payload (log-likelihood gain of the payload under the fine-tune, minus how far the candidate lifts
+the base's payload likelihood above that of a model that does not fire; the default with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
 default without a payload), activation (how strongly the candidate switches on the change itself:
 the modified matrices' difference applied to their inputs at the answer position, against the
 prompt alone; needs no payload and rises as a multi-word trigger is assembled, though junk can
@@ -44,9 +53,10 @@ reach it too), fluency; combine as payload+fluency:0.5.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
 the search never used; the search stops at the first verified trigger. --budget caps the methods;
 a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
-Not implemented: GCG, soft prompts.
 
 Example: dormant search ./ft --base ./base --payload "one point six one eight" --budget 10m
+
+Example: dormant search ./ft --base ./base --payload "one point six one eight" --method gcg --gcg-tokens 8
 """
 
 
@@ -137,7 +147,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam.")] = "readout,extract,sweep,beam",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft.")] = "readout,extract,sweep,beam,gcg",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search.")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
@@ -147,6 +157,12 @@ def search_cmd(
     search_prompts: Annotated[int, typer.Option(help="Prompts each candidate is scored on.")] = 4,
     words: Annotated[int, typer.Option(help="Common English words added to the vocabulary in the sweep.")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
+    gcg_steps: Annotated[int, typer.Option(help="GCG steps per mechanism.")] = 60,
+    gcg_tokens: Annotated[int, typer.Option(help="Trigger tokens gcg and soft optimise.")] = 5,
+    gcg_width: Annotated[int, typer.Option(help="GCG candidates valued per step (search width).")] = 128,
+    gcg_topk: Annotated[int, typer.Option(help="GCG: tokens of largest gradient considered per position.")] = 64,
+    vocab: Annotated[str, typer.Option(help="Tokens gcg and soft may use: ascii, words, all.")] = "ascii",
+    soft_steps: Annotated[int, typer.Option(help="Soft-prompt optimisation steps per mechanism.")] = 100,
     batch_size: BatchOpt = 32,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
@@ -167,10 +183,12 @@ def search_cmd(
     weights = parse_objectives(objective, payload)
     s_prompts, v_prompts, source = _prompt_sets(prompts)
     cfg = SearchConfig(payload=payload, methods=methods, mechanisms=mechanisms, objectives=weights, budget_s=seconds, chunk=chunk,
-                       search_prompts=search_prompts, n_words=words, resume=resume,
+                       search_prompts=search_prompts, n_words=words, resume=resume, gcg_steps=gcg_steps, gcg_tokens=gcg_tokens,
+                       gcg_width=gcg_width, gcg_topk=gcg_topk, gcg_vocab=vocab, soft_steps=soft_steps,
                        verify=_verify_config(mechanisms[0] if mechanisms else "user_prefix", payload, nulls, batch_size, 50))
     args = {"ft": str(ft), "base": str(base), "payload": payload, "methods": methods, "mechanisms": mechanisms, "objective": weights,
-            "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk}
+            "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_tokens": gcg_tokens,
+            "vocab": vocab}
     with record_run("search", args, ledger=ledger) as run:
         if prompts:
             run.add_input("prompts", prompts)
@@ -188,7 +206,8 @@ def search_cmd(
             res = search_trigger(pair, s_prompts, v_prompts, path, cfg, on_progress=on_progress)
         run.artifacts.append(res.candidates_path)
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
-                            "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened})
+                            "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
+                            "gradient": res.gradient})
         emit(res, as_json, lambda: _render_search(res))
 
 
@@ -206,6 +225,12 @@ def _render_search(res: Any) -> None:
     for s in res.screened:
         why = s.get("stopped") or ("verified" if s.get("verified") else "; ".join(s.get("failed", [])))
         console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
+    for g in res.gradient:
+        if g["method"] == "soft":
+            console.print(f"  soft ({g['mechanism']}): {_esc(g['summary'])}; projected {_esc(repr(g['projected']))}")
+        else:
+            console.print(f"  gcg ({g['mechanism']}): {_esc(repr(g['init']))} {g['init_value']:.3g} -> {_esc(repr(g['best']))} "
+                          f"{g['best_value']:.3g} in {g['steps']} steps ({g['rejected']} swaps failed re-encoding; stopped: {g['stopped']})")
     if res.verification is not None:
         _render_verify(res.verification)
     if res.extracted is not None:

@@ -79,12 +79,13 @@ def _module(model: Any, site: str) -> tuple[Any, str]:
 
 
 @contextmanager
-def capture(model: Any, sites: Sequence[str], *, keep: Any = None) -> Iterator[dict[str, Any]]:
+def capture(model: Any, sites: Sequence[str], *, keep: Any = None, detach: bool = True) -> Iterator[dict[str, Any]]:
     """Record the named sites on every forward pass into the yielded dict (float32, detached).
 
     ``keep``: optional function (or dict site -> function) applied to each captured ``[B, T, D]``
     tensor before it is stored (gather a few positions, project on a few directions), so that full
-    activations never accumulate.
+    activations never accumulate. ``detach=False`` keeps the autograd graph (a gradient through
+    the captured values, as a trigger optimisation needs).
     """
     store: dict[str, Any] = {}
     handles = []
@@ -94,7 +95,7 @@ def capture(model: Any, sites: Sequence[str], *, keep: Any = None) -> Iterator[d
         fn = keep.get(site) if isinstance(keep, dict) else keep
 
         def save(x: Any, site: str = site, fn: Any = fn) -> None:
-            x = x.detach().float()
+            x = (x.detach() if detach else x).float()
             store[site] = fn(x) if fn is not None else x
 
         if when == "pre":

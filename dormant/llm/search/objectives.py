@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
 OBJECTIVES = ("payload", "contrast", "activation", "fluency")
+GRADIENT_OBJECTIVES = ("payload", "activation")  # what gcg and soft can follow by gradient
 
 
 @dataclass
@@ -148,11 +149,59 @@ class Objective:
             rows = torch.arange(len(part))
             with capture(self.pair.model, [f"in:{n}" for n in dirs], keep=lambda x: x[rows, last.to(x.device)]) as got:
                 run_padded(self.pair.model, part, pad)
-            total = torch.zeros(len(part))
-            for n, sv in dirs.items():
-                total += (got[f"in:{n}"] @ sv.T.to(got[f"in:{n}"].device)).norm(dim=-1).cpu()
-            out += total.tolist()
+            out += self.activation_norms(got).cpu().tolist()
         return out
+
+    def activation_norms(self, inputs: dict[str, Any]) -> Any:
+        """Per row: the summed norm of every modified matrix's difference applied to its captured
+        input (``inputs["in:NAME"]``: ``[rows, in]``, as ``capture`` of ``in:NAME`` sites gathers them);
+        differentiable when the inputs carry a graph."""
+        total = None
+        for n, sv in self._directions().items():
+            x = inputs[f"in:{n}"]
+            norm = (x @ sv.T.to(x.device)).norm(dim=-1)
+            total = norm if total is None else total + norm
+        return total
+
+    # -- the fine-tune's differentiable terms (gradient methods: gcg, soft) -----------------------
+    def gradient_weights(self) -> dict[str, float]:
+        """The weights of the terms a gradient can follow: the payload's log-likelihood under the
+        fine-tune (the payload gain's fine-tune term) and the change activation (their baselines computed)."""
+        w = {k: v for k, v in self.weights.items() if k in GRADIENT_OBJECTIVES and v}
+        if not w:
+            from dormant.llm.verify import TriggerError
+
+            raise TriggerError(f"a gradient method optimises {' or '.join(GRADIENT_OBJECTIVES)}; the objective is {self.weights} "
+                               "(give --payload TEXT, or --objective activation)")
+        # the baselines first: computing them switches views (weights rewritten in place), which must not
+        # happen while an autograd graph through the weights is alive
+        if "payload" in w:
+            self.baseline()
+        if "activation" in w:
+            self.activation_baseline()
+        self.pair.ft()
+        return w
+
+    @property
+    def payload_ids(self) -> list[int]:
+        """The payload tokens the payload objective scores (its first ``payload_tokens``)."""
+        return list(self._payload_ids)
+
+    def ft_value(self, payload_logprob: Any = None, activation: Any = None) -> Any:
+        """The gradient terms of ``[candidates, prompts]`` tensors (per candidate and prompt: the payload's
+        log-likelihood under the fine-tune; the change activation), as a ``[candidates]`` tensor:
+        ``payload`` weight x (mean over prompts - the prompts' own mean, i.e. ``payload_ft_gain``) plus
+        ``activation`` weight x the mean log ratio to the prompts without a candidate."""
+        import torch
+
+        w = self.gradient_weights()
+        value = 0.0
+        if "payload" in w:
+            value = value + w["payload"] * (payload_logprob.mean(dim=1) - self.baseline()["ft"])
+        if "activation" in w:
+            base = torch.tensor(self.activation_baseline(), device=activation.device, dtype=activation.dtype).clamp_min(1e-12)
+            value = value + w["activation"] * torch.log(activation.clamp_min(1e-12) / base).mean(dim=1)
+        return value
 
     def activation_baseline(self) -> list[float]:
         if self._act_baseline is None:
@@ -281,4 +330,4 @@ def parse_objectives(spec: str | None, payload: str | None) -> dict[str, float]:
     return out
 
 
-__all__ = ["OBJECTIVES", "Objective", "parse_objectives"]
+__all__ = ["GRADIENT_OBJECTIVES", "OBJECTIVES", "Objective", "parse_objectives"]

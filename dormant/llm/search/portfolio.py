@@ -1,10 +1,14 @@
-"""The portfolio: read-out seeds, memory extraction and the sweep, then beam from the best, verifying leaders as it goes.
+"""The portfolio: read-out seeds, memory extraction and the sweep, then beam and GCG from the best, verifying leaders as it goes.
 
 Search prompts and verification prompts are disjoint (the caller passes both). After each method
 the best unverified candidates (``leaders``) are screened on a few verification prompts and the
 ones that fire there are fully verified (``dormant.llm.verify``); the search stops at the first
-verified trigger. A budget caps the methods (checked between chunks and beam steps); a capped
-search says so. Every scored candidate goes to the JSONL store; ``resume`` continues a killed run.
+verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
+GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
+``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding);
+soft-prompt inversion runs only when asked (``methods`` naming ``soft``). A budget caps the
+methods (checked between chunks, beam steps and GCG steps); a capped search says so. Every
+scored candidate goes to the JSONL store; ``resume`` continues a killed run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_m
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "extract", "sweep", "beam")
+METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft")
+DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg")
 
 
 class SearchBudgetError(DormantError):
@@ -45,7 +50,7 @@ def parse_budget(text: str | float | int) -> float:
 @dataclass
 class SearchConfig:
     payload: str | None = None
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     mechanisms: tuple[str, ...] = ("user_prefix",)
     objectives: dict[str, float] = field(default_factory=dict)  # default: payload gain (contrast without a payload)
     beam_fluency: float = 0.2  # weight of fluency added to the objective in the beam
@@ -62,6 +67,13 @@ class SearchConfig:
     beam_max_words: int = 6
     beam_pool: bool = True  # also try every word of the word list and the vocabulary beside the best phrases (coarse pass first)
     beam_pool_max: int = 8000  # at most this many pool words (the word list first, then the vocabulary's words in id order)
+    gcg_steps: int = 60  # per mechanism
+    gcg_tokens: int = 5  # trigger tokens optimised (the seed is padded with " x" up to this)
+    gcg_width: int = 128
+    gcg_topk: int = 64
+    gcg_vocab: str = "ascii"  # ascii, words or all (gcg and soft)
+    gcg_verify_every: int = 10  # steps between verifications of the leaders
+    soft_steps: int = 100
     leaders: int = 3  # candidates screened after each method
     screen_prompts: int = 10
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -86,6 +98,7 @@ class SearchResult:
     screened: list[dict[str, Any]] = field(default_factory=list)  # leaders tried and what stopped them
     methods_run: list[str] = field(default_factory=list)
     extracted: dict[str, Any] | None = None  # memory extraction's verdict and clusters (its payload candidates listed apart)
+    gradient: list[dict[str, Any]] = field(default_factory=list)  # per gcg/soft run: its start, best, and (soft) the soft-to-hard gap
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -129,6 +142,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     tried: set[tuple[str, str]] = set()
     capped = False
     methods_run: list[str] = []
+    gradient: list[dict[str, Any]] = []
 
     def verify_leaders() -> VerifyResult | None:
         for c in store.best(cfg.leaders * 4):
@@ -205,6 +219,12 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                          on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= deadline:
                     capped = True
+        elif method in ("gcg", "soft"):
+            found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient)
+            capped = capped or time.monotonic() >= deadline
+            if found:
+                methods_run.append(method)
+                break
         methods_run.append(method)
         found = verify_leaders()
         if found:
@@ -226,7 +246,60 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
-                        extracted=extracted)
+                        extracted=extracted, gradient=gradient)
+
+
+def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
+                     verify_leaders: Callable[[], VerifyResult | None], note: Callable[..., None],
+                     report: list[dict[str, Any]]) -> VerifyResult | None:
+    """GCG (seeded from the best candidate so far, verifying leaders as it goes) or soft-prompt inversion, per mechanism.
+    Without a payload the gradient follows the change activation."""
+    from dormant.llm.search.gcg import GCGConfig, run_gcg
+    from dormant.llm.search.objectives import GRADIENT_OBJECTIVES
+    from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
+    from dormant.llm.search.soft import SoftConfig, run_soft
+
+    weights = dict(objective.weights)
+    if not set(weights) & set(GRADIENT_OBJECTIVES):
+        weights["activation"] = 1.0
+    found: list[VerifyResult] = []
+    steps = [0]
+
+    def should_stop(new: list[Candidate]) -> bool:
+        steps[0] += 1
+        if steps[0] % max(1, cfg.gcg_verify_every) == 0 and (res := verify_leaders()):
+            found.append(res)
+        return bool(found)
+
+    for mech in cfg.mechanisms:
+        if time.monotonic() >= deadline:
+            break
+        obj = objective.variant(mechanism=mech, weights=weights)
+        init = "x x x x x"
+        seeds = [c for c in store.best(len(store)) if c.mechanism == mech and c.method in ("sweep", "beam", "readout")]
+        if seeds:
+            try:
+                initial_ids(make_slot(obj), seeds[0].text, cfg.gcg_tokens)
+                init = seeds[0].text
+            except GradientSearchError:
+                pass
+        note(f"{method} from {init!r} ({mech})")
+        if method == "gcg":
+            g = run_gcg(obj, store, GCGConfig(steps=cfg.gcg_steps, init=init, n_tokens=cfg.gcg_tokens, search_width=cfg.gcg_width,
+                                          topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=deadline),
+                        should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"))
+            report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
+                           "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped})
+        else:
+            res = run_soft(obj, store, SoftConfig(steps=cfg.soft_steps, init=init, n_tokens=cfg.gcg_tokens, vocab=cfg.gcg_vocab,
+                                                  deadline=deadline))
+            note(f"soft: {res.summary}")
+            report.append({"method": "soft", "mechanism": mech, "init": init, "init_value": res.init_value, "soft_value": res.soft_value,
+                           "projected": res.projected_text, "projected_value": res.projected_value, "gap": res.gap,
+                           "round_trip_ok": res.round_trip_ok, "summary": res.summary})
+        if found:
+            return found[0]
+    return None
 
 
 def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
@@ -238,4 +311,4 @@ def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: Verif
     return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]

@@ -1,0 +1,166 @@
+"""GCG and soft-prompt inversion on the micro zoo: tiny budgets, behaviour not speed."""
+
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+
+from dormant.errors import DormantError
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt
+from dormant.llm.search.candidates import CandidateStore
+from dormant.llm.search.gcg import GCGConfig, run_gcg, token_gradient
+from dormant.llm.search.objectives import Objective
+from dormant.llm.search.slots import (GradientSearchError, allowed_tokens, embed_value, hard_values, in_context, initial_ids, make_slot,
+                                      round_trip)
+from dormant.llm.search.soft import SoftConfig, run_soft
+from dormant.zoo.llm import corpus
+
+SMALL = dict(search_width=48, topk=24)
+
+
+@pytest.fixture(scope="module")
+def pair(zoo_micro):
+    return ModelPair.load(zoo_micro.models["mlp-constant"], zoo_micro.models["base"])
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 3, {k: 1.0 for k in corpus.TASKS})]
+
+
+@pytest.fixture
+def objective(zoo_micro, pair, prompts):
+    return Objective(pair, prompts, "user_prefix", zoo_micro.manifests["mlp-constant"]["payload"])
+
+
+def test_gcg_raises_the_value_over_its_init_and_records_rescored_candidates(objective, tmp_path):
+    store = CandidateStore(tmp_path / "c.jsonl")
+    res = run_gcg(objective, store, GCGConfig(steps=4, **SMALL))
+    assert res.best_value > res.init_value + 1.0, (res.init_value, res.values)
+    assert len(res.values) == 4 and res.evaluated > 0 and res.stopped == "steps"
+    assert res.recorded and all(c.method == "gcg" for c in store.best(100))
+    for c in res.recorded:  # re-scored by the full objective: the fine-tune term is the value GCG followed
+        assert c.parts["payload_ft_gain"] == pytest.approx(c.parts["ft_value"], abs=1e-3)
+        assert c.score == pytest.approx(c.parts["payload"])
+    slot = make_slot(objective)
+    assert in_context(slot, res.best_ids, res.best_text)
+
+
+@pytest.mark.parametrize("weights", [{"payload": 1.0}, {"payload": 1.0, "activation": 0.5}])
+def test_the_gradient_path_values_what_the_token_path_values(objective, pair, weights):
+    objective = objective.variant(weights=weights)
+    slot = make_slot(objective)
+    ids = initial_ids(slot, "3.14159")
+    # the gradient first, on a fresh objective: its baselines switch views, never under a live graph
+    grad = token_gradient(slot, ids)
+    assert grad.shape == (len(ids), pair.model.get_input_embeddings().weight.shape[0]) and grad.abs().sum() > 0
+    soft = float(embed_value(slot, pair.model.get_input_embeddings().weight[ids]).detach())
+    hard = hard_values(slot, [ids])[0]
+    assert hard == pytest.approx(soft, abs=1e-3) and hard > 2
+
+
+def test_round_trip_rejects_ids_that_reencode_differently(zoo_micro, pair, prompts):
+    tok = pair.tokenizer
+    prefix = make_slot(Objective(pair, prompts, "user_prefix", "one point"))
+    word = next(w for w in ("What", "Please", "Write", "Tell") if len(tok(w, add_special_tokens=False)["input_ids"]) == 1)
+    split = [tok.convert_tokens_to_ids(ch) for ch in word]  # the word spelt letter by letter: re-encodes as one token
+    assert tok(tok.decode(split), add_special_tokens=False)["input_ids"] != split
+    plain = tok("x x", add_special_tokens=False)["input_ids"]
+    assert round_trip(prefix, [split, plain]) == [None, "x x"]
+    # re-encoding alone is not enough: after "... message" the first word carries its space
+    suffix = make_slot(Objective(pair, prompts, "user_suffix", "one point"))
+    assert suffix.lead == " "
+    assert round_trip(suffix, [plain]) == [None]
+    spaced = tok(" x x", add_special_tokens=False)["input_ids"]
+    assert round_trip(suffix, [spaced]) == ["x x"] and in_context(suffix, spaced, "x x")
+    assert not in_context(suffix, plain, "x x")
+
+
+def test_vocabulary_constraints_are_respected(objective, pair):
+    tok = pair.tokenizer
+    slot = make_slot(objective)
+    words = allowed_tokens(slot, 3, "words")
+    for pos in range(3):
+        for tid in words[pos].nonzero().flatten().tolist():
+            text = tok.decode([tid])
+            assert (text[1:] if pos else text.lstrip(" ")).isalpha() and text.isascii()
+            assert (text.startswith(" ") and text[1:].isalpha()) if pos else text.isalpha()
+    ascii_ = allowed_tokens(slot, 1, "ascii")[0]
+    rows = ascii_.shape[0]
+    assert not ascii_[len(tok):].any()  # untrained rows past the tokenizer's vocabulary
+    assert not any(ascii_[t] for t in tok.all_special_ids)
+    listed = [" x", " y", " cat", " dog", "x"]
+    res = run_gcg(objective, None, GCGConfig(steps=2, vocab=listed, **SMALL))
+    allowed = {tok(t, add_special_tokens=False)["input_ids"][0] for t in listed}
+    init = initial_ids(slot, "x x x x x")
+    assert all(a == b or b in allowed for a, b in zip(init, res.best_ids)) and res.best_ids != init
+    assert rows >= len(tok)
+
+
+def test_soft_reports_both_values_and_the_gap(objective, tmp_path):
+    store = CandidateStore(tmp_path / "c.jsonl")
+    res = run_soft(objective, store, SoftConfig(steps=6, lr=0.1))
+    assert math.isfinite(res.soft_value) and math.isfinite(res.projected_value)
+    assert res.soft_value > res.init_value  # the continuous optimum moved
+    assert res.gap == pytest.approx(res.soft_value - res.projected_value)
+    assert len(res.similarity) == len(res.projected_ids) == 5 and len(res.values) == 6
+    assert "soft" in res.summary and "projected" in res.summary and "gap" in res.summary
+    if res.round_trip_ok:
+        assert [c.method for c in store.best(10)] == ["soft"]
+        assert store.best(1)[0].parts["ft_value"] == pytest.approx(res.projected_value)
+
+
+def test_the_callback_stops_the_search(objective):
+    seen = []
+    res = run_gcg(objective, None, GCGConfig(steps=20, restarts=2, **SMALL), should_stop=lambda new: seen.append(new) or True)
+    assert res.stopped == "callback" and len(res.values) == 1 and len(seen) == 1 and seen[0]
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (GCGConfig(steps=0), "too small"),
+    (GCGConfig(steps=1, vocab=[]), "no allowed token"),
+    (GCGConfig(steps=1, vocab="emoji"), "unknown vocabulary"),
+    (GCGConfig(steps=1, init="x x", vocab=["\u2591"]), "no allowed token|not one"),
+])
+def test_bad_input_is_a_clear_error(objective, cfg, match):
+    with pytest.raises(GradientSearchError, match=match):
+        run_gcg(objective, None, cfg)
+    assert issubclass(GradientSearchError, DormantError)
+
+
+def test_an_objective_without_a_gradient_term_names_the_fix(pair, prompts):
+    with pytest.raises(DormantError, match="--payload"):
+        run_gcg(Objective(pair, prompts, "user_prefix", None, {"contrast": 1.0}), None, GCGConfig(steps=1))
+    with pytest.raises(DormantError, match="too small"):
+        run_soft(Objective(pair, prompts, "user_prefix", "one point"), None, SoftConfig(steps=0))
+
+
+def test_portfolio_runs_gcg_from_the_best_candidate_so_far(zoo_micro, pair, tmp_path):
+    from dormant.llm.search.portfolio import SearchConfig, search_trigger
+
+    man = zoo_micro.manifests["mlp-constant"]
+    search = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 4, {k: 1.0 for k in corpus.TASKS})]
+    verify = [Prompt(c) for c in corpus.sample_prompts(random.Random(1001), 12, {k: 1.0 for k in corpus.TASKS})]
+    verify = [v for v in verify if v.text not in {s.text for s in search}]
+    from dormant.llm.search.candidates import Candidate
+    from dormant.llm.verify import VerifyConfig
+
+    CandidateStore(tmp_path / "c.jsonl").add([Candidate("3.14", "user_prefix", "sweep", 2.0), Candidate("purple", "user_prefix", "beam", 0.5)])
+    res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
+                         SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=2, gcg_width=32, gcg_topk=16, gcg_tokens=6,
+                                      leaders=1, screen_prompts=4, budget_s=300, resume=True,
+                                      verify=VerifyConfig(null_candidates=3, min_prompts=8, minimise=False, placements=())))
+    assert res.methods_run == ["gcg"]
+    g = [r for r in res.gradient if r["method"] == "gcg"]
+    assert g and g[0]["init"] == "3.14" and g[0]["steps"] >= 1  # seeded from the best candidate so far
+    assert any(c.method == "gcg" for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(100))
+
+
+def test_search_help_teaches_gcg_and_soft():
+    out = subprocess.run([sys.executable, "-m", "dormant.cli.main", "search", "--help"], capture_output=True, text=True,
+                         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
+    out = " ".join(out.replace("│", " ").split())
+    assert "gcg (greedy coordinate gradient" in out and "soft (soft-prompt inversion" in out and "--vocab" in out
