@@ -509,7 +509,7 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
         fps[str(Path(b).resolve())] = fps[str(p)]
     args = {"ft": cfg.ft, "bases": list(cfg.bases), "budget_s": cfg.budget_s, "resume": cfg.resume, "out": str(cfg.out), **cfg.settings()}
     records: list[StageRecord] = []
-    resumed = interrupted_hunts(cfg.ledger, ft_path) if cfg.resume else []
+    resumed = interrupted_hunts(cfg.ledger, cfg.ft, ft_path) if cfg.resume else []
     with record_run("hunt", args, ledger=cfg.ledger) as hrun:
         hrun.add_input("ft", ft_path, subject=True)
         if resumed:
@@ -572,14 +572,17 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
     return result
 
 
-def interrupted_hunts(ledger: Any, ft_path: Path) -> list[str]:
+def interrupted_hunts(ledger: Any, ft: str, ft_path: Path) -> list[str]:
     """Hunts on this fine-tune whose process died mid-way (the ledger stores them as ``interrupted`` when read)
     since its last finished hunt, oldest first: what ``--resume`` continues. Their finished stages are reused
-    like any other; their unfinished ones (``interrupted`` too, never ``ok``) are redone."""
+    like any other; their unfinished ones (``interrupted`` too, never ``ok``) are redone. A killed hunt never
+    wrote its subject, so its arguments say which fine-tune it was on."""
     from dormant.ledger import list_runs
 
     out = []
-    for r in list_runs(ledger, limit=1000, command="hunt", subject=str(ft_path)):  # newest first
+    for r in list_runs(ledger, limit=1000, command="hunt"):  # newest first
+        if r.get("subject") != str(ft_path) and (r.get("args") or {}).get("ft") not in (ft, str(ft_path)):
+            continue
         if r["status"] == "ok":
             break
         if r["status"] == "interrupted":

@@ -181,3 +181,22 @@ def test_bad_input_is_one_clear_error(zoo_micro, tmp_path):
     junk = tmp_path / "junk.sqlite"
     junk.write_text("this is not a database, it is text " * 100)
     _assert_clean_failure(_hunt(junk, ft, "--base", base, "-o", out), junk, out, "not a SQLite database")
+
+
+def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
+    """A hunt killed before it ended never wrote its subject: --resume finds it by the fine-tune it was given."""
+    from dormant import ledger
+    from dormant.llm.hunt import interrupted_hunts
+
+    db, ft = tmp_path / "l.sqlite", tmp_path / "ft"
+    ft.mkdir()
+    with ledger.record_run("hunt", {"ft": str(ft)}, ledger=db) as done:
+        done.add_input("ft", ft, subject=True)
+    code = f"import time; from dormant import ledger\nwith ledger.record_run('hunt', {{'ft': {str(ft)!r}}}, ledger={str(db)!r}) as r:\n print(r.id, flush=True); time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    killed = proc.stdout.readline().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert interrupted_hunts(db, str(ft), ft.resolve()) == [killed]
+    assert ledger.get_run(killed, db)["status"] == "interrupted"
+    assert interrupted_hunts(db, str(tmp_path / "other"), (tmp_path / "other").resolve()) == []
