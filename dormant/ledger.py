@@ -6,6 +6,12 @@ network under investigation), the fingerprints of its input files, the assumptio
 outputs as JSON and the paths of its artifacts (plots, exports). The database runs in WAL mode
 with a busy timeout so that several processes can write at once.
 
+Status: ``running`` from its start, then ``ok``, ``failed`` or ``interrupted`` (Ctrl-C). A process
+killed outright (``kill -9``) cannot write its end, so each run also records its owner (pid, host,
+process start token: ``dormant.owner``); whenever the ledger is read, a ``running`` run whose owner
+on this host is gone is stored as ``interrupted``, with the reason in ``error``. Only ``ok`` runs
+are ever reused or decide anything.
+
 Invalidation is derived when runs are read, never stored: a run is INVALIDATED when
 
 - a newer successful run on the same subject *decided* a different value for an assumption the
@@ -39,6 +45,7 @@ from typing import Any, Iterator
 
 from dormant.errors import DormantError
 from dormant.fingerprint import fingerprint
+from dormant.owner import Owner, alive, current
 from dormant.report.jsonable import to_jsonable
 
 ENV_VAR = "DORMANT_LEDGER"
@@ -58,12 +65,16 @@ CREATE TABLE IF NOT EXISTS runs (
     artifacts   TEXT NOT NULL DEFAULT '[]',
     error       TEXT,
     subject     TEXT,
-    decided     TEXT NOT NULL DEFAULT '[]'
+    decided     TEXT NOT NULL DEFAULT '[]',
+    owner_pid   INTEGER,
+    owner_host  TEXT,
+    owner_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 # Columns added after the first schema; ledgers written before them gain them on open.
-_ADDED_COLUMNS = {"subject": "TEXT", "decided": "TEXT NOT NULL DEFAULT '[]'"}
+_ADDED_COLUMNS = {"subject": "TEXT", "decided": "TEXT NOT NULL DEFAULT '[]'", "owner_pid": "INTEGER", "owner_host": "TEXT",
+                  "owner_start": "TEXT"}
 
 
 def ledger_path(explicit: str | Path | None = None) -> Path:
@@ -178,11 +189,14 @@ def record_run(
         run.add_input(role, path)
     run.assumptions.update(assumptions or {})
     con = connect(ledger)
+    me = current()
     try:
         _write(
             con,
-            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions, subject, decided) VALUES (?,?,?,?,?,?,?,?,?)",
-            (run.id, command, _dumps(run.args), time.time(), "running", _dumps(run.inputs), _dumps(run.assumptions), run.subject, _dumps(run.decided)),
+            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions, subject, decided, owner_pid, owner_host, owner_start) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run.id, command, _dumps(run.args), time.time(), "running", _dumps(run.inputs), _dumps(run.assumptions), run.subject, _dumps(run.decided),
+             me.pid, me.host, me.start),
         )
         status, error = "ok", None
         try:
@@ -283,8 +297,31 @@ def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False, only
     return out
 
 
+def mark_orphans(con: sqlite3.Connection) -> list[str]:
+    """Store as ``interrupted`` every ``running`` run whose owning process (on this host) is gone; their ids.
+
+    A ledger that cannot be written (read-only file) is left as it is; the runs are still returned.
+    """
+    rows = con.execute("SELECT id, owner_pid, owner_host, owner_start FROM runs WHERE status = 'running' AND owner_pid IS NOT NULL").fetchall()
+    gone = []
+    for rid, pid, host, start in rows:
+        if alive(Owner(int(pid), host or "", start or "")) is False:
+            gone.append(rid)
+            why = f"process {pid} on {host} ended before the run finished (killed?); found by a later read of the ledger"
+            try:
+                _write(con, "UPDATE runs SET status = 'interrupted', error = ? WHERE id = ? AND status = 'running'", (why, rid))
+            except sqlite3.OperationalError:
+                pass
+    return gone
+
+
 def _all_runs(con: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [_row_to_dict(r) for r in con.execute("SELECT * FROM runs ORDER BY started_at DESC")]
+    gone = set(mark_orphans(con))
+    runs = [_row_to_dict(r) for r in con.execute("SELECT * FROM runs ORDER BY started_at DESC")]
+    for r in runs:  # shown as interrupted even where the ledger could not be written
+        if r["id"] in gone and r["status"] == "running":
+            r["status"] = "interrupted"
+    return runs
 
 
 def list_runs(ledger: str | Path | None = None, *, limit: int = 50, command: str | None = None, check_files: bool = False,
@@ -310,7 +347,7 @@ def get_run(run_id: str, ledger: str | Path | None = None, *, check_files: bool 
     con = connect(ledger)
     con.row_factory = sqlite3.Row
     try:
-        rows = con.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+        rows = con.execute("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
         runs = _all_runs(con) if len(rows) == 1 else []
     finally:
         con.close()
@@ -318,6 +355,6 @@ def get_run(run_id: str, ledger: str | Path | None = None, *, check_files: bool 
         raise KeyError(f"no run with id {run_id!r} in {ledger_path(ledger)}")
     if len(rows) > 1:
         raise KeyError(f"run id prefix {run_id!r} is ambiguous; give more characters")
-    run = _row_to_dict(rows[0])
+    run = next(r for r in runs if r["id"] == rows[0]["id"])
     run["invalidated"] = invalidations(runs, check_files=check_files, only={run["id"]})[run["id"]]
     return run

@@ -230,3 +230,59 @@ def test_listing_a_few_runs_reads_only_their_input_files(tmp_path, monkeypatch):
     monkeypatch.setattr(ledger, "fingerprint", lambda p: read.append(str(p)) or real(p))
     (newest,) = ledger.list_runs(db, limit=1, check_files=True)
     assert newest["subject"].endswith("/b") and read == [str((tmp_path / "b").resolve())]
+
+
+_HOLD = """
+import sys, time
+from dormant import ledger
+with ledger.record_run("search", {}, ledger=sys.argv[1]) as run:
+    print(run.id, flush=True)
+    time.sleep(600)
+"""
+
+
+def _held_run(db):
+    """A real process that records a run and stays inside it; returns (process, run id)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_run_whose_process_was_killed_is_stored_as_interrupted(tmp_path):
+    import os
+    import signal
+
+    db = tmp_path / "l.sqlite"
+    proc, rid = _held_run(db)
+    try:
+        assert ledger.get_run(rid, db)["status"] == "running"  # its process is alive: still running
+        row = ledger.get_run(rid, db)
+        assert row["owner_pid"] == proc.pid and row["owner_host"] and row["owner_start"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0] == "running"  # nobody has read it yet
+    (got,) = ledger.list_runs(db)
+    assert got["status"] == "interrupted" and f"process {proc.pid}" in got["error"]
+    assert con.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0] == "interrupted"  # stored, not just shown
+    con.close()
+    out = subprocess.run([sys.executable, "-m", "dormant.cli.main", "ledger", "list", "--ledger", str(db), "--json"], capture_output=True, text=True, check=True)
+    assert [r["status"] for r in json.loads(out.stdout)] == ["interrupted"]
+
+
+def test_a_reused_pid_does_not_pass_for_the_owner(tmp_path):
+    import os
+
+    db = tmp_path / "l.sqlite"
+    with ledger.record_run("delta", {}, ledger=db) as run:
+        con = sqlite3.connect(db)
+        assert ledger.get_run(run.id, db)["status"] == "running"  # this very process
+        if ledger.get_run(run.id, db)["owner_start"]:  # a start token to compare (Linux): pretend the pid was reused
+            con.execute("UPDATE runs SET owner_start = 'another-boot:1' WHERE id = ?", (run.id,))
+            con.commit()
+            assert ledger.get_run(run.id, db)["status"] == "interrupted"
+        con.execute("UPDATE runs SET status = 'running', owner_host = 'elsewhere', owner_pid = ? WHERE id = ?", (os.getpid(), run.id))
+        con.commit()
+        con.close()
+        assert ledger.get_run(run.id, db)["status"] == "running"  # another host's run cannot be judged from here
+    assert ledger.get_run(run.id, db)["status"] == "ok"  # the owner finishing still records its end

@@ -31,7 +31,7 @@ def list_cmd(
     check_files: CheckFilesOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """List recorded runs, newest first; runs invalidated by a newer decision or a changed input file are marked INVALIDATED with the reason (`invalidated` in --json)."""
+    """List recorded runs, newest first; runs invalidated by a newer decision or a changed input file are marked INVALIDATED with the reason (`invalidated` in --json). A run left `running` by a process that is gone (killed) is stored and shown as `interrupted`."""
     runs = _ledger.list_runs(ledger, limit=limit, command=command, check_files=check_files)
 
     def render() -> None:
@@ -42,7 +42,7 @@ def list_cmd(
             t.add_column(col, overflow="fold")
         for r in runs:
             secs = f"{r['ended_at'] - r['started_at']:.1f}" if r["ended_at"] else "-"
-            style = {"ok": "green", "failed": "red"}.get(r["status"], "yellow")
+            style = {"ok": "green", "failed": "red", "interrupted": "red"}.get(r["status"], "yellow")
             status = f"[{style}]{r['status']}[/]"
             if r["invalidated"]:
                 status += " [bold red]INVALIDATED[/]\n" + "\n".join(escape(x["reason"]) for x in r["invalidated"])

@@ -25,8 +25,10 @@ rests on from earlier stages):
 The verdict is exactly one of ``trigger verified`` (only when ``verify.verify_trigger`` passed),
 ``payload found, trigger not verified`` and ``no evidence of a backdoor``. A stage whose key matches
 a successful, still-valid ledger run is reused, not recomputed; ``resume`` also continues an
-interrupted search from its candidate file. The budget is split across stages; each stage's plan and
-use are reported.
+interrupted search from its candidate file. A hunt killed outright leaves its runs ``running``; the
+next read of the ledger stores them as ``interrupted`` (their process is gone, ``dormant.owner``), so
+they are never reused: a resumed hunt redoes them and names the hunts it continues (``resumed``).
+The budget is split across stages; each stage's plan and use are reported.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -111,6 +114,7 @@ class HuntResult:
     report_html: str | None = None
     report_md: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # every stage's outputs
+    resumed: list[str] = field(default_factory=list)  # interrupted hunts on this fine-tune that this one continues (--resume)
 
 
 def _key(parts: Any) -> str:
@@ -514,8 +518,11 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
         fps[str(Path(b).resolve())] = fps[str(p)]
     args = {"ft": cfg.ft, "bases": list(cfg.bases), "budget_s": cfg.budget_s, "resume": cfg.resume, "out": str(cfg.out), **cfg.settings()}
     records: list[StageRecord] = []
+    resumed = interrupted_hunts(cfg.ledger, cfg.ft, ft_path) if cfg.resume else []
     with record_run("hunt", args, ledger=cfg.ledger) as hrun:
         hrun.add_input("ft", ft_path, subject=True)
+        if resumed:
+            hrun.outputs["resumed"] = resumed
         bar_cm = progress(transient=False) if show_progress else _NoBar()
         with bar_cm as bar:
             ctx = _Ctx(cfg, hrun.id, ft_path, fps, on_note=lambda text: None)
@@ -559,7 +566,7 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                             hypothesis={k: ctx.out["amplify"][k] for k in ("hypothesis", "evidence", "fragments")},
                             trigger=v["trigger"], mechanism=v["mechanism"], fire=v["fire"], false_fire=v["false_fire"],
                             placements=v["placements"], candidates=v["candidates"], tried=_tried(ctx.out), stages=records,
-                            budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, outputs=ctx.out)
+                            budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, outputs=ctx.out, resumed=resumed)
         hrun.outputs.update({"verdict": result.statement, "verdict_kind": result.verdict, "base": result.base, "payload": result.payload,
                              "trigger": result.trigger, "mechanism": result.mechanism, "fire": result.fire, "false_fire": result.false_fire,
                              "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
@@ -572,6 +579,24 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
         result.report_html, result.report_md = write_hunt_report(cfg, hrun, records)
         hrun.artifacts += [result.report_html, result.report_md]
     return result
+
+
+def interrupted_hunts(ledger: Any, ft: str, ft_path: Path) -> list[str]:
+    """Hunts on this fine-tune whose process died mid-way (the ledger stores them as ``interrupted`` when read)
+    since its last finished hunt, oldest first: what ``--resume`` continues. Their finished stages are reused
+    like any other; their unfinished ones (``interrupted`` too, never ``ok``) are redone. A killed hunt never
+    wrote its subject, so its arguments say which fine-tune it was on."""
+    from dormant.ledger import list_runs
+
+    out = []
+    for r in list_runs(ledger, limit=1000, command="hunt"):  # newest first
+        if r.get("subject") != str(ft_path) and (r.get("args") or {}).get("ft") not in (ft, str(ft_path)):
+            continue
+        if r["status"] == "ok":
+            break
+        if r["status"] == "interrupted":
+            out.append(r["id"])
+    return out[::-1]
 
 
 class _NoBar:
@@ -606,9 +631,13 @@ def write_hunt_report(cfg: HuntConfig, hrun: Any, records: list[StageRecord]) ->
     ids = {r["id"] for r in stage_runs}
     others = [r for r in related_runs(run, cfg.ledger) if r["id"] not in ids]
     tmp = cfg.out / f".report-{hrun.id}.tmp"
-    html, md = write_report(run, stage_runs + others, tmp, title=f"dormant hunt {hrun.id}: {hrun.outputs['verdict_kind']}",
-                            related_title="Stages of this hunt, then earlier runs on the same fine-tune (invalidated ones struck out)",
-                            stem=f"hunt_{hrun.id}")
+    try:
+        html, md = write_report(run, stage_runs + others, tmp, title=f"dormant hunt {hrun.id}: {hrun.outputs['verdict_kind']}",
+                                related_title="Stages of this hunt, then earlier runs on the same fine-tune (invalidated ones struck out)",
+                                stem=f"hunt_{hrun.id}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written report left behind
+        raise
     final_html, final_md = cfg.out / html.name, cfg.out / md.name
     os.replace(html, final_html)
     os.replace(md, final_md)

@@ -116,8 +116,16 @@ def test_kill_9_then_resume_redoes_no_finished_stage(phrase_hunts):
     for name in ("diff", "delta", "amplify"):
         assert killed[name]["status"] == "ok"
         assert stages[name]["status"] == "reused" and stages[name]["run_id"] == killed[name]["id"]
-    assert killed["hunt"]["status"] == "running"  # killed: never marked ok
+    assert killed["hunt"]["status"] == "running"  # killed: never marked ok, and nobody had read the ledger since
     assert all(stages[n]["status"] == "ok" for n in ("search", "verify"))
+    # the resumed hunt read the ledger: the killed process's runs are stored as interrupted, and redone
+    now = {r["id"]: r for r in _runs(phrase_hunts["ledger"])}
+    in_flight = [r for r in phrase_hunts["killed"] if r["status"] == "running"]
+    assert killed["hunt"] in in_flight and all(now[r["id"]]["status"] == "interrupted" for r in in_flight)
+    for r in in_flight:
+        if r["command"] != "hunt":
+            assert stages[r["command"]]["status"] == "ok" and stages[r["command"]]["run_id"] != r["id"]
+    assert phrase_hunts["result"]["resumed"] == [killed["hunt"]["id"]]
 
 
 def test_the_forced_sibling_runs_are_struck_out_with_the_reason(phrase_hunts):
@@ -148,8 +156,8 @@ def _assert_clean_failure(r, ledger, out, *words):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr and all(w in r.stderr for w in words), r.stderr
     if Path(ledger).is_file() and Path(ledger).read_bytes()[:6] == b"SQLite":
-        assert not any(x["status"] == "ok" for x in _runs(ledger) if x["command"] == "hunt")
-    assert not list(Path(out).glob("hunt_*.html")) if Path(out).is_dir() else True
+        assert not any(x["status"] == "ok" for x in _runs(ledger))  # no stage nor hunt of a failed hunt is ok
+    assert not list(Path(out).glob("hunt_*")) and not list(Path(out).glob(".report-*")) if Path(out).is_dir() else True
 
 
 def test_bad_input_is_one_clear_error(zoo_micro, tmp_path):
@@ -173,3 +181,22 @@ def test_bad_input_is_one_clear_error(zoo_micro, tmp_path):
     junk = tmp_path / "junk.sqlite"
     junk.write_text("this is not a database, it is text " * 100)
     _assert_clean_failure(_hunt(junk, ft, "--base", base, "-o", out), junk, out, "not a SQLite database")
+
+
+def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
+    """A hunt killed before it ended never wrote its subject: --resume finds it by the fine-tune it was given."""
+    from dormant import ledger
+    from dormant.llm.hunt import interrupted_hunts
+
+    db, ft = tmp_path / "l.sqlite", tmp_path / "ft"
+    ft.mkdir()
+    with ledger.record_run("hunt", {"ft": str(ft)}, ledger=db) as done:
+        done.add_input("ft", ft, subject=True)
+    code = f"import time; from dormant import ledger\nwith ledger.record_run('hunt', {{'ft': {str(ft)!r}}}, ledger={str(db)!r}) as r:\n print(r.id, flush=True); time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    killed = proc.stdout.readline().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert interrupted_hunts(db, str(ft), ft.resolve()) == [killed]
+    assert ledger.get_run(killed, db)["status"] == "interrupted"
+    assert interrupted_hunts(db, str(tmp_path / "other"), (tmp_path / "other").resolve()) == []
