@@ -109,10 +109,10 @@ def test_the_portfolio_scores_extracted_trigger_texts_with_its_objective_and_lis
     import random
 
     from dormant.llm.engine.prompts import Prompt
-    from dormant.llm.search.portfolio import METHODS, SearchConfig, search_trigger
+    from dormant.llm.search.portfolio import DEFAULT_METHODS, SearchConfig, search_trigger
     from dormant.zoo.llm import corpus
 
-    assert METHODS == ("readout", "extract", "sweep", "beam")
+    assert DEFAULT_METHODS[:2] == ("readout", "extract")
     man = zoo_micro.manifests["mlp-phrase"]
     mix = {k: 1.0 for k in corpus.TASKS}
     prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(7), 16, mix)]

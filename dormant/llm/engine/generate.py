@@ -36,11 +36,11 @@ far more probability than the base, yet too little to be sampled plainly, comes 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
+from dormant.llm.engine.threads import model_threads
 from dormant.llm.engine.batching import map_batches
 
 
@@ -201,34 +201,6 @@ def _accepts(model_type: type, keyword: str) -> bool:
     return keyword in inspect.signature(model_type.forward).parameters
 
 
-# -- threads ------------------------------------------------------------------------------------------
-
-SMALL_MODEL_PARAMS = 20_000_000
-"""Below this many parameters a decoding step is too small to split over CPU threads."""
-
-
-def small_model(model: Any) -> bool:
-    return sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-
-
-@contextlib.contextmanager
-def decoding_threads(model: Any, threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch threads (None: 1 for a small model on CPU, else unchanged)."""
-    import torch
-
-    before = torch.get_num_threads()
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    want = threads if threads is not None else (1 if on_cpu and small_model(model) else before)
-    if want == before:
-        yield
-        return
-    torch.set_num_threads(want)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # -- entry points -------------------------------------------------------------------------------------
 
 def _batch_generate(model: Any, tokenizer: Any, seqs: Sequence[Sequence[int]], cfg: GenConfig, stops: list[int]) -> list[Generation]:
@@ -258,7 +230,7 @@ def generate(model: Any, tokenizer: Any, seqs: Sequence[Sequence[int]], config: 
     if cfg.do_sample:
         torch.manual_seed(cfg.seed)
     stops = stop_ids(tokenizer, model)
-    with decoding_threads(model, cfg.threads):
+    with model_threads(model, cfg.threads):
         return map_batches([len(s) + cfg.max_new_tokens for s in seqs],
                            lambda b: _batch_generate(model, tokenizer, [seqs[i] for i in b], cfg, stops),
                            cfg.batch_size, cfg.max_batch_tokens, desc=desc, show_progress=cfg.show_progress)

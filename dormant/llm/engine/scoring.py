@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dormant.llm.engine.batching import common_prefix_len, map_batches
+from dormant.llm.engine.threads import threaded
 from dormant.llm.engine.prompts import Prompt, encode, insert_trigger
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequenc
     return list(torch.split(logp, [len(ps) for ps in positions]))
 
 
+@threaded(lambda model, *a, **k: model)
 def logprobs_at(
     model: Any,
     seqs: Sequence[Sequence[int]],
@@ -210,6 +212,7 @@ def divergences(logp_a: Any, logp_b: Any) -> dict[str, Any]:
 
 # -- the arm engine ---------------------------------------------------------------------------------
 
+@threaded(lambda pair, *a, **k: pair.model)
 def score_arms(
     pair: ModelPair,
     arms: list[Arm],

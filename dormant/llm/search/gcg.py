@@ -21,6 +21,7 @@ fine-tune term) and/or the change activation, summed over the search prompts; th
 
 from __future__ import annotations
 
+from dormant.llm.engine.threads import threaded
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -150,6 +151,7 @@ def record(slot: Slot, store: CandidateStore | None, picks: list[tuple[list[int]
     return cands
 
 
+@threaded(lambda objective, *a, **k: objective.pair.model)
 def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfig | None = None, *,
             should_stop: Callable[[list[Candidate]], bool] | None = None,
             on_step: Callable[[int, float, str], None] | None = None) -> GCGResult:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from dormant.llm.engine.prompts import Prompt, encode, insert_trigger, render
 from dormant.llm.engine.scoring import Arm, ScoreConfig, score_arms
+from dormant.llm.engine.threads import threaded
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
@@ -256,6 +257,7 @@ class Objective:
         return out
 
     # -- the score -----------------------------------------------------------------------------
+    @threaded(lambda self, *a, **k: self.pair.model)
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """One dict per text: each selected objective's value and the weighted ``score``."""
         texts = list(texts)

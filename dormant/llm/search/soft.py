@@ -14,6 +14,7 @@ passes the round trip in context; when it does not, ``round_trip_ok`` is False a
 
 from __future__ import annotations
 
+from dormant.llm.engine.threads import threaded
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -74,6 +75,7 @@ def project(weight, soft, allowed, how: str = "cosine"):
     return ids.tolist(), cos.gather(1, ids[:, None]).squeeze(1).tolist()
 
 
+@threaded(lambda objective, *a, **k: objective.pair.model)
 def run_soft(objective: Objective, store: CandidateStore | None, config: SoftConfig | None = None) -> SoftResult:
     """Soft-prompt inversion on the objective's search prompts; see the module docstring."""
     import torch
