@@ -168,6 +168,8 @@ then keep only each window from the fine-tune (every other modified layer restor
 smallest layer set whose restoration kills the payload (share <= --kill-fraction of the
 fine-tune's) and the smallest that alone carries it (share >= --carry-fraction); localise.png.
 Restoration views are restore:SEL = amp:0@SEL, the selections amplify --select/--localise use.
+No trigger known? With --amplify A the prompts may be ordinary ones where amp:A shows the payload:
+every view keeps the rest amplified (amp:A/restore:SEL).
 
 {VIEW_GRAMMAR}
 
@@ -184,6 +186,7 @@ def localise_cmd(
     kill_fraction: Annotated[float, typer.Option(help="Killed: share at most this fraction of the fine-tune's.")] = 0.2,
     carry_fraction: Annotated[float, typer.Option(help="Carried: share at least this fraction of the fine-tune's.")] = 0.8,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 24,
+    amplify: Annotated[Optional[float], typer.Option(help="Localise under amplification by A (amp:A/restore:SEL views) on ordinary prompts, when no trigger is known.")] = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     copies_device: CopiesOpt = None,
@@ -197,9 +200,9 @@ def localise_cmd(
     from dormant.report.console import emit
 
     args = {"ft": str(ft), "base": str(base), "prompts": str(prompts), "payload": payload, "max_window": max_window,
-            "kill_fraction": kill_fraction, "carry_fraction": carry_fraction, "max_new_tokens": max_new_tokens}
+            "kill_fraction": kill_fraction, "carry_fraction": carry_fraction, "max_new_tokens": max_new_tokens, "amplify": amplify}
     cfg = LocaliseConfig(max_window=max_window, kill_fraction=kill_fraction, carry_fraction=carry_fraction,
-                         generation=GenConfig(max_new_tokens=max_new_tokens))
+                         generation=GenConfig(max_new_tokens=max_new_tokens), amplify=amplify)
     with record_run("localise", args, ledger=ledger) as run:
         items = _prompts(prompts, run)
         pair = _load_pair(ft, base, dtype, device, None, run, copies_device)

@@ -31,3 +31,14 @@ def test_coefficients_follow_the_grammar():
     assert Selection.parse("mlp@19-23").matches("model.layers.20.mlp.gate_proj.weight")
     assert not Selection.parse("mlp@19-23").matches("model.layers.24.mlp.gate_proj.weight")
     assert [str(v) for v in parse_views("base, ft,amp:3")] == ["base", "ft", "amp:3"]
+
+
+def test_amplified_restoration_view_restores_the_selection_and_amplifies_the_rest():
+    from dormant.llm.engine.views import View, ViewSpecError
+
+    v = View.parse("amp:4/restore:2-3")
+    assert str(v) == "amp:4/restore:2-3"
+    assert v.coefficient("model.layers.2.mlp.up_proj.weight") == 0.0 and v.coefficient("model.layers.0.mlp.up_proj.weight") == 4.0
+    assert View.parse("amp:1/restore:mlp@2") == View.parse("restore:mlp@2")
+    with pytest.raises(ViewSpecError, match="no @ in the amp part"):
+        View.parse("amp:3@2/restore:1")

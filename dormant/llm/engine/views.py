@@ -8,13 +8,16 @@ into the live parameter (see ``dormant.llm.engine.pair``). Specs (every command'
     amp:A                amplification by A (any real number)  (c = A everywhere)
     amp:A@SEL            amplify only the selected tensors     (c = A on SEL, 1 elsewhere)
     restore:SEL          fine-tune with SEL set back to base   (c = 0 on SEL, 1 elsewhere)
+    amp:A/restore:SEL    amplified by A with SEL set to base   (c = 0 on SEL, A elsewhere)
 
     SEL := LAYERS | MODULE | MODULE@LAYERS | all
     LAYERS := N | N-M, joined with '+'       e.g. 19-23, 27, 3+5+19-23
     MODULE := a substring of the tensor name  e.g. mlp, self_attn, down_proj, mlp.down_proj
 
 Examples: ``amp:3``, ``amp:-1``, ``amp:5@mlp@27``, ``restore:19-23``, ``restore:mlp@27``,
-``restore:all``. ``amp:1`` equals ``ft`` and ``amp:0`` equals ``base`` exactly.
+``restore:all``, ``amp:4/restore:2-3``. ``amp:1`` equals ``ft`` and ``amp:0`` equals ``base`` exactly;
+``amp:1/restore:SEL`` is ``restore:SEL``. The last form localises a payload that shows only under
+amplification (no trigger known): restore a layer set while the rest stays amplified.
 """
 
 from __future__ import annotations
@@ -93,11 +96,13 @@ def _format_layers(layers: frozenset[int]) -> str:
 
 @dataclass(frozen=True)
 class View:
-    """Which weights the model carries: ``base``, ``ft``, ``amp`` (by ``alpha``) or ``restore``."""
+    """Which weights the model carries: ``base``, ``ft``, ``amp`` (by ``alpha``) or ``restore`` (the
+    selection at base, the rest at ``alpha``: 1 for the fine-tune, A for an amplified one)."""
 
     kind: str
     alpha: float = 1.0
     selection: Selection | None = None
+    rest_alpha: float = 1.0  # restore: the coefficient of the tensors outside the selection
 
     @classmethod
     def parse(cls, spec: "str | View") -> "View":
@@ -106,6 +111,12 @@ class View:
         s = spec.strip()
         if s in ("base", "ft"):
             return cls(s, 0.0 if s == "base" else 1.0)
+        if s.startswith("amp:") and "/restore:" in s:
+            amp, _, restore = s.partition("/")
+            a, r = cls.parse(amp), cls.parse(restore)
+            if a.selection is not None:
+                raise ViewSpecError(f"view {spec!r}: amplify everything with the selection restored, e.g. amp:4/restore:2-3 (no @ in the amp part)")
+            return cls("restore", 1.0, r.selection) if a.alpha == 1.0 else cls("restore", 0.0, r.selection, rest_alpha=a.alpha)
         kind, sep, rest = s.partition(":")
         if sep and kind == "amp":
             a, _, sel = rest.partition("@")
@@ -119,7 +130,7 @@ class View:
                 raise ViewSpecError(f"view {spec!r} names nothing to restore: e.g. restore:19-23, restore:mlp@27, restore:all")
             return cls("restore", 0.0, Selection.parse(rest))
         raise ViewSpecError(
-            f"unknown view {spec!r}: expected base, ft, amp:A[@SEL] or restore:SEL (e.g. amp:3, restore:19-23, restore:mlp@27)"
+            f"unknown view {spec!r}: expected base, ft, amp:A[@SEL], restore:SEL or amp:A/restore:SEL (e.g. amp:3, restore:19-23, restore:mlp@27, amp:4/restore:2-3)"
         )
 
     def coefficient(self, name: str) -> float:
@@ -129,7 +140,7 @@ class View:
         selected = self.selection is None or self.selection.matches(name)
         if self.kind == "amp":
             return self.alpha if selected else 1.0
-        return 0.0 if selected else 1.0
+        return 0.0 if selected else self.rest_alpha
 
     def __str__(self) -> str:
         if self.kind in ("base", "ft"):
@@ -137,7 +148,7 @@ class View:
         if self.kind == "amp":
             a = f"{self.alpha:g}"
             return f"amp:{a}" + (f"@{self.selection}" if self.selection is not None else "")
-        return f"restore:{self.selection}"
+        return f"restore:{self.selection}" if self.rest_alpha == 1.0 else f"amp:{self.rest_alpha:g}/restore:{self.selection}"
 
 
 def parse_views(specs: str | list[str]) -> list[View]:

@@ -40,6 +40,7 @@ class LocaliseConfig:
     kill_fraction: float = 0.2
     carry_fraction: float = 0.8
     module_kinds: tuple[str, ...] = ("self_attn", "mlp")
+    amplify: float | None = None  # measure under amp:A (restored layers at base, the rest at A) instead of the fine-tune
     generation: GenConfig = field(default_factory=lambda: GenConfig(max_new_tokens=24))
 
 
@@ -79,19 +80,23 @@ def _sel(layers: list[int]) -> str:
 
 def localise_restoration(pair: ModelPair, prompts: list[Prompt], payload: str, config: LocaliseConfig | None = None,
                          score: ScoreConfig | None = None) -> LocaliseResult:
-    """Restoration sweeps on ``prompts`` (where the fine-tune shows ``payload``); see the module docstring."""
+    """Restoration sweeps on ``prompts`` (where the fine-tune shows ``payload``, or, with
+    ``config.amplify`` = A, where ``amp:A`` shows it); see the module docstring."""
     cfg = config or LocaliseConfig()
+    A = cfg.amplify
+    top = "ft" if A is None else f"amp:{A:g}"  # the view that shows the payload
+    pre = "" if A is None else f"amp:{A:g}/"
     mod = pair.modified_layers()
     outside = sorted(n for n in pair.modified if layer_of(n) is None)
     wins = windows(mod, min(cfg.max_window, len(mod)))
-    kill_views = {f"restore:{_sel(w)}": w for w in wins}
+    kill_views = {f"{pre}restore:{_sel(w)}": w for w in wins}
     carry_views = {}
     for w in wins:
         rest = [l for l in mod if l not in w]
-        carry_views[f"restore:{_sel(rest)}" if rest else "ft"] = w
+        carry_views[f"{pre}restore:{_sel(rest)}" if rest else top] = w
     kinds = [k for k in cfg.module_kinds if any(Selection(module=k).matches(n) for n in pair.modified)]
-    module_views = {f"restore:{k}": sorted({layer_of(n) for n in pair.modified if k in n and layer_of(n) is not None}) for k in kinds}
-    all_views = ["ft", "base", *kill_views, *carry_views, *module_views]
+    module_views = {f"{pre}restore:{k}": sorted({layer_of(n) for n in pair.modified if k in n and layer_of(n) is not None}) for k in kinds}
+    all_views = [top, "base", *kill_views, *carry_views, *module_views]
     all_views = list(dict.fromkeys(all_views))
     shares = payload_shares(pair, prompts, payload, all_views, cfg.generation)
     ids = encode(pair.tokenizer, prompts)
@@ -110,26 +115,29 @@ def localise_restoration(pair: ModelPair, prompts: list[Prompt], payload: str, c
     kill = [m(v, w) for v, w in kill_views.items()]
     carry = [m(v, w) for v, w in carry_views.items()]
     modules = [m(v, w) for v, w in module_views.items()]
-    ft_share = shares["ft"]
+    ft_share = shares[top]
     killed = [x for x in kill if x.share <= cfg.kill_fraction * ft_share]
     carried = [x for x in carry if x.share >= cfg.carry_fraction * ft_share]
     smallest_kill = min(killed, key=lambda x: (len(x.layers), x.logprob)) if killed and ft_share > 0 else None
     smallest_carry = min(carried, key=lambda x: (len(x.layers), -x.share)) if carried and ft_share > 0 else None
-    summary = [f"payload share: ft {ft_share:.0%}, base {shares['base']:.0%}; mean log-likelihood ft {lp['ft']:.2f}, base {lp['base']:.2f}"]
+    summary = [f"payload share: {top} {ft_share:.0%}, base {shares['base']:.0%}; mean log-likelihood {top} {lp[top]:.2f}, base {lp['base']:.2f}"]
+    if A is not None:
+        summary.append(f"every view amplified by {A:g} (restored layers at base): the payload is localised without its trigger")
     if ft_share == 0:
-        summary.append("the fine-tune does not show the payload on these prompts: nothing to localise (use triggered prompts)")
+        summary.append(f"{top} does not show the payload on these prompts: nothing to localise "
+                       + ("(use triggered prompts, or --amplify A where amplification shows it)" if A is None else "(try a larger --amplify)"))
     else:
         summary.append(f"restoring layers {_sel(smallest_kill.layers)} kills the payload (share {smallest_kill.share:.0%}, "
                        f"log-likelihood {smallest_kill.logprob:.2f})" if smallest_kill else
                        f"no window of up to {cfg.max_window} modified layers kills the payload when restored")
         summary.append(f"layers {_sel(smallest_carry.layers)} alone carry the payload (share {smallest_carry.share:.0%} with every other "
-                       f"modified layer restored)" if smallest_carry else
+                       f"modified layer restored{'' if A is None else f' and these amplified by {A:g}'})" if smallest_carry else
                        f"no window of up to {cfg.max_window} modified layers carries the payload alone")
         for x in modules:
             summary.append(f"restoring every {x.view.split(':', 1)[1]} tensor: share {x.share:.0%}")
     if outside:
         summary.append(f"modified outside the decoder layers (never restored here): {', '.join(outside)}")
-    return LocaliseResult(payload, ft_share, lp["ft"], shares["base"], mod, outside, kill, carry, modules,
+    return LocaliseResult(payload, ft_share, lp[top], shares["base"], mod, outside, kill, carry, modules,
                           smallest_kill, smallest_carry, summary)
 
 
