@@ -116,7 +116,7 @@ class View:
             a, r = cls.parse(amp), cls.parse(restore)
             if a.selection is not None:
                 raise ViewSpecError(f"view {spec!r}: amplify everything with the selection restored, e.g. amp:4/restore:2-3 (no @ in the amp part)")
-            return cls("restore", 1.0, r.selection) if a.alpha == 1.0 else cls("restore", 0.0, r.selection, rest_alpha=a.alpha)
+            return cls("restore", 0.0, r.selection, rest_alpha=a.alpha)
         kind, sep, rest = s.partition(":")
         if sep and kind == "amp":
             a, _, sel = rest.partition("@")
