@@ -99,6 +99,7 @@ class SearchResult:
     methods_run: list[str] = field(default_factory=list)
     extracted: dict[str, Any] | None = None  # memory extraction's verdict and clusters (its payload candidates listed apart)
     gradient: list[dict[str, Any]] = field(default_factory=list)  # per gcg/soft run: its start, best, and (soft) the soft-to-hard gap
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per method run: CPU seconds of this process (with its leaders' verification)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -169,11 +170,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     found: VerifyResult | None = None
     units: list[str] = []
     extracted: dict[str, Any] | None = None
+    seconds: dict[str, float] = {}
     for method in cfg.methods:
         if time.monotonic() >= deadline:
             capped = True
             break
         note(method)
+        m_start = time.process_time()
         if method == "readout":
             from dormant.llm.search.readout_seeds import run_readout_seeds
 
@@ -224,9 +227,11 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             capped = capped or time.monotonic() >= deadline
             if found:
                 methods_run.append(method)
+                seconds[method] = round(time.process_time() - m_start, 1)
                 break
         methods_run.append(method)
         found = verify_leaders()
+        seconds[method] = round(time.process_time() - m_start, 1)
         if found:
             break
     elapsed = time.monotonic() - started
@@ -246,7 +251,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
-                        extracted=extracted, gradient=gradient)
+                        extracted=extracted, gradient=gradient, cpu_seconds=seconds)
 
 
 def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
