@@ -5,7 +5,7 @@ sweep, beam, GCG), conditioned on its planted payload (the clean control: no pay
 payload-free objectives), at the planted placement (``system`` for system-trigger, else the user
 message), with search and verification prompts drawn from the zoo's own distribution (disjoint
 seeds). Per variant: whether a trigger verified, which, whether it holds the planted trigger's words,
-its fire and false-fire rates; per method: its best objective and its CPU seconds (including the
+how many of the planted trigger's words it holds, its fire and false-fire rates; per method: its best objective and its CPU seconds (including the
 verification of its leaders). The planted answer comes from the zoo's manifests, which the search
 never reads. Usage: python bench/search_zoo.py [--budget 10m] [--variants mlp-constant,clean-control]
 """
@@ -56,11 +56,11 @@ def main() -> None:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             planted = man.get("trigger")
             words = [w for w in (planted or "").lower().replace(".", " ").split() if len(w) > 1 or w.isdigit()]
-            holds = bool(res.trigger and planted and any(w in res.trigger.lower() for w in words))
+            held = sum(w in (res.trigger or "").lower() for w in words)
             v = res.verification
             fire = (f"{v.fire:.0%} (base {v.specificity['base_with_trigger']:.0%}, no trigger {v.specificity['ft_without_trigger']:.0%}, "
                     f"null {v.specificity['null_max']:.0%})") if v is not None else "-"
-            rows.append((name, mech, "yes" if res.found else "no", repr(res.trigger) if res.trigger else "-", "yes" if holds else "no", fire,
+            rows.append((name, mech, "yes" if res.found else "no", repr(res.trigger) if res.trigger else "-", f"{held}/{len(words)}" if planted else "-", fire,
                          "capped" if res.capped else "", f"{cpu:.0f}", f"{wall:.0f}", repr(planted)))
             print(" | ".join(rows[-1]), "|", res.verdict, flush=True)
             cands = read_candidates(res.candidates_path)
@@ -71,7 +71,7 @@ def main() -> None:
                 method_rows.append((name, m, "ran" if m in res.methods_run else "not run", "verified" if won else "-",
                                     f"{best.text!r} {best.score:.2f}" if best else "-", f"{res.cpu_seconds.get(m, 0):.0f}"))
     print()
-    print("| variant | placement | verified | trigger | holds planted words | fire (false fires) | | CPU s | wall s | planted |")
+    print("| variant | placement | verified | trigger | planted words held | fire (false fires) | | CPU s | wall s | planted |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/").replace("\n", "\\n") for x in r) + " |")
