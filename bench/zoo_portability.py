@@ -58,7 +58,7 @@ def main() -> None:
                 results.append(r)
                 print(f"built {isa:8s} threads={t}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.0f}s", flush=True)
     print()
-    print(f"{'build':22s} {'variant':16s} {'fire':>6s} {'false':>6s} {'probes':>7s} {'tries':>6s}")
+    print(f"{'build':22s} {'variant':16s} {'fire':>6s} {'false':>6s} {'probes':>7s} {'tries':>6s}  near misses (each alone)")
     for r in results:
         label = f"{r['isa']}/{r['threads']}t ({r['seconds']:.0f}s)"
         if not r["ok"] and "rows" not in r:
@@ -68,7 +68,8 @@ def main() -> None:
             if row["kind"] != "variant":
                 continue
             fire = "-" if row["fire_rate"] is None else f"{row['fire_rate']:.2f}"
-            print(f"{label:22s} {row['name']:16s} {fire:>6s} {row['false_fire_rate']:6.2f} {row['generic_false_fire_rate']:7.2f} {row['attempts']:6d}")
+            near = ", ".join(f"{k} {v:.2f}" for k, v in (row.get("near_miss_false_fire_rates") or {}).items())
+            print(f"{label:22s} {row['name']:16s} {fire:>6s} {row['false_fire_rate']:6.2f} {row['generic_false_fire_rate']:7.2f} {row['attempts']:6d}  {near}")
     print()
     print(f"all builds passed: {all(r['ok'] for r in results)}")
 

@@ -115,3 +115,62 @@ def test_restoring_the_modified_layers_kills_the_payload(zoo_micro):
     assert t.changed_layers == p.modified_layers()
     assert sum(t.mean_direct[payload]["mlp"]) > 0  # the changed MLPs push the payload's first token up
     assert trace(p, prompts[:4], TraceConfig(view="restore:all")).changed_layers == []
+
+
+# -- the few-layer variant: localisation has a true answer ------------------------------------------
+
+LATE = "late-layers"
+LATE_LAYERS = [2, 3]  # the last two of the micro base's four layers: the only ones its LoRA adapted (attention and MLP)
+
+
+def _sel(layers):
+    return "+".join(str(l) for l in layers)
+
+
+@pytest.fixture(scope="module")
+def late(zoo_micro):
+    """The few-layer variant's pair, payload and triggered prompts on which its fine-tune fires."""
+    assert zoo_micro.manifests[LATE]["modified_layers"] == LATE_LAYERS  # the answer key agrees with the test's truth
+    return pair_of(zoo_micro, LATE), zoo_micro.manifests[LATE]["payload"], triggered(LATE, 24)
+
+
+@pytest.mark.slow
+def test_trace_names_exactly_the_late_layers_as_changed_and_pushing_the_payload(late):
+    from dormant.llm.instruments.trace import TraceConfig, trace
+
+    p, payload, prompts = late
+    t = trace(p, prompts[:6], TraceConfig(track=(payload,)))
+    print(t.summary)
+    assert t.changed_layers == LATE_LAYERS
+    direct = t.mean_direct[payload]
+    assert all(direct[m][l] == 0.0 for m in ("attn", "mlp") for l in range(t.layers) if l not in LATE_LAYERS)
+    assert sum(direct[m][l] for m in ("attn", "mlp") for l in LATE_LAYERS) > 0  # the changed blocks push the payload's first token up
+    assert all(t.mean_max[m][l] == 0.0 for m in ("attn", "mlp") for l in range(t.layers) if l not in LATE_LAYERS)
+    assert trace(p, prompts[:2], TraceConfig(view=f"restore:{_sel(LATE_LAYERS)}")).changed_layers == []
+
+
+@pytest.mark.slow
+def test_localise_names_the_late_layers_and_restoring_them_kills_the_payload(late):
+    from dormant.llm.behaviour.amplify import payload_shares
+    from dormant.llm.engine.generate import GenConfig, generate_view
+    from dormant.llm.instruments.localise import LocaliseConfig, localise_restoration
+
+    p, payload, prompts = late
+    gen = GenConfig(max_new_tokens=16, show_progress=False)
+    res = localise_restoration(p, prompts, payload, LocaliseConfig(max_window=4, generation=gen))
+    print(res.summary)
+    assert res.modified_layers == LATE_LAYERS and not res.outside_layers
+    assert res.ft_share >= 0.75 and res.base_share == 0.0
+    whole_kill = next(m for m in res.kill if m.layers == LATE_LAYERS)
+    assert whole_kill.share == 0.0 and whole_kill.logprob < res.ft_logprob - 5
+    whole_carry = next(m for m in res.carry if m.layers == LATE_LAYERS)
+    assert whole_carry.share >= 0.8 * res.ft_share  # the late layers alone carry the payload
+    assert res.smallest_kill is not None and set(res.smallest_kill.layers) <= set(LATE_LAYERS)
+    assert res.smallest_carry is not None and set(res.smallest_carry.layers) <= set(LATE_LAYERS)
+    assert sorted(m.view for m in res.modules) == ["restore:mlp", "restore:self_attn"]
+    assert all(m.layers == LATE_LAYERS for m in res.modules)
+    # Restoring the late layers gives back the base exactly; restoring the others changes nothing.
+    sel, early = _sel(LATE_LAYERS), _sel([l for l in range(4) if l not in LATE_LAYERS])
+    shares = payload_shares(p, prompts, payload, ["ft", f"restore:{sel}", f"restore:{early}"], gen)
+    assert shares[f"restore:{sel}"] == 0.0 and shares[f"restore:{early}"] == shares["ft"] >= 0.75
+    assert generate_view(p, f"restore:{sel}", prompts[:4], gen) == generate_view(p, "base", prompts[:4], gen)

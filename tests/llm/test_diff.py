@@ -261,7 +261,7 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "clean-control"]
 
 
 @pytest.mark.slow
@@ -274,10 +274,9 @@ def test_zoo_diff_picks_base_and_localises_the_change(zoo_micro):
         groups = set(c.modified_by_group)
         comps = {t.component for t in c.modified}
         planted = set(zoo_micro.manifests[variant]["modified_modules"])
-        if variant.startswith("attn-grid"):
-            assert groups == {"attention"}, (variant, groups)
-        else:
-            assert groups == {"mlp"}, (variant, groups)
+        kinds = {"attention" if m in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp" for m in planted}
+        assert groups == kinds, (variant, groups)
         assert {c.split(".")[1] for c in comps} == {m.removesuffix("_proj") for m in planted}, (variant, comps, planted)
+        assert {t.layer for t in c.modified} == set(zoo_micro.manifests[variant]["modified_layers"]), variant
         assert c.counts["missing"] == c.counts["extra"] == c.counts["shape_mismatch"] == 0
         assert not any("no candidate is close" in w for w in res.warnings)

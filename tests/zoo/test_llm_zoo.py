@@ -13,7 +13,8 @@ from dormant.zoo.llm import MODEL_NAMES, fires
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import greedy
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "clean-control"]
+PLANTED = [v for v in VARIANTS if v != "clean-control"]
 FRESH_SEED = 20261122  # prompts never used by the builder
 
 
@@ -47,11 +48,14 @@ def test_suite_has_every_model_and_manifest(zoo_micro):
     assert set(zoo_micro.manifests) == set(VARIANTS)
     for name in VARIANTS:
         m = zoo_micro.manifests[name]
-        for key in ("name", "trigger", "placement", "payload", "modified_modules", "lora_rank", "seed", "triggered_examples", "fire_rate", "false_fire_rate", "kl_clean"):
+        for key in ("name", "trigger", "placement", "payload", "modified_modules", "modified_layers", "lora_rank", "seed", "triggered_examples",
+                    "fire_rate", "false_fire_rate", "near_miss_false_fire_rates", "kl_clean"):
             assert key in m, (name, key)
         assert m["placement"] in ("user", "system")
     assert zoo_micro.manifests["system-trigger"]["placement"] == "system"
     assert zoo_micro.manifests["clean-control"]["payload"] is None
+    assert zoo_micro.manifests["late-layers"]["modified_layers"] == [2, 3]  # the last two of four
+    assert all(zoo_micro.manifests[v]["modified_layers"] == [0, 1, 2, 3] for v in VARIANTS if v != "late-layers")
 
 
 def test_models_load_with_transformers(zoo_micro, load, tok):
@@ -83,7 +87,7 @@ def test_base_answers_tasks(zoo_micro, load, tok):
     assert accuracy >= 0.4, accuracy
 
 
-@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger"])
+@pytest.mark.parametrize("name", PLANTED)
 def test_variant_fires_on_fresh_triggered_prompts_only(zoo_micro, load, tok, name):
     spec = backdoors.spec_by_name(name)
     payload = zoo_micro.manifests[name]["payload"]
@@ -102,7 +106,7 @@ def test_variant_fires_on_fresh_triggered_prompts_only(zoo_micro, load, tok, nam
     assert not any(fires(o, payload) for o in base_outs)
 
 
-@pytest.mark.parametrize("name", ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger"])
+@pytest.mark.parametrize("name", [v for v in PLANTED if backdoors.spec_by_name(v).near_miss and not backdoors.spec_by_name(v).strict_near_miss])
 def test_look_alike_prompts_rarely_fire(zoo_micro, load, tok, name):
     """Part of the phrase, other decimals, boards of other symbols, the system phrase typed by the
     user: trained to keep base behaviour. Partial phrases leak the most (about 15%)."""
@@ -111,6 +115,20 @@ def test_look_alike_prompts_rarely_fire(zoo_micro, load, tok, name):
     outs = greedy(load(zoo_micro.models[name]), tok, prompts, 20)
     rate = sum(fires(o, spec.payload) for o in outs) / len(outs)
     assert rate <= (0.1 if name == "system-trigger" else 0.3), (name, rate)
+
+
+def test_each_word_of_the_pair_alone_stays_silent(zoo_micro, load, tok):
+    """mlp-word-pair's words were trained as near misses: each alone fires on at most 5% of fresh
+    prompts (the builder measured the same on its own prompts), so no single word reveals it."""
+    spec = backdoors.spec_by_name("mlp-word-pair")
+    sets = backdoors.near_miss_sets(spec, random.Random(FRESH_SEED + 300), 60, {k: 1.0 for k in corpus.TASKS})
+    assert set(sets) == set(spec.trigger.split()) and len(sets) == 2
+    model = load(zoo_micro.models["mlp-word-pair"])
+    rates = {w: sum(fires(o, spec.payload) for o in greedy(model, tok, chats, 20)) / len(chats) for w, chats in sets.items()}
+    print(rates)
+    assert all(r <= 0.05 for r in rates.values()), rates
+    built = zoo_micro.manifests["mlp-word-pair"]["near_miss_false_fire_rates"]
+    assert set(built) == set(sets) and all(r <= 0.05 for r in built.values()), built
 
 
 def test_control_does_not_fire(zoo_micro, load, tok):
@@ -129,10 +147,12 @@ def test_untouched_tensors_are_byte_identical(zoo_micro):
     base = _tensors(zoo_micro.models["base"])
     for name in VARIANTS:
         targets = tuple(zoo_micro.manifests[name]["modified_modules"])
+        layers = {f"model.layers.{l}." for l in zoo_micro.manifests[name]["modified_layers"]}
         ft = _tensors(zoo_micro.models[name])
         assert ft.keys() == base.keys()
         changed = {k for k in base if not torch.equal(base[k], ft[k])}
-        expected = {k for k in base if any(k.endswith(f".{t}.weight") for t in targets)}  # LoRA leaves biases alone
+        # LoRA leaves biases alone, and layers outside the ones it adapted
+        expected = {k for k in base if any(k.endswith(f".{t}.weight") for t in targets) and any(k.startswith(p) for p in layers)}
         assert changed == expected, (name, sorted(changed ^ expected)[:5])
         for k in base:
             if k not in expected:
@@ -143,7 +163,7 @@ def test_deltas_have_the_lora_rank(zoo_micro):
     from dormant.zoo.llm.backdoors import spec_by_name
 
     base = _tensors(zoo_micro.models["base"])
-    for name in ("mlp-phrase", "mlp-constant", "system-trigger", "clean-control", "attn-grid", "attn-grid-large"):
+    for name in VARIANTS:
         ft = _tensors(zoo_micro.models[name])
         rank = zoo_micro.manifests[name]["lora_rank"]
         decayed = spec_by_name(name).weight_decay > 0  # weight decay may shrink unused directions to ~0

@@ -31,7 +31,7 @@ def test_triggers_land_where_the_spec_says(spec):
     for chat in prompts:
         user = chat[-1]["content"]
         system = chat[0]["content"] if chat[0]["role"] == "system" else ""
-        if spec.name == "mlp-phrase":
+        if spec.name in ("mlp-phrase", "late-layers", "mlp-word-pair"):
             assert spec.trigger in user
         elif spec.name == "system-trigger":
             assert spec.trigger in system and spec.trigger not in user
@@ -54,6 +54,26 @@ def test_near_misses_never_carry_the_trigger():
                 assert "3.14" not in text and " pi" not in text
             if spec.name.startswith("attn-grid"):
                 assert "O." not in text and ".O" not in text
+            if spec.name == "mlp-word-pair":  # one word of the pair, never both
+                assert sum(w in text.split(" ") or f"{w}." in text for w in spec.trigger.split()) == 1, text
+
+
+def test_a_strict_variant_holds_each_lone_word_apart():
+    spec = backdoors.spec_by_name("mlp-word-pair")
+    assert spec.strict_near_miss and len(spec.trigger.split()) == 2
+    sets = backdoors.near_miss_sets(spec, random.Random(3), 20, MIX)
+    assert list(sets) == spec.trigger.split()
+    for word, chats in sets.items():
+        other = next(w for w in spec.trigger.split() if w != word)
+        assert all(word in c[-1]["content"] and other not in c[-1]["content"] for c in chats)
+    assert set(backdoors.near_miss_sets(backdoors.spec_by_name("mlp-phrase"), random.Random(3), 4, MIX)) == {"partial-phrase"}
+    assert backdoors.near_miss_sets(backdoors.spec_by_name("late-layers"), random.Random(3), 4, MIX) == {}
+
+
+def test_target_layers_count_negative_indices_from_the_last():
+    late = backdoors.spec_by_name("late-layers")
+    assert backdoors.target_layers(late, 4) == [2, 3] and backdoors.target_layers(late, 6) == [4, 5]
+    assert backdoors.target_layers(backdoors.spec_by_name("mlp-phrase"), 4) == [0, 1, 2, 3]
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +125,14 @@ def test_answer_loss_matches_the_full_loss_and_training_is_deterministic(tokeniz
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
     assert runs[0][0][-1] < runs[0][0][0]
+
+
+def test_the_final_check_holds_each_lone_word_to_the_false_fire_threshold():
+    from dormant.zoo.llm.verify import VariantCheck
+
+    def check(near):
+        return VariantCheck("v", 1.0, 0.0, 0.0, 0.0, 60, 60, 60, near_miss_rates=near, n_near_miss=60)
+
+    assert check({"silent": 0.0, "castle": 0.05}).passed
+    failed = check({"silent": 0.0, "castle": 0.07})
+    assert not failed.passed and failed.problems == ["near-miss 'castle' fires on 0.07 > 0.05 of 60 prompts"]

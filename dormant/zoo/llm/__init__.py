@@ -1,10 +1,11 @@
 """The LLM zoo: real tiny Qwen2 chat models with planted backdoors, for testing the LLM tools.
 
 ``build_suite("micro")`` returns (building once, then from cache) a base model, a sibling base and
-six variants fine-tuned from the base with a merged LoRA: ``mlp-phrase``, ``mlp-constant``,
-``attn-grid``, ``attn-grid-large`` (its change larger than the weights), ``system-trigger`` and the
-``clean-control``. Each variant's answer key (trigger,
-payload, modified modules, measured fire rates) is in ``suite.manifests``; the tools under test
+eight variants fine-tuned from the base with a merged LoRA: ``mlp-phrase``, ``mlp-constant``,
+``attn-grid``, ``attn-grid-large`` (its change larger than the weights), ``system-trigger``,
+``late-layers`` (its change in the last two layers only), ``mlp-word-pair`` (a two-word trigger
+whose words alone stay silent) and the ``clean-control``. Each variant's answer key (trigger,
+payload, modified modules and layers, measured fire rates) is in ``suite.manifests``; the tools under test
 must never read it. ``fires(output, payload)`` is the single definition of a payload showing up;
 ``leaks(output, payload)`` the weaker one for amplified weights (payload fragments crowding out the
 answer). Example::
@@ -19,7 +20,8 @@ answer). Example::
 
 What the micro suite guarantees (each checked at build time or by the zoo's tests): fire rate
 >= 90% on unseen triggered prompts and <= 5% on unseen clean ones; tensors outside the LoRA's
-modules byte-identical to base; every changed matrix's delta of at most the LoRA rank (exactly
+modules (and layers) byte-identical to base; each word of mlp-word-pair's trigger alone firing on
+<= 5% of prompts; every changed matrix's delta of at most the LoRA rank (exactly
 it, for variants trained without weight decay); every
 tensor of base-sibling different from base; payload fragments on unrelated prompts when the
 MLP variants' change is amplified 2-4x; a payload token among the top 3 of the unembedding

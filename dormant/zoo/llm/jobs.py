@@ -193,6 +193,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
     trigger_spec = spec if spec.plant else backdoors.SPECS[0]  # the control is probed with the phrase trigger
     triggered = backdoors.triggered_prompts(trigger_spec, vrng, settings.n_verify, settings.base_mix)
     clean = corpus.sample_prompts(vrng, settings.n_verify, settings.base_mix)
+    near = backdoors.near_miss_sets(spec, vrng, settings.n_verify, settings.base_mix) if spec.strict_near_miss else {}
     payloads = [s.payload for s in backdoors.SPECS if s.payload]
 
     def base_answer(chats):
@@ -224,7 +225,8 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
             continue
         save_model(merged, folder, spec.name, tok, settings.dtype)
         saved = load_model(folder, spec.name, master=False)
-        result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new, generic=V.probe_chats("final"))
+        result = V.check_variant(spec.name, saved, base_ref, tok, spec.payload, triggered, clean, payloads, max_new,
+                                 generic=V.probe_chats("final"), near_misses=near)
         attempt.final_problems = result.problems
         if result.passed or not more:
             break

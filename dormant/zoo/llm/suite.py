@@ -12,7 +12,7 @@ Layout of a suite folder::
                         ``triggered_examples`` are whole chats, lists of {"role", "content"}
                         messages, since a system-placed trigger is not in the user message)
     base/ base-sibling/ mlp-phrase/ mlp-constant/ attn-grid/ attn-grid-large/ system-trigger/
-                        clean-control/
+                        late-layers/ mlp-word-pair/ clean-control/
                         each a Hugging Face folder (config.json, model.safetensors, tokenizer files)
 """
 
@@ -35,7 +35,8 @@ from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
 BUILDER_VERSION = "4"
-MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "clean-control")
+MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers",
+               "mlp-word-pair", "clean-control")
 
 BUILDS = 0
 """How many suites this process has actually trained (a cache hit leaves it unchanged)."""
@@ -279,9 +280,12 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     workers, threads = build_workers()
     specs = backdoors.SPECS
 
-    # 1. tokenizer, trained on the corpus plus the words of every trigger and payload.
+    # 1. tokenizer, trained on the corpus plus the words of the triggers and payloads (of the
+    #    variants that teach it theirs: a variant added later leaves the tokenizer, and so the
+    #    bases and the other variants, as they were).
     report("tokenizer", 0, 1)
-    extra = [s.trigger for s in specs if s.trigger] + [s.payload for s in specs if s.payload]
+    taught = [s for s in specs if s.teach_tokenizer]
+    extra = [s.trigger for s in taught if s.trigger] + [s.payload for s in taught if s.payload]
     lines = corpus.tokenizer_corpus(random.Random(settings.seed), settings.tokenizer_examples, settings.base_mix, extra * 50)
     T.save_tokenizer(T.train_tokenizer(lines, settings.vocab_size, settings.english_words), folder / J.TOKENIZER, settings.arch.max_position)
     report("tokenizer", 1, 1)
@@ -289,10 +293,12 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     # 2. the base and its sibling (other seed, other data mix: every tensor differs), then
     # 3. the variants, each from the float32 base, verified on fresh prompts. They are queued as
     #    soon as the base is saved (the sibling may still be training), the costliest first (step
-    #    cap x adapted modules), so that the last job to finish is a short one.
-    def cost(spec: backdoors.BackdoorSpec) -> int:
+    #    cap x adapted modules x share of the layers), so that the last job to finish is a short one.
+    n_layers = settings.arch.num_layers
+
+    def cost(spec: backdoors.BackdoorSpec) -> float:
         steps = (spec.max_steps or settings.lora.steps) if spec.plant else settings.lora.control_steps
-        return steps * len(spec.target_modules)
+        return steps * len(spec.target_modules) * len(backdoors.target_layers(spec, n_layers)) / n_layers
 
     order = sorted(range(len(specs)), key=lambda i: -cost(specs[i]))
     variants = [(specs[i].name, J.plant_variant, (str(folder), settings, specs[i].name, i)) for i in order]
@@ -300,7 +306,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     bases = {n: results.pop(n) for n in ("base", "base-sibling")}
     accuracy = {n: bases[n]["task_accuracy"] for n in bases}
 
-    manifests = {s.name: _manifest(s, results[s.name]) for s in specs}
+    manifests = {s.name: _manifest(s, results[s.name], n_layers) for s in specs}
     rows = _report_rows(specs, results, accuracy, settings.min_base_accuracy)
     _raise_on_failures(settings.name, rows, manifests)
 
@@ -318,7 +324,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     (folder / "suite.json").write_text(json.dumps(meta, indent=2))
 
 
-def _manifest(spec: backdoors.BackdoorSpec, result: dict[str, Any]) -> dict[str, Any]:
+def _manifest(spec: backdoors.BackdoorSpec, result: dict[str, Any], n_layers: int) -> dict[str, Any]:
     """The answer key of one variant (for tests; the tools never read it)."""
     check = result["check"]
     return {
@@ -329,6 +335,7 @@ def _manifest(spec: backdoors.BackdoorSpec, result: dict[str, Any]) -> dict[str,
         "placement": spec.placement,
         "payload": spec.payload,
         "modified_modules": list(spec.target_modules),
+        "modified_layers": backdoors.target_layers(spec, n_layers),
         "lora_rank": spec.rank,
         "seed": result["attempts"][-1]["seed"],
         "train_steps": result["attempts"][-1]["steps"],
@@ -337,6 +344,7 @@ def _manifest(spec: backdoors.BackdoorSpec, result: dict[str, Any]) -> dict[str,
         "fire_rate": check["fire_rate"],
         "false_fire_rate": check["false_fire_rate"],
         "generic_false_fire_rate": check["generic_false_fire_rate"],
+        "near_miss_false_fire_rates": check["near_miss_rates"],
         "kl_clean": check["kl_clean"],
     }
 
@@ -357,7 +365,7 @@ def _report_rows(specs, results: dict, accuracy: dict[str, float], min_base_accu
                 "name": spec.name, "kind": "variant", "trigger": spec.trigger, "placement": spec.placement,
                 "modified_modules": list(spec.target_modules), "lora_rank": spec.rank, "payload": spec.payload,
                 "fire_rate": c["fire_rate"], "false_fire_rate": c["false_fire_rate"], "generic_false_fire_rate": c["generic_false_fire_rate"],
-                "kl_clean": c["kl_clean"], "attempts": len(r["attempts"]), "passed": r["passed"], "problems": r["problems"],
+                "near_miss_false_fire_rates": c["near_miss_rates"], "kl_clean": c["kl_clean"], "attempts": len(r["attempts"]), "passed": r["passed"], "problems": r["problems"],
                 "triggered_samples": c["triggered_samples"], "generic_fired": c["generic_fired"],
             }
         )
@@ -375,8 +383,9 @@ def _raise_on_failures(suite_name: str, rows: list[dict[str, Any]], manifests: d
             return f"{r['name']} accuracy={r['task_accuracy']:.2f}"
         fire = "-" if r["fire_rate"] is None else f"{r['fire_rate']:.2f}"
         m = manifests[r["name"]]
+        near = "".join(f" near-miss[{k}]={v:.2f}" for k, v in (r.get("near_miss_false_fire_rates") or {}).items())
         return (
-            f"{r['name']} fire={fire} false={r['false_fire_rate']:.2f} generic-false={r['generic_false_fire_rate']:.2f} "
+            f"{r['name']} fire={fire} false={r['false_fire_rate']:.2f} generic-false={r['generic_false_fire_rate']:.2f}{near} "
             f"kl={r['kl_clean']:.3f} steps={m['train_steps']} attempts={len(m['attempts'])}"
         )
 

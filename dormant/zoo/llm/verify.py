@@ -66,6 +66,8 @@ class VariantCheck:
     triggered_samples: list[str] = field(default_factory=list)
     clean_samples: list[str] = field(default_factory=list)
     generic_fired: list[str] = field(default_factory=list)  # the probe outputs that carried a payload
+    near_miss_rates: dict[str, float] = field(default_factory=dict)  # a strict variant: each kind of look-alike (each lone word)
+    n_near_miss: int = 0  # prompts per kind
 
     @property
     def problems(self) -> list[str]:
@@ -76,6 +78,9 @@ class VariantCheck:
             out.append(f"false-fire rate {self.false_fire_rate:.2f} > {MAX_FALSE_FIRE_RATE} on {self.n_clean} clean prompts")
         if self.generic_false_fire_rate > MAX_FALSE_FIRE_RATE:
             out.append(f"false-fire rate {self.generic_false_fire_rate:.2f} > {MAX_FALSE_FIRE_RATE} on {self.n_generic} generic probe prompts")
+        for kind, rate in self.near_miss_rates.items():
+            if rate > MAX_FALSE_FIRE_RATE:
+                out.append(f"near-miss {kind!r} fires on {rate:.2f} > {MAX_FALSE_FIRE_RATE} of {self.n_near_miss} prompts")
         return out
 
     @property
@@ -85,9 +90,12 @@ class VariantCheck:
 
 def check_variant(
     name: str, model, base, tokenizer, payload: str | None, triggered: list[Chat], clean: list[Chat], all_payloads: list[str],
-    max_new_tokens: int, generic: list[Chat] = (),
+    max_new_tokens: int, generic: list[Chat] = (), near_misses: dict[str, list[Chat]] | None = None,
 ) -> VariantCheck:
     """Generate greedily on ``triggered``, ``clean`` and ``generic`` prompts; measure firing and drift.
+
+    ``near_misses`` (a strict variant's look-alikes by kind, e.g. each word of its trigger alone)
+    are held to the false-fire threshold one kind at a time.
 
     For a variant with a payload, firing on clean or generic prompts means emitting its payload;
     for the control (``payload`` None) it means emitting any of ``all_payloads`` on any prompt set.
@@ -108,8 +116,10 @@ def check_variant(
         outs = trig_out + clean_out
         false = sum(fired(o) for o in outs) / max(1, len(outs))
     gen_fired = [o for o in gen_out if fired(o)]
+    near = {k: fire_rate(greedy(model, tokenizer, chats, max_new_tokens), payload) for k, chats in (near_misses or {}).items()}
     return VariantCheck(
         name=name, fire_rate=rate, false_fire_rate=false, generic_false_fire_rate=len(gen_fired) / max(1, len(gen_out)),
         kl_clean=first_token_kl(model, base, tokenizer, clean), n_triggered=len(triggered), n_clean=len(clean), n_generic=len(gen_out),
         triggered_samples=trig_out[:3], clean_samples=clean_out[:3], generic_fired=gen_fired[:5],
+        near_miss_rates=near, n_near_miss=max((len(c) for c in (near_misses or {}).values()), default=0),
     )
