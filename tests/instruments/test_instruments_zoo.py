@@ -60,13 +60,17 @@ def test_lens_payload_first_token_reaches_rank_1_under_ft_not_base(zoo_micro, va
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["mlp-phrase", "attn-grid"])
-def test_sonar_separates_triggered_from_clean_along_the_changes_directions(zoo_micro, variant):
+@pytest.mark.parametrize("variant, min_sigma", [
+    ("attn-grid", 5.0),  # the bar: 128 sigma measured (random directions in the same modules: 7.8)
+    # a five-word phrase in an MLP-only change: 4.2 and 4.7 sigma on two prompt draws (random directions: 2.3, 2.8)
+    ("mlp-phrase", 4.0),
+])
+def test_sonar_separates_triggered_from_clean_along_the_changes_directions(zoo_micro, variant, min_sigma):
     from dormant.llm.instruments.sonar import sonar
 
     res = sonar(pair_of(zoo_micro, variant), triggered(variant, 24), clean(24))
     print(variant, res.summary)
-    assert res.best_sigma >= 4.0  # Cohen's d: the sets sit four pooled standard deviations apart
+    assert res.best_sigma >= min_sigma  # Cohen's d: the sets sit this many pooled standard deviations apart
     assert res.best_sigma > 1.3 * max(res.null_sigma.values())  # random directions in the same modules hear clearly less
 
 
