@@ -34,7 +34,8 @@ far more often than the base; its trigger-side n-grams and their words are score
 objective, and its payload candidates are listed apart), sweep (every real
 vocabulary token and common English word at each --mechanism, scored in resumable chunks; with a
 payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
-grown word by word from the best units, scored by the objective plus fluency), gcg (greedy
+grown word by word from the best units, the digits and punctuation, and, beside the two best
+phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), gcg (greedy
 coordinate gradient: starting from the best candidate so far, padded with " x" to --gcg-tokens
 tokens, each step follows the gradient of the payload's log-likelihood under the fine-tune (or,
 without a payload, of the change activation) to --gcg-width single-token swaps among the top
