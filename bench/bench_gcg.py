@@ -87,9 +87,13 @@ def nanogcg_python() -> Path:
     with locked(root.parent / ".nanogcg.lock"):
         if not (root / ".ready").exists():
             print(f"creating {root} ({NANOGCG}, {TRANSFORMERS}, torch=={torch.__version__}) ...", file=sys.stderr)
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
-            subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={torch.__version__}"], check=True)
-            subprocess.run([str(py), "-m", "pip", "install", "-q", NANOGCG, TRANSFORMERS], check=True)
+            try:
+                subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+                subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={torch.__version__}"], check=True)
+                subprocess.run([str(py), "-m", "pip", "install", "-q", NANOGCG, TRANSFORMERS], check=True)
+            except subprocess.CalledProcessError as e:
+                sys.exit(f"could not set up nanoGCG's environment in {root} ({' '.join(map(str, e.cmd))} failed): it needs the "
+                         f"package index or local wheels of {NANOGCG}, {TRANSFORMERS} and torch=={torch.__version__}")
             (root / ".ready").write_text("ok\n")
     return py
 
