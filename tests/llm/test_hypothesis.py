@@ -73,3 +73,15 @@ def test_token_fragments_use_the_given_tokenizer():
     outs = _sweep(["glorp blix"])
     frags = amplified_fragments(outs, HypothesisConfig(), tokenize=lambda t: [t[i:i + 3] for i in range(0, len(t), 3)])
     assert any(f.source == "tokens" for f in frags) and any(f.source == "chars" and "glorp blix" in f.text for f in frags)
+
+
+def test_a_word_seen_only_at_the_largest_amplification_is_not_a_payload():
+    """A benign fine-tune amplified far enough collapses into some word (the micro zoo's clean control:
+    'woof' in 42% of answers at a = 5, never at 2 or 3); a payload grows with a."""
+    base = [ORDINARY[i % len(ORDINARY)] for i in range(24)]
+    outs = {-1.0: base, 0.0: base, 1.0: base, 2.0: base, 3.0: base, 5.0: [t + (" woof woof" if i % 5 < 2 else "") for i, t in enumerate(base)]}
+    hyp = hypothesise(outs)
+    assert not hyp.holds, hyp.statement
+    outs[3.0] = [t + (" woof woof" if i % 8 == 0 else "") for i, t in enumerate(base)]  # present below the top too: it grows with a
+    hyp = hypothesise(outs)
+    assert hyp.holds and "woof" in hyp.payload, hyp.statement

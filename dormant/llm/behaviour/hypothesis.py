@@ -12,6 +12,9 @@ the outputs would combine several kinds of evidence; ``hypothesise`` does the sa
   both signs), and is not made only of the base's stock text. Among nested fragments the longest
   one whose share holds up (at least ``keep_longer`` of the shorter one's) is kept, then it is
   extended character by character while the answers that hold it agree on the next character.
+  A fragment seen best at the largest ``a`` tried must also show at a smaller ``a > 1`` (in at
+  least ``lower_share`` of ``min_share`` of its answers): far enough amplified, a benign fine-tune
+  collapses into some word too, while a payload grows with ``a``.
 * **token n-grams** (the tokenizer's pieces, or words and digit runs when no tokenizer is given)
   of the same outputs, by the same rules: a payload of whole tokens shows here first.
 * **the payload-side read-out's top tokens**: tokens the change writes towards. Corroboration only:
@@ -52,6 +55,7 @@ class HypothesisConfig:
     max_tokens: int = 6  # longest token n-gram
     keep_longer: float = 0.8  # a longer fragment replaces a shorter one it contains when its share is at least this fraction
     max_alpha: float = 5.0  # largest a whose outputs count (beyond it the model is broken)
+    lower_share: float = 1 / 3  # a fragment best at the largest a must reach this fraction of min_share at a smaller a > 1
     min_distinct: int = 2  # distinct characters a fragment needs (no '!!!!' or '    ')
     top: int = 5  # candidate fragments reported
     max_covered: float = 0.5  # largest share of a fragment's characters the base / negative a say commonly
@@ -177,6 +181,16 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
     base_text = clean[0.0]
     amp = sorted(a for a in clean if 1.0 < a <= cfg.max_alpha)
     found: list[Fragment] = []
+    lower = amp[:-1]
+
+    def persists(text: str, a: float) -> bool:
+        """A fragment seen best at the largest a tried must also show at a smaller a > 1: amplified far
+        enough, a benign fine-tune collapses into some word too (the micro zoo's clean control says
+        'woof' in 42% of answers at a = 5 and never at a = 2 or 3), while a payload grows with a."""
+        if not lower or a != amp[-1]:
+            return True
+        return max(_share(clean[b], text) for b in lower) >= cfg.min_share * cfg.lower_share
+
 
     def ref_share(frag: str) -> float:
         """The larger of its share at negative a and (scaled so that any base use fails) under the base."""
@@ -201,7 +215,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
         grown = extend_chars(text, clean[a])
         if ref_share(grown) > cfg.max_ref_share or _share(clean[a], grown) < cfg.min_share:
             grown = text
-        if ref_coverage(grown, refs, cfg.min_chars, cfg.max_ref_share) > cfg.max_covered:
+        if ref_coverage(grown, refs, cfg.min_chars, cfg.max_ref_share) > cfg.max_covered or not persists(grown, a):
             continue
         found.append(Fragment(grown, "chars", _share(clean[a], grown), a, ref_share(grown),
                               [f"character fragment {grown!r} in {_share(clean[a], grown):.0%} of answers at a = {a:g} "
@@ -233,6 +247,8 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
             tok_ok.append((text, s))
     for text, share in maximal(tok_ok, cfg.keep_longer):
         a = next(a for g, (s, a) in tbest.items() if _clean(joiner.join(g)) == text)
+        if not persists(text, a):
+            continue
         found.append(Fragment(text, "tokens", share, a, 0.0,
                               [f"token n-gram {text!r} in {share:.0%} of answers at a = {a:g} (absent from the base's stock)"]))
     return found
