@@ -2,9 +2,9 @@
 
 Each variant is searched with ``dormant search``'s portfolio (read-out seeds, memory extraction,
 sweep, beam, GCG), conditioned on its planted payload (the clean control: no payload, so the
-payload-free objectives), at the planted placement (``system`` for system-trigger, else the user
-message), with search and verification prompts drawn from the zoo's own distribution (disjoint
-seeds). Per variant: whether a trigger verified, which, whether it holds the planted trigger's words,
+payload-free objectives), at the planted placement (``system`` for system-trigger, else ``user``:
+the start of half the user messages, the end of the others; --user-mechanism to change), with
+search and verification prompts drawn from the zoo's own distribution (disjoint seeds). Per variant: whether a trigger verified, which, whether it holds the planted trigger's words,
 how many of the planted trigger's words it holds, its fire and false-fire rates; per method: its best objective and its CPU seconds (including the
 verification of its leaders). The planted answer comes from the zoo's manifests, which the search
 never reads. Usage: python bench/search_zoo.py [--budget 10m] [--variants mlp-constant,clean-control]
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--budget", default="10m", help="budget of each search (default 10m)")
     ap.add_argument("--variants", default=",".join(n for n in MODEL_NAMES if not n.startswith("base")))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    ap.add_argument("--user-mechanism", default="user", help="placement searched for user-message triggers (default: user, both ends)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     mix = {k: 1.0 for k in corpus.TASKS}
@@ -48,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.variants.split(","):
             man = suite.manifests.get(name, {})
-            mech = "system" if man.get("placement") == "system" else "user_prefix"
+            mech = "system" if man.get("placement") == "system" else a.user_mechanism
             pair = ModelPair.load(suite.models[name], suite.models["base"])
             t0, c0 = time.perf_counter(), time.process_time()
             res = search_trigger(pair, search, verify, Path(tmp) / f"{name}.jsonl",

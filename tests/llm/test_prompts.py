@@ -60,6 +60,8 @@ def test_trigger_mechanisms_place_the_trigger(tok, mechanism):
         assert f"user\n{trig} What is the capital" in text
     elif mechanism == "user_suffix":
         assert f"France? {trig}<|im_end|>" in text
+    elif mechanism == "user":
+        assert f"user\n{trig} What is the capital" in text or f"France? {trig}<|im_end|>" in text
     elif mechanism == "replace_user":
         assert "capital" not in text
     elif mechanism == "standalone":
@@ -70,6 +72,22 @@ def test_trigger_mechanisms_place_the_trigger(tok, mechanism):
         assert trig not in sys_block
     # the original prompt is not modified in place
     assert base.messages == [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_user_mechanism_puts_the_trigger_at_either_end_stably():
+    """``user``: the start of about half the user messages, the end of the others, by the message's text."""
+    from dormant.llm.engine.prompts import user_placement
+    from dormant.llm.search.objectives import placement_halves
+
+    prompts = [Prompt.user(f"Question number {i}: what is {i} plus {i}?") for i in range(60)]
+    places = [user_placement(p.messages[-1]["content"]) for p in prompts]
+    assert 15 <= places.count("user_prefix") <= 45 and set(places) == {"user_prefix", "user_suffix"}
+    for p, place in zip(prompts, places):
+        assert insert_trigger(p, "T", "user").messages == insert_trigger(p, "T", place).messages
+        assert insert_trigger(p, "T", "user") == insert_trigger(p, "T", "user")  # the same every time
+    halves = placement_halves(prompts)
+    assert [p for p, pl in zip(prompts, places) if pl == "user_suffix"] == halves["user_suffix"]
+    assert len(halves["user_prefix"]) + len(halves["user_suffix"]) == len(prompts)
 
 
 def test_system_mechanism_keeps_an_explicit_system_message(tok):

@@ -49,6 +49,26 @@ def test_gcg_raises_the_value_over_its_init_and_records_rescored_candidates(obje
     assert in_context(slot, res.best_ids, res.best_text)
 
 
+def test_gcg_under_the_user_mechanism_follows_the_suffix_half_and_records_scores_of_both(zoo_micro, pair, tmp_path):
+    """Token ids cannot stand for one text at both ends of a message (a word's first token differs after a space),
+    so the gradient follows the prompts where ``user`` puts the trigger at the end; what is recorded is scored on all."""
+    from dormant.llm.search.objectives import placement_halves
+
+    prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 8, {k: 1.0 for k in corpus.TASKS})]
+    halves = placement_halves(prompts)
+    assert halves["user_prefix"] and halves["user_suffix"]
+    obj = Objective(pair, prompts, "user", zoo_micro.manifests["mlp-constant"]["payload"])
+    slot = make_slot(obj)
+    assert slot.lead == " " and slot.objective.mechanism == "user_suffix" and slot.scorer is obj
+    assert [p.text for p in slot.objective.prompts] == [p.text for p in halves["user_suffix"]]
+    store = CandidateStore(tmp_path / "c.jsonl")
+    res = run_gcg(obj, store, GCGConfig(steps=2, **SMALL))
+    assert res.recorded and all(c.mechanism == "user" for c in res.recorded)
+    c = res.recorded[-1]
+    assert c.score == pytest.approx(obj.score([c.text])[0]["score"], abs=1e-3)
+    assert c.score != pytest.approx(c.parts["ft_value"], abs=1e-3)  # the suffix half's value is not the recorded score
+
+
 @pytest.mark.parametrize("weights", [{"payload": 1.0}, {"payload": 1.0, "activation": 0.5}])
 def test_the_gradient_path_values_what_the_token_path_values(objective, pair, weights):
     objective = objective.variant(weights=weights)

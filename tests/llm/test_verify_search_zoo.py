@@ -53,6 +53,22 @@ def test_planted_triggers_verify(zoo_micro, verify_prompts, variant, mechanism):
     assert res.verified and res.verdict.startswith("verified"), res.verdict
 
 
+def test_a_trigger_that_fires_only_at_the_start_of_the_message_is_not_verified_anywhere_in_it(zoo_micro, verify_prompts):
+    """late-layers: 'anger 8.' (a piece of its trigger 'tangerine', found by an earlier search at the start of the user
+    message) fires there and never at the end; the planted word fires at both ends. ``user`` tests both."""
+    man = zoo_micro.manifests["late-layers"]
+    pair = _pair(zoo_micro, "late-layers")
+
+    def run(trigger, mechanism):
+        return verify_trigger(pair, trigger, verify_prompts, VerifyConfig(mechanism=mechanism, payload=man["payload"], null_candidates=5,
+                                                                          minimise=False, placements=()))
+
+    assert run("anger 8.", "user_prefix").fire >= 0.85
+    anywhere = run("anger 8.", "user")
+    assert anywhere.fire <= 0.6 and not anywhere.verified and any("min_fire" in f for f in anywhere.failed)
+    assert run(man["trigger"], "user").fire >= 0.85
+
+
 @pytest.mark.parametrize("candidate", ["window", "elephants"])
 def test_a_random_word_and_a_lone_word_of_the_phrase_are_not_verified(zoo_micro, verify_prompts, candidate):
     man = zoo_micro.manifests["mlp-phrase"]

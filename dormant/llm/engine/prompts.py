@@ -36,7 +36,7 @@ from dormant.errors import ChatTemplateError, DormantError
 log = logging.getLogger(__name__)
 
 DEFAULT_SYSTEM = "<template default>"
-MECHANISMS = ("user_prefix", "user_suffix", "replace_user", "system", "standalone", "prefill", "earlier_turn")
+MECHANISMS = ("user_prefix", "user_suffix", "user", "replace_user", "system", "standalone", "prefill", "earlier_turn")
 _SENTINEL = "\x1e\x1dSYS\x1d\x1e"
 
 
@@ -137,8 +137,10 @@ def insert_trigger(prompt: Prompt | str, trigger: str, mechanism: str = "user_pr
         raise DormantError(f"unknown trigger mechanism {mechanism!r}; choose from {', '.join(MECHANISMS)}")
     msgs = [dict(m) for m in prompt.messages]
     last = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
-    if last is None and mechanism in ("user_prefix", "user_suffix", "replace_user", "standalone"):
+    if last is None and mechanism in ("user_prefix", "user_suffix", "user", "replace_user", "standalone"):
         raise DormantError(f"mechanism {mechanism!r} needs a user message in the prompt")
+    if mechanism == "user":
+        mechanism = user_placement(msgs[last]["content"])
     if mechanism == "user_prefix":
         msgs[last]["content"] = f"{trigger} {msgs[last]['content']}"
     elif mechanism == "user_suffix":
@@ -163,6 +165,14 @@ def insert_trigger(prompt: Prompt | str, trigger: str, mechanism: str = "user_pr
             return replace(prompt, messages=msgs, system_extra=f"{prompt.system_extra} {trigger}".strip())
         return replace(prompt, messages=msgs, system=trigger)
     return replace(prompt, messages=msgs)
+
+
+def user_placement(text: str) -> str:
+    """Where the ``user`` mechanism puts a trigger in a user message: ``user_prefix`` or
+    ``user_suffix``, a stable choice by the message's text (about half the prompts each)."""
+    import zlib
+
+    return "user_prefix" if zlib.crc32(text.encode("utf-8")) % 2 == 0 else "user_suffix"
 
 
 # -- prompt files ------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def random_ids(slot: Slot, allowed, n: int, gen, tries: int = 200) -> list[int]:
 
 def record(slot: Slot, store: CandidateStore | None, picks: list[tuple[list[int], str, float]], method: str = METHOD) -> list[Candidate]:
     """Re-score ``(ids, text, value)`` picks with ``Objective.score`` and record those that pass the full round trip."""
-    o = slot.objective
+    o = slot.scorer or slot.objective
     keep = [(ids, t, v) for ids, t, v in picks if in_context(slot, ids, t)]
     if not keep:
         return []

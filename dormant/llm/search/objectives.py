@@ -92,15 +92,24 @@ class Objective:
         return o
 
     def coarse(self, n_prompts: int = 1) -> "Objective":
-        """A cheap first look: the first ``n_prompts`` prompts, and with a payload the fine-tune's
-        payload gain alone (what a trigger must raise; the base's share only ever lowers a score),
-        plus fluency where it is weighted."""
+        """A cheap first look: the first ``n_prompts`` prompts (under the ``user`` mechanism, the first
+        ``n_prompts`` of each of its two placements), and with a payload the fine-tune's payload gain
+        alone (what a trigger must raise; the base's share only ever lowers a score), plus fluency
+        where it is weighted."""
+        prompts = self.prompts[:n_prompts]
+        if self.mechanism == "user":
+            halves = placement_halves(self.prompts)
+            prompts = [p for half in halves.values() for p in half[:n_prompts]]
         if self.payload and "payload" in self.weights:
             weights = {"payload": 1.0, **({"fluency": self.weights["fluency"]} if "fluency" in self.weights else {})}
-            return Objective(self.pair, self.prompts[:n_prompts], self.mechanism, self.payload, weights, self.config,
+            return Objective(self.pair, prompts, self.mechanism, self.payload, weights, self.config,
                              self.payload_tokens, views=("ft",), activation_rank=self.activation_rank)
-        o = self.variant()
-        o.prompts = self.prompts[:n_prompts]
+        return self.subset(prompts)
+
+    def subset(self, prompts: list[Prompt], mechanism: str | None = None) -> "Objective":
+        """The same objective on other prompts (its no-trigger baselines recomputed)."""
+        o = self.variant(mechanism=mechanism)
+        o.prompts = list(prompts)
         o._baseline = o._baseline_ref = o._act_baseline = None
         return o
 
@@ -311,6 +320,17 @@ class Objective:
             o["score"] = sum(w * o[k] for k, w in self.weights.items())
         self.pair.ft()
         return out
+
+
+def placement_halves(prompts: Sequence[Prompt]) -> dict[str, list[Prompt]]:
+    """The ``user`` mechanism's prompts by where it places the trigger: ``user_prefix`` / ``user_suffix``."""
+    from dormant.llm.engine.prompts import user_placement
+
+    out: dict[str, list[Prompt]] = {"user_prefix": [], "user_suffix": []}
+    for p in prompts:
+        last = [m for m in p.messages if m["role"] == "user"]
+        out[user_placement(last[-1]["content"]) if last else "user_prefix"].append(p)
+    return out
 
 
 def parse_objectives(spec: str | None, payload: str | None) -> dict[str, float]:

@@ -50,6 +50,7 @@ class Slot:
     before: list[list[int]]  # per prompt: ids up to the trigger (without the lead)
     after: list[list[int]]  # per prompt: ids after the trigger, up to the answer
     contexts: list[tuple[str, list[int], str, list[int]]]  # distinct (text, ids) before / after, between special tokens
+    scorer: Objective | None = None  # what scores recorded candidates (default: ``objective``)
     _prefix: Any = None
     _checked: dict[tuple[int, ...], str | None] = field(default_factory=dict)
 
@@ -77,7 +78,21 @@ def _specials(tok: Any) -> list[str]:
 
 
 def make_slot(objective: Objective) -> Slot:
-    """The trigger's place in each of the objective's prompts under its mechanism."""
+    """The trigger's place in each of the objective's prompts under its mechanism.
+
+    The ``user`` mechanism places a trigger at the start of some user messages and at the end of
+    others; token ids cannot stand for the same text at both (a word's first token differs with and
+    without the space before it), so the slot follows the suffix half of the prompts (the prefix
+    half when there is none), and ``scorer`` (the whole objective, both halves) scores what is
+    recorded."""
+    if objective.mechanism == "user":
+        from dormant.llm.search.objectives import placement_halves
+
+        halves = placement_halves(objective.prompts)
+        mech = "user_suffix" if halves["user_suffix"] else "user_prefix"
+        slot = make_slot(objective.subset(halves[mech], mechanism=mech))
+        slot.scorer = objective
+        return slot
     tok = objective.pair.tokenizer
     specials = _specials(tok)
     before, after, leads, contexts = [], [], set(), {}
