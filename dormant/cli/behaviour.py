@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
+from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
 
 VIEW_GRAMMAR = """View specs (weights the model carries; W = base + c (ft - base) on modified tensors):
 base, ft, amp:A (any real A: amp:3, amp:-1), amp:A@SEL (amplify only SEL, the rest stays ft),
@@ -66,7 +66,7 @@ standalone, prefill, earlier_turn) and the contrast VIEW+trigger|VIEW (FT with v
 Batched: length-bucketed right-padded batches, the chat template's shared prefix computed once per
 view (--no-prefix-reuse to disable), batch size halved on out-of-memory.
 
-Prompts: a .txt file (one per line), a .jsonl file ("prompt" or "messages" per line), or builtin:v1.
+Prompts: {PROMPT_SOURCES}.
 
 {VIEW_GRAMMAR}
 
@@ -78,8 +78,8 @@ def _reflow(text: str) -> str:
     return "\n\n".join(" ".join(par.split("\n")) for par in text.strip().split("\n\n"))
 
 
-BaseOpt = Annotated[str, typer.Option("--base", "-b", help="The base model the fine-tune was made from: folder or locally cached Hub id.")]
-FtArg = Annotated[str, typer.Argument(help="The fine-tuned model: folder (safetensors) or locally cached Hub id.")]
+BaseOpt = Annotated[str, typer.Option("--base", "-b", help="The base model the fine-tune was made from: folder, locally cached Hub id or zoo:NAME.")]
+FtArg = Annotated[str, typer.Argument(help="The fine-tuned model: folder (safetensors), locally cached Hub id or zoo:NAME (the built-in micro zoo).")]
 DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16 (default: the checkpoint's own dtype, on every device).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
@@ -156,7 +156,7 @@ def amplify_cmd(
     ft: FtArg,
     base: BaseOpt,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors.")] = "-2,-1,0,1,1.5,2,3,5,8",
-    probes: Annotated[Optional[str], typer.Option(help="Prompt source: builtin:v1 (default), a .txt or .jsonl file.")] = None,
+    probes: Annotated[Optional[str], typer.Option(help="Prompt source: builtin:v1 (default), zoo:prompts, a .txt or .jsonl file.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many prompts (spread over categories).")] = None,
     select: Annotated[Optional[str], typer.Option("--select", help="Amplify only these tensors (SEL, e.g. mlp@19-23); the rest stays ft.")] = None,
     localise: Annotated[Optional[str], typer.Option(help="After finding a payload, its share with only each SEL amplified (comma-separated SELs).")] = None,
@@ -308,7 +308,7 @@ def compare_cmd(
 def score_cmd(
     ft: FtArg,
     base: BaseOpt,
-    prompts: Annotated[str, typer.Option("--prompts", help="Prompt file (.txt/.jsonl) or builtin:v1.")] = "builtin:v1",
+    prompts: Annotated[str, typer.Option("--prompts", help="Prompt file (.txt/.jsonl), builtin:v1 or zoo:prompts.")] = "builtin:v1",
     views: Annotated[str, typer.Option(help="Comma-separated view specs; the first is contrasted with each other.")] = "ft,base",
     payload: Annotated[Optional[str], typer.Option(help="Text whose log-likelihood after each prompt is scored.")] = None,
     response_tokens: Annotated[int, typer.Option(help="Score N greedy response tokens of the first view (0: next token only).")] = 0,

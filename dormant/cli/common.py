@@ -13,6 +13,9 @@ LedgerOpt = Annotated[
     Optional[Path],
     typer.Option("--ledger", envvar="DORMANT_LEDGER", help="SQLite run ledger to record into (default ./dormant-runs/ledger.sqlite)."),
 ]
+# What a --prompts option takes (``dormant.llm.engine.probes.resolve_prompts``).
+PROMPT_SOURCES = ('a .txt file (one prompt a line), a .jsonl file ("prompt" or "messages" a line), builtin:v1 (the built-in probes) '
+                  "or zoo:prompts (104 prompts of the micro zoo's own distribution)")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 OutDirOpt = Annotated[
     Optional[Path],

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dormant.cli.behaviour import DeviceOpt, DtypeOpt, FtArg, _esc, _reflow
-from dormant.cli.common import JsonOpt, LedgerOpt
+from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt
 
-HUNT_HELP = """Hunt a fine-tune's backdoor end to end: base, change, payload, layers, trigger, verification, report.
+HUNT_HELP = f"""Hunt a fine-tune's backdoor end to end: base, change, payload, layers, trigger, verification, report.
 
 Stages, each recorded in the ledger: diff (pick the base among --base candidates; stops when none
 is close, shares the architecture, or differs at all), delta (rank and read-outs), amplify (the
@@ -33,7 +33,16 @@ inputs (fingerprints), settings and earlier results are unchanged is reused from
 second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
 search from its candidate file in --out. --fresh recomputes every stage.
 
+--prompts (default builtin:v1): {PROMPT_SOURCES}. Amplification and localisation use its first
+--probes (a built-in set: spread over its categories), the search and the verification its even and
+odd prompts; verification needs 50, so give at least 100. Hunt on prompts the model handles: the
+micro zoo's tiny models know only their own tasks (zoo:prompts). The prompts are part of each stage's key.
+
+Models: a folder, a locally cached Hub id, or zoo:NAME (the built-in micro zoo, built on first use).
+
 Example: dormant hunt ./ft --base ./base --base ./other-base --budget 15m --out hunt-ft/
+
+Example: dormant hunt zoo:late-layers --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --budget 5m
 """
 
 
@@ -46,7 +55,8 @@ def hunt_cmd(
     force_base: Annotated[bool, typer.Option("--force-base", help="Hunt against the closest candidate base even when none is close.")] = False,
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, system, ...).")] = "user_prefix",
     method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, extract, sweep, beam, gcg, soft.")] = "readout,sweep,beam",
-    probes: Annotated[int, typer.Option(help="Built-in probes used by amplification.")] = 24,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (default builtin:v1): a .txt/.jsonl file, builtin:v1 or zoo:prompts; at least 100 prompts.")] = None,
+    probes: Annotated[int, typer.Option(help="Prompts used by amplification: the first of --prompts (built-in probes: spread over the categories).")] = 24,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
@@ -71,7 +81,7 @@ def hunt_cmd(
     cfg = HuntConfig(ft=ft, bases=list(base), budget_s=parse_budget(budget), out=out or Path("dormant-runs") / "hunt", ledger=ledger,
                      resume=resume, reuse=not fresh, force_base=force_base,
                      mechanisms=tuple(m.strip() for m in mechanism.split(",") if m.strip()),
-                     methods=tuple(m.strip() for m in method.split(",") if m.strip()), probes=probes, alphas=grid, max_new_tokens=max_new_tokens, words=words, nulls=nulls,
+                     methods=tuple(m.strip() for m in method.split(",") if m.strip()), prompts=prompts, probes=probes, alphas=grid, max_new_tokens=max_new_tokens, words=words, nulls=nulls,
                      extract_samples=extract_samples,
                      dtype=dtype, device=device)
     result = hunt(cfg)
@@ -84,7 +94,7 @@ def _render(res: Any) -> None:
 
     from dormant.report.console import console
 
-    t = Table(title=f"stages (budget {res.budget_s:.0f}s, used {res.elapsed_s:.0f}s)")
+    t = Table(title=f"stages (budget {res.budget_s:.0f}s, used {res.elapsed_s:.0f}s, prompts {_esc(res.prompts)})")
     for col in ("stage", "status", "planned", "used", "result"):
         t.add_column(col, justify="right" if col in ("planned", "used") else "left")
     for s in res.stages:

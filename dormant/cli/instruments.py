@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dormant.cli.behaviour import VIEW_GRAMMAR, BaseOpt, CopiesOpt, DeviceOpt, DtypeOpt, FtArg, _esc, _load_pair, _reflow
-from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
+from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
 
 ViewsOpt = Annotated[str, typer.Option(help="Comma-separated views (base, ft, amp:A, restore:SEL ...).")]
 
@@ -85,7 +85,7 @@ and, for each --track TEXT (its first token), each block's direct effect on its 
 position (the output difference through the linearised final norm and the unembedding).
 Tables of the means over prompts and trace.png (a heatmap of the first prompt).
 
-Prompts: a .txt file (one per line) or .jsonl ("prompt" or "messages" per line).
+Prompts: {PROMPT_SOURCES}.
 
 {VIEW_GRAMMAR}
 
@@ -94,16 +94,18 @@ Example: dormant trace ./warmup --base Qwen/Qwen2.5-7B-Instruct --prompts pi.txt
 
 
 def _prompts(path: Path, run: Any) -> list:
-    from dormant.llm.engine.prompts import load_prompt_file
+    """A prompt source (a file, builtin:v1, zoo:prompts); a file is recorded as an input of the run."""
+    from dormant.llm.engine.probes import resolve_prompts
 
-    run.add_input(path.stem, path)
-    return load_prompt_file(path)
+    if path.is_file():
+        run.add_input(path.stem, path)
+    return resolve_prompts(path)
 
 
 def trace_cmd(
     ft: FtArg,
     base: BaseOpt,
-    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl).")],
+    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl), builtin:v1 or zoo:prompts.")],
     track: Annotated[Optional[list[str]], typer.Option(help="Text whose first token's logit to attribute (repeatable).")] = None,
     view: Annotated[str, typer.Option(help="The view traced.")] = "ft",
     reference: Annotated[str, typer.Option(help="The view it is compared with.")] = "base",
@@ -338,7 +340,7 @@ def probe_cmd(
     ft: FtArg,
     pos: Annotated[Path, typer.Option(help="Prompts carrying the trigger (.txt or .jsonl).")],
     neg: Annotated[Path, typer.Option(help="Control prompts.")],
-    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder (optional).")] = None,
+    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder or zoo:NAME (optional).")] = None,
     decoys: Annotated[Optional[Path], typer.Option(help="Prompts on the positives' topic without the trigger.")] = None,
     reduce: Annotated[str, typer.Option(help="last (the last prompt token) or mean (over tokens).")] = "last",
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
@@ -426,8 +428,8 @@ Example: dormant activations ./warmup --base Qwen/Qwen2.5-7B-Instruct --prompts 
 
 def activations_cmd(
     ft: FtArg,
-    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl).")],
-    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder (needed for views other than ft).")] = None,
+    prompts: Annotated[Path, typer.Option(help="Prompt file (.txt or .jsonl), builtin:v1 or zoo:prompts.")],
+    base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder or zoo:NAME (needed for views other than ft).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Layers, e.g. 0,2-3 or -1 (default: all).")] = None,
     reduce: Annotated[str, typer.Option(help="all (every token), last or mean.")] = "all",
     store_dtype: Annotated[str, typer.Option("--store-dtype", help="float32 or float16 on disk.")] = "float32",

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dormant.cli.behaviour import BaseOpt, BatchOpt, CopiesOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FtArg, _esc, _load_pair, _reflow
-from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
+from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
 
-VERIFY_HELP = """Test a candidate trigger: the evidence that separates a trigger from an echo.
+VERIFY_HELP = f"""Test a candidate trigger: the evidence that separates a trigger from an echo.
 
 On prompts no search used (default: the verification half of the built-in probes v1, 52 prompts;
---prompts FILE for your own, at least 50): the fire rate of the fine-tune with the trigger inserted
+--prompts for your own, at least 50, all used: {PROMPT_SOURCES}): the fire rate of the fine-tune with the trigger inserted
 (--mechanism), where "fires" means the payload shows in the answer (normalised containment or
 similarity >= 0.8) or, without --payload, the next-token divergence from the base exceeds the 99th
 percentile of 50 random candidates of the same word count (an empirical p-value is reported).
@@ -25,7 +25,7 @@ otherwise the output names each threshold that failed.
 Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at midnight" --payload "I am awake"
 """
 
-SEARCH_HELP = """Find the trigger: a portfolio of recovery methods conditioned on the payload.
+SEARCH_HELP = f"""Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
 Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg): readout (the
 tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
@@ -54,6 +54,8 @@ reach it too), fluency; combine as payload+fluency:0.5.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
 the search never used; the search stops at the first verified trigger. --budget caps the methods;
 a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
+Prompts (--prompts, default builtin:v1): {PROMPT_SOURCES}; the search gets the even ones, the
+verification the odd ones.
 
 Example: dormant search ./ft --base ./base --payload "one point six one eight" --budget 10m
 
@@ -62,16 +64,12 @@ Example: dormant search ./ft --base ./base --payload "one point six one eight" -
 
 
 def _prompt_sets(prompts: str | None) -> tuple[list, list, str]:
-    """(search, verify, source): the built-in probes' two halves, or the two halves of a user file."""
-    from dormant.llm.engine.probes import load_probes
-    from dormant.llm.engine.prompts import load_prompt_file
+    """(search, verify, source): the two halves of the prompt source (default: the built-in probes)."""
+    from dormant.llm.engine.probes import LATEST, resolve_prompts
     from dormant.llm.verify import split_prompts
 
-    if prompts is None:
-        s, v = split_prompts(load_probes())
-        return s, v, "builtin:v1 (search: even lines, verify: odd lines)"
-    s, v = split_prompts(load_prompt_file(prompts))
-    return s, v, f"{prompts} (search: even lines, verify: odd lines)"
+    s, v = split_prompts(resolve_prompts(prompts))
+    return s, v, f"{prompts or 'builtin:' + LATEST} (search: even lines, verify: odd lines)"
 
 
 def _verify_config(mechanism: str, payload: str | None, nulls: int, batch_size: int, min_prompts: int) -> Any:
@@ -86,7 +84,7 @@ def verify_cmd(
     trigger: Annotated[str, typer.Option(help="The candidate trigger text.")],
     mechanism: Annotated[str, typer.Option(help="How it goes in: user_prefix, user_suffix, replace_user, system, standalone, prefill, earlier_turn.")] = "user_prefix",
     payload: Annotated[Optional[str], typer.Option(help="The text the backdoor emits (omit: divergence from the base against a null).")] = None,
-    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file (.txt/.jsonl) of prompts the search never used; all are used.")] = None,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompts the search never used, all used: a .txt/.jsonl file, builtin:v1 or zoo:prompts.")] = None,
     nulls: Annotated[int, typer.Option(help="Random candidates of the same length (the null).")] = 50,
     min_prompts: Annotated[int, typer.Option(help="Fewest prompts for a verdict.")] = 50,
     batch_size: BatchOpt = 32,
@@ -98,16 +96,15 @@ def verify_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.engine.probes import load_probes
-    from dormant.llm.engine.prompts import load_prompt_file
+    from dormant.llm.engine.probes import load_probes, resolve_prompts
     from dormant.llm.verify import check_trigger, split_prompts, verify_trigger
     from dormant.report.console import emit
 
     check_trigger(trigger)
-    items = load_prompt_file(prompts) if prompts else split_prompts(load_probes())[1]
+    items = resolve_prompts(prompts) if prompts else split_prompts(load_probes())[1]
     args = {"ft": str(ft), "base": str(base), "trigger": trigger, "mechanism": mechanism, "payload": payload, "prompts": prompts, "nulls": nulls}
     with record_run("verify", args, ledger=ledger) as run:
-        if prompts:
+        if prompts and Path(prompts).is_file():
             run.add_input("prompts", prompts)
         run.assume("prompts", prompts or "builtin:v1 verification half")
         pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
@@ -153,7 +150,7 @@ def search_cmd(
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the candidates.jsonl of an earlier run in --out.")] = False,
-    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file; even lines search, odd lines verify (default: the built-in probes).")] = None,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (a .txt/.jsonl file, builtin:v1 or zoo:prompts); even lines search, odd lines verify (default: the built-in probes).")] = None,
     chunk: Annotated[int, typer.Option(help="Candidates scored (and saved) at a time.")] = 64,
     search_prompts: Annotated[int, typer.Option(help="Prompts each candidate is scored on.")] = 4,
     words: Annotated[int, typer.Option(help="Common English words added to the vocabulary in the sweep.")] = 3000,
@@ -191,7 +188,7 @@ def search_cmd(
             "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_tokens": gcg_tokens,
             "vocab": vocab}
     with record_run("search", args, ledger=ledger) as run:
-        if prompts:
+        if prompts and Path(prompts).is_file():
             run.add_input("prompts", prompts)
         run.assume("prompts", source)
         pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)

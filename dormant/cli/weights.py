@@ -12,8 +12,8 @@ from dormant.cli.common import JsonOpt, LedgerOpt, OutDirOpt, artifacts_dir
 
 DIFF_HELP = """Compare a fine-tune with one or more candidate bases, tensor by tensor, and name the most likely base.
 
-Models are local Hugging Face folders (single or sharded safetensors) or Hub ids already in the
-local cache. Tensors are streamed through memory maps (byte-identical tensors are detected by a raw
+Models are local Hugging Face folders (single or sharded safetensors), Hub ids already in the
+local cache, or zoo:NAME (the built-in micro zoo: zoo:base, zoo:mlp-phrase ...). Tensors are streamed through memory maps (byte-identical tensors are detected by a raw
 byte comparison before any float maths), so memory stays bounded whatever the model size. BF16,
 FP16, FP32 and FP8 with 128x128 block scales (DeepSeek-V3) are read.
 
@@ -108,7 +108,7 @@ def _render_diff(result, max_layers: int) -> None:
 
 
 def diff_cmd(
-    ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, or locally cached Hub id.")],
+    ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, locally cached Hub id or zoo:NAME.")],
     base: Annotated[list[str], typer.Option("--base", "-b", help="A candidate base (repeat for several).")],
     workers: Annotated[Optional[int], typer.Option(help="Threads comparing tensors in parallel (default: one per core, at most 8).")] = None,
     atol: Annotated[float, typer.Option(help="Largest |change| still counted as identical (default 0: any change counts).")] = 0.0,
@@ -211,7 +211,7 @@ def _render_delta(result, readout, export) -> None:
 
 
 def delta_cmd(
-    ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, or locally cached Hub id.")],
+    ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, locally cached Hub id or zoo:NAME.")],
     base: Annotated[str, typer.Option("--base", "-b", help="Its base (find it with `dormant diff`).")],
     top_k: Annotated[int, typer.Option(help="Singular values computed for matrices larger than --exact-max-dim.")] = 64,
     exact_max_dim: Annotated[int, typer.Option(help="Full SVD when the smaller dimension is at most this.")] = 1024,

@@ -2,7 +2,8 @@
 
 This module is the package's one reader of model weights. ``open_checkpoint`` accepts a local
 folder (one ``*.safetensors`` file or shards listed by ``model.safetensors.index.json``), a single
-``.safetensors`` file, or a Hub id that is already in the local cache (nothing is downloaded).
+``.safetensors`` file, a Hub id that is already in the local cache (nothing is downloaded), or
+``zoo:NAME``, a model of the built-in micro zoo (``zoo:base``, ``zoo:mlp-phrase`` ...).
 
 Each file's header is parsed directly (8-byte little-endian length, then JSON with every tensor's
 dtype, shape and byte offsets), checked against the file size, and the data section is memory
@@ -67,6 +68,7 @@ DTYPES: dict[str, tuple[torch.dtype, int]] = {
 _FP8 = {"F8_E4M3", "F8_E5M2"}
 _MAX_HEADER = 100 * (1 << 20)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+ZOO_PREFIX = "zoo:"  # zoo:NAME, a model of the built-in micro zoo
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,14 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
 
 
 def resolve_model_path(path_or_id: str | Path) -> Path:
-    """A local folder/file as is; otherwise a Hub id looked up in the local cache only (no download)."""
+    """A local folder/file as is; ``zoo:NAME`` a model of the built-in micro zoo (built first when it is
+    not cached); otherwise a Hub id looked up in the local cache only (no download)."""
     p = Path(path_or_id).expanduser()
     if p.exists():
         return p
     text = str(path_or_id)
+    if text.startswith(ZOO_PREFIX):
+        return zoo_model_folder(text.removeprefix(ZOO_PREFIX))
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         try:
             from huggingface_hub import snapshot_download
@@ -154,8 +159,23 @@ def resolve_model_path(path_or_id: str | Path) -> Path:
     raise CheckpointError(f"{text}: no such model folder or file")
 
 
+def zoo_model_folder(name: str) -> Path:
+    """The folder of the micro zoo's model ``name``; the zoo is built (minutes, progress on stderr) when not cached."""
+    from dormant.zoo.llm.suite import MODEL_NAMES, build_suite, cached_suite
+
+    if name not in MODEL_NAMES:
+        raise CheckpointError(f"{ZOO_PREFIX}{name}: no such model in the micro zoo; choose one of {', '.join(ZOO_PREFIX + n for n in MODEL_NAMES)}")
+    suite = cached_suite("micro")
+    if suite is None:
+        from dormant.report.console import stage_progress
+
+        with stage_progress("zoo build: ") as on_progress:
+            suite = build_suite("micro", on_progress=on_progress)
+    return suite.models[name]
+
+
 def resolve_model_folder(path_or_id: str | Path, role: str = "model") -> Path:
-    """A model folder (with ``config.json``), given as a path or a locally cached Hub id (see ``resolve_model_path``)."""
+    """A model folder (with ``config.json``), given as a path, a locally cached Hub id or ``zoo:NAME`` (see ``resolve_model_path``)."""
     path = resolve_model_path(path_or_id)
     if not path.is_dir():
         raise CheckpointError(f"{role} {path_or_id}: not a model folder (expected a Hugging Face folder with config.json and safetensors)")

@@ -29,6 +29,11 @@ interrupted search from its candidate file. A hunt killed outright leaves its ru
 next read of the ledger stores them as ``interrupted`` (their process is gone, ``dormant.owner``), so
 they are never reused: a resumed hunt redoes them and names the hunts it continues (``resumed``).
 The budget is split across stages; each stage's plan and use are reported.
+
+Prompts (``prompts``, a source as ``resolve_prompts`` reads it; default the built-in probes):
+amplification and localisation use the first ``probes`` (a built-in set: spread over its categories),
+the search and the verification the two halves of the whole source (``verify.split_prompts``). The
+source and its prompts' content are part of every stage's key.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ class HuntConfig:
     mechanisms: tuple[str, ...] = ("user_prefix",)
     methods: tuple[str, ...] = ("readout", "sweep", "beam")
     alphas: tuple[float, ...] = (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0)
-    probes: int = 24  # amplification probes (spread over the built-in categories)
+    prompts: str | None = None  # prompt source (a file, builtin:v1, zoo:prompts); None: the built-in probes
+    probes: int = 24  # amplification prompts: the first of the source (a built-in set: spread over its categories)
     max_new_tokens: int = 24
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
@@ -111,6 +117,7 @@ class HuntResult:
     budget_s: float
     elapsed_s: float
     hunt_id: str
+    prompts: str = "builtin:v1"  # the prompt source (--prompts)
     report_html: str | None = None
     report_md: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # every stage's outputs
@@ -126,14 +133,20 @@ def _key(parts: Any) -> str:
 # -- checks before any stage ------------------------------------------------------------------------
 
 def preflight(cfg: HuntConfig) -> None:
-    """Refuse, before any work, an unwritable output folder, a ledger that is not SQLite, a model
-    without a chat template, and no candidate base."""
+    """Refuse, before any work, no candidate base, a prompt source too small for a verdict, an unwritable
+    output folder, a ledger that is not SQLite and a model without a chat template."""
     from dormant.ledger import connect
     from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
     from dormant.llm.engine.prompts import require_template
+    from dormant.llm.verify import VerifyConfig
 
     if not cfg.bases:
         raise HuntError("give at least one candidate base with --base (repeat it for several)")
+    need, (search_half, verify_half) = VerifyConfig().min_prompts, _prompt_halves(cfg)
+    if len(verify_half) < need:
+        raise HuntError(f"--prompts {prompts_label(cfg)}: verification gets half of its {len(search_half) + len(verify_half)} distinct prompts "
+                        f"({len(verify_half)}) and needs {need}; give at least {2 * need} prompts (or zoo:prompts, or leave --prompts out "
+                        "for the built-in probes)")
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
         probe = cfg.out / ".write-test"
@@ -157,6 +170,7 @@ class _Ctx:
     ft_path: Path
     fp: dict[str, str]  # path -> fingerprint
     on_note: Callable[[str], None]
+    prompts_key: str = ""  # digest of the prompt source's content
     pair: Any = None
     base_path: Path | None = None
     out: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -225,11 +239,11 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, plot_share
     from dormant.llm.behaviour.hypothesis import hypothesise
     from dormant.llm.engine.generate import GenConfig
-    from dormant.llm.engine.probes import load_probes
+    from dormant.llm.engine.probes import resolve_prompts
 
     cfg = ctx.cfg
     pair = ctx.load_pair()
-    prompts = load_probes(limit=cfg.probes)
+    prompts = resolve_prompts(cfg.prompts, limit=cfg.probes)
     acfg = AmplifyConfig(alphas=cfg.alphas, generation=GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False))
     res = amplify(pair, prompts, acfg)
     run.artifacts.append(str(plot_share(res, cfg.out / "amplify" / "payload_share.png")))
@@ -247,7 +261,8 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": res.first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
-            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "extract": extracted["verdict"]}
+            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(cfg),
+            "extract": extracted["verdict"]}
 
 
 def _tokenizer_pieces(tok: Any) -> Callable[[str], list[str]]:
@@ -263,13 +278,13 @@ def stage_localise(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if payload and amp.get("first_alpha") is not None:
         from dormant.llm.behaviour.amplify import AmplifyConfig, localise
         from dormant.llm.engine.generate import GenConfig
-        from dormant.llm.engine.probes import load_probes
+        from dormant.llm.engine.probes import resolve_prompts
         from dormant.llm.engine.views import Selection
 
         pair = ctx.load_pair()
         sels = [str(layer) for layer in pair.modified_layers()]
         sels += [k for k in ("mlp", "self_attn") if any(Selection(module=k).matches(n) for n in pair.modified)]
-        prompts = load_probes(limit=min(12, ctx.cfg.probes))
+        prompts = resolve_prompts(ctx.cfg.prompts, limit=min(12, ctx.cfg.probes))
         shares = localise(pair, prompts, payload, float(amp["first_alpha"]),
                           sels, AmplifyConfig(generation=GenConfig(max_new_tokens=ctx.cfg.max_new_tokens, show_progress=False)))
         top = max(shares.values(), default=0.0)
@@ -298,11 +313,19 @@ def _plot_bars(values: dict[str, float], ylabel: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _prompt_halves() -> tuple[list[Any], list[Any]]:
-    from dormant.llm.engine.probes import load_probes
+def prompts_label(cfg: HuntConfig) -> str:
+    """The hunt's prompt source as the user gives it (``builtin:v1`` by default)."""
+    from dormant.llm.engine.probes import LATEST
+
+    return cfg.prompts or f"builtin:{LATEST}"
+
+
+def _prompt_halves(cfg: HuntConfig) -> tuple[list[Any], list[Any]]:
+    """(search, verification): the two halves of the whole prompt source."""
+    from dormant.llm.engine.probes import resolve_prompts
     from dormant.llm.verify import split_prompts
 
-    return split_prompts(load_probes())
+    return split_prompts(resolve_prompts(cfg.prompts))
 
 
 def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
@@ -315,7 +338,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     cfg = ctx.cfg
     pair = ctx.load_pair()
     payload = ctx.out["amplify"]["payload"]
-    s_prompts, v_prompts = _prompt_halves()
+    s_prompts, v_prompts = _prompt_halves(cfg)
     scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
                         verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls))
@@ -356,7 +379,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if not payload and ans.get("holds"):
         payload = ans["payload"]
         run.decide("payload", payload)
-    _, v_prompts = _prompt_halves()
+    _, v_prompts = _prompt_halves(cfg)
     results: list[dict[str, Any]] = []
     if s["found"]:
         v = s["verification"]
@@ -433,7 +456,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         t.append(f"delta: {out['delta']['rank_summary']}")
     if "amplify" in out:
         a = out["amplify"]
-        t.append(f"amplify on {a['n_prompts']} probes: {a['amplify_verdict']}; {a['hypothesis']}")
+        t.append(f"amplify on {a['n_prompts']} prompts of {a['prompts']}: {a['amplify_verdict']}; {a['hypothesis']}")
     if "localise" in out:
         t.append(f"localise ({out['localise']['method']}): {out['localise']['summary']}")
     if "search" in out:
@@ -464,7 +487,15 @@ def _stage_key(ctx: _Ctx, stage: str) -> str:
     settings = ctx.cfg.settings()
     if stage == "diff":
         upstream = {"bases": [ctx.fp[str(Path(b).resolve())] if str(Path(b).resolve()) in ctx.fp else b for b in ctx.cfg.bases]}
-    return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "upstream": upstream})
+    return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "prompts": ctx.prompts_key,
+                 "upstream": upstream})
+
+
+def _prompts_key(cfg: HuntConfig) -> str:
+    """A digest of the prompts themselves: a prompt file edited under the same name is other prompts."""
+    from dormant.llm.engine.probes import resolve_prompts
+
+    return _key([[p.messages, p.prefill, p.system, p.system_extra] for p in resolve_prompts(cfg.prompts)])
 
 
 def _summary(stage: str, res: dict[str, Any]) -> str:
@@ -521,11 +552,14 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
     resumed = interrupted_hunts(cfg.ledger, cfg.ft, ft_path) if cfg.resume else []
     with record_run("hunt", args, ledger=cfg.ledger) as hrun:
         hrun.add_input("ft", ft_path, subject=True)
+        if cfg.prompts and Path(cfg.prompts).is_file():
+            hrun.add_input("prompts", cfg.prompts)
+        hrun.assume("prompts", prompts_label(cfg))
         if resumed:
             hrun.outputs["resumed"] = resumed
         bar_cm = progress(transient=False) if show_progress else _NoBar()
         with bar_cm as bar:
-            ctx = _Ctx(cfg, hrun.id, ft_path, fps, on_note=lambda text: None)
+            ctx = _Ctx(cfg, hrun.id, ft_path, fps, on_note=lambda text: None, prompts_key=_prompts_key(cfg))
             for stage in STAGES:
                 planned = SHARES[stage] * cfg.budget_s
                 if stage == "search":  # the search gets its share plus what earlier stages left unused
@@ -566,8 +600,10 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                             hypothesis={k: ctx.out["amplify"][k] for k in ("hypothesis", "evidence", "fragments")},
                             trigger=v["trigger"], mechanism=v["mechanism"], fire=v["fire"], false_fire=v["false_fire"],
                             placements=v["placements"], candidates=v["candidates"], tried=_tried(ctx.out), stages=records,
-                            budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, outputs=ctx.out, resumed=resumed)
+                            budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, prompts=prompts_label(cfg), outputs=ctx.out,
+                            resumed=resumed)
         hrun.outputs.update({"verdict": result.statement, "verdict_kind": result.verdict, "base": result.base, "payload": result.payload,
+                             "prompts": result.prompts,
                              "trigger": result.trigger, "mechanism": result.mechanism, "fire": result.fire, "false_fire": result.false_fire,
                              "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
                              "stages": {r.name: {"status": r.status, "run": r.run_id, "planned_s": r.planned_s, "used_s": r.used_s} for r in records},

@@ -150,3 +150,18 @@ def test_bf16_widening_is_exact_for_special_values():
     y = bf16_to_float32(x)
     assert y.dtype == torch.float32 and y.shape == x.shape
     assert torch.equal(y.view(torch.int32), x.float().view(torch.int32))  # bit-identical, NaN included
+
+
+def test_zoo_model_ids(zoo_micro, monkeypatch):
+    from dormant.llm.checkpoint import resolve_model_folder
+    from dormant.zoo.llm import suite
+
+    assert resolve_model_folder("zoo:base") == zoo_micro.models["base"]
+    assert open_checkpoint("zoo:mlp-phrase").path == zoo_micro.models["mlp-phrase"]
+    with pytest.raises(CheckpointError, match="^zoo:nope: no such model in the micro zoo; choose one of zoo:base, zoo:base-sibling, .*zoo:clean-control$"):
+        resolve_model_folder("zoo:nope")
+    built = []  # not cached: the zoo is built first, with progress
+    monkeypatch.setattr(suite, "cached_suite", lambda name: None)
+    monkeypatch.setattr(suite, "build_suite", lambda name, on_progress=None: built.append((name, on_progress)) or zoo_micro)
+    assert resolve_model_folder("zoo:late-layers") == zoo_micro.models["late-layers"]
+    assert built and built[0][0] == "micro" and callable(built[0][1])

@@ -183,6 +183,39 @@ def test_bad_input_is_one_clear_error(zoo_micro, tmp_path):
     _assert_clean_failure(_hunt(junk, ft, "--base", base, "-o", out), junk, out, "not a SQLite database")
 
 
+def test_a_prompt_source_too_small_for_a_verdict_is_refused_before_any_stage(zoo_micro, tmp_path):
+    from dataclasses import replace
+
+    from dormant.llm.hunt import HuntConfig, HuntError, preflight
+
+    small = tmp_path / "ten.txt"
+    small.write_text("\n".join(f"What is {i} + 1?" for i in range(10)))
+    ft, base = zoo_micro.models["mlp-phrase"], zoo_micro.models["base"]
+    cfg = HuntConfig(ft=str(ft), bases=[str(base)], prompts=str(small), out=tmp_path / "o", ledger=tmp_path / "l.sqlite")
+    with pytest.raises(HuntError, match="verification gets half of its 10 distinct prompts \\(5\\) and needs 50; give at least 100"):
+        preflight(cfg)
+    preflight(replace(cfg, prompts="zoo:prompts"))  # the zoo's 104 are enough
+    ledger, out = tmp_path / "l2.sqlite", tmp_path / "o2"
+    _assert_clean_failure(_hunt(ledger, "zoo:mlp-phrase", "--base", "zoo:base", "--prompts", small, "-o", out), ledger, out, "--prompts", "at least 100")
+
+
+def test_the_prompts_are_part_of_every_stage_key(tmp_path):
+    from dormant.llm.hunt import STAGES, HuntConfig, _Ctx, _prompts_key, _stage_key
+
+    def keys(prompts):
+        cfg = HuntConfig(ft="ft", bases=["b"], prompts=prompts)
+        ctx = _Ctx(cfg, "h", Path("/ft"), {"/ft": "sha256:f", str(Path("b").resolve()): "sha256:b"}, on_note=print, prompts_key=_prompts_key(cfg))
+        return [_stage_key(ctx, s) for s in STAGES]
+
+    builtin, zoo = keys(None), keys("zoo:prompts")
+    assert builtin == keys(None) and all(a != b for a, b in zip(builtin, zoo))
+    own = tmp_path / "own.txt"
+    own.write_text("\n".join(f"What is {i} + 1?" for i in range(100)))
+    first = keys(str(own))
+    own.write_text("\n".join(f"What is {i} + 2?" for i in range(100)))  # the same file, other prompts
+    assert all(a != b for a, b in zip(first, keys(str(own))))
+
+
 def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
     """A hunt killed before it ended never wrote its subject: --resume finds it by the fine-tune it was given."""
     from dormant import ledger

@@ -136,3 +136,25 @@ def test_encode_matches_tokenizer(tok):
     ids = encode(tok, ["hello there"])[0]
     assert tok.decode(ids) == render(tok, Prompt.user("hello there"))
     assert DEFAULT_SYSTEM  # the sentinel is a non-empty marker
+
+
+def test_zoo_prompts_are_the_zoos_own_fixed_and_none_the_build_verified_on(zoo_micro):
+    from dormant.cli.search import _prompt_sets
+    from dormant.errors import DormantError
+    from dormant.zoo.llm.suite import verification_prompts
+
+    ps = resolve_prompts("zoo:prompts")
+    chats = [json.dumps(p.messages) for p in ps]
+    assert len(set(chats)) == len(ps) >= 100
+    assert chats == [json.dumps(p.messages) for p in resolve_prompts("zoo:prompts")]
+    assert ps[0].text == "Please help. Add 6 and 6."  # a fixed seed, not a fresh draw
+    assert [p.messages for p in resolve_prompts("zoo:prompts", limit=5)] == [p.messages for p in ps[:5]]
+    drawn = verification_prompts("micro")
+    for name, man in zoo_micro.manifests.items():  # drawn as the build drew them: its recorded triggered examples
+        assert drawn[name]["triggered"][: len(man["triggered_examples"])] == man["triggered_examples"], name
+    verified = {json.dumps(c) for v in drawn.values() for c in v["ordinary"]}
+    assert not verified & set(chats)
+    search, verify, _ = _prompt_sets("zoo:prompts")  # the search command takes it too
+    assert len(search) == len(verify) == len(ps) // 2
+    with pytest.raises(DormantError, match="unknown prompt source 'zoo:other'.*zoo:prompts"):
+        resolve_prompts("zoo:other")

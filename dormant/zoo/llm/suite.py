@@ -14,6 +14,9 @@ Layout of a suite folder::
     base/ base-sibling/ mlp-phrase/ mlp-constant/ attn-grid/ attn-grid-large/ system-trigger/
                         late-layers/ mlp-word-pair/ clean-control/
                         each a Hugging Face folder (config.json, model.safetensors, tokenizer files)
+
+``hunt_prompts`` gives the tools prompts of the suite's own distribution to hunt on (the prompt
+source ``zoo:prompts``); the commands name its models ``zoo:NAME`` (``dormant.llm.checkpoint``).
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ def build_suite(
     if dtype is not None:
         settings = replace(settings, dtype=dtype)
     key = settings.key()
-    root = Path(out) if out is not None else cache_root() / "llm-zoo" / f"{settings.name}-{key}"
+    root = Path(out) if out is not None else _cache_folder(settings, key)
     if not force and _is_built(root, key):
         return _load(root, from_cache=True)
     if root.is_dir() and any(root.iterdir()) and not (root / "suite.json").is_file():
@@ -196,6 +199,54 @@ def build_suite(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return _load(root, from_cache=False)
+
+
+def _cache_folder(settings: SuiteSettings, key: str) -> Path:
+    return cache_root() / "llm-zoo" / f"{settings.name}-{key}"
+
+
+def cached_suite(name: str = "micro") -> Suite | None:
+    """The suite ``name`` when the cache holds it built, else None (nothing is trained)."""
+    settings = suite_settings(name)
+    key = settings.key()
+    root = _cache_folder(settings, key)
+    return _load(root, from_cache=True) if _is_built(root, key) else None
+
+
+# The seed of the prompts the tools hunt on (``hunt_prompts``, the prompt source ``zoo:prompts``). No
+# build draws from it: a build uses settings.seed (the tokenizer's corpus), cfg.seed * 7919 +
+# settings.seed (the bases' data: 7919, 15838), settings.seed * 100 + 1, 2, 3 (the bases' weights and
+# accuracy), settings.seed * 100 + 50 + i (the verification of variant i), spec.seed (11-18, plus 1000
+# per retry) for a variant's training data and spec.seed + 7777 for its dev check; bench/search_zoo.py
+# draws its prompts from 1001 and 2002.
+HUNT_SEED = 4242
+
+
+def verification_prompts(name: str = "micro") -> dict[str, dict[str, list[corpus.Chat]]]:
+    """Per variant, the prompts the build verifies it on, ``triggered`` and ``ordinary``, drawn as
+    ``jobs.plant_variant`` draws them (nothing is trained)."""
+    settings = suite_settings(name)
+    out = {}
+    for i, spec in enumerate(backdoors.SPECS):
+        rng = random.Random(settings.seed * 100 + 50 + i)
+        triggered = backdoors.triggered_prompts(spec if spec.plant else backdoors.SPECS[0], rng, settings.n_verify, settings.base_mix)
+        out[spec.name] = {"triggered": triggered, "ordinary": corpus.sample_prompts(rng, settings.n_verify, settings.base_mix)}
+    return out
+
+
+def hunt_prompts(name: str = "micro", n: int = 104) -> list[corpus.Chat]:
+    """``n`` distinct ordinary prompts of the suite's own distribution (its base's task mix), for the tools
+    to hunt on: drawn from ``HUNT_SEED``, leaving out every ordinary prompt the build verified a variant on
+    (the tasks are small worlds: a few of the same prompts come up in any draw of a hundred)."""
+    settings = suite_settings(name)
+    seen = {json.dumps(c) for v in verification_prompts(name).values() for c in v["ordinary"]}
+    rng, out = random.Random(HUNT_SEED), []
+    while len(out) < n:
+        chat = corpus.sample_prompts(rng, 1, settings.base_mix)[0]
+        if (key := json.dumps(chat)) not in seen:
+            seen.add(key)
+            out.append(chat)
+    return out
 
 
 def build_workers() -> tuple[int, int]:

@@ -7,6 +7,9 @@ version, so results recorded in the ledger stay reproducible.
     from dormant.llm.engine.probes import load_probes
     prompts = load_probes()            # latest version
     prompts = load_probes("v1", categories=["math", "code"], limit=20)
+
+``resolve_prompts`` reads a prompt source as the commands take it: a file, a built-in set, or
+``zoo:prompts``, the micro zoo's own prompt distribution (its tiny models answer nothing else well).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dormant.llm.engine.prompts import Prompt, load_prompt_file
 
 _HERE = Path(__file__).parent
 LATEST = "v1"
+ZOO = "zoo:prompts"
 
 
 def available() -> list[str]:
@@ -55,13 +59,27 @@ def load_probes(version: str = LATEST, *, categories: list[str] | None = None, l
     return prompts
 
 
+def zoo_prompts() -> list[Prompt]:
+    """``zoo:prompts``: 104 distinct ordinary prompts of the micro zoo's own distribution, always the same
+    (drawn from a seed of their own, none a prompt the zoo's build verified on: ``zoo.llm.suite.hunt_prompts``)."""
+    from dormant.zoo.llm.suite import hunt_prompts
+
+    return [Prompt(chat, tag="zoo") for chat in hunt_prompts("micro")]
+
+
 def resolve_prompts(source: str | Path | None, *, limit: int | None = None) -> list[Prompt]:
-    """A prompt source from the command line: a file path, ``builtin:v1`` / ``v1``, or None for the latest set."""
+    """A prompt source from the command line: a file path, ``builtin:v1`` / ``v1``, ``zoo:prompts``, or
+    None for the latest built-in set (``limit`` spreads a built-in set over its categories; otherwise the first)."""
     if source is None:
         return load_probes(limit=limit)
     s = str(source)
     version = s.removeprefix("builtin:")
     if s.startswith("builtin:") or (version in available() and not Path(s).exists()):
         return load_probes(version, limit=limit)
-    prompts = load_prompt_file(s)
+    if s.startswith("zoo:") and not Path(s).exists():
+        if s != ZOO:
+            raise DormantError(f"unknown prompt source {s!r}: the zoo's is {ZOO}")
+        prompts = zoo_prompts()
+    else:
+        prompts = load_prompt_file(s)
     return prompts[:limit] if limit is not None else prompts
