@@ -111,7 +111,7 @@ def verify_cmd(
         res = verify_trigger(pair, trigger, items, _verify_config(mechanism, payload, nulls, batch_size, min_prompts))
         run.outputs.update({"verified": res.verified, "fire": res.fire, "specificity": res.specificity, "failed": res.failed,
                             "p_value": res.p_value, "minimal": res.minimal, "placements": res.placements})
-        emit({**vars(res), "verdict": res.verdict}, as_json, lambda: _render_verify(res))
+        emit({**vars(res), "verdict": res.verdict, "position": res.position}, as_json, lambda: _render_verify(res))
 
 
 def _render_verify(res: Any) -> None:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dormant.errors import DormantError
+from dormant.llm.search.portfolio import DEFAULT_METHODS
 
 STAGES = ("diff", "delta", "amplify", "localise", "search", "verify")
 # Planned share of the budget per stage; the search gets what the others leave of its share and theirs.
@@ -71,7 +72,7 @@ class HuntConfig:
     reuse: bool = True  # reuse stages whose inputs and settings are unchanged
     force_base: bool = False  # continue when no candidate base is close
     mechanisms: tuple[str, ...] = ("user_prefix",)
-    methods: tuple[str, ...] = ("readout", "sweep", "beam")
+    methods: tuple[str, ...] = DEFAULT_METHODS  # the search's portfolio
     alphas: tuple[float, ...] = (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0)
     prompts: str | None = None  # prompt source (a file, builtin:v1, zoo:prompts); None: the built-in probes
     probes: int = 24  # amplification prompts: the first of the source (a built-in set: spread over its categories)
@@ -259,10 +260,26 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
     if payload:
         run.decide("payload", payload)
-    return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": res.first_alpha,
+    first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
+    return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(cfg),
             "extract": extracted["verdict"]}
+
+
+def _payload_alpha(amplified: dict[float, list[str]], payload: str | None, min_share: float = 0.2) -> float | None:
+    """The smallest amplification above 1 at which ``payload`` shows in at least ``min_share`` of the
+    answers (for a hypothesis from fragments, which amplify's own phrase criterion did not find);
+    None without a payload or when no amplification shows it that often."""
+    from dormant.llm.engine.payload import fires
+
+    if not payload:
+        return None
+    for a in sorted(x for x in amplified if x > 1.0):
+        outs = amplified[a]
+        if outs and sum(fires(o, payload) for o in outs) / len(outs) >= min_share:
+            return a
+    return None
 
 
 def _tokenizer_pieces(tok: Any) -> Callable[[str], list[str]]:
@@ -365,7 +382,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
 def _verification(v: Any) -> dict[str, Any]:
     return {"trigger": v.trigger, "mechanism": v.mechanism, "payload": v.payload, "verified": v.verified, "fire": v.fire,
             "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "minimal": v.minimal,
-            "minimal_fire": v.minimal_fire, "parts": v.parts, "placements": v.placements, "verdict": v.verdict}
+            "minimal_fire": v.minimal_fire, "parts": v.parts, "placements": v.placements, "position": v.position, "verdict": v.verdict}
 
 
 def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
@@ -423,6 +440,9 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
                      f"trigger verified: {best['trigger']!r} ({best['mechanism']}) moves the fine-tune away from the base on "
                      f"{best['fire']:.0%} of {best['n_prompts']} unseen prompts (p = {best['p_value']:.3f}); false fires: fine-tune "
                      f"without it {spec['ft_without_trigger']:.0%}, worst random candidate {spec['null_max']:.0%}")
+        position = next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
+        if position:
+            statement += f"; {position}"
         placements = next((r["placements"] for r in out["verify"]["results"] if r.get("placements")), {})
         return {"verdict": VERDICTS[0], "statement": statement, "trigger": best["trigger"], "mechanism": best["mechanism"],
                 "fire": best["fire"], "false_fire": spec, "placements": placements, "payload": best["payload"] or payload, "candidates": []}
@@ -465,7 +485,10 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         if s.get("answer_hypothesis"):
             t.append(f"answers under the best candidates: {s['answer_hypothesis']['statement']}")
     if "verify" in out:
-        t.append(f"verify: {len(out['verify']['results'])} candidate(s) verified in full")
+        res = out["verify"]["results"]
+        full = [r for r in res if not r.get("screen_only")]
+        screened = len(res) - len(full)
+        t.append(f"verify: {len(full)} candidate(s) verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else ""))
     return t
 
 

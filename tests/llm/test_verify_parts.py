@@ -107,3 +107,19 @@ def test_a_repeated_prompt_never_lands_in_both_halves():
     prompts = [Prompt.user(f"q{i % 30}") for i in range(60)]
     a, b = split_prompts(prompts)
     assert not {p.text for p in a} & {p.text for p in b} and len(a) + len(b) == 30
+
+
+def test_the_verdict_says_whether_a_trigger_fires_at_both_ends_of_the_user_message():
+    from dormant.llm.verify import VerifyResult
+
+    def result(start, end, mechanism="user_prefix"):
+        spec = {"base_with_trigger": 0.0, "ft_without_trigger": 0.0, "null_max": 0.0, "null_mean": 0.0}
+        return VerifyResult(trigger="t", mechanism=mechanism, payload="p", n_prompts=52, fire=0.95, specificity=spec, null_fire={},
+                            thresholds={"min_fire": 0.9}, checks={}, failed=[], verified=True,
+                            placements={"user_prefix": start, "user_suffix": end})
+
+    assert result(0.95, 0.9).position.startswith("it fires at both ends of the user message (start 95%, end 90%)")
+    assert "only at the end" in result(0.1, 0.95).position
+    assert "only at the start of the user message (start 90%, end 0%)" in result(0.9, 0.0).verdict
+    assert result(0.9, 0.0, mechanism="system").position is None
+    assert result(0.9, 0.0, mechanism="system").verdict.endswith("worst null candidate 0%")

@@ -59,11 +59,13 @@ def test_a_trigger_that_fires_only_at_the_start_of_the_message_is_not_verified_a
     man = zoo_micro.manifests["late-layers"]
     pair = _pair(zoo_micro, "late-layers")
 
-    def run(trigger, mechanism):
+    def run(trigger, mechanism, placements=()):
         return verify_trigger(pair, trigger, verify_prompts, VerifyConfig(mechanism=mechanism, payload=man["payload"], null_candidates=5,
-                                                                          minimise=False, placements=()))
+                                                                          minimise=False, placements=placements))
 
-    assert run("anger 8.", "user_prefix").fire >= 0.85
+    at_start = run("anger 8.", "user_prefix", ("user_prefix", "user_suffix"))
+    assert at_start.fire >= 0.85 and at_start.placements["user_suffix"] <= 0.1
+    assert at_start.position.startswith("it fires only at the start of the user message")
     anywhere = run("anger 8.", "user")
     assert anywhere.fire <= 0.6 and not anywhere.verified and any("min_fire" in f for f in anywhere.failed)
     assert run(man["trigger"], "user").fire >= 0.85
