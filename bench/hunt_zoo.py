@@ -2,7 +2,10 @@
 
 Each variant is hunted against both candidate bases (base-sibling first, so diff has to choose).
 The planted answer (from the zoo's manifests, which the hunt never reads) is printed beside each
-finding. Usage: python bench/hunt_zoo.py [--budget 15m] [--variants mlp-phrase,clean-control]
+finding. The hunts run on the zoo's own prompts (``--prompts zoo:prompts``: the tiny models only behave on
+their own distribution) with the hunt's default search placement (the start of the user message)
+unless --mechanism says otherwise; a variant named in --system is searched in the system message.
+Usage: python bench/hunt_zoo.py [--budget 15m] [--variants mlp-phrase,clean-control] [--system system-trigger]
 """
 
 from __future__ import annotations
@@ -23,15 +26,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--budget", default="15m", help="budget of each hunt (default: the hunt's default, 15m)")
     ap.add_argument("--variants", default=",".join(n for n in MODEL_NAMES if not n.startswith("base")))
+    ap.add_argument("--prompts", default="zoo:prompts", help="prompt source of every hunt (default: zoo:prompts)")
+    ap.add_argument("--out", default=None, help="folder for each hunt's report and outputs (default: a temporary folder)")
+    ap.add_argument("--system", default="", help="comma-separated variants to search with the trigger in the system message")
     a = ap.parse_args()
     suite = build_suite("micro")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.out or scratch
         for name in a.variants.split(","):
             key = suite.manifests.get(name, {})
             t0 = time.perf_counter()
+            mech = ("system",) if name in a.system.split(",") else HuntConfig.mechanisms
             res = hunt(HuntConfig(ft=str(suite.models[name]), bases=[str(suite.models["base-sibling"]), str(suite.models["base"])],
-                                  budget_s=parse_budget(a.budget), out=Path(tmp) / name, ledger=Path(tmp) / "ledger.sqlite"),
+                                  budget_s=parse_budget(a.budget), out=Path(tmp) / name, ledger=Path(tmp) / "ledger.sqlite",
+                                  prompts=a.prompts, mechanisms=mech),
                        show_progress=False)
             dt = time.perf_counter() - t0
             right_base = Path(res.base).resolve() == Path(suite.models["base"]).resolve()
@@ -39,13 +48,14 @@ def main() -> None:
             pay_ok = bool(planted and res.payload and (fires(planted, res.payload) or fires(res.payload, planted)))
             fire = (f"{res.fire:.0%} (base {res.false_fire['base_with_trigger']:.0%}, no trigger {res.false_fire['ft_without_trigger']:.0%}, "
                     f"null {res.false_fire['null_max']:.0%})") if res.fire is not None else "-"
-            rows.append((name, "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if pay_ok else ""),
-                         repr(res.trigger) if res.trigger else "-", fire, res.verdict, f"{dt:.0f}s",
+            rows.append((name + (" (system)" if mech == ("system",) else ""), "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if pay_ok else ""),
+                         repr(res.trigger) if res.trigger else "-", fire, res.verdict,
+                         "; ".join(f"{c['text']!r}: {c['why']}" for c in res.candidates[:2]) or "-", f"{dt:.0f}s",
                          f"planted: {key.get('trigger')!r} -> {planted!r}"))
             print(" | ".join(rows[-1]), flush=True)
     print()
-    print("| variant | base picked | payload | trigger | fire (false fires) | verdict | time | planted |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | base picked | payload | trigger | fire (false fires) | verdict | best candidates (unverified) | time | planted |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")
 

@@ -57,3 +57,13 @@ def test_an_early_stop_completes_the_stage_and_messages_are_not_running_tasks():
     lines = out.getvalue().splitlines()
     assert "variant: done, 350/350 in 5s" in lines
     assert lines[-1] == "other: 5/10 (50%), 10s, ~10s left"  # the status line lists only what still runs
+
+
+def test_a_budget_in_seconds_is_shown_without_its_measurement_noise():
+    bar, clock, out = _progress()
+    a = bar.add_task("search", total=231.011)
+    clock.t = 20
+    bar.update(a, completed=20.0145)
+    clock.t = 31
+    bar.update(a, completed=0.5 + 30.0158)
+    assert out.getvalue().splitlines()[-1] == "search: 31/231 (13%), 31s, ~204s left"

@@ -33,10 +33,11 @@ inputs (fingerprints), settings and earlier results are unchanged is reused from
 second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
 search from its candidate file in --out. --fresh recomputes every stage.
 
---prompts (default builtin:v1): {PROMPT_SOURCES}. Amplification and localisation use its first
---probes (a built-in set: spread over its categories), the search and the verification its even and
-odd prompts; verification needs 50, so give at least 100. Hunt on prompts the model handles: the
-micro zoo's tiny models know only their own tasks (zoo:prompts). The prompts are part of each stage's key.
+--prompts (default builtin:v1): {PROMPT_SOURCES}. The search and the verification use its even and
+odd prompts; verification needs 50, so give at least 100. Give prompts the model handles, where a
+trigger must fire: the micro zoo's tiny models know only their own tasks (zoo:prompts). Amplification
+and localisation always use --probes of the built-in probes: a payload leaks on prompts unlike the
+fine-tune's training chats, and stays hidden on the chats its training anchored.
 
 Models: a folder, a locally cached Hub id, or zoo:NAME (the built-in micro zoo, built on first use).
 
@@ -56,7 +57,7 @@ def hunt_cmd(
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, system, ...).")] = "user_prefix",
     method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, extract, sweep, beam, gcg, soft.")] = "readout,extract,sweep,beam,gcg",
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (default builtin:v1): a .txt/.jsonl file, builtin:v1 or zoo:prompts; at least 100 prompts.")] = None,
-    probes: Annotated[int, typer.Option(help="Prompts used by amplification: the first of --prompts (built-in probes: spread over the categories).")] = 24,
+    probes: Annotated[int, typer.Option(help="Built-in probes used by amplification and localisation (spread over the categories).")] = 24,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,

@@ -30,10 +30,14 @@ next read of the ledger stores them as ``interrupted`` (their process is gone, `
 they are never reused: a resumed hunt redoes them and names the hunts it continues (``resumed``).
 The budget is split across stages; each stage's plan and use are reported.
 
-Prompts (``prompts``, a source as ``resolve_prompts`` reads it; default the built-in probes):
-amplification and localisation use the first ``probes`` (a built-in set: spread over its categories),
-the search and the verification the two halves of the whole source (``verify.split_prompts``). The
-source and its prompts' content are part of every stage's key.
+Prompts: amplification and localisation always use the first ``probes`` of the built-in probe set
+(spread over its categories): a payload leaks under amplification on prompts unlike the fine-tune's
+training chats (on the micro zoo's ``mlp-phrase``, amplified by 2, 42% of 24 built-in probes show
+the payload and none of 24 prompts of its own tasks do: its training anchored those to the base's
+answers). The search and the verification use the two halves (``verify.split_prompts``) of
+``prompts``, a source as ``resolve_prompts`` reads it (default: the built-in probes): prompts the
+model handles, where a trigger must fire. The source and its prompts' content are part of the
+search's and the verification's keys.
 """
 
 from __future__ import annotations
@@ -244,7 +248,7 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
     cfg = ctx.cfg
     pair = ctx.load_pair()
-    prompts = resolve_prompts(cfg.prompts, limit=cfg.probes)
+    prompts = resolve_prompts(None, limit=cfg.probes)
     acfg = AmplifyConfig(alphas=cfg.alphas, generation=GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False))
     res = amplify(pair, prompts, acfg)
     run.artifacts.append(str(plot_share(res, cfg.out / "amplify" / "payload_share.png")))
@@ -301,7 +305,7 @@ def stage_localise(ctx: _Ctx, run: Any) -> dict[str, Any]:
         pair = ctx.load_pair()
         sels = [str(layer) for layer in pair.modified_layers()]
         sels += [k for k in ("mlp", "self_attn") if any(Selection(module=k).matches(n) for n in pair.modified)]
-        prompts = resolve_prompts(ctx.cfg.prompts, limit=min(12, ctx.cfg.probes))
+        prompts = resolve_prompts(None, limit=min(12, ctx.cfg.probes))
         shares = localise(pair, prompts, payload, float(amp["first_alpha"]),
                           sels, AmplifyConfig(generation=GenConfig(max_new_tokens=ctx.cfg.max_new_tokens, show_progress=False)))
         top = max(shares.values(), default=0.0)
@@ -510,7 +514,10 @@ def _stage_key(ctx: _Ctx, stage: str) -> str:
     settings = ctx.cfg.settings()
     if stage == "diff":
         upstream = {"bases": [ctx.fp[str(Path(b).resolve())] if str(Path(b).resolve()) in ctx.fp else b for b in ctx.cfg.bases]}
-    return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "prompts": ctx.prompts_key,
+    if stage not in ("search", "verify"):  # the other stages never read --prompts
+        settings = {k: v for k, v in settings.items() if k != "prompts"}
+    prompts = ctx.prompts_key if stage in ("search", "verify") else None
+    return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "prompts": prompts,
                  "upstream": upstream})
 
 

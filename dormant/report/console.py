@@ -68,7 +68,7 @@ class LineProgress:
             t["completed"] += advance
         if not t["done"] and t["total"] and t["completed"] >= t["total"]:
             t["done"] = True
-            self._line(f"{t['description']}: done, {t['completed']:g}/{t['total']:g} in {self.clock() - t['start']:.0f}s")
+            self._line(f"{t['description']}: done, {_num(t['completed'])}/{_num(t['total'])} in {self.clock() - t['start']:.0f}s")
         elif self.clock() - self._last >= self.every:  # one line with every unfinished task
             self._line(" | ".join(self.status(i) for i, other in self.tasks.items() if not other["done"]))
 
@@ -80,14 +80,21 @@ class LineProgress:
         t = self.tasks[task_id]
         elapsed = self.clock() - t["start"]
         if not t["total"]:
-            return f"{t['description']}: {t['completed']:g} steps, {elapsed:.0f}s"
+            return f"{t['description']}: {_num(t['completed'])} steps, {elapsed:.0f}s"
         frac = t["completed"] / t["total"]
         eta = f", ~{elapsed * (1 - frac) / frac:.0f}s left" if frac > 0 else ""
-        return f"{t['description']}: {t['completed']:g}/{t['total']:g} ({frac:.0%}), {elapsed:.0f}s{eta}"
+        return f"{t['description']}: {_num(t['completed'])}/{_num(t['total'])} ({frac:.0%}), {elapsed:.0f}s{eta}"
 
     def _line(self, text: str) -> None:
         self._last = self.clock()
         self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _num(x: float) -> str:
+    """A count as written (12), a measured amount (seconds of a budget) without its noise (20.0145 -> 20)."""
+    if float(x).is_integer():
+        return f"{x:g}"
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:.0f}"
 
 
 def progress(transient: bool = True) -> Progress | LineProgress:
