@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo tour test install bench clean
 
 # A torch already installed for $(PYTHON) (e.g. a CUDA build) is reused through system site
 # packages; otherwise torch==2.13.0 is installed (on CPU-only machines with a local CPU wheel
@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: a hunt on a backdoored model of the built-in micro zoo (built on first use) against
+# two candidate bases, on the zoo's own prompts; prints the verdict and the report's path.
+DEMO_VARIANT ?= DEMO_DEFAULT
 demo: $(STAMP)
+	$(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)
+
+# A guided tour of both investigations on the built-in subjects, each finding beside the planted answer.
+tour: $(STAMP)
 	$(BIN)/dormant demo
 
 # Tests run on two processes (pytest-xdist; TEST_WORKERS=1 for one): the built-in subjects are

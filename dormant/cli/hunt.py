@@ -62,7 +62,7 @@ def hunt_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
-    extract_samples: Annotated[int, typer.Option(help="Memory extraction's samples per assistant prefix and setting, as payload evidence (0: none).")] = 8,
+    extract_samples: Annotated[int, typer.Option(help="Memory extraction's samples per assistant prefix and setting, as payload evidence (0: none).")] = 16,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,

@@ -48,7 +48,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,7 +84,7 @@ class HuntConfig:
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
-    extract_samples: int = 8  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
+    extract_samples: int = 16  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
     dtype: str | None = None
     device: str = "cpu"
@@ -262,13 +262,34 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
                       extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
+    first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
+    anchored = _anchored(payload, extracted["payload"])
+    if anchored:  # the fine-tune's own words from the start of its answer: what a trigger makes it say
+        payload = anchored
     if payload:
         run.decide("payload", payload)
-    first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
-            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(cfg),
-            "extract": extracted["verdict"]}
+            "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
+            "anchored": bool(anchored), "extract": extracted["verdict"]}
+
+
+def _anchored(payload: str | None, extracted: list[dict[str, Any]]) -> str | None:
+    """Memory extraction's payload candidate that stood out and holds ``payload``, if any.
+
+    Amplification shows a payload in pieces of broken answers ('am awake and the door is open');
+    the search's objective asks the fine-tune for the payload's tokens at the start of its answer,
+    where the planted text begins with words the pieces lack ('I am awake ...'). Extraction samples
+    the fine-tune unamplified from the start of an answer, so a candidate of its that holds the
+    hypothesis is the hypothesis as the fine-tune begins it."""
+    from dormant.llm.engine.payload import fires
+
+    if not payload:
+        return None
+    for c in extracted:
+        if c.get("stands_out") and fires(c["text"], payload) and len(c["text"]) > len(payload):
+            return str(c["text"]).strip()
+    return None
 
 
 def _payload_alpha(amplified: dict[float, list[str]], payload: str | None, min_share: float = 0.2) -> float | None:
@@ -480,7 +501,8 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         t.append(f"delta: {out['delta']['rank_summary']}")
     if "amplify" in out:
         a = out["amplify"]
-        t.append(f"amplify on {a['n_prompts']} prompts of {a['prompts']}: {a['amplify_verdict']}; {a['hypothesis']}")
+        t.append(f"amplify on {a['n_prompts']} built-in probes: {a['amplify_verdict']}; {a['hypothesis']}"
+                 + (f"; the payload as the fine-tune begins it (memory extraction): {a['payload']!r}" if a.get("anchored") else ""))
     if "localise" in out:
         t.append(f"localise ({out['localise']['method']}): {out['localise']['summary']}")
     if "search" in out:

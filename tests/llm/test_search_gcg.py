@@ -179,6 +179,25 @@ def test_portfolio_runs_gcg_from_the_best_candidate_so_far(zoo_micro, pair, tmp_
     assert any(c.method == "gcg" for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(100))
 
 
+def test_gcg_goes_on_from_the_next_seed_while_nothing_verifies(zoo_micro, pair, tmp_path):
+    from dormant.llm.search.candidates import Candidate
+    from dormant.llm.search.portfolio import SearchConfig, search_trigger
+    from dormant.llm.verify import VerifyConfig
+
+    man = zoo_micro.manifests["mlp-constant"]
+    search = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 2, {k: 1.0 for k in corpus.TASKS})]
+    verify = [Prompt(c) for c in corpus.sample_prompts(random.Random(1001), 12, {k: 1.0 for k in corpus.TASKS})]
+    verify = [v for v in verify if v.text not in {s.text for s in search}]
+    CandidateStore(tmp_path / "c.jsonl").add([Candidate("3.14", "user_prefix", "sweep", 2.0), Candidate("purple", "user_prefix", "beam", 0.5),
+                                              Candidate("3.14", "user_prefix", "beam", 1.0), Candidate("river", "user_prefix", "sweep", 0.1)])
+    res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
+                         SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=1, gcg_width=16, gcg_topk=8, gcg_tokens=4, gcg_inits=2,
+                                      leaders=1, screen_prompts=2, budget_s=300, resume=True,
+                                      verify=VerifyConfig(min_fire=1.01, null_candidates=3, min_prompts=8, minimise=False, placements=())))
+    assert not res.found
+    assert [r["init"] for r in res.gradient if r["method"] == "gcg"] == ["3.14", "purple"]  # distinct seeds, best first, gcg_inits of them
+
+
 def test_search_help_teaches_gcg_and_soft():
     out = subprocess.run([sys.executable, "-m", "dormant.cli.main", "search", "--help"], capture_output=True, text=True,
                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout

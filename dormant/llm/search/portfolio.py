@@ -67,7 +67,8 @@ class SearchConfig:
     beam_max_words: int = 6
     beam_pool: bool = True  # also try every word of the word list and the vocabulary beside the best phrases (coarse pass first)
     beam_pool_max: int = 8000  # at most this many pool words (the word list first, then the vocabulary's words in id order)
-    gcg_steps: int = 60  # per mechanism
+    gcg_steps: int = 60  # per run
+    gcg_inits: int = 4  # gcg runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified
     gcg_tokens: int = 5  # trigger tokens optimised (the seed is padded with " x" up to this)
     gcg_width: int = 128
     gcg_topk: int = 64
@@ -280,22 +281,35 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         if time.monotonic() >= deadline:
             break
         obj = objective.variant(mechanism=mech, weights=weights)
-        init = "x x x x x"
-        seeds = [c for c in store.best(len(store)) if c.mechanism == mech and c.method in ("sweep", "beam", "readout")]
-        if seeds:
+        slot = make_slot(obj)
+        inits = []
+        for c in store.best(min(len(store), 500)):  # the best distinct seeds that survive re-encoding, best first
+            if c.mechanism != mech or c.method not in ("sweep", "beam", "readout") or c.text in inits:
+                continue
             try:
-                initial_ids(make_slot(obj), seeds[0].text, cfg.gcg_tokens)
-                init = seeds[0].text
+                initial_ids(slot, c.text, cfg.gcg_tokens)
             except GradientSearchError:
-                pass
-        note(f"{method} from {init!r} ({mech})")
+                continue
+            inits.append(c.text)
+            if len(inits) == (cfg.gcg_inits if method == "gcg" else 1):
+                break
+        inits = inits or ["x x x x x"]
         if method == "gcg":
-            g = run_gcg(obj, store, GCGConfig(steps=cfg.gcg_steps, init=init, n_tokens=cfg.gcg_tokens, search_width=cfg.gcg_width,
-                                          topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=deadline),
-                        should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"))
-            report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
-                           "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped})
+            # one run from each seed in turn while the budget lasts and nothing has verified
+            for init in inits:
+                if found or time.monotonic() >= deadline:
+                    break
+                note(f"{method} from {init!r} ({mech})")
+                g = run_gcg(obj, store, GCGConfig(steps=cfg.gcg_steps, init=init, n_tokens=cfg.gcg_tokens, search_width=cfg.gcg_width,
+                                              topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=deadline),
+                            should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"))
+                report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
+                               "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped})
+                if not found and g.stopped == "steps" and (res := verify_leaders()):
+                    found.append(res)
         else:
+            init = inits[0]
+            note(f"{method} from {init!r} ({mech})")
             res = run_soft(obj, store, SoftConfig(steps=cfg.soft_steps, init=init, n_tokens=cfg.gcg_tokens, vocab=cfg.gcg_vocab,
                                                   deadline=deadline))
             note(f"soft: {res.summary}")
