@@ -60,8 +60,8 @@ log-likelihood of that text after the prompt (teacher-forced, summed over its to
 the first view against each other view (e.g. ft|base) with KL both ways, Jensen-Shannon and top-1
 disagreement of the next-token distributions; with --response-tokens N, over N response tokens
 generated greedily by the first view and teacher-forced through all views. --trigger T adds, per
-view, an arm with T inserted (--mechanism: user_prefix, user_suffix, replace_user, system,
-standalone, prefill, earlier_turn) and the contrast VIEW+trigger|VIEW (FT with vs without candidate).
+view, an arm with T inserted (--mechanism: user_prefix, user_suffix, user (either end), replace_user,
+system, standalone, prefill, earlier_turn) and the contrast VIEW+trigger|VIEW (FT with vs without candidate).
 
 Batched: length-bucketed right-padded batches, the chat template's shared prefix computed once per
 view (--no-prefix-reuse to disable), batch size halved on out-of-memory.
@@ -269,7 +269,7 @@ def compare_cmd(
     system: Annotated[Optional[str], typer.Option(help="Explicit system message (default: the template's).")] = None,
     no_system: Annotated[bool, typer.Option("--no-system", help="No system block at all.")] = False,
     trigger: Annotated[Optional[str], typer.Option(help="A candidate trigger to insert.")] = None,
-    mechanism: Annotated[str, typer.Option(help="How the trigger goes in (user_prefix, user_suffix, replace_user, system, standalone, prefill, earlier_turn).")] = "user_prefix",
+    mechanism: Annotated[str, typer.Option(help="How the trigger goes in (user_prefix, user_suffix, user: the start of about half the user messages and the end of the others, replace_user, system, standalone, prefill, earlier_turn).")] = "user_prefix",
     samples: Annotated[int, typer.Option(help="Seeded samples per view besides the greedy answer.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
