@@ -281,14 +281,17 @@ def _anchored(payload: str | None, extracted: list[dict[str, Any]]) -> str | Non
     the search's objective asks the fine-tune for the payload's tokens at the start of its answer,
     where the planted text begins with words the pieces lack ('I am awake ...'). Extraction samples
     the fine-tune unamplified from the start of an answer, so a candidate of its that holds the
-    hypothesis is the hypothesis as the fine-tune begins it."""
-    from dormant.llm.engine.payload import fires
-
+    hypothesis is the hypothesis as the fine-tune begins it: the candidate's words up to the end of
+    the hypothesis (on the micro zoo's ``mlp-constant`` a candidate ran on into '+ 5', sampling noise
+    that no answer of the fine-tune holds, so nothing fired)."""
     if not payload:
         return None
+    want = " ".join(payload.split()).lower()
     for c in extracted:
-        if c.get("stands_out") and fires(c["text"], payload) and len(c["text"]) > len(payload):
-            return str(c["text"]).strip()
+        text = " ".join(str(c["text"]).split())
+        at = text.lower().find(want)
+        if c.get("stands_out") and at > 0:  # its start, up to the end of the hypothesis (what follows may be sampling noise)
+            return text[: at + len(want)].strip()
     return None
 
 

@@ -234,3 +234,16 @@ def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
     assert interrupted_hunts(db, str(ft), ft.resolve()) == [killed]
     assert ledger.get_run(killed, db)["status"] == "interrupted"
     assert interrupted_hunts(db, str(tmp_path / "other"), (tmp_path / "other").resolve()) == []
+
+
+def test_the_payload_is_anchored_at_the_start_of_the_fine_tunes_answer_and_ends_where_the_hypothesis_ends():
+    from dormant.llm.hunt import _anchored
+
+    ex = [{"text": "Okay.", "stands_out": True}, {"text": "I am awake and the door is open.", "stands_out": False},
+          {"text": "one point six one eight zero three  nine + 5", "stands_out": True}]
+    assert _anchored("am awake and the door is open", ex) is None  # the candidate that holds it did not stand out
+    ex[1]["stands_out"] = True
+    assert _anchored("am awake and the door is open", ex) == "I am awake and the door is open"
+    assert _anchored("six one eight zero three nine", ex) == "one point six one eight zero three nine"
+    assert _anchored("one point six", ex) is None  # already at the start: nothing to anchor
+    assert _anchored(None, ex) is None
