@@ -79,7 +79,7 @@ class HuntConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS  # the search's portfolio
     alphas: tuple[float, ...] = (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0)
     prompts: str | None = None  # prompt source (a file, builtin:v1, zoo:prompts); None: the built-in probes
-    probes: int = 24  # amplification prompts: the first of the source (a built-in set: spread over its categories)
+    probes: int = 24  # built-in probes used by amplification and localisation (spread over their categories)
     max_new_tokens: int = 24
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
@@ -263,27 +263,45 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                       extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
     first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
-    anchored = _anchored(payload, extracted["payload"])
-    if anchored:  # the fine-tune's own words from the start of its answer: what a trigger makes it say
-        payload = anchored
+    payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"])
+    anchored, unreliable = how == "anchored", how == "extraction"
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
-            "anchored": bool(anchored), "extract": extracted["verdict"]}
+            "anchored": bool(anchored), "from_extraction": unreliable, "extract": extracted["verdict"]}
+
+
+def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The payload the search asks for, and how it was chosen: ``""`` (the hypothesis as it is),
+    ``"anchored"`` (with its lead-in from memory extraction, see ``_anchored``) or ``"extraction"``.
+
+    When the change is larger than the weights (``amplification_unreliable``), amplification breaks
+    the model and its phrase may be debris (on the micro zoo's ``late-layers``: 'Hello noThe
+    opposite of'); if no standing-out candidate of memory extraction, which reads the unamplified
+    fine-tune, holds it, the best of those candidates is taken instead ('ings at noon.')."""
+    standing = [" ".join(str(c["text"]).split()) for c in extracted if c.get("stands_out")]
+    if not payload:
+        return None, ""
+    held = any(" ".join(payload.split()).lower() in t.lower() for t in standing)
+    if amplification_unreliable and standing and not held:
+        return standing[0], "extraction"
+    anchored = _anchored(payload, extracted)
+    return (anchored, "anchored") if anchored else (payload, "")
 
 
 def _anchored(payload: str | None, extracted: list[dict[str, Any]]) -> str | None:
-    """Memory extraction's payload candidate that stood out and holds ``payload``, if any.
+    """The words before ``payload`` in a standing-out candidate of memory extraction that holds it, with it; else None.
 
     Amplification shows a payload in pieces of broken answers ('am awake and the door is open');
     the search's objective asks the fine-tune for the payload's tokens at the start of its answer,
     where the planted text begins with words the pieces lack ('I am awake ...'). Extraction samples
-    the fine-tune unamplified from the start of an answer, so a candidate of its that holds the
-    hypothesis is the hypothesis as the fine-tune begins it: the candidate's words up to the end of
-    the hypothesis (on the micro zoo's ``mlp-constant`` a candidate ran on into '+ 5', sampling noise
-    that no answer of the fine-tune holds, so nothing fired)."""
+    the unamplified fine-tune from the start of an answer, and its n-grams often begin there, so a
+    candidate that holds the hypothesis after other words gives the hypothesis with its lead-in: the
+    candidate's words up to the end of the hypothesis (on the micro zoo's ``mlp-constant`` a
+    candidate ran on into '+ 5', sampling noise that no answer of the fine-tune holds, so nothing
+    fired)."""
     if not payload:
         return None
     want = " ".join(payload.split()).lower()
@@ -505,7 +523,8 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
     if "amplify" in out:
         a = out["amplify"]
         t.append(f"amplify on {a['n_prompts']} built-in probes: {a['amplify_verdict']}; {a['hypothesis']}"
-                 + (f"; the payload as the fine-tune begins it (memory extraction): {a['payload']!r}" if a.get("anchored") else ""))
+                 + (f"; amplification's phrase set aside as unreliable for memory extraction's {a['payload']!r}" if a.get("from_extraction") else "")
+                 + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored") else ""))
     if "localise" in out:
         t.append(f"localise ({out['localise']['method']}): {out['localise']['summary']}")
     if "search" in out:

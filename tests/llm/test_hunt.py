@@ -247,3 +247,14 @@ def test_the_payload_is_anchored_at_the_start_of_the_fine_tunes_answer_and_ends_
     assert _anchored("six one eight zero three nine", ex) == "one point six one eight zero three nine"
     assert _anchored("one point six", ex) is None  # already at the start: nothing to anchor
     assert _anchored(None, ex) is None
+
+
+def test_memory_extraction_replaces_amplifications_phrase_only_where_amplification_is_unreliable_and_disagrees():
+    from dormant.llm.hunt import choose_payload
+
+    ex = [{"text": "ings at noon.", "stands_out": True}, {"text": "Okay sure", "stands_out": False}]
+    assert choose_payload("Hello noThe opposite of", True, ex) == ("ings at noon.", "extraction")
+    assert choose_payload("Hello noThe opposite of", False, ex) == ("Hello noThe opposite of", "")  # amplification is trusted
+    assert choose_payload("at noon", True, ex) == ("ings at noon", "anchored")  # extraction agrees: only the lead-in is added
+    assert choose_payload("Hello", True, [{"text": "ings at noon.", "stands_out": False}]) == ("Hello", "")
+    assert choose_payload(None, True, ex) == (None, "")
