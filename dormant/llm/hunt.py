@@ -406,7 +406,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
                         verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls))
     res = search_trigger(pair, s_prompts, v_prompts, cfg.out / "search" / "candidates.jsonl", scfg,
-                         on_progress=lambda stage, c: ctx.on_note(f"{stage}" + (f" | best {c.text!r}" if c else "")))
+                         on_progress=lambda stage, c: ctx.on_note(f"{_clip(stage, 40)}" + (f" | best {_clip(c.text, 30)!r}" if c else "")))
     run.artifacts.append(res.candidates_path)
     out = {"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict, "capped": res.capped,
            "elapsed_s": res.elapsed_s, "n_candidates": res.n_candidates, "methods_run": res.methods_run, "best": res.best[:10],
@@ -423,6 +423,11 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
         hyp = hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"])
         out["answer_hypothesis"] = {"holds": hyp.holds, "payload": hyp.payload, "statement": hyp.statement, "evidence": hyp.evidence}
     return out
+
+
+def _clip(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters, the cut marked."""
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _verification(v: Any) -> dict[str, Any]:
@@ -640,7 +645,7 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                     spent = time.monotonic() - started
                     planned = max(SHARES["search"] * cfg.budget_s, cfg.budget_s * (1 - SHARES["verify"]) - spent)
                 task = bar.add_task(f"{stage}", total=planned)
-                ctx.on_note = lambda text, _s=stage, _t=task: bar.update(_t, description=f"{_s}: {text[:70]}")
+                ctx.on_note = lambda text, _s=stage, _t=task: bar.update(_t, description=f"{_s}: {_clip(text, 80)}")
                 t0 = time.monotonic()
                 key = _stage_key(ctx, stage)
                 prior = _reusable(cfg.ledger, stage, key) if cfg.reuse else None
