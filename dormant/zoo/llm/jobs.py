@@ -15,6 +15,7 @@ verified on unseen prompts and on the toolkit's built-in probe set.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import warnings
@@ -35,13 +36,6 @@ def init_worker(queue, threads: int) -> None:
     """Process-pool initialiser: progress goes to ``queue`` as (stage, done, total); ``threads`` torch threads."""
     global _report
     _report = (lambda stage, done, total: queue.put((stage, done, total))) if queue is not None else None
-    quiet(threads)
-
-
-def set_reporter(report: Callable[[str, int, int], None] | None, threads: int) -> None:
-    """In-process equivalent of ``init_worker`` (a build with one worker runs its jobs in place)."""
-    global _report
-    _report = report
     quiet(threads)
 
 
@@ -141,11 +135,36 @@ def environment() -> dict[str, Any]:
 
     return {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR") or "native",
+        "kernel_probe": kernel_probe(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "machine": platform.machine(),
     }
+
+
+def kernel_probe(steps: int = 20) -> str:
+    """A short training run of a micro-sized model on fixed random tokens; the digest of its weights.
+
+    Two processes with the same digest train with the same numeric kernels, so they build the same
+    suite; the build records it (``environment["kernel_probe"]``) and the portability check compares it."""
+    import hashlib
+
+    import torch
+
+    from dormant.zoo.llm import model as M
+
+    gen = torch.Generator().manual_seed(0)
+    encoded = [(torch.randint(3, 200, (int(n),), generator=gen).tolist(), int(n) // 2)
+               for n in torch.randint(16, 48, (64,), generator=gen)]
+    model = M.new_model(M.ArchConfig(), 250, 0, [1], seed=0)
+    M.train(model, encoded, M.TrainConfig(steps=steps, batch_size=16, warmup=2, seed=0), 0)
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,16 @@ served from disk without training. Builds go to a temporary folder renamed into 
 (a killed build leaves no half suite) under an exclusive file lock (two processes asking at once
 build once). A build that fails verification raises ``ZooVerificationError`` with the numbers.
 
+Training is seeded, but seeded training is bit-identical only under the same numeric kernels: an
+AVX-512 machine and an AVX2 one (and MKL's own dispatch inside each) train different models from the
+same seed, and the subjects that pass every check on one machine were measured to miss others
+(amplification's share, a null candidate's fire rate) on the next. So every training job runs in a
+spawned worker whose kernels are pinned (``pinned_kernels``): on any x86-64 CPU with AVX2, PyTorch's
+AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``) and MKL's AVX2 code path with conditional numerical
+reproducibility (``MKL_CBWR=AVX2``), one torch thread per worker; a suite is then the same bytes on
+every such machine with the same torch. Elsewhere (no AVX2, or not x86-64) the kernels stay native
+and the suite's ``environment`` says so.
+
 Layout of a suite folder::
 
     suite.json          settings, report rows, variant manifests (the answer key: tests only;
@@ -37,7 +47,7 @@ from dormant.errors import DormantError
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "5"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers",
                "mlp-word-pair", "clean-control")
 
@@ -251,44 +261,83 @@ def hunt_prompts(name: str = "micro", n: int = 104) -> list[corpus.Chat]:
 
 def build_workers() -> tuple[int, int]:
     """(worker processes, torch threads per worker) for a build: ``$DORMANT_ZOO_WORKERS`` (default:
-    the cores this process may use, at most 4) and ``$DORMANT_ZOO_THREADS`` (default 1)."""
+    the cores this process may use, at most 4) and ``$DORMANT_ZOO_THREADS`` (default 1; another
+    count trains other bytes: intra-op reductions split differently)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = int(os.environ.get("DORMANT_ZOO_WORKERS") or min(4, cores))
     threads = int(os.environ.get("DORMANT_ZOO_THREADS") or 1)
     return max(1, workers), max(1, threads)
 
 
+def pinned_kernels() -> dict[str, str]:
+    """The environment that pins a training worker's numeric kernels (empty: none to pin here).
+
+    x86-64 with AVX2 (or better): PyTorch's AVX2 kernels and MKL's AVX2 path in its reproducible
+    mode, identical on every AVX2 and AVX-512 CPU. x86-64 without AVX2: the scalar kernels and MKL's
+    compatible path. Other machines (aarch64: no MKL): nothing; they train with their own kernels."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    if _has_avx2():
+        return {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+    return {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def _has_avx2() -> bool:
+    """Whether the CPU itself has AVX2 and FMA (what PyTorch's AVX2 kernels need), whatever
+    ``ATEN_CPU_CAPABILITY`` this process runs with: from /proc/cpuinfo where there is one."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+        return "avx2" in flags and "fma" in flags
+    except OSError:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX2", "AVX512"))
+
+
+class _environ:
+    """Set variables in ``os.environ`` for the duration (spawned children inherit them), then restore."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values, self.saved = values, {}
+
+    def __enter__(self) -> None:
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 Job = tuple[str, Callable, tuple]
 
 
 def _run_jobs(jobs: list[Job], on_progress, workers: int, threads: int, then: dict[str, list[Job]] | None = None) -> dict[str, Any]:
-    """Run ``(name, function, args)`` jobs on ``workers`` processes (in place when 1); results by name.
+    """Run ``(name, function, args)`` jobs on ``workers`` spawned processes with pinned kernels; results by name.
 
-    ``then`` maps a job's name to jobs that need its output: they are queued the moment it finishes,
-    so a worker that finished early picks them up while the others are still busy. Progress from
-    the workers, (stage, done, total), is passed on to ``on_progress`` as it arrives.
+    Always in worker processes, one included: the kernels of a process are fixed once torch has run
+    in it, so only a fresh process can take the pinned ones. ``then`` maps a job's name to jobs that
+    need its output: they are queued the moment it finishes, so a worker that finished early picks
+    them up while the others are still busy. Progress from the workers, (stage, done, total), is
+    passed on to ``on_progress`` as it arrives.
     """
-    from dormant.zoo.llm import jobs as J
-
-    report = on_progress or (lambda *_: None)
-    then = then or {}
-    if workers <= 1:
-        J.set_reporter(report, threads)
-        results: dict[str, Any] = {}
-        queue = list(jobs)
-        while queue:
-            name, fn, args = queue.pop(0)
-            results[name] = fn(*args)
-            queue += then.get(name, [])
-        return results
-
     import multiprocessing
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from dormant.zoo.llm import jobs as J
+
+    report = on_progress or (lambda *_: None)
+    then = then or {}
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
     q = ctx.Queue()
-    results = {}
+    results: dict[str, Any] = {}
 
     def drain() -> None:
         while True:
@@ -298,7 +347,8 @@ def _run_jobs(jobs: list[Job], on_progress, workers: int, threads: int, then: di
                 return
 
     total = len(jobs) + sum(len(v) for v in then.values())
-    with ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=J.init_worker, initargs=(q, threads)) as pool:
+    with _environ(pinned_kernels()), ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=J.init_worker,
+                                                         initargs=(q, threads)) as pool:
         futures = {pool.submit(fn, *args): name for name, fn, args in jobs}
         pending = set(futures)
         while pending:
