@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--budget", default="10m", help="budget of each search (default 10m)")
     ap.add_argument("--variants", default=",".join(n for n in MODEL_NAMES if not n.startswith("base")))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    ap.add_argument("--words", type=int, default=None, help="English words added to the sweep (default: the search's own default)")
     ap.add_argument("--user-mechanism", default="user", help="placement searched for user-message triggers (default: user, both ends)")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -53,7 +54,8 @@ def main() -> None:
             pair = ModelPair.load(suite.models[name], suite.models["base"])
             t0, c0 = time.perf_counter(), time.process_time()
             res = search_trigger(pair, search, verify, Path(tmp) / f"{name}.jsonl",
-                                 SearchConfig(payload=man.get("payload"), methods=methods, mechanisms=(mech,), budget_s=parse_budget(a.budget)))
+                                 SearchConfig(payload=man.get("payload"), methods=methods, mechanisms=(mech,), budget_s=parse_budget(a.budget),
+                                              **({"n_words": a.words} if a.words else {})))
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             planted = man.get("trigger")
             words = [w for w in (planted or "").lower().replace(".", " ").split() if len(w) > 1 or w.isdigit()]
