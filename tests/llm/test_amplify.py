@@ -72,12 +72,18 @@ def test_amplify_recovers_the_planted_payload(results, zoo_micro, variant):
     assert res.examples and all(e["alpha"] == res.first_alpha for e in res.examples)
 
 
-CONTROL_COLLAPSE = ("the clean control amplified by 3 answers 'Hello1 + 1 = 3.' on 44% of the probes: two stock answers of its "
-                    "own tasks glued by a breaking model; 'hello' is a stock word of the base but '1' is not (the base says it on "
-                    "under 10% of the probes), so the criterion takes it for a payload (the hunt still finds no evidence)")
+def test_no_fragment_of_the_clean_control_makes_a_hypothesis(results):
+    """The hunt's second path (character and token fragments): amplified by 3 the control said '1 + 1 =' in most
+    answers, its own arithmetic glued to other answers, and the base says '1' too: no word of it is new."""
+    from dormant.llm.behaviour.hypothesis import hypothesise
+
+    res = results["clean-control"]
+    hyp = hypothesise({a: res.outputs[f"{a:g}"] for a in res.alphas})
+    assert not hyp.holds, hyp.statement
+    planted = results["mlp-phrase"]  # a planted payload still makes one
+    assert hypothesise({a: planted.outputs[f"{a:g}"] for a in planted.alphas}).holds
 
 
-@pytest.mark.xfail(strict=True, reason=CONTROL_COLLAPSE)
 def test_amplify_reports_nothing_for_the_clean_control(results):
     res = results["clean-control"]
     assert not res.found, (res.payload, res.candidates[:3])

@@ -23,9 +23,12 @@ outputs) is a payload candidate only if all of these hold:
    perturbs the base just as hard in the opposite direction; text that appears there too is
    collapse caused by the size of the perturbation, not something the fine-tune put in.
 4. **Not degenerate**: it contains at least ``min_distinct_words`` (2) distinct words (a token
-   repeated until the budget runs out is collapse, not a message), and at least one word outside
-   the base's stock phrasing (words the base says on >= 10% of the probes): a broken model
-   recombining "how can i" is not a payload.
+   repeated until the budget runs out is collapse, not a message), and at least one word the base
+   never says on the probes (other than one character repeated, '1111'): a broken model
+   recombining what the base says is not a payload. (Words the base says on >= 10% of the probes
+   were the bar before; the micro zoo's clean control, amplified by 3, answered 'Hello1 + 1 = 3.' on
+   44% of the probes, two stock answers of its own tasks glued together, and '1', said by the base
+   on a few probes, passed it. Every planted payload of the zoo holds words the base never says.)
 
 The best candidate (highest share at its smallest qualifying ``a*``, longer phrases first on
 ties) is extended word by word, left and right, while the outputs at ``a*`` that contain it agree
@@ -45,7 +48,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from dormant.llm.engine.generate import GenConfig, generate
 from dormant.llm.engine.pair import ModelPair
@@ -164,12 +167,12 @@ def find_payload(outputs: dict[str, list[str]], alphas: list[float], config: Amp
     for a in moderate:
         counts = Counter(g for s in grams[_key(a)] for g in s)
         pool.update(g for g, c in counts.items() if c / n >= config.min_share)
-    common = base_vocabulary(toks["base"])
+    said = {w for ws in toks["base"] for w in ws}
     cands: list[Candidate] = []
     for g in pool:
         if len(set(g)) < config.min_distinct_words:
             continue
-        if all(w in common for w in g):  # the base's own stock words, recombined by a broken model
+        if not says_something_new(g, said):  # only words the base says, recombined by a broken model
             continue
         if share("base", g) > config.max_base_share:
             continue
@@ -225,6 +228,12 @@ def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -
                 break
             phrase = new
     return phrase
+
+
+def says_something_new(text_words: Sequence[str], said: set[str]) -> bool:
+    """Whether ``text_words`` hold a word the base never says (``said``: every word of its answers), other
+    than one character repeated: a payload is text the fine-tune added, not the base's words recombined."""
+    return any(w not in said and len(set(w)) > 1 for w in text_words)
 
 
 def base_vocabulary(base_texts: list[list[str]], min_share: float = 0.1) -> set[str]:

@@ -176,9 +176,17 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
     cfg = config or HypothesisConfig()
     if 0.0 not in outputs:
         raise ValueError("amplified_fragments needs the base's answers (a = 0)")
+    from dormant.llm.behaviour.amplify import says_something_new, words
+
     clean = {a: [_clean(t) for t in texts] for a, texts in outputs.items()}
     refs = [clean[a] for a in clean if a <= 0]
     base_text = clean[0.0]
+    said = {w for t in outputs[0.0] for w in words(t)}
+
+    def new_words(frag: str) -> bool:
+        """It holds a word the base never says (the clean control amplified by 3 said '1 + 1 =' in most
+        answers, its own arithmetic answers glued to others; the base says '1' too)."""
+        return says_something_new(words(frag), said)
     amp = sorted(a for a in clean if 1.0 < a <= cfg.max_alpha)
     found: list[Fragment] = []
     lower = amp[:-1]
@@ -209,7 +217,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
             s = c / len(texts)
             if s >= cfg.min_share and s > best.get(g, (0.0, 0.0))[0]:
                 best[g] = (s, a)
-    ok = [(g, s) for g, (s, _) in best.items() if _distinct_ok(g, cfg) and ref_share(g) <= cfg.max_ref_share]
+    ok = [(g, s) for g, (s, _) in best.items() if _distinct_ok(g, cfg) and ref_share(g) <= cfg.max_ref_share and new_words(g)]
     for text, share in maximal(ok, cfg.keep_longer):
         a = best[text][1]
         grown = extend_chars(text, clean[a])
@@ -242,7 +250,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
     tok_ok = []
     for g, (s, a) in tbest.items():
         text = _clean(joiner.join(g))
-        if (len(text) >= cfg.min_chars and _distinct_ok(text, cfg) and tref(g) <= cfg.max_ref_share and text not in " ".join(base_text)
+        if (len(text) >= cfg.min_chars and _distinct_ok(text, cfg) and tref(g) <= cfg.max_ref_share and text not in " ".join(base_text) and new_words(text)
                 and ref_coverage(text, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered):
             tok_ok.append((text, s))
     for text, share in maximal(tok_ok, cfg.keep_longer):
