@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # The main job: a hunt on a backdoored model of the built-in micro zoo (built on first use) against
 # two candidate bases, on the zoo's own prompts; prints the verdict and the report's path.
-DEMO_VARIANT ?= mlp-phrase
+DEMO_VARIANT ?= mlp-constant
 demo: $(STAMP)
 	$(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)
 
