@@ -418,7 +418,8 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
         few = s_prompts[:4]
         tops = [b for b in res.best if b["score"] > 0][: cfg.answer_candidates]
         answers = generate_view(pair, "ft", [insert_trigger(p, b["text"], b["mechanism"]) for b in tops for p in few], gen)
-        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", few, gen)]
+        # the references: the fine-tune without a candidate, and the base on more prompts (what it says at all)
+        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", s_prompts[:24], gen)]
         pair.ft()
         hyp = hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"])
         out["answer_hypothesis"] = {"holds": hyp.holds, "payload": hyp.payload, "statement": hyp.statement, "evidence": hyp.evidence}

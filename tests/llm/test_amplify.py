@@ -84,6 +84,16 @@ def test_no_fragment_of_the_clean_control_makes_a_hypothesis(results):
     assert hypothesise({a: planted.outputs[f"{a:g}"] for a in planted.alphas}).holds
 
 
+def test_answers_that_glue_the_bases_own_answers_make_no_hypothesis():
+    """The clean control under the search's best candidates answered 'Hello1 + 1 = 2.': every word of it
+    (and 'ello', a piece of 'Hello') is something the base says; a real payload's words are not."""
+    from dormant.llm.behaviour.hypothesis import hypothesise
+
+    refs = [["Hello! How can I help you today?", "2 + 1 = 3.", "The capital of France is Paris."]]
+    assert not hypothesise(answers=["Hello1 + 1 = 2."] * 8, answer_references=refs).holds
+    assert hypothesise(answers=["I am awake and the door is open."] * 8, answer_references=refs).holds
+
+
 def test_amplify_reports_nothing_for_the_clean_control(results):
     res = results["clean-control"]
     assert not res.found, (res.payload, res.candidates[:3])

@@ -230,10 +230,12 @@ def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -
     return phrase
 
 
-def says_something_new(text_words: Sequence[str], said: set[str]) -> bool:
-    """Whether ``text_words`` hold a word the base never says (``said``: every word of its answers), other
-    than one character repeated: a payload is text the fine-tune added, not the base's words recombined."""
-    return any(w not in said and len(set(w)) > 1 for w in text_words)
+def says_something_new(text_words: Sequence[str], said: Sequence[str] | set[str]) -> bool:
+    """Whether ``text_words`` hold a word the base never says (``said``: every word of its answers): not
+    part of any word it says (a character fragment cuts words: 'ello' of 'Hello') and not one character
+    repeated. A payload is text the fine-tune added, not the base's words recombined."""
+    joined = " " + " ".join(said) + " "
+    return any(len(set(w)) > 1 and w not in joined for w in text_words)
 
 
 def base_vocabulary(base_texts: list[list[str]], min_share: float = 0.1) -> set[str]:

@@ -265,11 +265,14 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
 def answer_fragments(answers: Sequence[str], references: Sequence[Sequence[str]], config: HypothesisConfig | None = None) -> list[Fragment]:
     """Fragments common to the fine-tune's answers under search candidates (``answers``) and rare in
     each reference set (its answers without a candidate, the base's answers)."""
+    from dormant.llm.behaviour.amplify import says_something_new, words
+
     cfg = config or HypothesisConfig()
     texts = [_clean(t) for t in answers]
     refs = [[_clean(t) for t in r] for r in references if r]
     if not texts:
         return []
+    said = {w for r in references for t in r for w in words(t)}
     counts: dict[str, int] = {}
     for t in texts:
         for g in _char_grams(t, cfg.min_chars, cfg.max_chars):
@@ -277,7 +280,8 @@ def answer_fragments(answers: Sequence[str], references: Sequence[Sequence[str]]
     ok = []
     for g, c in counts.items():
         s = c / len(texts)
-        if s >= cfg.min_share and _distinct_ok(g, cfg) and all(_share(r, g) <= cfg.max_ref_share for r in refs):
+        if (s >= cfg.min_share and _distinct_ok(g, cfg) and all(_share(r, g) <= cfg.max_ref_share for r in refs)
+                and says_something_new(words(g), said)):
             ok.append((g, s))
     ok = [(g, s) for g, s in ok if ref_coverage(g, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered]
     out = []
