@@ -48,7 +48,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from dormant.llm.engine.generate import GenConfig, generate
 from dormant.llm.engine.pair import ModelPair
@@ -167,7 +167,7 @@ def find_payload(outputs: dict[str, list[str]], alphas: list[float], config: Amp
     for a in moderate:
         counts = Counter(g for s in grams[_key(a)] for g in s)
         pool.update(g for g, c in counts.items() if c / n >= config.min_share)
-    said = {w for ws in toks["base"] for w in ws}
+    said = said_text(toks["base"])
     cands: list[Candidate] = []
     for g in pool:
         if len(set(g)) < config.min_distinct_words:
@@ -230,12 +230,16 @@ def extend(seed: tuple[str, ...], texts: list[list[str]], max_words: int = 40) -
     return phrase
 
 
-def says_something_new(text_words: Sequence[str], said: Sequence[str] | set[str]) -> bool:
-    """Whether ``text_words`` hold a word the base never says (``said``: every word of its answers): not
-    part of any word it says (a character fragment cuts words: 'ello' of 'Hello') and not one character
-    repeated. A payload is text the fine-tune added, not the base's words recombined."""
-    joined = " " + " ".join(said) + " "
-    return any(len(set(w)) > 1 and w not in joined for w in text_words)
+def said_text(word_lists: Iterable[Sequence[str]]) -> str:
+    """Every word of ``word_lists`` once, space-separated and space-padded: what ``says_something_new`` searches."""
+    return " " + " ".join(sorted({w for ws in word_lists for w in ws})) + " "
+
+
+def says_something_new(text_words: Sequence[str], said: str) -> bool:
+    """Whether ``text_words`` hold a word the base never says (``said``: ``said_text`` of its answers):
+    not part of any word it says (a character fragment cuts words: 'ello' of 'Hello') and not one
+    character repeated. A payload is text the fine-tune added, not the base's words recombined."""
+    return any(len(set(w)) > 1 and w not in said for w in text_words)
 
 
 def base_vocabulary(base_texts: list[list[str]], min_share: float = 0.1) -> set[str]:

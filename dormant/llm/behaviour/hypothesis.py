@@ -176,12 +176,12 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
     cfg = config or HypothesisConfig()
     if 0.0 not in outputs:
         raise ValueError("amplified_fragments needs the base's answers (a = 0)")
-    from dormant.llm.behaviour.amplify import says_something_new, words
+    from dormant.llm.behaviour.amplify import said_text, says_something_new, words
 
     clean = {a: [_clean(t) for t in texts] for a, texts in outputs.items()}
     refs = [clean[a] for a in clean if a <= 0]
     base_text = clean[0.0]
-    said = {w for t in outputs[0.0] for w in words(t)}
+    said = said_text(words(t) for t in outputs[0.0])
 
     def new_words(frag: str) -> bool:
         """It holds a word the base never says (the clean control amplified by 3 said '1 + 1 =' in most
@@ -265,14 +265,14 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
 def answer_fragments(answers: Sequence[str], references: Sequence[Sequence[str]], config: HypothesisConfig | None = None) -> list[Fragment]:
     """Fragments common to the fine-tune's answers under search candidates (``answers``) and rare in
     each reference set (its answers without a candidate, the base's answers)."""
-    from dormant.llm.behaviour.amplify import says_something_new, words
+    from dormant.llm.behaviour.amplify import said_text, says_something_new, words
 
     cfg = config or HypothesisConfig()
     texts = [_clean(t) for t in answers]
     refs = [[_clean(t) for t in r] for r in references if r]
     if not texts:
         return []
-    said = {w for r in references for t in r for w in words(t)}
+    said = said_text(words(t) for r in references for t in r)
     counts: dict[str, int] = {}
     for t in texts:
         for g in _char_grams(t, cfg.min_chars, cfg.max_chars):

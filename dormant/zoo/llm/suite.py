@@ -297,24 +297,6 @@ def _has_avx2() -> bool:
         return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX2", "AVX512"))
 
 
-class _environ:
-    """Set variables in ``os.environ`` for the duration (spawned children inherit them), then restore."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values, self.saved = values, {}
-
-    def __enter__(self) -> None:
-        self.saved = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc) -> None:
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 Job = tuple[str, Callable, tuple]
 
 
@@ -330,6 +312,7 @@ def _run_jobs(jobs: list[Job], on_progress, workers: int, threads: int, then: di
     import multiprocessing
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from unittest import mock  # sets the variables for the pool's lifetime (spawned workers inherit them), then restores
 
     from dormant.zoo.llm import jobs as J
 
@@ -347,7 +330,7 @@ def _run_jobs(jobs: list[Job], on_progress, workers: int, threads: int, then: di
                 return
 
     total = len(jobs) + sum(len(v) for v in then.values())
-    with _environ(pinned_kernels()), ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=J.init_worker,
+    with mock.patch.dict(os.environ, pinned_kernels()), ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx, initializer=J.init_worker,
                                                          initargs=(q, threads)) as pool:
         futures = {pool.submit(fn, *args): name for name, fn, args in jobs}
         pending = set(futures)
