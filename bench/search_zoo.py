@@ -2,8 +2,8 @@
 
 Each variant is searched with ``dormant search``'s portfolio (read-out seeds, memory extraction,
 sweep, beam, GCG), conditioned on its planted payload (the clean control: no payload, so the
-payload-free objectives), at the planted placement (``system`` for system-trigger, else ``user``:
-the start of half the user messages, the end of the others; --user-mechanism to change), with
+payload-free objectives), at the planted placement (``system`` for system-trigger, else ``user_prefix``: the start of the
+user message, as the hunt searches; ``user`` for both ends: --user-mechanism), with
 search and verification prompts drawn from the zoo's own distribution (disjoint seeds). Per variant: whether a trigger verified, which, whether it holds the planted trigger's words,
 how many of the planted trigger's words it holds, its fire and false-fire rates; per method: its best objective and its CPU seconds (including the
 verification of its leaders). The planted answer comes from the zoo's manifests, which the search
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(n for n in MODEL_NAMES if not n.startswith("base")))
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     ap.add_argument("--words", type=int, default=None, help="English words added to the sweep (default: the search's own default)")
-    ap.add_argument("--user-mechanism", default="user", help="placement searched for user-message triggers (default: user, both ends)")
+    ap.add_argument("--user-mechanism", default="user_prefix", help="placement searched for user-message triggers (default: user_prefix, the hunt's default; verification reports both ends)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     mix = {k: 1.0 for k in corpus.TASKS}

@@ -192,10 +192,61 @@ def test_gcg_goes_on_from_the_next_seed_while_nothing_verifies(zoo_micro, pair, 
                                               Candidate("3.14", "user_prefix", "beam", 1.0), Candidate("river", "user_prefix", "sweep", 0.1)])
     res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
                          SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=1, gcg_width=16, gcg_topk=8, gcg_tokens=4, gcg_inits=2,
-                                      leaders=1, screen_prompts=2, budget_s=300, resume=True,
+                                      gcg_continue=False, leaders=1, screen_prompts=2, budget_s=300, resume=True,
                                       verify=VerifyConfig(min_fire=1.01, null_candidates=3, min_prompts=8, minimise=False, placements=())))
     assert not res.found
     assert [r["init"] for r in res.gradient if r["method"] == "gcg"] == ["3.14", "purple"]  # distinct seeds, best first, gcg_inits of them
+
+
+def test_gcg_then_goes_on_from_its_own_best_candidates_until_the_budget_ends(zoo_micro, pair, tmp_path):
+    from dormant.llm.search.portfolio import SearchConfig, search_trigger
+    from dormant.llm.verify import VerifyConfig
+
+    man = zoo_micro.manifests["mlp-constant"]
+    search = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 2, {k: 1.0 for k in corpus.TASKS})]
+    verify = [Prompt(c) for c in corpus.sample_prompts(random.Random(1001), 12, {k: 1.0 for k in corpus.TASKS})]
+    verify = [v for v in verify if v.text not in {s.text for s in search}]
+    res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
+                         SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=2, gcg_width=16, gcg_topk=8, gcg_tokens=4, gcg_inits=1,
+                                      leaders=1, screen_prompts=2, budget_s=25,
+                                      verify=VerifyConfig(min_fire=1.01, null_candidates=3, min_prompts=8, minimise=False, placements=())))
+    runs = [r for r in res.gradient if r["method"] == "gcg"]
+    assert not res.found and res.capped and len(runs) >= 3, runs
+    assert runs[0]["init"] == "x x x x x" and not runs[0]["continued"]
+    recorded = {c.text for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(10_000) if c.method == "gcg"}
+    later = [r["init"] for r in runs[1:]]
+    assert all(r["continued"] for r in runs[1:]) and set(later) <= recorded and len(set(later)) == len(later)
+
+
+def test_gcg_rotating_over_prompt_groups_values_each_step_on_its_group(zoo_micro, pair, tmp_path):
+    """Step i takes its gradient and values on group i mod n: fitted to no single group's prompts."""
+    from dormant.llm.search.portfolio import gcg_groups
+
+    all_prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 9, {k: 1.0 for k in corpus.TASKS})]
+    obj = Objective(pair, all_prompts[:3], "user_prefix", zoo_micro.manifests["mlp-constant"]["payload"])
+    slot = make_slot(obj)
+    groups = gcg_groups(slot, all_prompts)
+    assert [len(g) for g in groups] == [3, 3] and not {repr(p) for g in groups for p in g} & {repr(p) for p in obj.prompts}
+    texts = []
+    res = run_gcg(obj, None, GCGConfig(steps=3, **SMALL), rotate=groups, on_step=lambda i, v, t: texts.append(t))
+    assert len(res.values) == 3
+    for i, (t, v) in enumerate(zip(texts, res.values)):
+        here = make_slot(obj.subset(([obj.prompts] + groups)[i % 3]))
+        assert hard_values(here, [initial_ids(here, t)])[0] == pytest.approx(v, abs=1e-3)
+        other = make_slot(obj.subset(([obj.prompts] + groups)[(i + 1) % 3]))
+        assert abs(hard_values(other, [initial_ids(other, t)])[0] - v) > 1e-2  # another group values it otherwise
+
+
+def test_gcg_groups_under_the_user_mechanism_hold_the_slot_placement_only(zoo_micro, pair):
+    from dormant.llm.search.objectives import placement_halves
+    from dormant.llm.search.portfolio import gcg_groups
+
+    all_prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 24, {k: 1.0 for k in corpus.TASKS})]
+    obj = Objective(pair, all_prompts[:4], "user", zoo_micro.manifests["mlp-constant"]["payload"])
+    slot = make_slot(obj)
+    groups = gcg_groups(slot, all_prompts)
+    assert groups and all(len(g) == len(slot.before) for g in groups)
+    assert all(p in placement_halves(all_prompts)[slot.objective.mechanism] for g in groups for p in g)
 
 
 def test_search_help_teaches_gcg_and_soft():

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.slots import (GradientSearchError, Slot, allowed_tokens, embed_value, hard_values, in_context, initial_ids,
@@ -154,14 +155,25 @@ def record(slot: Slot, store: CandidateStore | None, picks: list[tuple[list[int]
 @threaded(lambda objective, *a, **k: objective.pair.model)
 def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfig | None = None, *,
             should_stop: Callable[[list[Candidate]], bool] | None = None,
-            on_step: Callable[[int, float, str], None] | None = None) -> GCGResult:
-    """Greedy coordinate gradient on the objective's search prompts; see the module docstring."""
+            on_step: Callable[[int, float, str], None] | None = None,
+            rotate: Sequence[Sequence[Prompt]] = ()) -> GCGResult:
+    """Greedy coordinate gradient on the objective's search prompts; see the module docstring.
+
+    ``rotate``: further groups of search prompts; step ``i`` then takes its gradient and values on
+    group ``i mod (1 + len(rotate))`` (the objective's own prompts first), so that the trigger is pushed
+    to work on every group rather than fitted to the few prompts of one (each value is a gain over that
+    group's own prompts without a trigger; what is recorded is still scored on the objective's prompts)."""
     import torch
 
     cfg = config or GCGConfig()
     check_config(cfg)
     objective.gradient_weights()
     slot = make_slot(objective)
+    slots = [slot]
+    for group in rotate:
+        extra = objective.subset(list(group))
+        extra.gradient_weights()
+        slots.append(make_slot(extra))
     ids0 = initial_ids(slot, cfg.init, cfg.n_tokens)
     allowed = allowed_tokens(slot, len(ids0), cfg.vocab)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -182,14 +194,17 @@ def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfi
                 break
             t0 = time.perf_counter()
             ids = buffer[0][1]
-            grad = token_gradient(slot, ids)
-            ok, n_rejected = valid_candidates(slot, ids, grad, allowed, cfg, gen)
+            here = slots[len(step_s) % len(slots)]
+            if len(slots) > 1:  # rotating: the current trigger valued on this step's group, so the step compares like with like
+                buffer = [(hard_values(here, [ids])[0], ids)] + buffer[1:]
+            grad = token_gradient(here, ids)
+            ok, n_rejected = valid_candidates(here, ids, grad, allowed, cfg, gen)
             rejected += n_rejected
             if not ok:
                 step_s.append(time.perf_counter() - t0)
                 values.append(float("nan"))
                 continue
-            vals = hard_values(slot, [c for c, _ in ok])
+            vals = hard_values(here, [c for c, _ in ok])
             evaluated += len(ok)
             order = sorted(range(len(ok)), key=lambda i: -vals[i])
             top_val, top_ids = vals[order[0]], ok[order[0]][0]
@@ -197,7 +212,7 @@ def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfi
                 buffer = [(top_val, top_ids)]
             elif len(buffer) < cfg.buffer_size or top_val > buffer[-1][0]:
                 buffer = sorted(buffer + [(top_val, top_ids)], key=lambda b: -b[0])[: cfg.buffer_size]
-            if top_val > best[0]:
+            if here is slot and top_val > best[0]:  # (values of other groups are gains over other prompts)
                 best = (top_val, top_ids)
             values.append(top_val)
             step_s.append(time.perf_counter() - t0)

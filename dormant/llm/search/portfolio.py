@@ -67,13 +67,16 @@ class SearchConfig:
     beam_max_words: int = 6
     beam_pool: bool = True  # also try every word of the word list and the vocabulary beside the best phrases (coarse pass first)
     beam_pool_max: int = 8000  # at most this many pool words (the word list first, then the vocabulary's words in id order)
+    beam_share: float = 0.5  # of the budget left when the beam starts, the most it may use when gcg or soft follow it
     gcg_steps: int = 60  # per run
     gcg_inits: int = 4  # gcg runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified
+    gcg_continue: bool = True  # then further runs, each from gcg's best candidate not yet a start, until the budget ends or one verifies
     gcg_tokens: int = 5  # trigger tokens optimised (the seed is padded with " x" up to this)
     gcg_width: int = 128
     gcg_topk: int = 64
     gcg_vocab: str = "ascii"  # ascii, words or all (gcg and soft)
     gcg_verify_every: int = 10  # steps between verifications of the leaders
+    gcg_prompts: int = 16  # search prompts gcg rotates over, a group of the objective's size per step (the first group: the objective's own)
     soft_steps: int = 100
     leaders: int = 3  # candidates screened after each method
     screen_prompts: int = 10
@@ -201,6 +204,9 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         elif method == "beam":
             from dormant.llm.search.beam import run_beam, symbol_units
 
+            later = [m for m in cfg.methods[cfg.methods.index(method) + 1:] if m in ("gcg", "soft")]
+            until = time.monotonic() + (deadline - time.monotonic()) * (cfg.beam_share if later else 1.0)
+
             words = []
             if cfg.beam_pool:
                 from dormant.net.invert.wordlists import english_words
@@ -219,12 +225,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 weights = dict(objective.weights)
                 weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
                 obj = objective.variant(mechanism=mech, weights=weights)
-                run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=deadline,
+                run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=until,
                          on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= until:
                     capped = True
         elif method in ("gcg", "soft"):
-            found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient)
+            found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient,
+                                     pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
             capped = capped or time.monotonic() >= deadline
             if found:
                 methods_run.append(method)
@@ -257,9 +264,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
 def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
                      verify_leaders: Callable[[], VerifyResult | None], note: Callable[..., None],
-                     report: list[dict[str, Any]]) -> VerifyResult | None:
+                     report: list[dict[str, Any]], pool: Sequence[Prompt] = ()) -> VerifyResult | None:
     """GCG (seeded from the best candidate so far, verifying leaders as it goes) or soft-prompt inversion, per mechanism.
-    Without a payload the gradient follows the change activation."""
+    Without a payload the gradient follows the change activation. GCG rotates over groups of ``pool``
+    (``gcg_groups``)."""
     from dormant.llm.search.gcg import GCGConfig, run_gcg
     from dormant.llm.search.objectives import GRADIENT_OBJECTIVES
     from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
@@ -277,9 +285,10 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
             found.append(res)
         return bool(found)
 
-    for mech in cfg.mechanisms:
+    for k, mech in enumerate(cfg.mechanisms):
         if time.monotonic() >= deadline:
             break
+        until = time.monotonic() + (deadline - time.monotonic()) / (len(cfg.mechanisms) - k)  # this mechanism's share of what is left
         obj = objective.variant(mechanism=mech, weights=weights)
         slot = make_slot(obj)
         inits = []
@@ -295,23 +304,29 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
                 break
         inits = inits or ["x x x x x"]
         if method == "gcg":
-            # one run from each seed in turn while the budget lasts and nothing has verified
-            for init in inits:
-                if found or time.monotonic() >= deadline:
+            # one run from each seed in turn while the budget lasts and nothing has verified; then (gcg_continue)
+            # further runs, each from the best candidate gcg has recorded that no run has started from yet
+            queue, started = list(inits), set()
+            while not found and time.monotonic() < until:
+                init = queue.pop(0) if queue else (_next_start(store, slot, mech, started, cfg.gcg_tokens) if cfg.gcg_continue else None)
+                if init is None:
                     break
+                started.add(init)
                 note(f"{method} from {init!r} ({mech})")
                 g = run_gcg(obj, store, GCGConfig(steps=cfg.gcg_steps, init=init, n_tokens=cfg.gcg_tokens, search_width=cfg.gcg_width,
-                                              topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=deadline),
-                            should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"))
+                                              topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=until),
+                            should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"),
+                            rotate=gcg_groups(slot, pool))
                 report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
-                               "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped})
+                               "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped,
+                               "continued": init not in inits})
                 if not found and g.stopped == "steps" and (res := verify_leaders()):
                     found.append(res)
         else:
             init = inits[0]
             note(f"{method} from {init!r} ({mech})")
             res = run_soft(obj, store, SoftConfig(steps=cfg.soft_steps, init=init, n_tokens=cfg.gcg_tokens, vocab=cfg.gcg_vocab,
-                                                  deadline=deadline))
+                                                  deadline=until))
             note(f"soft: {res.summary}")
             report.append({"method": "soft", "mechanism": mech, "init": init, "init_value": res.init_value, "soft_value": res.soft_value,
                            "projected": res.projected_text, "projected_value": res.projected_value, "gap": res.gap,
@@ -319,6 +334,34 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         if found:
             return found[0]
     return None
+
+
+def _next_start(store: CandidateStore, slot: Any, mech: str, started: set[str], n_tokens: int) -> str | None:
+    """The best candidate gcg has recorded at ``mech`` that no run has started from and that survives re-encoding."""
+    from dormant.llm.search.slots import GradientSearchError, initial_ids
+
+    for c in store.best(len(store)):
+        if c.mechanism != mech or c.method != "gcg" or c.text in started:
+            continue
+        try:
+            initial_ids(slot, c.text, n_tokens)
+        except GradientSearchError:
+            continue
+        return c.text
+    return None
+
+
+def gcg_groups(slot: Any, pool: Sequence[Prompt]) -> list[list[Prompt]]:
+    """Groups of the ``pool`` prompts the objective does not use, each as large as the slot's own
+    prompts and placing the trigger as the slot does (under ``user``: the prompts of the slot's half)."""
+    from dormant.llm.search.objectives import placement_halves
+
+    own = {repr(p) for p in slot.objective.prompts} | {repr(p) for p in (slot.scorer or slot.objective).prompts}
+    rest = [p for p in pool if repr(p) not in own]
+    if (slot.scorer or slot.objective).mechanism == "user":
+        rest = placement_halves(rest)[slot.objective.mechanism]
+    n = len(slot.before)
+    return [rest[i: i + n] for i in range(0, len(rest) - n + 1, n)]
 
 
 def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
@@ -330,4 +373,4 @@ def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: Verif
     return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "parse_budget", "search_trigger"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger"]
