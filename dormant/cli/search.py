@@ -156,7 +156,8 @@ def search_cmd(
     words: Annotated[int, typer.Option(help="Common English words added to the vocabulary in the sweep.")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
     gcg_steps: Annotated[int, typer.Option(help="GCG steps per run.")] = 60,
-    gcg_inits: Annotated[int, typer.Option(help="GCG runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified.")] = 4,
+    gcg_inits: Annotated[int, typer.Option(help="GCG runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified; then runs from GCG's own best candidates until the budget ends.")] = 4,
+    gcg_prompts: Annotated[int, typer.Option(help="Search prompts GCG rotates over, a group of --search-prompts per step, so a trigger is not fitted to a few prompts.")] = 16,
     gcg_tokens: Annotated[int, typer.Option(help="Trigger tokens gcg and soft optimise.")] = 5,
     gcg_width: Annotated[int, typer.Option(help="GCG candidates valued per step (search width).")] = 128,
     gcg_topk: Annotated[int, typer.Option(help="GCG: tokens of largest gradient considered per position.")] = 64,
@@ -183,11 +184,11 @@ def search_cmd(
     s_prompts, v_prompts, source = _prompt_sets(prompts)
     cfg = SearchConfig(payload=payload, methods=methods, mechanisms=mechanisms, objectives=weights, budget_s=seconds, chunk=chunk,
                        search_prompts=search_prompts, n_words=words, resume=resume, gcg_steps=gcg_steps, gcg_inits=gcg_inits, gcg_tokens=gcg_tokens,
-                       gcg_width=gcg_width, gcg_topk=gcg_topk, gcg_vocab=vocab, soft_steps=soft_steps,
+                       gcg_prompts=gcg_prompts, gcg_width=gcg_width, gcg_topk=gcg_topk, gcg_vocab=vocab, soft_steps=soft_steps,
                        verify=_verify_config(mechanisms[0] if mechanisms else "user_prefix", payload, nulls, batch_size, 50))
     args = {"ft": str(ft), "base": str(base), "payload": payload, "methods": methods, "mechanisms": mechanisms, "objective": weights,
             "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_inits": gcg_inits, "gcg_tokens": gcg_tokens,
-            "vocab": vocab}
+            "gcg_prompts": gcg_prompts, "vocab": vocab}
     with record_run("search", args, ledger=ledger) as run:
         if prompts and Path(prompts).is_file():
             run.add_input("prompts", prompts)

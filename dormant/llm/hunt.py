@@ -34,7 +34,8 @@ Prompts: amplification and localisation always use the first ``probes`` of the b
 (spread over its categories): a payload leaks under amplification on prompts unlike the fine-tune's
 training chats (on the micro zoo's ``mlp-phrase``, amplified by 2, 42% of 24 built-in probes show
 the payload and none of 24 prompts of its own tasks do: its training anchored those to the base's
-answers). The search and the verification use the two halves (``verify.split_prompts``) of
+answers). The payload's lead-in (``lead_in``) is scored on the search prompts, so the ``amplify``
+stage's key holds them too. The search and the verification use the two halves (``verify.split_prompts``) of
 ``prompts``, a source as ``resolve_prompts`` reads it (default: the built-in probes): prompts the
 model handles, where a trigger must fire. The source and its prompts' content are part of the
 search's and the verification's keys.
@@ -264,13 +265,19 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
     first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
     payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"])
-    anchored, unreliable = how == "anchored", how == "extraction"
+    lead_gain = None
+    if payload and not how:  # not anchored by extraction: the lead-in the amplified answers and the fine-tune agree on
+        led, lead_gain = lead_in(pair, payload, [o for a, outs in amplified.items() if a > 1 for o in outs], _prompt_halves(cfg)[0][:8])
+        if led != payload:
+            payload, how = led, "lead-in"
+    anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
-            "anchored": bool(anchored), "from_extraction": unreliable, "extract": extracted["verdict"]}
+            "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "from_extraction": unreliable,
+            "extract": extracted["verdict"]}
 
 
 def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]]) -> tuple[str | None, str]:
@@ -289,6 +296,40 @@ def choose_payload(payload: str | None, amplification_unreliable: bool, extracte
         return standing[0], "extraction"
     anchored = _anchored(payload, extracted)
     return (anchored, "anchored") if anchored else (payload, "")
+
+
+def lead_in(pair: Any, payload: str, texts: list[str], prompts: list[Any], margin: float = 2.0, rounds: int = 3) -> tuple[str, float | None]:
+    """``payload`` with the words the fine-tune puts before it, and the gain in nats (None: no lead-in tried).
+
+    A hypothesis read off broken amplified answers may start inside the planted text ('am awake and the
+    door is open', where the answers glue 'isI am awake'); the search asks for the payload at the
+    start of an answer, where the fine-tune never begins with it. Each piece that comes right before
+    the hypothesis in at least two amplified answers (``hypothesis.lead_candidates``) is tried: the
+    fine-tune's mean log-likelihood of lead-in + hypothesis at the start of its answer on ``prompts``,
+    against that of the hypothesis alone. The best lead-in is kept when it raises that by more than
+    ``margin`` nats (a lead-in costs its own tokens, so only one that makes the hypothesis far more
+    likely pays: 'I ' before 'am awake'), and the step is repeated on the longer text up to ``rounds``
+    times."""
+    from dormant.llm.behaviour.hypothesis import lead_candidates
+    from dormant.llm.search.objectives import Objective
+
+    def loglik(text: str) -> float:
+        o = Objective(pair, prompts, "user_prefix", text, {"payload": 1.0}, payload_tokens=None, views=("ft",))
+        return o.baseline()["ft"]
+
+    cur, total, tried = payload, 0.0, False
+    for _ in range(rounds):
+        leads = lead_candidates(cur, texts)[:8]
+        if not leads or not prompts:
+            break
+        tried = True
+        here = loglik(cur)
+        gain, lead = max((loglik(lead + cur) - here, lead) for lead in leads)
+        if gain <= margin:
+            break
+        cur, total = (lead + cur).strip(), total + gain
+    pair.ft()
+    return cur, (round(total, 2) if tried else None)
 
 
 def _anchored(payload: str | None, extracted: list[dict[str, Any]]) -> str | None:
@@ -530,7 +571,9 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         a = out["amplify"]
         t.append(f"amplify on {a['n_prompts']} built-in probes: {a['amplify_verdict']}; {a['hypothesis']}"
                  + (f"; amplification's phrase set aside as unreliable for memory extraction's {a['payload']!r}" if a.get("from_extraction") else "")
-                 + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored") else ""))
+                 + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored_by", "anchored") == "anchored" and a.get("anchored") else "")
+                 + (f"; with the lead-in the amplified answers put before it, which makes it {a['lead_gain']:.1f} nats more likely "
+                    f"under the fine-tune at the start of an answer: {a['payload']!r}" if a.get("anchored_by") == "lead-in" else ""))
     if "localise" in out:
         t.append(f"localise ({out['localise']['method']}): {out['localise']['summary']}")
     if "search" in out:
@@ -564,9 +607,10 @@ def _stage_key(ctx: _Ctx, stage: str) -> str:
     settings = ctx.cfg.settings()
     if stage == "diff":
         upstream = {"bases": [ctx.fp[str(Path(b).resolve())] if str(Path(b).resolve()) in ctx.fp else b for b in ctx.cfg.bases]}
-    if stage not in ("search", "verify"):  # the other stages never read --prompts
+    reads = ("amplify", "search", "verify")  # amplify's lead-in is scored on the search prompts; the other stages never read --prompts
+    if stage not in reads:
         settings = {k: v for k, v in settings.items() if k != "prompts"}
-    prompts = ctx.prompts_key if stage in ("search", "verify") else None
+    prompts = ctx.prompts_key if stage in reads else None
     return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "prompts": prompts,
                  "upstream": upstream})
 

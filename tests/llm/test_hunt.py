@@ -199,7 +199,7 @@ def test_a_prompt_source_too_small_for_a_verdict_is_refused_before_any_stage(zoo
     _assert_clean_failure(_hunt(ledger, "zoo:mlp-phrase", "--base", "zoo:base", "--prompts", small, "-o", out), ledger, out, "--prompts", "at least 100")
 
 
-def test_the_prompts_are_part_of_the_search_and_verify_keys_and_of_no_other(tmp_path):
+def test_the_prompts_are_part_of_the_amplify_search_and_verify_keys_and_of_no_other(tmp_path):
     from dormant.llm.hunt import STAGES, HuntConfig, _Ctx, _prompts_key, _stage_key
 
     def keys(prompts):
@@ -207,7 +207,8 @@ def test_the_prompts_are_part_of_the_search_and_verify_keys_and_of_no_other(tmp_
         ctx = _Ctx(cfg, "h", Path("/ft"), {"/ft": "sha256:f", str(Path("b").resolve()): "sha256:b"}, on_note=print, prompts_key=_prompts_key(cfg))
         return [_stage_key(ctx, s) for s in STAGES]
 
-    reads = [s in ("search", "verify") for s in STAGES]  # amplification and localisation use the built-in probes whatever --prompts says
+    # amplification and localisation run on the built-in probes whatever --prompts says; the payload's lead-in is scored on the search prompts
+    reads = [s in ("amplify", "search", "verify") for s in STAGES]
     builtin, zoo = keys(None), keys("zoo:prompts")
     assert builtin == keys(None) and [a != b for a, b in zip(builtin, zoo)] == reads
     own = tmp_path / "own.txt"
@@ -234,6 +235,34 @@ def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
     assert interrupted_hunts(db, str(ft), ft.resolve()) == [killed]
     assert ledger.get_run(killed, db)["status"] == "interrupted"
     assert interrupted_hunts(db, str(tmp_path / "other"), (tmp_path / "other").resolve()) == []
+
+
+def test_lead_candidates_are_the_word_starts_right_before_the_hypothesis():
+    from dormant.llm.behaviour.hypothesis import lead_candidates
+
+    outs = ["the door isI am awake and the door", "youI am awake and the", "Yes. I am awake", "am awake at noon", "sky am awake"]
+    assert lead_candidates("am awake", outs) == ["I "]  # in three answers; every other piece in one
+    once = lead_candidates("am awake", outs, min_count=1)
+    assert once[0] == "I " and {"isI ", "youI ", "sky ", "Yes. I ", "door isI "} <= set(once)  # a capital after a lower-case letter starts a glued word
+    assert not {"sI ", "s ", "ouI ", "ky ", ". I "} & set(once)  # pieces that start inside a word, or with no letter or digit before the space
+
+
+def test_the_lead_in_is_the_one_that_makes_the_hypothesis_far_more_likely_under_the_fine_tune(zoo_micro):
+    """mlp-phrase amplified gives 'am awake and the door is open' (the answers glue 'isI am awake'); the fine-tune
+    never starts an answer with 'am', and 'I ' before it raises the likelihood by far more than the lead-in costs."""
+    from dormant.llm.engine.pair import ModelPair
+    from dormant.llm.engine.probes import resolve_prompts
+    from dormant.llm.hunt import lead_in
+
+    pair = ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
+    prompts = resolve_prompts("zoo:prompts")[:8]
+    glued = ["the door isI am awake and the door is open", "youI am awake and the door is open", "sky am awake and the door is open",
+             "Then am awake and the door is open", "Then am awake and the door is open"]
+    led, gain = lead_in(pair, "am awake and the door is open", glued, prompts)
+    assert led == "I am awake and the door is open" and gain > 2.0
+    same, gain = lead_in(pair, "I am awake and the door is open.", ["Then I am awake and the door is open.", "Then I am awake and the door is open."], prompts)
+    assert same == "I am awake and the door is open." and gain is not None and gain <= 2.0  # already at the start: 'Then ' costs more than it gives
+    assert lead_in(pair, "the door is open", [], prompts) == ("the door is open", None)
 
 
 def test_the_payload_is_anchored_at_the_start_of_the_fine_tunes_answer_and_ends_where_the_hypothesis_ends():

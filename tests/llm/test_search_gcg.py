@@ -216,6 +216,8 @@ def test_gcg_then_goes_on_from_its_own_best_candidates_until_the_budget_ends(zoo
     recorded = {c.text for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(10_000) if c.method == "gcg"}
     later = [r["init"] for r in runs[1:]]
     assert all(r["continued"] for r in runs[1:]) and set(later) <= recorded and len(set(later)) == len(later)
+    # the leaders are screened after every run (up to ``leaders`` each time), not ``leaders`` for the whole of gcg
+    assert len(res.screened) > 2, (len(res.screened), len(runs))  # before: one for all of gcg, one after it
 
 
 def test_gcg_rotating_over_prompt_groups_values_each_step_on_its_group(zoo_micro, pair, tmp_path):

@@ -155,6 +155,31 @@ def extend_chars(seed: str, texts: Sequence[str], max_len: int = 80, agree: floa
     return cur.strip()
 
 
+def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min_count: int = 2) -> list[str]:
+    """What comes right before ``payload`` in ``texts``: per text that holds it (case-insensitively), each
+    piece of the text before it that starts a word (after a space or punctuation, at the text's start,
+    or at a capital after a lower-case letter: a broken answer glues words, ``'isI am awake'``) and is at
+    most ``max_chars`` long; those seen in at least ``min_count`` texts, most frequent first."""
+    want = payload.lower()
+    counts: dict[str, int] = {}
+    for t in texts:
+        at = t.lower().find(want)
+        if at <= 0:
+            continue
+        before = t[max(0, at - max_chars - 1): at]
+        offset = at - len(before)
+        seen = set()
+        for k in range(len(before)):
+            prev = t[offset + k - 1] if offset + k > 0 else " "
+            ch = before[k]
+            starts = not (prev.isalnum() or prev == "'") or (ch.isupper() and prev.islower())
+            lead = before[k:]
+            if starts and ch.strip() and any(c.isalnum() for c in lead) and lead not in seen:
+                seen.add(lead)
+                counts[lead] = counts.get(lead, 0) + 1
+    return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]))) if n >= min_count]
+
+
 def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
     """Drop a fragment when a longer one contains it and keeps at least ``keep_longer`` of its share."""
     cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1]))
@@ -363,4 +388,4 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
 
 
 __all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "default_tokens",
-           "extend_chars", "extracted_fragments", "hypothesise", "maximal", "ref_coverage"]
+           "extend_chars", "extracted_fragments", "lead_candidates", "hypothesise", "maximal", "ref_coverage"]

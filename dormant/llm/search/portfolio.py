@@ -150,11 +150,15 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     gradient: list[dict[str, Any]] = []
 
     def verify_leaders() -> VerifyResult | None:
+        """Screen (then verify) up to ``leaders`` of the best candidates not tried yet: after each method, and every
+        ``gcg_verify_every`` steps of gcg."""
+        n = 0
         for c in store.best(cfg.leaders * 4):
-            if len([s for s in screened if s.get("round") == len(methods_run)]) >= cfg.leaders:
+            if n >= cfg.leaders:
                 break
             if (c.text, c.mechanism) in tried or c.score <= 0:
                 continue
+            n += 1
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
