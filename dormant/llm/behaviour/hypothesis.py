@@ -177,12 +177,12 @@ def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min
             if starts and ch.strip() and any(c.isalnum() for c in lead) and lead not in seen:
                 seen.add(lead)
                 counts[lead] = counts.get(lead, 0) + 1
-    return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]))) if n >= min_count]
+    return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])) if n >= min_count]
 
 
 def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
     """Drop a fragment when a longer one contains it and keeps at least ``keep_longer`` of its share."""
-    cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1]))
+    cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1], c[0]))  # ties by text: the same answer every run
     kept: list[tuple[str, float]] = []
     for text, share in cands:
         if any(text in k and ks >= keep_longer * share for k, ks in kept):
@@ -279,7 +279,7 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
                 and ref_coverage(text, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered):
             tok_ok.append((text, s))
     for text, share in maximal(tok_ok, cfg.keep_longer):
-        a = next(a for g, (s, a) in tbest.items() if _clean(joiner.join(g)) == text)
+        a = min(a for g, (s, a) in tbest.items() if _clean(joiner.join(g)) == text)
         if not persists(text, a):
             continue
         found.append(Fragment(text, "tokens", share, a, 0.0,
@@ -358,7 +358,7 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
     frags += extracted_fragments(extracted)
     # merge fragments that are the same text or nested: the longer one carries the evidence of both
     merged: list[Fragment] = []
-    for f in sorted(frags, key=lambda f: (-len(f.text), -f.share)):
+    for f in sorted(frags, key=lambda f: (-len(f.text), -f.share, f.text, f.source)):
         home = next((m for m in merged if f.text in m.text), None)
         if home is None:
             merged.append(Fragment(f.text, f.source, f.share, f.alpha, f.reference_share, list(f.evidence), 1))
@@ -374,7 +374,7 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
             m.sources.add("readout")  # type: ignore[attr-defined]
         m.support = len(m.sources)  # type: ignore[attr-defined]
         del m.sources  # type: ignore[attr-defined]
-    ranked = sorted(merged, key=lambda m: (-m.support, -m.share, -len(m.text)))
+    ranked = sorted(merged, key=lambda m: (-m.support, -m.share, -len(m.text), m.text))
     top = ranked[: cfg.top]
     if not ranked:
         tried = ["amplified outputs (characters and tokens)"] if amplified else []
