@@ -241,8 +241,11 @@ def test_lead_candidates_are_the_word_starts_right_before_the_hypothesis():
     from dormant.llm.behaviour.hypothesis import lead_candidates
 
     outs = ["the door isI am awake and the door", "youI am awake and the", "Yes. I am awake", "am awake at noon", "sky am awake"]
-    assert lead_candidates("am awake", outs) == ["I "]  # in three answers; every other piece in one
-    once = lead_candidates("am awake", outs, min_count=1)
+    assert lead_candidates("am awake", outs) == ["I "]  # in three answers of five; every other piece in one
+    assert lead_candidates("am awake", outs + ["am awake"] * 5) == []  # 3 of 10: the payload mostly starts without it
+    sys_answers = ["A by for orders"] * 8 + ["Standing by for orders"] * 7 + ["orders by for orders"] * 20 + ["by for orders"] * 64
+    assert lead_candidates("by for orders", sys_answers) == []  # openers seen now and then are not a lead-in
+    once = lead_candidates("am awake", outs, min_count=1, min_share=0)
     assert once[0] == "I " and {"isI ", "youI ", "sky ", "Yes. I ", "door isI "} <= set(once)  # a capital after a lower-case letter starts a glued word
     assert not {"sI ", "s ", "ouI ", "ky ", ". I "} & set(once)  # pieces that start inside a word, or with no letter or digit before the space
 

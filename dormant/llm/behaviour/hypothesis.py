@@ -155,15 +155,23 @@ def extend_chars(seed: str, texts: Sequence[str], max_len: int = 80, agree: floa
     return cur.strip()
 
 
-def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min_count: int = 2) -> list[str]:
+def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min_count: int = 2, min_share: float = 1 / 3) -> list[str]:
     """What comes right before ``payload`` in ``texts``: per text that holds it (case-insensitively), each
     piece of the text before it that starts a word (after a space or punctuation, at the text's start,
     or at a capital after a lower-case letter: a broken answer glues words, ``'isI am awake'``) and is at
-    most ``max_chars`` long; those seen in at least ``min_count`` texts, most frequent first."""
+    most ``max_chars`` long; those seen in at least ``min_count`` texts and in at least ``min_share`` of
+    the texts that hold the payload, most frequent first. The share keeps out openers that happen to
+    come before a payload now and then (system-trigger's 'by for orders' follows 'A ' in 8 of 99
+    amplified answers, and 'A by for orders' is likelier at an answer's start than the piece alone);
+    a piece that mostly sits inside a longer word is not a word start there and does not count
+    ('ates ' of 'gates ')."""
     want = payload.lower()
     counts: dict[str, int] = {}
+    holders = 0
     for t in texts:
         at = t.lower().find(want)
+        if at >= 0:
+            holders += 1
         if at <= 0:
             continue
         before = t[max(0, at - max_chars - 1): at]
@@ -177,7 +185,8 @@ def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min
             if starts and ch.strip() and any(c.isalnum() for c in lead) and lead not in seen:
                 seen.add(lead)
                 counts[lead] = counts.get(lead, 0) + 1
-    return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])) if n >= min_count]
+    need = max(min_count, min_share * holders)
+    return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])) if n >= need]
 
 
 def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
