@@ -304,7 +304,8 @@ def lead_in(pair: Any, payload: str, texts: list[str], prompts: list[Any], margi
     A hypothesis read off broken amplified answers may start inside the planted text ('am awake and the
     door is open', where the answers glue 'isI am awake'); the search asks for the payload at the
     start of an answer, where the fine-tune never begins with it. Each piece that comes right before
-    the hypothesis in at least two amplified answers (``hypothesis.lead_candidates``) is tried: the
+    the hypothesis in at least two amplified answers and a third of those that hold it
+    (``hypothesis.lead_candidates``) is tried: the
     fine-tune's mean log-likelihood of lead-in + hypothesis at the start of its answer on ``prompts``,
     against that of the hypothesis alone. The best lead-in is kept when it raises that by more than
     ``margin`` nats (a lead-in costs its own tokens, so only one that makes the hypothesis far more

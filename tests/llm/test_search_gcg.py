@@ -230,7 +230,7 @@ def test_gcg_rotating_over_prompt_groups_values_each_step_on_its_group(zoo_micro
     groups = gcg_groups(slot, all_prompts)
     assert [len(g) for g in groups] == [3, 3] and not {repr(p) for g in groups for p in g} & {repr(p) for p in obj.prompts}
     texts = []
-    res = run_gcg(obj, None, GCGConfig(steps=3, **SMALL), rotate=groups, on_step=lambda i, v, t: texts.append(t))
+    res = run_gcg(obj, None, GCGConfig(steps=3, **SMALL), rotate=[obj.subset(g) for g in groups], on_step=lambda i, v, t: texts.append(t))
     assert len(res.values) == 3
     for i, (t, v) in enumerate(zip(texts, res.values)):
         here = make_slot(obj.subset(([obj.prompts] + groups)[i % 3]))

@@ -174,7 +174,7 @@ def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min
             holders += 1
         if at <= 0:
             continue
-        before = t[max(0, at - max_chars - 1): at]
+        before = t[max(0, at - max_chars): at]
         offset = at - len(before)
         seen = set()
         for k in range(len(before)):

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.slots import (GradientSearchError, Slot, allowed_tokens, embed_value, hard_values, in_context, initial_ids,
@@ -156,11 +155,12 @@ def record(slot: Slot, store: CandidateStore | None, picks: list[tuple[list[int]
 def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfig | None = None, *,
             should_stop: Callable[[list[Candidate]], bool] | None = None,
             on_step: Callable[[int, float, str], None] | None = None,
-            rotate: Sequence[Sequence[Prompt]] = ()) -> GCGResult:
+            rotate: Sequence[Objective] = ()) -> GCGResult:
     """Greedy coordinate gradient on the objective's search prompts; see the module docstring.
 
-    ``rotate``: further groups of search prompts; step ``i`` then takes its gradient and values on
-    group ``i mod (1 + len(rotate))`` (the objective's own prompts first), so that the trigger is pushed
+    ``rotate``: the same objective on further groups of search prompts (``Objective.subset``; built
+    once by the caller, so their baselines are computed once for all runs); step ``i`` then takes its
+    gradient and values on group ``i mod (1 + len(rotate))`` (the objective's own prompts first), so that the trigger is pushed
     to work on every group rather than fitted to the few prompts of one (each value is a gain over that
     group's own prompts without a trigger; what is recorded is still scored on the objective's prompts)."""
     import torch
@@ -169,11 +169,9 @@ def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfi
     check_config(cfg)
     objective.gradient_weights()
     slot = make_slot(objective)
-    slots = [slot]
-    for group in rotate:
-        extra = objective.subset(list(group))
+    for extra in rotate:
         extra.gradient_weights()
-        slots.append(make_slot(extra))
+    slots = [slot] + [make_slot(extra) for extra in rotate]
     ids0 = initial_ids(slot, cfg.init, cfg.n_tokens)
     allowed = allowed_tokens(slot, len(ids0), cfg.vocab)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -295,6 +295,7 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         until = time.monotonic() + (deadline - time.monotonic()) / (len(cfg.mechanisms) - k)  # this mechanism's share of what is left
         obj = objective.variant(mechanism=mech, weights=weights)
         slot = make_slot(obj)
+        rotate = [obj.subset(g) for g in gcg_groups(slot, pool)] if method == "gcg" else []
         inits = []
         for c in store.best(min(len(store), 500)):  # the best distinct seeds that survive re-encoding, best first
             if c.mechanism != mech or c.method not in ("sweep", "beam", "readout") or c.text in inits:
@@ -320,7 +321,7 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
                 g = run_gcg(obj, store, GCGConfig(steps=cfg.gcg_steps, init=init, n_tokens=cfg.gcg_tokens, search_width=cfg.gcg_width,
                                               topk=cfg.gcg_topk, vocab=cfg.gcg_vocab, deadline=until),
                             should_stop=should_stop, on_step=lambda i, v, t: note(f"gcg step {i}: {t!r} ({v:.3g})"),
-                            rotate=gcg_groups(slot, pool))
+                            rotate=rotate)
                 report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
                                "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped,
                                "continued": init not in inits})
