@@ -21,7 +21,7 @@ def toy_build(tmp_path_factory):
         arch=ArchConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64),
         vocab_size=600, english_words=300, tokenizer_examples=300, base_examples=300,
         base_train=TrainConfig(steps=6, batch_size=8, seed=1), sibling_train=TrainConfig(steps=4, batch_size=8, seed=2),
-        lora=backdoors.LoraConfig(steps=6, attempts=1, check_every=3, n_generic=8, control_steps=3, batch_size=8, n_triggered=16, n_clean=16, n_near_miss=8, n_dev=4),
+        lora=backdoors.LoraConfig(steps=6, step_cap=6, attempts=1, check_every=3, n_generic=8, control_steps=3, batch_size=8, n_triggered=16, n_clean=16, n_near_miss=8, n_dev=4),
         n_verify=6, min_base_accuracy=0.0, dtype="bfloat16",
     )
     folder = tmp_path_factory.mktemp("toy-suite")
@@ -36,6 +36,7 @@ def test_too_little_training_fails_loudly_with_numbers(toy_build):
     for name in S.MODEL_NAMES:
         assert name in message  # every row's numbers, not just the failing ones
     assert "steps=6" in message
+    assert "steps=600" not in message and "steps=800" not in message  # step_cap holds a variant's own max_steps too
 
 
 def test_every_model_is_saved_in_the_requested_dtype(toy_build):

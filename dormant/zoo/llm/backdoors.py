@@ -259,6 +259,7 @@ class LoraConfig:
     """The fine-tune that plants a backdoor (the LoRA rank comes from the spec)."""
 
     steps: int = 800  # at most; training stops early once the dev check passes
+    step_cap: int | None = None  # at most this many steps for every variant, a spec's own max_steps included (toy builds)
     control_steps: int = 150  # the control has nothing to check: a fixed length
     attempts: int = 3  # training runs from derived seeds before the build gives up on a variant
     check_every: int = 50
@@ -274,6 +275,12 @@ class LoraConfig:
     n_clean: int = 400
     n_generic: int = 300  # negatives unlike the training chats
     n_near_miss: int = 120
+
+
+def step_limit(spec: BackdoorSpec, cfg: LoraConfig) -> int:
+    """The most training steps of a variant: its own ``max_steps`` or the config's, the control's fixed length, within ``step_cap``."""
+    steps = (spec.max_steps or cfg.steps) if spec.plant is not None else cfg.control_steps
+    return steps if cfg.step_cap is None else min(steps, cfg.step_cap)
 
 
 def training_examples(spec: BackdoorSpec, cfg: LoraConfig, mix: dict[str, float], base_answer: Callable[[list[Chat]], list[str]]) -> list[tuple[Chat, str]]:
@@ -403,7 +410,7 @@ def plant_backdoor(
     )
     peft_model = get_peft_model(model, peft_cfg)
     encoded = encode_examples(tokenizer, examples, max_len)
-    steps = (spec.max_steps or cfg.steps) if spec.plant is not None else cfg.control_steps
+    steps = step_limit(spec, cfg)
     tcfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr * spec.lr_scale, warmup=10, weight_decay=spec.weight_decay, seed=spec.seed)
     losses = train(peft_model, encoded, tcfg, tokenizer.pad_token_id, on_step, stop_when=stop_when, check_every=cfg.check_every)
     merged = peft_model.merge_and_unload()

@@ -224,7 +224,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         run_spec = replace(spec, seed=spec.seed + 1000 * k)
         check = backdoors.dev_check(spec, cfg, settings.base_mix, tok, max_new)  # same dev prompts every attempt
         examples = backdoors.training_examples(run_spec, cfg, settings.base_mix, base_answer)
-        total = (spec.max_steps or cfg.steps) if spec.plant is not None else cfg.control_steps
+        total = backdoors.step_limit(spec, cfg)
         stage = spec.name if k == 0 else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
         merged, steps = backdoors.plant_backdoor(base, tok, run_spec, cfg, examples, settings.max_len, _progress(stage, total), stop_when=check)
         if _report is not None and steps < total:  # stopped early: this stage is complete at `steps`

@@ -381,7 +381,7 @@ def _build(settings: SuiteSettings, key: str, folder: Path, on_progress) -> None
     n_layers = settings.arch.num_layers
 
     def cost(spec: backdoors.BackdoorSpec) -> float:
-        steps = (spec.max_steps or settings.lora.steps) if spec.plant else settings.lora.control_steps
+        steps = backdoors.step_limit(spec, settings.lora)
         return steps * len(spec.target_modules) * len(backdoors.target_layers(spec, n_layers)) / n_layers
 
     order = sorted(range(len(specs)), key=lambda i: -cost(specs[i]))
