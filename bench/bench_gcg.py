@@ -14,7 +14,7 @@ nanogcg==0.3.0 transformers==4.47.1``), in a subprocess with the same thread cou
 
 Timed per step: gradient, sampling, filtering and valuing the candidates (ours: without the
 re-scoring of the step's best by the full objective, which nanoGCG does not do; it is reported
-apart). Same process order every run: ours first, then nanoGCG. Prints both loss curves, the
+apart). Seeds alternate between the two (ours, nanoGCG, ours, ...). Prints both loss curves, the
 per-step seconds and the ratio nanoGCG / ours (the speed-up). No absolute-time claims.
 
     .venv/bin/python bench/bench_gcg.py                      # mlp-constant, 20 steps, width 256, top-k 128, 8 tokens
@@ -140,30 +140,34 @@ def main() -> None:
     ours_ids = slot.before[0] + ids0 + slot.after[0]
     T = len(obj.payload_ids)
     base_ft = obj.baseline()["ft"]
-    ours = []
+    py = nanogcg_python()
+
+    def nanogcg_run(seed: int) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "run_nanogcg.py"
+            script.write_text(RUNNER)
+            spec = {"model": str(model_dir), "template": str(model_dir / "chat_template.jinja"), "content": "{optim_str} " + text,
+                    "init": init, "target": payload, "steps": args.steps, "width": args.width, "topk": args.topk, "threads": args.threads,
+                    "seeds": [seed]}
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            out = subprocess.run([str(py), str(script), json.dumps(spec)], capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                sys.exit(f"nanoGCG failed:\n{out.stderr[-3000:]}")
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # seeds alternate between the two (ours, nanoGCG, ours, ...), so that a slower stretch of a shared
+    # machine falls on both rather than on one
+    ours, ng, got = [], [], {}
     for seed in range(args.seeds):
         r = run_gcg(obj, None, GCGConfig(steps=args.steps, init=init, search_width=args.width, topk=args.topk, n_replace=1, buffer_size=0,
                                          vocab="ascii", record_top=0, seed=seed))
         ours.append({"losses": [-(v + base_ft) / T for v in r.values], "best": r.best_text, "step_s": r.step_s,
                      "evaluated": r.evaluated, "rejected": r.rejected})
+        got = nanogcg_run(seed)
+        ng += got["runs"]
     t = time.perf_counter()
     record(slot, None, [(r.best_ids, r.best_text, r.best_value)])
     rescore_s = time.perf_counter() - t
-
-    # -- nanoGCG --------------------------------------------------------------------------------
-    py = nanogcg_python()
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "run_nanogcg.py"
-        script.write_text(RUNNER)
-        spec = {"model": str(model_dir), "template": str(model_dir / "chat_template.jinja"), "content": "{optim_str} " + text,
-                "init": init, "target": payload, "steps": args.steps, "width": args.width, "topk": args.topk, "threads": args.threads,
-                "seeds": list(range(args.seeds))}
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        out = subprocess.run([str(py), str(script), json.dumps(spec)], capture_output=True, text=True, env=env)
-        if out.returncode != 0:
-            sys.exit(f"nanoGCG failed:\n{out.stderr[-3000:]}")
-        got = json.loads(out.stdout.strip().splitlines()[-1])
-    ng = got["runs"]
 
     same = got["ids"] == ours_ids and got["target"] == obj.payload_ids
     print(f"same token ids before scoring (prompt with init, target): {same}")

@@ -131,8 +131,11 @@ def compute_prefix(model: Any, prefix_ids: Sequence[int]) -> _Prefix:
     return _Prefix(len(prefix_ids), _cache_of(out))
 
 
-def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], prefix: _Prefix, pad_id: int) -> list[Any]:
-    """Log-probabilities (float32, ``[len(positions[i]), vocab]``) at absolute ``positions`` of each sequence.
+def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], prefix: _Prefix, pad_id: int,
+                   targets: Sequence[Sequence[int]] | None = None) -> list[Any]:
+    """Log-probabilities (float32, ``[len(positions[i]), vocab]``) at absolute ``positions`` of each sequence;
+    with ``targets`` (a token per position) only those tokens' log-probabilities (``[len(positions[i])]``),
+    without the ``[positions, vocab]`` tensor.
 
     Sequences are right-padded; when ``prefix.length`` > 0 the first ``prefix.length`` tokens of every
     sequence are the prefix whose cache is reused, and every position must be >= ``prefix.length``.
@@ -161,7 +164,11 @@ def batch_logprobs(model: Any, seqs: Sequence[Sequence[int]], positions: Sequenc
         if (cols < 0).any():
             raise ValueError("a requested position lies inside the reused prefix")
         logits = model.get_output_embeddings()(hidden[rows, cols]).float()
-        logp = torch.log_softmax(logits, dim=-1)
+        if targets is None:
+            logp = torch.log_softmax(logits, dim=-1)
+        else:
+            want = torch.tensor([t for ts in targets for t in ts], device=logits.device).view(-1, 1)
+            logp = torch.log_softmax(logits, dim=-1).gather(1, want).squeeze(1)
     return list(torch.split(logp, [len(ps) for ps in positions]))
 
 
@@ -174,15 +181,17 @@ def logprobs_at(
     *,
     pad_id: int = 0,
     desc: str = "scoring",
+    targets: Sequence[Sequence[int]] | None = None,
 ) -> list[Any]:
-    """Batched ``batch_logprobs`` over any number of sequences, in input order (the model as it is)."""
+    """Batched ``batch_logprobs`` over any number of sequences, in input order (the model as it is);
+    with ``targets``, only those tokens' log-probabilities."""
     cfg = config or ScoreConfig()
     seqs = [list(s) for s in seqs]
     P = 0
     if cfg.prefix_reuse and len(seqs) > 1:
         P = min(common_prefix_len(seqs), min(min(ps) for ps in positions))
     prefix = compute_prefix(model, seqs[0][:P]) if P else _Prefix()
-    return _run_arm(model, seqs, positions, prefix, pad_id, cfg, desc)
+    return _run_arm(model, seqs, positions, prefix, pad_id, cfg, desc, targets=targets)
 
 
 def next_token_logprobs(model: Any, seqs: Sequence[Sequence[int]], config: ScoreConfig | None = None, *, pad_id: int = 0) -> Any:
@@ -299,16 +308,18 @@ def score_arms(
 
 
 def _run_arm(model: Any, seqs: list[list[int]], positions: list[list[int]], prefix: _Prefix, pad_id: int, cfg: ScoreConfig, name: str,
-             reduce: Any = None) -> list[Any]:
-    """Log-probabilities of every sequence at its positions, or, with ``reduce(batch, logps)``, its per-item results.
+             reduce: Any = None, targets: Sequence[Sequence[int]] | None = None) -> list[Any]:
+    """Log-probabilities of every sequence at its positions (of its ``targets`` only, when given), or,
+    with ``reduce(batch, logps)``, its per-item results.
 
-    Batches hold at most ``cfg.max_logprob_elems`` log-probabilities (positions x vocabulary)."""
+    Batches hold at most ``cfg.max_logprob_elems`` logits (positions x vocabulary)."""
     vocab = model.get_output_embeddings().weight.shape[0]
     per_item = max((len(p) for p in positions), default=1) * vocab
     batch_size = max(1, min(cfg.batch_size, cfg.max_logprob_elems // max(1, per_item)))
 
     def fn(b: list[int]) -> list[Any]:
-        logps = batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id)
+        logps = batch_logprobs(model, [seqs[i] for i in b], [positions[i] for i in b], prefix, pad_id,
+                               None if targets is None else [targets[i] for i in b])
         return logps if reduce is None else reduce(b, logps)
 
     return map_batches([len(s) for s in seqs], fn, batch_size, cfg.max_batch_tokens, desc=name, show_progress=cfg.show_progress)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from dormant.errors import DormantError
@@ -246,12 +246,12 @@ def hard_values(slot: Slot, batch: Sequence[Sequence[int]]) -> list[float]:
     lp = act = None
     if "payload" in w:
         pay = o.payload_ids
-        seqs = [s + pay[:-1] for s in prompts]
-        positions = [list(range(len(s) - 1, len(s) - 1 + len(pay))) for s in prompts]
         tok = slot.tokenizer
-        got = logprobs_at(o.pair.model, seqs, positions, o.config, pad_id=tok.pad_token_id or 0)
-        target = torch.tensor(pay)
-        lp = torch.stack([g[torch.arange(len(pay)), target.to(g.device)].sum().cpu() for g in got]).view(C, P)
+        seqs = [s + pay[:-1] for s in prompts]
+        positions = [list(range(len(s) - len(pay), len(s))) for s in seqs]
+        cfg = replace(o.config, batch_size=max(o.config.batch_size, len(seqs)))  # one batch where memory allows (the caps hold)
+        got = logprobs_at(o.pair.model, seqs, positions, cfg, pad_id=tok.pad_token_id or 0, targets=[pay] * len(seqs))
+        lp = torch.stack([g.sum().cpu() for g in got]).view(C, P)
     if "activation" in w:
         act = torch.tensor(o.change_activation(prompts)).view(C, P)
     return o.ft_value(lp, act).tolist()
