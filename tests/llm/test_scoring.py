@@ -51,22 +51,13 @@ def test_teacher_forced_positions_match_full_forward(pair, prompts):
     cont = pair.tokenizer("I am awake and the door is open.", add_special_tokens=False)["input_ids"]
     seqs = [s + cont[:-1] for s in ids]
     positions = [[len(s) - 1 + t for t in range(len(cont))] for s in ids]
-    got = logprobs_at(model, seqs, positions, ScoreConfig(batch_size=4, prefix_reuse=True, **QUIET), pad_id=pair.tokenizer.pad_token_id)
-    for s, ps, g in zip(seqs, positions, got):
-        torch.testing.assert_close(g, _full_forward_logprobs(model, s)[ps], rtol=0, atol=2e-4)
-
-
-def test_target_logprobs_are_the_full_log_probabilities_at_the_targets(pair, prompts):
-    model = pair.base()
-    ids = encode(pair.tokenizer, prompts[:9])
-    cont = pair.tokenizer("I am awake and the door is open.", add_special_tokens=False)["input_ids"]
-    seqs = [s + cont[:-1] for s in ids]
-    positions = [[len(s) - 1 + t for t in range(len(cont))] for s in ids]
     cfg = ScoreConfig(batch_size=4, prefix_reuse=True, **QUIET)
-    got = logprobs_at(model, seqs, positions, cfg, pad_id=pair.tokenizer.pad_token_id, targets=[cont] * len(seqs))
-    for s, ps, g in zip(seqs, positions, got):
-        assert g.shape == (len(cont),)
-        torch.testing.assert_close(g, _full_forward_logprobs(model, s)[ps, cont], rtol=0, atol=2e-4)
+    got = logprobs_at(model, seqs, positions, cfg, pad_id=pair.tokenizer.pad_token_id)
+    only = logprobs_at(model, seqs, positions, cfg, pad_id=pair.tokenizer.pad_token_id, targets=[cont] * len(seqs))  # the targets' alone
+    for s, ps, g, o in zip(seqs, positions, got, only):
+        full = _full_forward_logprobs(model, s)
+        torch.testing.assert_close(g, full[ps], rtol=0, atol=2e-4)
+        torch.testing.assert_close(o, full[ps, cont], rtol=0, atol=2e-4)
 
 
 def test_payload_likelihood_and_multi_token_kl(pair, prompts):
