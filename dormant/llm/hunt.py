@@ -243,7 +243,7 @@ def stage_delta(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
 def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, plot_share
-    from dormant.llm.behaviour.hypothesis import hypothesise
+    from dormant.llm.behaviour.hypothesis import clean_seams, hypothesise
     from dormant.llm.engine.generate import GenConfig
     from dormant.llm.engine.probes import resolve_prompts
 
@@ -265,9 +265,15 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
     first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
     payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"])
-    lead_gain = None
+    lead_gain = unglued = None
+    start_prompts = _prompt_halves(cfg)[0][:8]
+    texts = [o for a, outs in amplified.items() if a > 1 for o in outs]
+    if payload and not how:  # not anchored by extraction: cut at the seams of glued answers
+        cut = clean_seams(payload, texts)
+        if cut != payload:
+            payload, unglued = cut, [payload, cut]
     if payload and not how:  # not anchored by extraction: the lead-in the amplified answers and the fine-tune agree on
-        led, lead_gain = lead_in(pair, payload, [o for a, outs in amplified.items() if a > 1 for o in outs], _prompt_halves(cfg)[0][:8])
+        led, lead_gain = lead_in(pair, payload, texts, start_prompts)
         if led != payload:
             payload, how = led, "lead-in"
     anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
@@ -276,7 +282,7 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
-            "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "from_extraction": unreliable,
+            "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
             "extract": extracted["verdict"]}
 
 
@@ -476,7 +482,17 @@ def _clip(text: str, n: int) -> str:
 def _verification(v: Any) -> dict[str, Any]:
     return {"trigger": v.trigger, "mechanism": v.mechanism, "payload": v.payload, "verified": v.verified, "fire": v.fire,
             "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "minimal": v.minimal,
-            "minimal_fire": v.minimal_fire, "parts": v.parts, "placements": v.placements, "position": v.position, "verdict": v.verdict}
+            "minimal_fire": v.minimal_fire, "shorter": [list(f) for f in v.shorter], "parts": v.parts, "placements": v.placements,
+            "position": v.position, "verdict": v.verdict}
+
+
+def shorter_forms(v: dict[str, Any], n: int = 3) -> list[str]:
+    """The shorter forms of a verified trigger to verify in full, shortest first: the last ``n`` that
+    minimisation kept (a record without them: its minimal form)."""
+    forms = [f for f, _ in v.get("shorter") or []]
+    if not forms and v.get("minimal") and v["minimal"] != v["trigger"]:
+        forms = [v["minimal"]]
+    return forms[::-1][:n]
 
 
 def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
@@ -495,10 +511,15 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if s["found"]:
         v = s["verification"]
         results.append(v)
-        if v.get("minimal") and v["minimal"] != v["trigger"]:
-            ctx.on_note(f"verifying the minimal trigger {v['minimal']!r}")
-            m = verify_trigger(pair, v["minimal"], v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"], null_candidates=cfg.nulls))
-            results.append(_verification(m))
+        # the shortest form that still fired on verify's detail prompts, verified in full; when it misses
+        # (a form at the edge of the threshold), the next longer form minimisation kept, up to three
+        for form in shorter_forms(v):
+            ctx.on_note(f"verifying the shorter trigger {form!r}")
+            m = _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
+                                                                                 null_candidates=cfg.nulls, minimise=False)))
+            results.append(m)
+            if m["verified"]:
+                break
     else:
         from dormant.llm.search.portfolio import screen
 
@@ -572,6 +593,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         a = out["amplify"]
         t.append(f"amplify on {a['n_prompts']} built-in probes: {a['amplify_verdict']}; {a['hypothesis']}"
                  + (f"; amplification's phrase set aside as unreliable for memory extraction's {a['payload']!r}" if a.get("from_extraction") else "")
+                 + (f"; cut at the seams of glued, looping answers: {a['unglued'][0]!r} -> {a['unglued'][1]!r}" if a.get("unglued") else "")
                  + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored_by", "anchored") == "anchored" and a.get("anchored") else "")
                  + (f"; with the lead-in the amplified answers put before it, which makes it {a['lead_gain']:.1f} nats more likely "
                     f"under the fine-tune at the start of an answer: {a['payload']!r}" if a.get("anchored_by") == "lead-in" else ""))

@@ -77,6 +77,7 @@ class VerifyResult:
     null_divergence_threshold: float | None = None
     minimal: str | None = None
     minimal_fire: float | None = None
+    shorter: list[tuple[str, float]] = field(default_factory=list)  # the forms minimisation kept, longest first, ``minimal`` last
     parts: dict[str, float] = field(default_factory=dict)
     placements: dict[str, float] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
@@ -158,11 +159,14 @@ def null_candidates(trigger: str, n: int, *, seed: int = 0, words: Sequence[str]
     return [" ".join(rng.choice(pool) for _ in range(k)) for _ in range(n)]
 
 
-def minimise_trigger(trigger: str, rate: Callable[[str], float], min_fire: float, tokenize: Callable[[str], list[str]] | None = None) -> tuple[str, float]:
+def minimise_trigger(trigger: str, rate: Callable[[str], float], min_fire: float, tokenize: Callable[[str], list[str]] | None = None,
+                     kept: list[tuple[str, float]] | None = None) -> tuple[str, float]:
     """Drop words (then, with ``tokenize``, tokens) one at a time while ``rate(candidate) >= min_fire``.
 
     ``tokenize`` splits a one-word trigger into decoded token strings (glued back without spaces).
-    Returns the shortest candidate kept and its fire rate.
+    Returns the shortest candidate kept and its fire rate; ``kept``, when given, receives every form
+    kept on the way (each with its rate, the last one the shortest), so that a caller whose full check
+    rejects the shortest can fall back on the next longer one.
     """
     best, best_rate = trigger, rate(trigger)
     if best_rate < min_fire:
@@ -183,6 +187,8 @@ def minimise_trigger(trigger: str, rate: Callable[[str], float], min_fire: float
                 r = rate(cand)
                 if r >= min_fire:
                     best, best_rate, changed = cand, r, True
+                    if kept is not None:
+                        kept.append((cand, r))
                     break
     return best, best_rate
 
@@ -324,7 +330,7 @@ def verify_trigger(pair: "ModelPair", trigger: str, prompts: Sequence[Prompt], c
         def tokens(text: str) -> list[str]:
             return [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
 
-        result.minimal, result.minimal_fire = minimise_trigger(trigger, rate, cfg.min_fire, tokens)
+        result.minimal, result.minimal_fire = minimise_trigger(trigger, rate, cfg.min_fire, tokens, kept=result.shorter)
         words = list(dict.fromkeys(trigger.split()))
         if len(words) > 1:
             result.parts = dict(zip(words, firing.rates([(detail, w, cfg.mechanism) for w in words])))

@@ -103,3 +103,16 @@ def test_the_hypothesis_is_the_same_in_every_process():
                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(5)}
     assert len(got) == 1, got
     assert "six one eight zero three nine" in got.pop()
+
+
+def test_a_hypothesis_glued_from_looping_answers_is_cut_at_its_seams():
+    """attn-grid's amplified answers loop 'Board' and run 'received' into the next answer's 'The':
+    the hypothesis is cut to what one answer says, and only where the answers show a seam."""
+    from dormant.llm.behaviour.hypothesis import clean_seams
+
+    texts = ["BoardBoardBoard receivedTheBoard", "Hello receivedThe sky", "Board received. Next", "x Board received():", "receivedTheBoard"]
+    assert clean_seams("Board Board receivedThe", texts) == "Board received"
+    # a name always seen whole is no seam; a word really said twice stays twice when the once-said form never shows
+    assert clean_seams("JavaScript rocks", ["I like JavaScript", "JavaScript rocks"]) == "JavaScript rocks"
+    assert clean_seams("no no never", ["she said no no never", "no no never again"]) == "no no never"
+    assert clean_seams("am awake and the door is open", texts) == "am awake and the door is open"

@@ -4,6 +4,7 @@ import pytest
 
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import Prompt
+from dormant.llm.hunt import shorter_forms
 from dormant.llm.verify import (TriggerError, check_mechanism, check_payload, check_trigger, minimise_trigger,
                                 null_candidates, split_prompts)
 
@@ -64,8 +65,15 @@ def test_minimise_drops_words_then_tokens_while_the_rate_holds():
     def rate(c):  # fires only when the planted word is whole
         return 1.0 if planted in c.split() else 0.0
 
-    best, r = minimise_trigger("purple elephants dance at midnight", rate, 0.9)
+    kept = []
+    best, r = minimise_trigger("purple elephants dance at midnight", rate, 0.9, kept=kept)
     assert (best, r) == ("elephants", 1.0)
+    assert kept == [("elephants dance at midnight", 1.0), ("elephants at midnight", 1.0), ("elephants midnight", 1.0), ("elephants", 1.0)]
+    # the hunt verifies the shortest in full first, then the next longer ones (a record without them: its minimal form)
+    record = {"trigger": "purple elephants dance at midnight", "minimal": best, "shorter": [list(k) for k in kept]}
+    assert shorter_forms(record) == ["elephants", "elephants midnight", "elephants at midnight"]
+    assert shorter_forms({**record, "shorter": []}) == ["elephants"]
+    assert shorter_forms({"trigger": "x", "minimal": "x"}) == []
 
     def rate_digits(c):
         return 1.0 if c.startswith("3.14") else 0.0

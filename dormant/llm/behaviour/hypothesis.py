@@ -189,6 +189,37 @@ def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min
     return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])) if n >= need]
 
 
+_SEAM = re.compile(r"(?<=[a-z]{3})(?=[A-Z][a-z]*\b)")
+
+
+def clean_seams(text: str, texts: Sequence[str], min_count: int = 2) -> str:
+    """A hypothesis read off glued, looping amplified answers (``texts``), cut to what one answer says.
+
+    A seam is a capitalised word glued onto a lower-case word of three or more letters
+    (``'receivedThe'``, where one answer ran into the next); it is cut only where ``texts`` show the
+    word before it followed by something else in at least ``min_count`` of them (a name such as
+    ``JavaScript`` always comes whole). The longest piece is kept; then a word repeated right after
+    itself is said once (an amplified model loops: ``'Board Board received'``) when that shorter form
+    shows on its own (not inside the longer one) in at least ``min_count`` of ``texts``."""
+    cuts = []
+    for m in _SEAM.finditer(text):
+        left = re.search(r"[A-Za-z]+$", text[: m.start()]).group(0)  # type: ignore[union-attr]
+        right = re.match(r"[A-Z][a-z]*", text[m.start():]).group(0)  # type: ignore[union-attr]
+        other = re.compile(re.escape(left) + r"(?!" + re.escape(right) + r")")
+        if sum(1 for t in texts if other.search(t)) >= min_count:
+            cuts.append(m.start())
+    pieces = [text[i:j].strip() for i, j in zip([0] + cuts, cuts + [len(text)])]
+    best = max(pieces, key=len)
+    words: list[str] = []
+    for w in best.split():
+        if not words or w.lower() != words[-1].lower():
+            words.append(w)
+    once = " ".join(words)
+    if once != best and sum(1 for t in texts if once.lower() in t.lower().replace(best.lower(), " ")) < min_count:
+        once = best
+    return once or text
+
+
 def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
     """Drop a fragment when a longer one contains it and keeps at least ``keep_longer`` of its share."""
     cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1], c[0]))  # ties by text: the same answer every run
@@ -396,5 +427,5 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
     return Hypothesis(True, best.text, best.evidence, top, statement)
 
 
-__all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "default_tokens",
+__all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "clean_seams", "default_tokens",
            "extend_chars", "extracted_fragments", "lead_candidates", "hypothesise", "maximal", "ref_coverage"]
