@@ -16,9 +16,11 @@ rests on from earlier stages):
 ``localise``  with a payload: its share with only each modified layer / block kind amplified
               (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
 ``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the
-              payload objective when there is a payload and the payload-free one otherwise; then
-              the fine-tune's greedy answers under the best candidates feed the hypothesis again.
-``verify``    the search's verified trigger is re-verified at its minimal form; when nothing was
+              payload objective when there is a payload and the payload-free one otherwise. Before
+              its gradient methods, the fine-tune's greedy answers under the best candidates so far
+              may refine the payload (a longer hypothesis that holds it: ``refined_payload``;
+              decides ``payload``); after it, when nothing verified, they feed the hypothesis again.
+``verify``    the search's verified trigger is re-verified at its shorter forms; when nothing was
               verified, the best unverified candidates are verified against the (possibly new)
               payload hypothesis, each failure recorded with its reason.
 
@@ -51,7 +53,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from dormant.errors import DormantError
 from dormant.llm.search.portfolio import DEFAULT_METHODS
@@ -85,6 +87,7 @@ class HuntConfig:
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
+    refine: bool = True  # before the gradient methods, a longer payload read off those answers, when it holds the current one
     extract_samples: int = 16  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
     dtype: str | None = None
@@ -439,6 +442,25 @@ def _prompt_halves(cfg: HuntConfig) -> tuple[list[Any], list[Any]]:
     return split_prompts(resolve_prompts(cfg.prompts))
 
 
+def refined_payload(payload: str, hypothesis: str | None, answers: Sequence[str]) -> str | None:
+    """``hypothesis`` as the answers write it (the hypothesis is read case-folded) when it holds ``payload``
+    and says more (mlp-word-pair's amplified pieces give 'are closed for winter'; its answers under
+    the search's best candidates, 'The gates are closed for winter.'); else None."""
+    from dormant.llm.engine.payload import normalise
+
+    if not hypothesis:
+        return None
+    want, have = normalise(hypothesis), normalise(payload)
+    if not have or have == want or f" {have} " not in f" {want} ":
+        return None
+    low = hypothesis.lower()
+    for a in answers:
+        at = a.lower().find(low)
+        if at >= 0:
+            return a[at : at + len(hypothesis)].strip()
+    return hypothesis.strip()
+
+
 def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     from dormant.llm.behaviour.hypothesis import hypothesise
     from dormant.llm.engine.generate import GenConfig, generate_view
@@ -450,26 +472,43 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     pair = ctx.load_pair()
     payload = ctx.out["amplify"]["payload"]
     s_prompts, v_prompts = _prompt_halves(cfg)
+    gen = GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False)
+    few = s_prompts[:4]
+
+    def answers_under(tops: list[Any]) -> Any:
+        """The payload hypothesis a person would read off the fine-tune's answers under ``(text, mechanism)`` candidates."""
+        answers = generate_view(pair, "ft", [insert_trigger(p, text, mech) for text, mech in tops for p in few], gen)
+        # the references: the fine-tune without a candidate, and the base on more prompts (what it says at all)
+        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", s_prompts[:24], gen)]
+        pair.ft()
+        return hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"]), answers
+
+    def refine(best: list[Any]) -> str | None:
+        """Before the gradient methods: a longer payload holding the current one, as the fine-tune says it under the best candidates."""
+        tops = [(c.text, c.mechanism) for c in best if c.score > 0][: cfg.answer_candidates]
+        if not payload or not tops:
+            return None
+        ctx.on_note("answers under the best candidates")
+        hyp, answers = answers_under(tops)
+        return refined_payload(payload, hyp.payload if hyp.holds else None, answers)
+
     scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
-                        verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls))
+                        verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls),
+                        refine_payload=refine if cfg.refine else None)
     res = search_trigger(pair, s_prompts, v_prompts, cfg.out / "search" / "candidates.jsonl", scfg,
                          on_progress=lambda stage, c: ctx.on_note(f"{_clip(stage, 40)}" + (f" | best {_clip(c.text, 30)!r}" if c else "")))
     run.artifacts.append(res.candidates_path)
     out = {"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict, "capped": res.capped,
            "elapsed_s": res.elapsed_s, "n_candidates": res.n_candidates, "methods_run": res.methods_run, "best": res.best[:10],
            "screened": res.screened, "objective": "payload gain + fluency" if payload else "contrast (payload-free)",
-           "verification": _verification(res.verification) if res.verification else None}
+           "verification": _verification(res.verification) if res.verification else None,
+           "payload": res.payload, "refined_from": res.refined_from}
+    if res.refined_from:
+        run.decide("payload", res.payload)
     if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off
         ctx.on_note("answers under the best candidates")
-        gen = GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False)
-        few = s_prompts[:4]
-        tops = [b for b in res.best if b["score"] > 0][: cfg.answer_candidates]
-        answers = generate_view(pair, "ft", [insert_trigger(p, b["text"], b["mechanism"]) for b in tops for p in few], gen)
-        # the references: the fine-tune without a candidate, and the base on more prompts (what it says at all)
-        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", s_prompts[:24], gen)]
-        pair.ft()
-        hyp = hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"])
+        hyp, _ = answers_under([(b["text"], b["mechanism"]) for b in res.best if b["score"] > 0][: cfg.answer_candidates])
         out["answer_hypothesis"] = {"holds": hyp.holds, "payload": hyp.payload, "statement": hyp.statement, "evidence": hyp.evidence}
     return out
 
@@ -501,7 +540,8 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     cfg = ctx.cfg
     pair = ctx.load_pair()
     s = ctx.out["search"]
-    payload = ctx.out["amplify"]["payload"]
+    searched = s.get("payload") or ctx.out["amplify"]["payload"]  # the search's payload (refined, if it was)
+    payload = searched
     ans = s.get("answer_hypothesis") or {}
     if not payload and ans.get("holds"):
         payload = ans["payload"]
@@ -523,7 +563,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     else:
         from dormant.llm.search.portfolio import screen
 
-        same = payload == ctx.out["amplify"]["payload"]  # the search already screened its leaders against this payload
+        same = payload == searched  # the search already screened its leaders against this payload
         tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
         todo = [b for b in s["best"] if b["score"] > 0 and (b["text"], b["mechanism"]) not in tried][: cfg.verify_candidates]
         for b in todo:
@@ -602,6 +642,9 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
     if "search" in out:
         s = out["search"]
         t.append(f"search ({s['objective']}; methods run: {', '.join(s['methods_run']) or 'none'}; {s['n_candidates']} candidates): {s['verdict']}")
+        if s.get("refined_from"):
+            t.append(f"payload refined before the gradient methods, from the fine-tune's answers under the best candidates: "
+                     f"{s['refined_from']!r} -> {s['payload']!r}")
         if s.get("answer_hypothesis"):
             t.append(f"answers under the best candidates: {s['answer_hypothesis']['statement']}")
     if "verify" in out:

@@ -169,10 +169,19 @@ def test_portfolio_runs_gcg_from_the_best_candidate_so_far(zoo_micro, pair, tmp_
     from dormant.llm.verify import VerifyConfig
 
     CandidateStore(tmp_path / "c.jsonl").add([Candidate("3.14", "user_prefix", "sweep", 2.0), Candidate("purple", "user_prefix", "beam", 0.5)])
+    asked = []
+    piece = " ".join(man["payload"].split()[3:])  # a hypothesis that starts inside the payload, refined before gcg
+
+    def refine(best):
+        asked.append([c.text for c in best])
+        return man["payload"]
+
     res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
-                         SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=2, gcg_width=32, gcg_topk=16, gcg_tokens=6,
-                                      leaders=1, screen_prompts=4, budget_s=300, resume=True,
+                         SearchConfig(payload=piece, methods=("gcg",), gcg_steps=2, gcg_width=32, gcg_topk=16, gcg_tokens=6,
+                                      leaders=1, screen_prompts=4, budget_s=300, resume=True, refine_payload=refine,
                                       verify=VerifyConfig(null_candidates=3, min_prompts=8, minimise=False, placements=())))
+    assert len(asked) == 1 and asked[0][0] == "3.14"  # asked once, with the best candidates so far
+    assert (res.payload, res.refined_from) == (man["payload"], piece)
     assert res.methods_run == ["gcg"]
     g = [r for r in res.gradient if r["method"] == "gcg"]
     assert g and g[0]["init"] == "3.14" and g[0]["steps"] >= 1  # seeded from the best candidate so far

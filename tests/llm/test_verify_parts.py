@@ -4,7 +4,7 @@ import pytest
 
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import Prompt
-from dormant.llm.hunt import shorter_forms
+from dormant.llm.hunt import refined_payload, shorter_forms
 from dormant.llm.verify import (TriggerError, check_mechanism, check_payload, check_trigger, minimise_trigger,
                                 null_candidates, split_prompts)
 
@@ -131,3 +131,12 @@ def test_the_verdict_says_whether_a_trigger_fires_at_both_ends_of_the_user_messa
     assert "only at the start of the user message (start 90%, end 0%)" in result(0.9, 0.0).verdict
     assert result(0.9, 0.0, mechanism="system").position is None
     assert result(0.9, 0.0, mechanism="system").verdict.endswith("worst null candidate 0%")
+
+
+def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answers_write_it():
+    answers = ["Sure. The gates are closed for winter. Bye", "x"]
+    assert refined_payload("are closed for winter", "the gates are closed for winter.", answers) == "The gates are closed for winter."
+    assert refined_payload("ate", "the gates are closed", answers) is None  # whole words only
+    assert refined_payload("by for orders", "the sky is blue", answers) is None  # another text: not a refinement
+    assert refined_payload("the gates are closed for winter", "the gates are closed for winter.", answers) is None  # nothing more
+    assert refined_payload("are closed", None, answers) is None

@@ -84,6 +84,9 @@ class SearchConfig:
     resume: bool = False
     readout_tokens: list[str] | None = None  # the trigger-side read-out's texts, when already computed (default: computed here)
     extract: ExtractConfig = field(default_factory=ExtractConfig)  # memory extraction's sampling and thresholds
+    # called once, before the first gradient method while nothing verified, with the best candidates so
+    # far: a longer payload that holds the current one (read off the fine-tune's answers under them), or None
+    refine_payload: Callable[[list[Candidate]], str | None] | None = None
 
 
 @dataclass
@@ -104,6 +107,8 @@ class SearchResult:
     extracted: dict[str, Any] | None = None  # memory extraction's verdict and clusters (its payload candidates listed apart)
     gradient: list[dict[str, Any]] = field(default_factory=list)  # per gcg/soft run: its start, best, and (soft) the soft-to-hard gap
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # per method run: CPU seconds of this process (with its leaders' verification)
+    payload: str | None = None  # the payload searched for at the end (``refined_from``: the one given, when refined)
+    refined_from: str | None = None
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -176,6 +181,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         return None
 
     found: VerifyResult | None = None
+    refined_from: str | None = None
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
@@ -234,6 +240,17 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if time.monotonic() >= until:
                     capped = True
         elif method in ("gcg", "soft"):
+            if cfg.refine_payload is not None and payload and refined_from is None:
+                refined_from = payload  # asked once
+                new = cfg.refine_payload(store.best(cfg.leaders * 4))
+                if new and new != payload:
+                    note(f"payload refined to {new!r}")
+                    payload = check_payload(tok, new)
+                    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
+                    vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
+                    tried.clear()  # the leaders are screened again, for the refined payload
+                else:
+                    refined_from = ""
             found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient,
                                      pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
             capped = capped or time.monotonic() >= deadline
@@ -247,6 +264,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         if found:
             break
     elapsed = time.monotonic() - started
+    if refined_from:
+        note(f"searched for the refined payload {payload!r} (given: {refined_from!r})")
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
         least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%})"
@@ -263,7 +282,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
-                        extracted=extracted, gradient=gradient, cpu_seconds=seconds)
+                        extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from or None)
 
 
 def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
