@@ -474,12 +474,13 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     s_prompts, v_prompts = _prompt_halves(cfg)
     gen = GenConfig(max_new_tokens=cfg.max_new_tokens, show_progress=False)
     few = s_prompts[:4]
+    refs: list[list[str]] = []
 
     def answers_under(tops: list[Any]) -> Any:
         """The payload hypothesis a person would read off the fine-tune's answers under ``(text, mechanism)`` candidates."""
         answers = generate_view(pair, "ft", [insert_trigger(p, text, mech) for text, mech in tops for p in few], gen)
-        # the references: the fine-tune without a candidate, and the base on more prompts (what it says at all)
-        refs = [generate_view(pair, "ft", few, gen), generate_view(pair, "base", s_prompts[:24], gen)]
+        if not refs:  # the references, generated once: the fine-tune without a candidate, and the base on more prompts (what it says at all)
+            refs.extend([generate_view(pair, "ft", few, gen), generate_view(pair, "base", s_prompts[:24], gen)])
         pair.ft()
         return hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"]), answers
 

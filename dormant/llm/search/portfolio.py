@@ -182,6 +182,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     found: VerifyResult | None = None
     refined_from: str | None = None
+    asked = False  # refine_payload is asked once
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
@@ -240,17 +241,15 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if time.monotonic() >= until:
                     capped = True
         elif method in ("gcg", "soft"):
-            if cfg.refine_payload is not None and payload and refined_from is None:
-                refined_from = payload  # asked once
+            if cfg.refine_payload is not None and payload and not asked:
+                asked = True
                 new = cfg.refine_payload(store.best(cfg.leaders * 4))
                 if new and new != payload:
                     note(f"payload refined to {new!r}")
-                    payload = check_payload(tok, new)
+                    refined_from, payload = payload, check_payload(tok, new)
                     objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
                     vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
                     tried.clear()  # the leaders are screened again, for the refined payload
-                else:
-                    refined_from = ""
             found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient,
                                      pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
             capped = capped or time.monotonic() >= deadline
@@ -264,8 +263,6 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         if found:
             break
     elapsed = time.monotonic() - started
-    if refined_from:
-        note(f"searched for the refined payload {payload!r} (given: {refined_from!r})")
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
         least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%})"
@@ -282,7 +279,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
-                        extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from or None)
+                        extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from)
 
 
 def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
