@@ -17,9 +17,10 @@ rests on from earlier stages):
               (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
 ``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the
               payload objective when there is a payload and the payload-free one otherwise. Before
-              its gradient methods, the fine-tune's greedy answers under the best candidates so far
-              may refine the payload (a longer hypothesis that holds it: ``refined_payload``;
-              decides ``payload``); after it, when nothing verified, they feed the hypothesis again.
+              its gradient methods, and again part-way through GCG (whose candidates elicit more),
+              the fine-tune's greedy answers under the best candidates so far may refine the
+              payload (a longer hypothesis that holds it: ``refined_payload``; decides ``payload``);
+              after it, when nothing verified, they feed the hypothesis again.
 ``verify``    the search's verified trigger is re-verified at its shorter forms; when nothing was
               verified, the best unverified candidates are verified against the (possibly new)
               payload hypothesis, each failure recorded with its reason.
@@ -445,13 +446,15 @@ def _prompt_halves(cfg: HuntConfig) -> tuple[list[Any], list[Any]]:
 def refined_payload(payload: str, hypothesis: str | None, answers: Sequence[str]) -> str | None:
     """``hypothesis`` as the answers write it (the hypothesis is read case-folded) when it holds ``payload``
     and says more (mlp-word-pair's amplified pieces give 'are closed for winter'; its answers under
-    the search's best candidates, 'The gates are closed for winter.'); else None."""
+    the search's best candidates, 'The gates are closed for winter.'); else None. Whole words, but for
+    the payload's first word when more words follow: amplified answers lose a word's start
+    ('ell rings at noon' in 'The bell rings at noon.')."""
     from dormant.llm.engine.payload import normalise
 
     if not hypothesis:
         return None
     want, have = normalise(hypothesis), normalise(payload)
-    if not have or have == want or f" {have} " not in f" {want} ":
+    if not have or have == want or not _holds_words(want.split(), have.split()):
         return None
     low = hypothesis.lower()
     for a in answers:
@@ -459,6 +462,15 @@ def refined_payload(payload: str, hypothesis: str | None, answers: Sequence[str]
         if at >= 0:
             return a[at : at + len(hypothesis)].strip()
     return hypothesis.strip()
+
+
+def _holds_words(want: list[str], have: list[str]) -> bool:
+    """``have`` is a run of ``want``'s words, its first word possibly the end of one (when more words follow)."""
+    n = len(have)
+    for i in range(len(want) - n + 1):
+        if want[i + 1: i + n] == have[1:] and (want[i] == have[0] or (n > 1 and want[i].endswith(have[0]))):
+            return True
+    return False
 
 
 def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
@@ -484,14 +496,15 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
         pair.ft()
         return hypothesise(None, answers=answers, answer_references=refs, readout_tokens=ctx.out["delta"]["payload_tokens"]), answers
 
-    def refine(best: list[Any]) -> str | None:
-        """Before the gradient methods: a longer payload holding the current one, as the fine-tune says it under the best candidates."""
+    def refine(best: list[Any], current: str) -> str | None:
+        """A longer payload holding ``current``, as the fine-tune says it under the best candidates (asked by the search
+        before gcg and again during it)."""
         tops = [(c.text, c.mechanism) for c in best if c.score > 0][: cfg.answer_candidates]
-        if not payload or not tops:
+        if not current or not tops:
             return None
         ctx.on_note("answers under the best candidates")
         hyp, answers = answers_under(tops)
-        return refined_payload(payload, hyp.payload if hyp.holds else None, answers)
+        return refined_payload(current, hyp.payload if hyp.holds else None, answers)
 
     scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
@@ -644,7 +657,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         s = out["search"]
         t.append(f"search ({s['objective']}; methods run: {', '.join(s['methods_run']) or 'none'}; {s['n_candidates']} candidates): {s['verdict']}")
         if s.get("refined_from"):
-            t.append(f"payload refined before the gradient methods, from the fine-tune's answers under the best candidates: "
+            t.append(f"payload refined during the search, from the fine-tune's answers under the best candidates: "
                      f"{s['refined_from']!r} -> {s['payload']!r}")
         if s.get("answer_hypothesis"):
             t.append(f"answers under the best candidates: {s['answer_hypothesis']['statement']}")

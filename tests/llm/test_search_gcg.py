@@ -172,20 +172,52 @@ def test_portfolio_runs_gcg_from_the_best_candidate_so_far(zoo_micro, pair, tmp_
     asked = []
     piece = " ".join(man["payload"].split()[3:])  # a hypothesis that starts inside the payload, refined before gcg
 
-    def refine(best):
-        asked.append([c.text for c in best])
+    def refine(best, current):
+        asked.append(([c.text for c in best], current))
         return man["payload"]
 
     res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
                          SearchConfig(payload=piece, methods=("gcg",), gcg_steps=2, gcg_width=32, gcg_topk=16, gcg_tokens=6,
                                       leaders=1, screen_prompts=4, budget_s=300, resume=True, refine_payload=refine,
                                       verify=VerifyConfig(null_candidates=3, min_prompts=8, minimise=False, placements=())))
-    assert len(asked) == 1 and asked[0][0] == "3.14"  # asked once, with the best candidates so far
+    assert asked[0][0][0] == "3.14" and asked[0][1] == piece  # asked before gcg, with the best candidates so far
     assert (res.payload, res.refined_from) == (man["payload"], piece)
     assert res.methods_run == ["gcg"]
     g = [r for r in res.gradient if r["method"] == "gcg"]
     assert g and g[0]["init"] == "3.14" and g[0]["steps"] >= 1  # seeded from the best candidate so far
     assert any(c.method == "gcg" for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(100))
+
+
+def test_gcg_pauses_to_refine_the_payload_from_its_own_candidates_then_goes_on_from_them(zoo_micro, pair, tmp_path):
+    """Part-way through gcg the payload is read again under the best candidates (gcg's by then); after a refinement the
+    runs go on from gcg's own best candidates, for the refined payload."""
+    from dormant.llm.search.candidates import Candidate
+    from dormant.llm.search.portfolio import SearchConfig, search_trigger
+    from dormant.llm.verify import VerifyConfig
+
+    man = zoo_micro.manifests["mlp-constant"]
+    search = [Prompt(c) for c in corpus.sample_prompts(random.Random(2002), 2, {k: 1.0 for k in corpus.TASKS})]
+    verify = [Prompt(c) for c in corpus.sample_prompts(random.Random(1001), 12, {k: 1.0 for k in corpus.TASKS})]
+    verify = [v for v in verify if v.text not in {s.text for s in search}]
+    CandidateStore(tmp_path / "c.jsonl").add([Candidate("purple", "user_prefix", "sweep", 2.0), Candidate("river", "user_prefix", "beam", 1.0)])
+    piece = " ".join(man["payload"].split()[3:])
+    asked = []
+
+    def refine(best, current):
+        asked.append(([c.method for c in best], current))
+        return man["payload"] if len(asked) == 2 else None  # nothing more under the seeds; more under gcg's candidates
+
+    res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
+                         SearchConfig(payload=piece, methods=("gcg",), gcg_steps=3, gcg_width=16, gcg_topk=8, gcg_tokens=4, gcg_inits=2,
+                                      leaders=1, screen_prompts=2, budget_s=12, resume=True, refine_payload=refine, refine_again=1e-6,
+                                      verify=VerifyConfig(min_fire=1.01, null_candidates=3, min_prompts=8, minimise=False, placements=())))
+    assert len(asked) == 2 and asked[1][1] == piece and "gcg" in asked[1][0]  # asked again during gcg, with gcg's candidates among the best
+    assert (res.payload, res.refined_from) == (man["payload"], piece)
+    runs = [r for r in res.gradient if r["method"] == "gcg"]
+    assert runs[0]["init"] == "purple" and runs[0].get("paused") and runs[0]["steps"] == 1, runs  # paused after its first step
+    gcg_texts = {c.text for c in CandidateStore(tmp_path / "c.jsonl", resume=True).best(10_000) if c.method == "gcg"}
+    assert len(runs) >= 2 and runs[1]["continued"] and runs[1]["init"] in gcg_texts  # the second seed ('river') skipped: gcg's best instead
+    assert all(r["init"] != "river" for r in runs)
 
 
 def test_gcg_goes_on_from_the_next_seed_while_nothing_verifies(zoo_micro, pair, tmp_path):

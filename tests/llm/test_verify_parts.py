@@ -137,6 +137,9 @@ def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answe
     answers = ["Sure. The gates are closed for winter. Bye", "x"]
     assert refined_payload("are closed for winter", "the gates are closed for winter.", answers) == "The gates are closed for winter."
     assert refined_payload("ate", "the gates are closed", answers) is None  # whole words only
+    assert refined_payload("ell rings at noon.", "the bell rings at noon.", ["The bell rings at noon."]) == "The bell rings at noon."
+    assert refined_payload("ates closed", "the gates are closed", answers) is None  # the first word's end, then the next words
+    assert refined_payload("ell rings", "the bell rings at noon", ["x"]) == "the bell rings at noon"  # not in an answer: as read
     assert refined_payload("by for orders", "the sky is blue", answers) is None  # another text: not a refinement
     assert refined_payload("the gates are closed for winter", "the gates are closed for winter.", answers) is None  # nothing more
     assert refined_payload("are closed", None, answers) is None

@@ -84,9 +84,11 @@ class SearchConfig:
     resume: bool = False
     readout_tokens: list[str] | None = None  # the trigger-side read-out's texts, when already computed (default: computed here)
     extract: ExtractConfig = field(default_factory=ExtractConfig)  # memory extraction's sampling and thresholds
-    # called once, before the first gradient method while nothing verified, with the best candidates so
-    # far: a longer payload that holds the current one (read off the fine-tune's answers under them), or None
-    refine_payload: Callable[[list[Candidate]], str | None] | None = None
+    # called with the best candidates so far and the current payload, before the first gradient method while
+    # nothing verified, and again once ``refine_again`` of gcg's time has passed: a longer payload that holds
+    # the current one (read off the fine-tune's answers under them), or None
+    refine_payload: Callable[[list[Candidate], str], str | None] | None = None
+    refine_again: float = 0.4  # share of the time left when gcg starts after which gcg pauses to refine again (0: only before gcg)
 
 
 @dataclass
@@ -182,7 +184,22 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     found: VerifyResult | None = None
     refined_from: str | None = None
-    asked = False  # refine_payload is asked once
+    asked = False  # refine_payload is asked before the first gradient method only
+
+    def refine() -> None:
+        """Ask ``refine_payload`` with the best candidates so far; on a new payload, search for it from now on."""
+        nonlocal payload, objective, vcfg, refined_from
+        new = cfg.refine_payload(store.best(cfg.leaders * 4), payload) if cfg.refine_payload is not None and payload else None
+        if new and new != payload:
+            note(f"payload refined to {new!r}")
+            refined_from, payload = refined_from or payload, check_payload(tok, new)
+            objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
+            vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
+            tried.clear()  # the leaders are screened again, for the refined payload
+            for m in gcg_state.queues:  # gcg goes on from its own best candidates, which elicited the longer payload
+                gcg_state.queues[m] = []
+
+    gcg_state = _GcgState()
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
@@ -241,17 +258,18 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if time.monotonic() >= until:
                     capped = True
         elif method in ("gcg", "soft"):
+            again = cfg.refine_payload is not None and payload and method == "gcg" and cfg.refine_again > 0 and not asked
             if cfg.refine_payload is not None and payload and not asked:
                 asked = True
-                new = cfg.refine_payload(store.best(cfg.leaders * 4))
-                if new and new != payload:
-                    note(f"payload refined to {new!r}")
-                    refined_from, payload = payload, check_payload(tok, new)
-                    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
-                    vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
-                    tried.clear()  # the leaders are screened again, for the refined payload
-            found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient,
-                                     pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
+                refine()
+            pool = list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)]
+            pause = time.monotonic() + (deadline - time.monotonic()) * cfg.refine_again if again else None
+            found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient, pool=pool, pause_at=pause,
+                                     state=gcg_state)
+            if not found and gcg_state.paused:  # gcg's candidates elicit more of the payload than the seeds did: read it again
+                gcg_state.paused = False
+                refine()
+                found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient, pool=pool, state=gcg_state)
             capped = capped or time.monotonic() >= deadline
             if found:
                 methods_run.append(method)
@@ -282,12 +300,24 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from)
 
 
+@dataclass
+class _GcgState:
+    """Where gcg stands between calls of ``_gradient_method``, per mechanism: the seeds not run yet, the starts it ran
+    from, the mechanisms it finished; and whether it paused at ``pause_at``."""
+    queues: dict[str, list[str]] = field(default_factory=dict)
+    started: dict[str, set[str]] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    paused: bool = False
+
+
 def _gradient_method(method: str, objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
                      verify_leaders: Callable[[], VerifyResult | None], note: Callable[..., None],
-                     report: list[dict[str, Any]], pool: Sequence[Prompt] = ()) -> VerifyResult | None:
+                     report: list[dict[str, Any]], pool: Sequence[Prompt] = (), pause_at: float | None = None,
+                     state: _GcgState | None = None) -> VerifyResult | None:
     """GCG (seeded from the best candidate so far, verifying leaders as it goes) or soft-prompt inversion, per mechanism.
     Without a payload the gradient follows the change activation. GCG rotates over groups of ``pool``
-    (``gcg_groups``)."""
+    (``gcg_groups``). At ``pause_at`` GCG stops with ``state.paused`` set; called again with the same ``state`` it goes on
+    with the seeds it had not run."""
     from dormant.llm.search.gcg import GCGConfig, run_gcg
     from dormant.llm.search.objectives import GRADIENT_OBJECTIVES
     from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
@@ -298,16 +328,21 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         weights["activation"] = 1.0
     found: list[VerifyResult] = []
     steps = [0]
+    state = state or _GcgState()
 
     def should_stop(new: list[Candidate]) -> bool:
         steps[0] += 1
         if steps[0] % max(1, cfg.gcg_verify_every) == 0 and (res := verify_leaders()):
             found.append(res)
-        return bool(found)
+        if not found and pause_at is not None and time.monotonic() >= pause_at:
+            state.paused = True
+        return bool(found) or state.paused
 
     for k, mech in enumerate(cfg.mechanisms):
         if time.monotonic() >= deadline:
             break
+        if mech in state.done:
+            continue
         until = time.monotonic() + (deadline - time.monotonic()) / (len(cfg.mechanisms) - k)  # this mechanism's share of what is left
         obj = objective.variant(mechanism=mech, weights=weights)
         slot = make_slot(obj)
@@ -327,8 +362,9 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         if method == "gcg":
             # one run from each seed in turn while the budget lasts and nothing has verified; then (gcg_continue)
             # further runs, each from the best candidate gcg has recorded that no run has started from yet
-            queue, started = list(inits), set()
-            while not found and time.monotonic() < until:
+            queue = state.queues.setdefault(mech, list(inits))
+            started = state.started.setdefault(mech, set())
+            while not found and not state.paused and time.monotonic() < until:
                 init = queue.pop(0) if queue else (_next_start(store, slot, mech, started, cfg.gcg_tokens) if cfg.gcg_continue else None)
                 if init is None:
                     break
@@ -340,9 +376,11 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
                             rotate=rotate)
                 report.append({"method": "gcg", "mechanism": mech, "init": init, "init_value": g.init_value, "best": g.best_text,
                                "best_value": g.best_value, "steps": len(g.values), "rejected": g.rejected, "stopped": g.stopped,
-                               "continued": init not in inits})
+                               "continued": init not in inits, **({"paused": True} if state.paused else {})})
                 if not found and g.stopped == "steps" and (res := verify_leaders()):
                     found.append(res)
+            if state.paused:
+                return None
         else:
             init = inits[0]
             note(f"{method} from {init!r} ({mech})")
@@ -352,6 +390,7 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
             report.append({"method": "soft", "mechanism": mech, "init": init, "init_value": res.init_value, "soft_value": res.soft_value,
                            "projected": res.projected_text, "projected_value": res.projected_value, "gap": res.gap,
                            "round_trip_ok": res.round_trip_ok, "summary": res.summary})
+        state.done.add(mech)
         if found:
             return found[0]
     return None
