@@ -29,6 +29,19 @@ def test_store_resumes_and_ignores_a_line_cut_by_a_kill(tmp_path):
     assert len(fresh) == 0 and not path.exists()
 
 
+def test_scores_for_an_earlier_objective_no_longer_rank_until_scored_again(tmp_path):
+    """A refined payload puts the old scores on another scale: a stale 18 must not outrank a fresh 17."""
+    path = tmp_path / "c.jsonl"
+    store = CandidateStore(path)
+    store.add([Candidate("senator", "system", "beam", 18.0), Candidate("harbor", "system", "gcg", 5.0), Candidate("x", "system", "sweep", 1.0)])
+    store.new_scale()
+    assert store.best(5) == [] and len(store) == 3
+    store.add([Candidate("blue harbor", "system", "gcg", 17.0), Candidate("senator", "system", "beam", 2.0)])  # new, and rescored
+    assert [(c.text, c.score) for c in store.best(5)] == [("blue harbor", 17.0), ("senator", 2.0)]
+    store.add([Candidate("senator", "system", "beam", 9.0)])  # once rescored, a key is not added again
+    assert [(c.text, c.score) for c in CandidateStore(path, resume=True).best(5)] == [("blue harbor", 17.0), ("harbor", 5.0), ("senator", 2.0), ("x", 1.0)]
+
+
 def test_a_killed_sweep_loses_at_most_the_chunk_in_flight(tmp_path):
     """kill -9 a process that records chunks: every finished chunk is on disk."""
     path = tmp_path / "c.jsonl"

@@ -6,6 +6,9 @@ what was already scored. A partial last line (killed mid-write) is ignored.
 
 A method whose name holds a colon (``sweep:coarse``, ``extract:payload``) records side results on
 another scale; they rank only among themselves (``best(method=...)``), never beside final scores.
+When the objective itself changes (a refined payload), ``new_scale`` sets every score so far apart:
+a candidate ranks again once it is added anew, scored for the new objective (its new line follows
+the old one in the file, and a resumed store keeps the later).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class CandidateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.items: dict[str, Candidate] = {}
+        self.stale: set[str] = set()  # keys scored for an earlier objective (``new_scale``)
         self.resumed = 0
         if resume and self.path.is_file():
             for c in read_candidates(self.path):
@@ -57,17 +61,23 @@ class CandidateStore:
 
     def add(self, cands: Iterable[Candidate]) -> None:
         """Record one chunk: a single append, flushed to disk before returning."""
-        new = [c for c in cands if c.key not in self.items]
+        new = list({c.key: c for c in cands if c.key not in self.items or c.key in self.stale}.values())
         if not new:
             return
         append_jsonl(self.path, [asdict(c) for c in new])
         for c in new:
             self.items[c.key] = c
+            self.stale.discard(c.key)
+
+    def new_scale(self) -> None:
+        """The objective changed: every score so far is on another scale and no longer ranks (``best``) until
+        the candidate is added again with a score for the new objective."""
+        self.stale = set(self.items)
 
     def best(self, n: int = 1, method: str | None = None) -> list[Candidate]:
         """The ``n`` best of ``method`` (default: of every method whose scores are final, i.e. not a
         side result's such as a coarse pass's: those rank only among themselves)."""
-        pool = [c for c in self.items.values() if (c.method == method if method else ":" not in c.method)]
+        pool = [c for k, c in self.items.items() if k not in self.stale and (c.method == method if method else ":" not in c.method)]
         return sorted(pool, key=lambda c: -c.score)[:n]
 
 

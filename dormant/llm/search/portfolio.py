@@ -89,6 +89,7 @@ class SearchConfig:
     # the current one (read off the fine-tune's answers under them), or None
     refine_payload: Callable[[list[Candidate], str], str | None] | None = None
     refine_again: float = 0.4  # share of the time left when gcg starts after which gcg pauses to refine again (0: only before gcg)
+    rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
 
 
 @dataclass
@@ -196,6 +197,16 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
             vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
             tried.clear()  # the leaders are screened again, for the refined payload
+            # scores for the old payload do not rank beside new ones: the best so far are scored again for the new one
+            old = store.best(cfg.rescore)
+            store.new_scale()
+            for mech in cfg.mechanisms:
+                mine = [c for c in old if c.mechanism == mech]
+                if mine:
+                    scores = objective.variant(mechanism=mech).score([c.text for c in mine])
+                    store.add([Candidate(c.text, mech, c.method, sc["score"], {k: v for k, v in sc.items() if k != "score"})
+                               for c, sc in zip(mine, scores)])
+            pair.ft()
             for m in gcg_state.queues:  # gcg goes on from its own best candidates, which elicited the longer payload
                 gcg_state.queues[m] = []
 
