@@ -88,7 +88,7 @@ class HuntConfig:
     words: int = 3000  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
-    refine: bool = True  # before the gradient methods, a longer payload read off those answers, when it holds the current one
+    refine: bool = True  # before the gradient methods and part-way through gcg, a longer payload read off those answers, when it holds the current one
     extract_samples: int = 16  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
     dtype: str | None = None
