@@ -251,7 +251,7 @@ def test_gcg_then_goes_on_from_its_own_best_candidates_until_the_budget_ends(zoo
     verify = [v for v in verify if v.text not in {s.text for s in search}]
     res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
                          SearchConfig(payload=man["payload"], methods=("gcg",), gcg_steps=2, gcg_width=16, gcg_topk=8, gcg_tokens=4, gcg_inits=1,
-                                      leaders=1, screen_prompts=2, budget_s=25,
+                                      leaders=1, screen_prompts=2, budget_s=10,
                                       verify=VerifyConfig(min_fire=1.01, null_candidates=3, min_prompts=8, minimise=False, placements=())))
     runs = [r for r in res.gradient if r["method"] == "gcg"]
     assert not res.found and res.capped and len(runs) >= 3, runs
