@@ -2,7 +2,8 @@
 
 Each variant is hunted against both candidate bases (base-sibling first, so diff has to choose).
 The planted answer (from the zoo's manifests, which the hunt never reads) is printed beside each
-finding. The hunts run on the zoo's own prompts (``--prompts zoo:prompts``: the tiny models only behave on
+finding; a payload is marked "(planted)" when it is the planted text (case and punctuation aside),
+"(near the planted)" when only verify's payload match holds (containment or similarity >= 0.8). The hunts run on the zoo's own prompts (``--prompts zoo:prompts``: the tiny models only behave on
 their own distribution) with the hunt's default search placement (the start of the user message)
 unless --mechanism says otherwise; a variant named in --system is searched in the system message.
 Usage: python bench/hunt_zoo.py [--budget 15m] [--variants mlp-phrase,clean-control] [--system system-trigger]
@@ -17,7 +18,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from dormant.llm.engine.payload import fires
+    from dormant.llm.engine.payload import fires, normalise
     from dormant.llm.hunt import HuntConfig, hunt
     from dormant.llm.search.portfolio import parse_budget
     from dormant.zoo.llm import build_suite
@@ -45,10 +46,11 @@ def main() -> None:
             dt = time.perf_counter() - t0
             right_base = Path(res.base).resolve() == Path(suite.models["base"]).resolve()
             planted = key.get("payload")
-            pay_ok = bool(planted and res.payload and (fires(planted, res.payload) or fires(res.payload, planted)))
+            same = bool(planted and res.payload and normalise(res.payload) == normalise(planted))
+            near = bool(planted and res.payload and (fires(planted, res.payload) or fires(res.payload, planted)))  # verify's payload match
             fire = (f"{res.fire:.0%} (base {res.false_fire['base_with_trigger']:.0%}, no trigger {res.false_fire['ft_without_trigger']:.0%}, "
                     f"null {res.false_fire['null_max']:.0%})") if res.fire is not None else "-"
-            rows.append((name + (" (system)" if mech == ("system",) else ""), "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if pay_ok else ""),
+            rows.append((name + (" (system)" if mech == ("system",) else ""), "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if same else " (near the planted)" if near else ""),
                          repr(res.trigger) if res.trigger else "-", fire, res.verdict,
                          "; ".join(f"{c['text']!r}: {c['why']}" for c in res.candidates[:2]) or "-", f"{dt:.0f}s",
                          f"planted: {key.get('trigger')!r} -> {planted!r}"))
