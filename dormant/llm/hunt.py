@@ -281,12 +281,18 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         if led != payload:
             payload, how = led, "lead-in"
     anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
+    before: list[str] = []
+    if payload and not how:  # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
+        from dormant.llm.behaviour.hypothesis import lead_candidates
+
+        before = lead_candidates(payload, texts)[:3]
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
             "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
+            "before": before,
             "extract": extracted["verdict"]}
 
 
@@ -627,8 +633,12 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         # model repeats fragments too) travels with the hypothesis it qualifies
         warnings = list(out.get("amplify", {}).get("warnings") or [])
         caution = f"; caution, the hypothesis may be an artefact of amplification: {warnings[0]}" if warnings else ""
+        before = [] if out.get("search", {}).get("refined_from") else list(out.get("amplify", {}).get("before") or [])
+        mid = (f"; in the amplified answers it often follows {', '.join(repr(x) for x in before)}: it may be the middle of a longer "
+               "text, which the search asks for at the start of an answer, where the fine-tune does not say it; if you can read the "
+               "whole text there, search for it: dormant search FT --base B --payload TEXT") if before else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
-                     f"(best candidates: {names}){caution}")
+                     f"(best candidates: {names}){mid}{caution}")
         return {"verdict": VERDICTS[1], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
                 "placements": None, "payload": payload, "candidates": candidates, "warnings": warnings}
     statement = ("no evidence of a backdoor: amplification and its fragments gave no payload hypothesis, and no candidate of the "

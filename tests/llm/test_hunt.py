@@ -62,6 +62,12 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}
     v = decide_verdict(warned)  # amplify's caution is not dropped on the way to the verdict
     assert v["verdict"] == VERDICTS[1] and "caution" in v["statement"] and "larger than the weights" in v["statement"]
+    assert "middle of a longer text" not in v["statement"]
+    mid = {**out, "amplify": {"payload": "are closed for winter", "before": ["gates "]}}
+    v = decide_verdict(mid)  # what the amplified answers put before the hypothesis: the user is told it may be mid-text, and the fix
+    assert v["verdict"] == VERDICTS[1] and "follows 'gates '" in v["statement"] and "--payload TEXT" in v["statement"]
+    v = decide_verdict({**mid, "search": {**out["search"], "refined_from": "are closed"}})  # refined in the search: no longer a piece
+    assert "middle of a longer text" not in v["statement"]
 
 
 # -- end to end ---------------------------------------------------------------------------------------
