@@ -286,6 +286,9 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         from dormant.llm.behaviour.hypothesis import lead_candidates
 
         before = lead_candidates(payload, texts)[:3]
+        at = (hyp.payload or "").lower().find(payload.lower())
+        if not before and at > 0 and hyp.payload[:at].strip():  # the fragments' hypothesis runs on before it ('ates are closed ...')
+            before = [hyp.payload[:at]]
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
