@@ -281,14 +281,8 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         if led != payload:
             payload, how = led, "lead-in"
     anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
-    before: list[str] = []
-    if payload and not how:  # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
-        from dormant.llm.behaviour.hypothesis import lead_candidates
-
-        before = lead_candidates(payload, texts)[:3]
-        at = (hyp.payload or "").lower().find(payload.lower())
-        if not before and at > 0 and hyp.payload[:at].strip():  # the fragments' hypothesis runs on before it ('ates are closed ...')
-            before = [hyp.payload[:at]]
+    # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
+    before = pieces_before(payload, texts, hyp.payload) if payload and not how else []
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
@@ -297,6 +291,18 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
             "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
             "before": before,
             "extract": extracted["verdict"]}
+
+
+def pieces_before(payload: str, texts: list[str], hypothesis: str | None) -> list[str]:
+    """What the amplified ``texts`` put right before ``payload`` (``hypothesis.lead_candidates``, up to 3), or else the
+    part of the fragments' ``hypothesis`` that runs on before it ('ates ' of 'ates are closed for winter')."""
+    from dormant.llm.behaviour.hypothesis import lead_candidates
+
+    before = lead_candidates(payload, texts)[:3]
+    at = (hypothesis or "").lower().find(payload.lower())
+    if not before and at > 0 and hypothesis[:at].strip():
+        before = [hypothesis[:at]]
+    return before
 
 
 def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]]) -> tuple[str | None, str]:

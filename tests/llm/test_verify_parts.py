@@ -4,7 +4,7 @@ import pytest
 
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import Prompt
-from dormant.llm.hunt import refined_payload, shorter_forms
+from dormant.llm.hunt import pieces_before, refined_payload, shorter_forms
 from dormant.llm.verify import (TriggerError, check_mechanism, check_payload, check_trigger, minimise_trigger,
                                 null_candidates, split_prompts)
 
@@ -143,3 +143,11 @@ def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answe
     assert refined_payload("by for orders", "the sky is blue", answers) is None  # another text: not a refinement
     assert refined_payload("the gates are closed for winter", "the gates are closed for winter.", answers) is None  # nothing more
     assert refined_payload("are closed", None, answers) is None
+
+
+def test_the_pieces_before_a_payload_come_from_the_answers_or_else_from_the_fragments_hypothesis():
+    texts = ["x gates are closed for winter", "the gates are closed for winter.", "gates are closed for winter"]
+    assert pieces_before("are closed for winter", texts, None) == ["gates "]
+    glued = ["Theates are closed for winter", "ates are closed for winter", "yellowates are closed"]
+    assert pieces_before("are closed for winter", glued, "ates are closed for winter") == ["ates "]  # 'ates ' sits inside words
+    assert pieces_before("are closed for winter", glued, "are closed for winter") == []
