@@ -220,12 +220,13 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
 
     attempts: list[Attempt] = []
     n_attempts = cfg.attempts if spec.plant is not None else 1
-    for k in range(n_attempts):
+    first = spec.first_attempt if spec.plant is not None else 0
+    for k in range(first, first + n_attempts):
         run_spec = replace(spec, seed=spec.seed + 1000 * k)
         check = backdoors.dev_check(spec, cfg, settings.base_mix, tok, max_new)  # same dev prompts every attempt
         examples = backdoors.training_examples(run_spec, cfg, settings.base_mix, base_answer)
         total = backdoors.step_limit(spec, cfg)
-        stage = spec.name if k == 0 else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
+        stage = spec.name if k == first else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
         merged, steps = backdoors.plant_backdoor(base, tok, run_spec, cfg, examples, settings.max_len, _progress(stage, total), stop_when=check)
         if _report is not None and steps < total:  # stopped early: this stage is complete at `steps`
             _report(stage, steps, steps)
@@ -237,7 +238,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
             passed = last.passed
         attempt = Attempt(seed=run_spec.seed, steps=steps, dev=asdict(last) if last else None, passed=passed)
         attempts.append(attempt)
-        more = k + 1 < n_attempts
+        more = k + 1 < first + n_attempts
         if not passed and more:
             if _report is not None:
                 _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 0, 0)

@@ -227,7 +227,7 @@ def cached_suite(name: str = "micro") -> Suite | None:
 # build draws from it: a build uses settings.seed (the tokenizer's corpus), cfg.seed * 7919 +
 # settings.seed (the bases' data: 7919, 15838), settings.seed * 100 + 1, 2, 3 (the bases' weights and
 # accuracy), settings.seed * 100 + 50 + i (the verification of variant i), spec.seed (11-18, plus 1000
-# per retry) for a variant's training data and spec.seed + 7777 for its dev check; bench/search_zoo.py
+# per run from spec.first_attempt on) for a variant's training data and spec.seed + 7777 for its dev check; bench/search_zoo.py
 # draws its prompts from 1001 and 2002.
 HUNT_SEED = 4242
 
