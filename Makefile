@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	@if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
 	  echo "reusing the torch installed for $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
 	else $(PYTHON) -m venv $(VENV); fi
-	@$(BIN)/python -c "import torch" >/dev/null 2>&1 || $(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[test]"
+	@$(BIN)/python -c "import torch" >/dev/null 2>&1 || $(BIN)/pip install -q --no-compile "torch==2.13.0" || $(BIN)/pip install -q --no-compile torch
+	$(BIN)/pip install -q --no-compile -e ".[test]"
+	@# byte-compiled on every core at once (pip compiles one file at a time); a file that does not compile is left as pip leaves it
+	@$(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 	@touch $(STAMP)
 
 install: $(STAMP)
