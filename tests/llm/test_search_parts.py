@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from dormant.llm.search.beam import extensions, run_beam
+from dormant.llm.search.beam import extensions
 from dormant.llm.search.candidates import Candidate, CandidateStore, read_candidates
 from dormant.llm.search.objectives import parse_objectives
 from dormant.llm.search.portfolio import SearchBudgetError, parse_budget
@@ -91,31 +91,6 @@ def test_beam_grows_words_with_spaces_and_digits_glued():
     assert "purple 9" in extensions("purple", ["9"]) and "purple9" not in extensions("purple", ["9"])
     assert not [e for e in extensions("purple 9", ["purple"]) if e.count("purple") > 1]
     assert "9purple" not in extensions("purple", ["9"])
-
-
-class _PhraseObjective:
-    """A stand-in objective: each word earns a little alone, and 'blue harbor' together far more than any word."""
-
-    mechanism = "system"
-    alone = {f"w{i}": 3.0 - i / 100 for i in range(80)} | {"blue": 2.7, "harbor": 2.5}
-
-    def coarse(self, n_prompts: int = 1):
-        return self
-
-    def score(self, texts):
-        return [{"score": sum(self.alone.get(w, 0.0) for w in t.split()) / len(t.split()) + 10.0 * ("blue harbor" in t)}
-                for t in texts]
-
-
-def test_beam_starts_from_pairs_of_the_best_words_so_two_words_that_only_count_together_are_found(tmp_path):
-    obj = _PhraseObjective()
-    ranked = sorted(obj.alone, key=lambda w: -obj.alone[w])  # the sweep's ranking: blue 31st, harbor 51st
-    assert ranked.index("blue") >= 24 and ranked.index("harbor") >= 24
-    seeds, units = ranked[:6], ranked[:24]
-    without = run_beam(obj, seeds, units, CandidateStore(tmp_path / "a.jsonl"), max_words=3)
-    assert not any("blue harbor" in c.text for c in without)
-    beam = run_beam(obj, seeds, units, CandidateStore(tmp_path / "b.jsonl"), max_words=3, pair_units=ranked[:64])
-    assert "blue harbor" in beam[0].text
 
 
 @pytest.mark.parametrize("argv, fix", [

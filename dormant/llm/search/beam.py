@@ -6,12 +6,6 @@ sides are digits or punctuation (``3`` + ``.`` + ``14``; ``purple`` + ``9`` is `
 never repeated, score the new phrases with the objective (which may
 include ``fluency``), and keep the best ``width``. Stops after ``max_words`` units, at the deadline,
 or when no extension beats its parent.
-
-Before the first step, every ordered pair of the best ``pair_units`` single words (the sweep's
-coarse ranking) is scored by the coarse pass and the best ``pool_refine`` of them in full: two
-words of a phrase that each rank a few dozen places down alone (``blue`` and ``harbor`` of a
-five-word system trigger: 25th and 50th of some 11,000) are never a seed and never a unit, while
-together they outscore every single word.
 """
 
 from __future__ import annotations
@@ -54,7 +48,7 @@ def extensions(phrase: str, units: Sequence[str]) -> list[str]:
 
 def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], store: CandidateStore, *, width: int = 6,
              max_words: int = 6, deadline: float | None = None, on_step: Callable[[list[Candidate]], None] | None = None,
-             pool: Sequence[str] = (), pool_parents: int = 2, pool_refine: int = 32, pair_units: Sequence[str] = ()) -> list[Candidate]:
+             pool: Sequence[str] = (), pool_parents: int = 2, pool_refine: int = 32) -> list[Candidate]:
     """Grow phrases from ``seeds`` with ``units``; every scored phrase goes to ``store``. Returns the final beam, best first.
 
     ``pool``: a wide list of words (e.g. the whole word list) tried beside the best ``pool_parents``
@@ -62,14 +56,11 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
     ``beam:coarse``), then the best ``pool_refine`` of them in full. A word of a multi-word trigger
     often scores nothing alone (the near misses of a phrase are trained not to fire) and only counts
     beside the rest of the phrase: this is where the beam finds it.
-
-    ``pair_units``: single words whose ordered pairs start the beam beside the seeds (coarse pass first,
-    stored as ``beam:coarse``; the best ``pool_refine`` in full).
     """
     from dormant.llm.search.sweep import SweepStats, scored_chunks
 
     mech = objective.mechanism
-    coarse = objective.coarse(1) if pool or pair_units else None
+    coarse = objective.coarse(1) if pool else None
     capped = False
 
     def scored(obj: Objective, method: str, texts: list[str]) -> list[Candidate]:
@@ -79,11 +70,7 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
             capped = True
         return [store.items[k] for k in (key_of(method, mech, t) for t in texts) if k in store]
 
-    start = list(seeds)
-    if pair_units and coarse is not None:
-        pairs = [p for u in pair_units for p in extensions(u, pair_units)]
-        start += [c.text for c in sorted(scored(coarse, COARSE, pairs), key=lambda c: -c.score)[:pool_refine]]
-    beam = sorted(scored(objective, METHOD, start), key=lambda c: -c.score)[:width]
+    beam = sorted(scored(objective, METHOD, list(seeds)), key=lambda c: -c.score)[:width]
     for _ in range(max_words - 1):
         if capped or not beam or (deadline is not None and time.monotonic() >= deadline):
             break

@@ -67,7 +67,6 @@ class SearchConfig:
     beam_max_words: int = 6
     beam_pool: bool = True  # also try every word of the word list and the vocabulary beside the best phrases (coarse pass first)
     beam_pool_max: int = 8000  # at most this many pool words (the word list first, then the vocabulary's words in id order)
-    beam_pairs: int = 64  # every ordered pair of the sweep's best this many single words starts the beam beside its seeds (0: none)
     beam_share: float = 0.5  # of the budget left when the beam starts, the most it may use when gcg or soft follow it
     gcg_steps: int = 60  # per run
     gcg_inits: int = 4  # gcg runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified
@@ -265,10 +264,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 weights = dict(objective.weights)
                 weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
                 obj = objective.variant(mechanism=mech, weights=weights)
-                ranked = store.best(len(store), method="sweep:coarse") or singles  # the sweep's widest ranking
-                pair_units = [c.text for c in ranked if c.mechanism == mech and " " not in c.text][: cfg.beam_pairs]
                 run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=until,
-                         on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else (), pair_units=pair_units)
+                         on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= until:
                     capped = True
         elif method in ("gcg", "soft"):
