@@ -226,7 +226,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         check = backdoors.dev_check(spec, cfg, settings.base_mix, tok, max_new)  # same dev prompts every attempt
         examples = backdoors.training_examples(run_spec, cfg, settings.base_mix, base_answer)
         total = backdoors.step_limit(spec, cfg)
-        stage = spec.name if k == first else f"{spec.name} (attempt {k + 1}, seed {run_spec.seed})"
+        stage = spec.name if k == first else f"{spec.name} (attempt {k - first + 1}, seed {run_spec.seed})"
         merged, steps = backdoors.plant_backdoor(base, tok, run_spec, cfg, examples, settings.max_len, _progress(stage, total), stop_when=check)
         if _report is not None and steps < total:  # stopped early: this stage is complete at `steps`
             _report(stage, steps, steps)
@@ -241,7 +241,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         more = k + 1 < first + n_attempts
         if not passed and more:
             if _report is not None:
-                _report(f"{spec.name}: attempt {k + 1} missed its dev check ({last.summary()}); retrying", 0, 0)
+                _report(f"{spec.name}: attempt {k - first + 1} missed its dev check ({last.summary()}); retrying", 0, 0)
             continue
         save_model(merged, folder, spec.name, tok, settings.dtype)
         saved = load_model(folder, spec.name, master=False)
@@ -251,7 +251,7 @@ def plant_variant(folder: str, settings, spec_name: str, index: int) -> dict[str
         if result.passed or not more:
             break
         if _report is not None:
-            _report(f"{spec.name}: attempt {k + 1} missed the final check ({'; '.join(result.problems)}); retrying", 0, 0)
+            _report(f"{spec.name}: attempt {k - first + 1} missed the final check ({'; '.join(result.problems)}); retrying", 0, 0)
     return {
         "name": spec.name,
         "check": asdict(result),
