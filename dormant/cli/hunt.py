@@ -60,7 +60,7 @@ def hunt_cmd(
     probes: Annotated[int, typer.Option(help="Built-in probes used by amplification and localisation (spread over the categories).")] = 24,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
-    words: Annotated[int, typer.Option(help="Common English words added to the sweep's vocabulary.")] = 3000,
+    words: Annotated[int, typer.Option(help="Most frequent English words added to the search's vocabulary (see dormant search --help).")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
     extract_samples: Annotated[int, typer.Option(help="Memory extraction's samples per assistant prefix and setting, as payload evidence (0: none).")] = 16,
     dtype: DtypeOpt = None,

@@ -153,7 +153,7 @@ def search_cmd(
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (a .txt/.jsonl file, builtin:v1 or zoo:prompts); even lines search, odd lines verify (default: the built-in probes).")] = None,
     chunk: Annotated[int, typer.Option(help="Candidates scored (and saved) at a time.")] = 64,
     search_prompts: Annotated[int, typer.Option(help="Prompts each candidate is scored on.")] = 4,
-    words: Annotated[int, typer.Option(help="Common English words added to the vocabulary in the sweep.")] = 3000,
+    words: Annotated[int, typer.Option(help="Most frequent English words added to the vocabulary in the sweep and the beam (a rarer trigger word is otherwise tried only as the vocabulary's pieces of it; 10000 reaches words such as 'castle', 3,248th; each word costs the sweep some 1.5 ms on the micro zoo and lengthens the beam's steps).")] = 3000,
     nulls: Annotated[int, typer.Option(help="Random candidates in each verification.")] = 50,
     gcg_steps: Annotated[int, typer.Option(help="GCG steps per run.")] = 60,
     gcg_inits: Annotated[int, typer.Option(help="GCG runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified; then runs from GCG's own best candidates until the budget ends.")] = 4,

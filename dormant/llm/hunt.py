@@ -58,6 +58,7 @@ from typing import Any, Callable, Sequence
 
 from dormant.errors import DormantError
 from dormant.llm.search.portfolio import DEFAULT_METHODS
+from dormant.llm.search.sweep import DEFAULT_WORDS
 
 STAGES = ("diff", "delta", "amplify", "localise", "search", "verify")
 # Planned share of the budget per stage; the search gets what the others leave of its share and theirs.
@@ -85,7 +86,7 @@ class HuntConfig:
     prompts: str | None = None  # prompt source (a file, builtin:v1, zoo:prompts); None: the built-in probes
     probes: int = 24  # built-in probes used by amplification and localisation (spread over their categories)
     max_new_tokens: int = 24
-    words: int = 3000  # English words added to the sweep's vocabulary
+    words: int = DEFAULT_WORDS  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
     refine: bool = True  # before the gradient methods and part-way through gcg, a longer payload read off those answers, when it holds the current one

@@ -24,6 +24,7 @@ from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
+from dormant.llm.search.sweep import DEFAULT_WORDS
 from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class SearchConfig:
     budget_s: float = 600.0
     chunk: int = 64
     search_prompts: int = 4  # prompts each candidate is scored on
-    n_words: int = 3000  # words of the English list added to the vocabulary in the sweep
+    n_words: int = DEFAULT_WORDS  # words of the English list added to the vocabulary in the sweep
     sweep_coarse_prompts: int = 1  # with a payload: every unit on this many prompts under the fine-tune first (0: no coarse pass)
     sweep_refine: int = 256  # ... then this many of the best scored in full
     words: list[str] | None = None

@@ -26,6 +26,11 @@ from dormant.llm.search.objectives import Objective
 
 METHOD = "sweep"
 COARSE = "sweep:coarse"
+DEFAULT_WORDS = 3000
+"""English words the sweep (and the beam's pool) add to the vocabulary unless told otherwise: the most frequent
+first. A trigger word past them is scored only as the vocabulary's pieces of it (the micro zoo's near-miss pair,
+'silent' and 'castle', ranks 3,301 and 3,248); 10,000 words cost the sweep's coarse pass some 1.5 ms each per
+mechanism on the micro zoo, and lengthen every beam step whose pool they join."""
 
 
 def vocabulary_candidates(tokenizer, rows: int | None = None) -> list[str]:
@@ -62,7 +67,7 @@ def vocabulary_words(tokenizer, rows: int | None = None) -> list[str]:
     return list(out)
 
 
-def sweep_candidates(tokenizer, words: Sequence[str] | None = None, *, rows: int | None = None, n_words: int = 5000) -> list[str]:
+def sweep_candidates(tokenizer, words: Sequence[str] | None = None, *, rows: int | None = None, n_words: int = DEFAULT_WORDS) -> list[str]:
     """Vocabulary tokens then whole words (``words``, or the ``n_words`` most frequent English words)."""
     if words is None:
         from dormant.net.invert.wordlists import english_words
@@ -132,4 +137,4 @@ def run_sweep(objective: Objective, texts: Sequence[str], store: CandidateStore,
     return stats
 
 
-__all__ = ["COARSE", "METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates", "vocabulary_words"]
+__all__ = ["COARSE", "DEFAULT_WORDS", "METHOD", "SweepStats", "run_sweep", "sweep_candidates", "vocabulary_candidates", "vocabulary_words"]
