@@ -645,7 +645,7 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         caution = f"; caution, the hypothesis may be an artefact of amplification: {warnings[0]}" if warnings else ""
         before = [] if out.get("search", {}).get("refined_from") else list(out.get("amplify", {}).get("before") or [])
         mid = (f"; in the amplified answers it often follows {', '.join(repr(x) for x in before)}: it may be the middle of a longer "
-               "text, which the search asks for at the start of an answer, where the fine-tune does not say it; if you can read the "
+               "text, while the search asks for it at the start of an answer; if you can read the "
                "whole text there, search for it: dormant search FT --base B --payload TEXT") if before else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
                      f"(best candidates: {names}){mid}{caution}")
