@@ -17,7 +17,8 @@ is close, shares the architecture, or differs at all), delta (rank and read-outs
 payload hypothesis: amplify's whole-word phrase, character and token fragments of the amplified
 answers, the payload-side read-out, and memory extraction's payload candidates that pass its
 threshold: see `dormant extract`; --extract-samples 0 leaves it out), localise (which layers or block kinds spread the payload),
-search (seeded by the trigger-side read-out; payload objective with a payload, payload-free
+search (seeded by the trigger-side read-out; payload objective with a payload, asked for after the
+fine-tune's own first words when the amplified answers put other words before it; payload-free
 contrast without; the fine-tune's answers under the best candidates feed the hypothesis again),
 verify (on prompts the search never used), then an HTML report and its Markdown twin.
 

@@ -50,7 +50,10 @@ the base's payload likelihood above that of a model that does not fire; the defa
 default without a payload), activation (how strongly the candidate switches on the change itself:
 the modified matrices' difference applied to their inputs at the answer position, against the
 prompt alone; needs no payload and rises as a multi-word trigger is assembled, though junk can
-reach it too), fluency; combine as payload+fluency:0.5.
+reach it too), fluency; combine as payload+fluency:0.5. --payload-at anywhere asks for the payload
+where the fine-tune itself would put it, after its own first few answer tokens, rather than as
+the answer's first tokens: for a payload known only from the middle of the planted text (what
+amplification often shows), where the trigger makes the fine-tune start with other words.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
 the search never used; the search stops at the first verified trigger. --budget caps the methods;
 a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
@@ -148,6 +151,7 @@ def search_cmd(
     method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft.")] = "readout,extract,sweep,beam,gcg",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search (user_prefix, user_suffix, user: both ends, system, ...).")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
+    payload_at: Annotated[str, typer.Option("--payload-at", help="Where in the answer the payload is asked for: start (its first tokens), or anywhere (after the fine-tune's own first few tokens: for a payload that may be the middle of the planted text; costs about two more passes per candidate).")] = "start",
     budget: Annotated[str, typer.Option(help="Time for the methods: 90s, 10m, 1h.")] = "10m",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the candidates.jsonl of an earlier run in --out.")] = False,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (a .txt/.jsonl file, builtin:v1 or zoo:prompts); even lines search, odd lines verify (default: the built-in probes).")] = None,
@@ -173,7 +177,7 @@ def search_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.llm.search.objectives import parse_objectives
+    from dormant.llm.search.objectives import check_payload_at, parse_objectives
     from dormant.llm.search.portfolio import SearchConfig, parse_budget, search_trigger
     from dormant.report.console import emit, progress
 
@@ -181,13 +185,14 @@ def search_cmd(
     methods = tuple(m.strip() for m in method.split(",") if m.strip())
     mechanisms = tuple(m.strip() for m in mechanism.split(",") if m.strip())
     weights = parse_objectives(objective, payload)
+    check_payload_at(payload_at)
     s_prompts, v_prompts, source = _prompt_sets(prompts)
-    cfg = SearchConfig(payload=payload, methods=methods, mechanisms=mechanisms, objectives=weights, budget_s=seconds, chunk=chunk,
+    cfg = SearchConfig(payload=payload, methods=methods, mechanisms=mechanisms, objectives=weights, payload_at=payload_at, budget_s=seconds, chunk=chunk,
                        search_prompts=search_prompts, n_words=words, resume=resume, gcg_steps=gcg_steps, gcg_inits=gcg_inits, gcg_tokens=gcg_tokens,
                        gcg_prompts=gcg_prompts, gcg_width=gcg_width, gcg_topk=gcg_topk, gcg_vocab=vocab, soft_steps=soft_steps,
                        verify=_verify_config(mechanisms[0] if mechanisms else "user_prefix", payload, nulls, batch_size, 50))
     args = {"ft": str(ft), "base": str(base), "payload": payload, "methods": methods, "mechanisms": mechanisms, "objective": weights,
-            "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_inits": gcg_inits, "gcg_tokens": gcg_tokens,
+            "payload_at": payload_at, "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_inits": gcg_inits, "gcg_tokens": gcg_tokens,
             "gcg_prompts": gcg_prompts, "vocab": vocab}
     with record_run("search", args, ledger=ledger) as run:
         if prompts and Path(prompts).is_file():

@@ -16,7 +16,10 @@ rests on from earlier stages):
 ``localise``  with a payload: its share with only each modified layer / block kind amplified
               (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
 ``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the
-              payload objective when there is a payload and the payload-free one otherwise. Before
+              payload objective when there is a payload (asked for after the fine-tune's own first
+              words, ``payload_at="anywhere"``, when the amplified answers put other words before
+              the hypothesis: it may be the middle of the planted text) and the payload-free one
+              otherwise. Before
               its gradient methods, and again part-way through GCG (whose candidates elicit more),
               the fine-tune's greedy answers under the best candidates so far may refine the
               payload (a longer hypothesis that holds it: ``refined_payload``; decides ``payload``);
@@ -489,6 +492,13 @@ def _holds_words(want: list[str], have: list[str]) -> bool:
     return False
 
 
+def search_payload_at(amplified: dict[str, Any]) -> str:
+    """Where the search asks for the payload hypothesis of the ``amplify`` stage's output: ``"anywhere"`` (after the
+    fine-tune's own first words) when the amplified answers put other words before it (``before``: it may be the
+    middle of the planted text, which the trigger makes the fine-tune start with), else ``"start"``."""
+    return "anywhere" if amplified.get("payload") and amplified.get("before") else "start"
+
+
 def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     from dormant.llm.behaviour.hypothesis import hypothesise
     from dormant.llm.engine.generate import GenConfig, generate_view
@@ -522,7 +532,8 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
         hyp, answers = answers_under(tops)
         return refined_payload(current, hyp.payload if hyp.holds else None, answers)
 
-    scfg = SearchConfig(payload=payload, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
+    payload_at = search_payload_at(ctx.out["amplify"])
+    scfg = SearchConfig(payload=payload, payload_at=payload_at, methods=cfg.methods, mechanisms=cfg.mechanisms, budget_s=budget_s, n_words=cfg.words, chunk=16,
                         resume=cfg.resume, readout_tokens=ctx.out["delta"]["trigger_tokens"],
                         verify=VerifyConfig(mechanism=cfg.mechanisms[0], payload=payload, null_candidates=cfg.nulls),
                         refine_payload=refine if cfg.refine else None)
@@ -531,7 +542,9 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     run.artifacts.append(res.candidates_path)
     out = {"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict, "capped": res.capped,
            "elapsed_s": res.elapsed_s, "n_candidates": res.n_candidates, "methods_run": res.methods_run, "best": res.best[:10],
-           "screened": res.screened, "objective": "payload gain + fluency" if payload else "contrast (payload-free)",
+           "screened": res.screened, "payload_at": payload_at,
+           "objective": (("payload gain anywhere in the answer" if payload_at == "anywhere" else "payload gain") + " + fluency"
+                         if payload else "contrast (payload-free)"),
            "verification": _verification(res.verification) if res.verification else None,
            "payload": res.payload, "refined_from": res.refined_from}
     if res.refined_from:
@@ -644,8 +657,10 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         warnings = list(out.get("amplify", {}).get("warnings") or [])
         caution = f"; caution, the hypothesis may be an artefact of amplification: {warnings[0]}" if warnings else ""
         before = [] if out.get("search", {}).get("refined_from") else list(out.get("amplify", {}).get("before") or [])
+        asked = ("the search asked for it after the fine-tune's own first words" if out.get("search", {}).get("payload_at") == "anywhere"
+                 else "while the search asks for it at the start of an answer")
         mid = (f"; in the amplified answers it often follows {', '.join(repr(x) for x in before)}: it may be the middle of a longer "
-               "text, while the search asks for it at the start of an answer; if you can read the "
+               f"text ({asked}); if you can read the "
                "whole text there, search for it: dormant search FT --base B --payload TEXT") if before else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
                      f"(best candidates: {names}){mid}{caution}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dormant.llm.engine.payload import fires
-from dormant.llm.hunt import VERDICTS, decide_verdict
+from dormant.llm.hunt import VERDICTS, decide_verdict, search_payload_at
 
 FAST = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
 
@@ -68,6 +68,11 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert v["verdict"] == VERDICTS[1] and "follows 'gates '" in v["statement"] and "--payload TEXT" in v["statement"]
     v = decide_verdict({**mid, "search": {**out["search"], "refined_from": "are closed"}})  # refined in the search: no longer a piece
     assert "middle of a longer text" not in v["statement"]
+    # such a piece is searched for after the fine-tune's own first words, and the verdict says so
+    assert search_payload_at(mid["amplify"]) == "anywhere" and search_payload_at(out["amplify"]) == "start"
+    assert search_payload_at({"payload": None, "before": ["gates "]}) == "start"
+    v = decide_verdict({**mid, "search": {**out["search"], "payload_at": "anywhere"}})
+    assert "the search asked for it after the fine-tune's own first words" in v["statement"]
 
 
 # -- end to end ---------------------------------------------------------------------------------------

@@ -299,3 +299,4 @@ def test_search_help_teaches_gcg_and_soft():
                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
     out = " ".join(out.replace("│", " ").split())
     assert "gcg (greedy coordinate gradient" in out and "soft (soft-prompt inversion" in out and "--vocab" in out
+    assert "--payload-at anywhere asks for the payload where the fine-tune itself would put it" in out

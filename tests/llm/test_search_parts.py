@@ -97,6 +97,7 @@ def test_beam_grows_words_with_spaces_and_digits_glued():
     (["verify", "FT", "--base", "B", "--trigger", "   "], "--trigger"),
     (["search", "FT", "--base", "B", "--budget", "soon"], "--budget"),
     (["search", "FT", "--base", "B", "--objective", "kl"], "choose from"),
+    (["search", "FT", "--base", "B", "--payload", "x", "--payload-at", "middle"], "choose from start, anywhere"),
     (["extract", "FT", "--base", "B", "--settings", "hot"], "TEMPERATURE/TOP_P/BETA"),
     (["extract", "FT", "--base", "B", "--prefixes", "tool"], "choose from"),
 ])

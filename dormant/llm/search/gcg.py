@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.slots import (GradientSearchError, Slot, allowed_tokens, embed_value, hard_values, in_context, initial_ids,
-                                      make_slot, round_trip)
+                                      make_slot, payload_targets, round_trip)
 
 METHOD = "gcg"
 
@@ -73,7 +73,8 @@ def check_config(cfg: GCGConfig) -> None:
 
 
 def token_gradient(slot: Slot, ids: list[int]):
-    """``[n, rows]``: the value's gradient with respect to the one-hot encoding of ``ids``."""
+    """``[n, rows]``: the value's gradient with respect to the one-hot encoding of ``ids`` (a payload asked for
+    anywhere: at the lead these ids elicit, held fixed)."""
     import torch
 
     model = slot.pair.ft()
@@ -81,7 +82,7 @@ def token_gradient(slot: Slot, ids: list[int]):
     onehot = torch.zeros(len(ids), weight.shape[0], dtype=weight.dtype, device=weight.device)
     onehot[torch.arange(len(ids)), torch.tensor(ids, device=weight.device)] = 1
     onehot.requires_grad_(True)
-    value = embed_value(slot, onehot @ weight)
+    value = embed_value(slot, onehot @ weight, payload_targets(slot, ids))
     (grad,) = torch.autograd.grad(value, [onehot])
     return grad.float()
 

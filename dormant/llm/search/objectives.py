@@ -12,6 +12,18 @@
   fine-tune sits at -39; subtracting that raw rise of 5 ranked gibberish that fires as often
   ("Sweden public speak55ren") above the planted trigger. The raw gains are kept beside the score
   (``payload_ft_gain``, ``payload_base_gain``).
+
+  *Where in the answer* (``payload_at``). ``"start"`` (the default) asks for the payload as the
+  answer's first tokens. ``"anywhere"`` asks for it where the model itself would put it: each
+  model's own greedy answer (up to ``lead_tokens`` tokens) is read for the point where the payload's
+  first token is most likely, and the payload is scored there, after that lead (with the space a
+  word in mid-text carries). A hypothesis read off amplified answers may be the middle of the
+  planted text ('are closed for winter' of 'The gates are closed for winter.'): on the micro
+  zoo's ``mlp-word-pair``, over 8 prompts, the planted trigger moves the fine-tune's
+  log-likelihood of that fragment by -3.7 nats at the start of the answer (the fine-tune then
+  begins with 'The gates') and by +11.7 anywhere, its words alone by +1.8 ('silent') and -0.3
+  ('castle') anywhere. It costs about two passes more per candidate (the leads' generation and
+  a pass over them).
 * **contrast** (``contrast``): ``KL(FT+c || base+c) - KL(FT || base)`` of the next-token
   distributions. Weak alone: maximising it finds prompts that make the fine-tune echo salient words
   (the public puzzle's GCG runs reached KL 31.8 with gibberish). Use it without a payload only to
@@ -46,6 +58,7 @@ if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
 OBJECTIVES = ("payload", "contrast", "activation", "fluency")
+PAYLOAD_AT = ("start", "anywhere")
 GRADIENT_OBJECTIVES = ("payload", "activation")  # what gcg and soft can follow by gradient
 
 
@@ -62,6 +75,8 @@ class Objective:
     payload_tokens: int | None = 8  # score only the payload's first N tokens (None: all); the gain shows there first
     views: tuple[str, ...] = ("ft", "base")  # ("ft",): the fine-tune's payload gain alone (a sweep's coarse pass)
     activation_rank: int = 32
+    payload_at: str = "start"  # "start": the payload as the answer's first tokens; "anywhere": after the model's own lead
+    lead_tokens: int = 4  # with payload_at="anywhere": how far into the model's greedy answer the payload may start
     _baseline: dict[str, float] | None = None
     _baseline_ref: list[float] | None = None
     _act_dirs: dict[str, Any] | None = None
@@ -77,17 +92,20 @@ class Objective:
             from dormant.llm.verify import TriggerError
 
             raise TriggerError(f"unknown objective(s) {sorted(unknown)}; choose from {', '.join(OBJECTIVES)}")
+        check_payload_at(self.payload_at)
         if "payload" in self.weights and not self.payload:
             from dormant.llm.verify import TriggerError
 
             raise TriggerError("the payload objective needs the payload text: give --payload TEXT (or use --objective contrast)")
         ids = self.pair.tokenizer(self.payload, add_special_tokens=False)["input_ids"] if self.payload else []
         self._payload_ids = ids[: self.payload_tokens] if self.payload_tokens else ids
+        mid = self.pair.tokenizer(" " + self.payload, add_special_tokens=False)["input_ids"] if self.payload else []
+        self._payload_mid = mid[: self.payload_tokens] if self.payload_tokens else mid  # after a lead that ends inside a line
 
     def variant(self, *, mechanism: str | None = None, weights: dict[str, float] | None = None) -> "Objective":
         """The same prompts and settings at another mechanism or under other weights (the baseline is shared)."""
         o = Objective(self.pair, self.prompts, mechanism or self.mechanism, self.payload, dict(weights or self.weights),
-                      self.config, self.payload_tokens, self.views, self.activation_rank)
+                      self.config, self.payload_tokens, self.views, self.activation_rank, self.payload_at, self.lead_tokens)
         o._baseline, o._baseline_ref, o._act_dirs, o._act_baseline = self._baseline, self._baseline_ref, self._act_dirs, self._act_baseline
         return o
 
@@ -103,7 +121,8 @@ class Objective:
         if self.payload and "payload" in self.weights:
             weights = {"payload": 1.0, **({"fluency": self.weights["fluency"]} if "fluency" in self.weights else {})}
             return Objective(self.pair, prompts, self.mechanism, self.payload, weights, self.config,
-                             self.payload_tokens, views=("ft",), activation_rank=self.activation_rank)
+                             self.payload_tokens, views=("ft",), activation_rank=self.activation_rank, payload_at=self.payload_at,
+                             lead_tokens=self.lead_tokens)
         return self.subset(prompts)
 
     def subset(self, prompts: list[Prompt], mechanism: str | None = None) -> "Objective":
@@ -218,17 +237,69 @@ class Objective:
             self._act_baseline = self.change_activation(encode(self.pair.tokenizer, self.prompts))
         return self._act_baseline
 
+    # -- where the payload is asked for ----------------------------------------------------------
+    def payload_targets(self, seqs: Sequence[Sequence[int]]) -> list[tuple[list[int], list[int]]]:
+        """Per token sequence (a rendered prompt), under the model as it is: the lead (token ids the
+        answer starts with) and the payload token ids to score after it. ``payload_at="start"``: no
+        lead. ``"anywhere"``: the lead is the part of the model's own greedy answer (up to
+        ``lead_tokens`` tokens) after which the payload's first token is most likely; after a lead
+        that does not end in whitespace the payload is tokenised with a space before it."""
+        pay, mid = list(self._payload_ids), list(self._payload_mid)
+        if self.payload_at == "start" or not pay or not seqs:
+            return [([], pay) for _ in seqs]
+        from dormant.llm.engine.generate import GenConfig, generate
+        from dormant.llm.engine.scoring import logprobs_at
+
+        tok, model = self.pair.tokenizer, self.pair.model
+        gens = generate(model, tok, seqs, GenConfig(max_new_tokens=self.lead_tokens, show_progress=False,
+                                                    batch_size=max(32, self.config.batch_size)))
+
+        def after(lead: list[int]) -> list[int]:
+            return pay if not lead or tok.decode(lead)[-1:].isspace() else mid
+
+        leads = [[list(g.ids[:j]) for j in range(len(g.ids) + 1)] for g in gens]
+        firsts = [[after(lead)[0] for lead in ls] for ls in leads]
+        lps = logprobs_at(model, [list(s) + list(g.ids) for s, g in zip(seqs, gens)],
+                          [list(range(len(s) - 1, len(s) + len(g.ids))) for s, g in zip(seqs, gens)],
+                          self.config, pad_id=tok.pad_token_id or 0, targets=firsts)
+        out = []
+        for ls, lp in zip(leads, lps):
+            lead = ls[int(lp.argmax())]
+            out.append((lead, after(lead)))
+        return out
+
+    def payload_logprobs(self, seqs: Sequence[Sequence[int]], config: ScoreConfig | None = None) -> list[float]:
+        """Per token sequence: the payload's log-likelihood where ``payload_at`` asks for it, under the model as it is."""
+        from dormant.llm.engine.scoring import logprobs_at
+
+        targets = self.payload_targets(seqs)
+        full = [list(s) + lead + pay[:-1] for s, (lead, pay) in zip(seqs, targets)]
+        positions = [list(range(len(f) - len(pay), len(f))) for f, (_, pay) in zip(full, targets)]
+        got = logprobs_at(self.pair.model, full, positions, config or self.config, pad_id=self.pair.tokenizer.pad_token_id or 0,
+                          targets=[pay for _, pay in targets])
+        return [float(g.sum()) for g in got]
+
     # -- the pieces ----------------------------------------------------------------------------
     def _model_terms(self, ids: list[list[int]], views: tuple[str, ...] = ("ft", "base")) -> tuple[list[float], list[float], list[float]]:
         """Per sequence: payload log-likelihood under FT and base, and next-token KL(FT || base)
         (0.0 for a view not in ``views``; the KL needs both)."""
-        conts = [list(self._payload_ids) for _ in ids] if self._payload_ids else None
         need_kl = "contrast" in self.weights and set(views) == {"ft", "base"}
-        res = score_arms(self.pair, [Arm(v, ids, v) for v in views], [("ft", "base")] if need_kl else [],
-                         continuations=conts, config=self.config)
-        ft, base = ([r.arms[v].get("payload_logprob", 0.0) if v in views else 0.0 for r in res.rows] for v in ("ft", "base"))
-        # with a payload the engine averages the KL over the payload positions; the next token alone otherwise
-        kl = [r.contrasts["ft|base"]["kl"] if need_kl else 0.0 for r in res.rows]
+        anywhere = self.payload_at == "anywhere" and bool(self._payload_ids)
+        conts = [list(self._payload_ids) for _ in ids] if self._payload_ids and not anywhere else None
+        kl = [0.0] * len(ids)
+        if need_kl or not anywhere:
+            res = score_arms(self.pair, [Arm(v, ids, v) for v in views], [("ft", "base")] if need_kl else [],
+                             continuations=conts, config=self.config)
+            # with a payload at the start the engine averages the KL over the payload positions; the next token alone otherwise
+            kl = [r.contrasts["ft|base"]["kl"] if need_kl else 0.0 for r in res.rows]
+        if anywhere:
+            got = {}
+            for v in views:
+                self.pair.view(v)
+                got[v] = self.payload_logprobs(ids)
+            ft, base = (got.get(v, [0.0] * len(ids)) for v in ("ft", "base"))
+        else:
+            ft, base = ([r.arms[v].get("payload_logprob", 0.0) if v in views else 0.0 for r in res.rows] for v in ("ft", "base"))
         return ft, base, kl
 
     def baseline(self) -> dict[str, float]:
@@ -333,6 +404,14 @@ def placement_halves(prompts: Sequence[Prompt]) -> dict[str, list[Prompt]]:
     return out
 
 
+def check_payload_at(where: str) -> None:
+    """Raise a one-line error unless ``where`` names a place the payload objective can ask for the payload."""
+    if where not in PAYLOAD_AT:
+        from dormant.llm.verify import TriggerError
+
+        raise TriggerError(f"--payload-at {where!r}: choose from {', '.join(PAYLOAD_AT)} (anywhere: after the model's own first words)")
+
+
 def parse_objectives(spec: str | None, payload: str | None) -> dict[str, float]:
     """``"payload"``, ``"payload+fluency:0.5"``, ``"contrast"``: objective names joined by ``+``, each
     with an optional ``:weight``. None: payload gain with a payload, contrast without."""
@@ -352,4 +431,4 @@ def parse_objectives(spec: str | None, payload: str | None) -> dict[str, float]:
     return out
 
 
-__all__ = ["GRADIENT_OBJECTIVES", "OBJECTIVES", "Objective", "parse_objectives"]
+__all__ = ["GRADIENT_OBJECTIVES", "OBJECTIVES", "PAYLOAD_AT", "check_payload_at", "Objective", "parse_objectives"]

@@ -54,6 +54,7 @@ class SearchConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     mechanisms: tuple[str, ...] = ("user_prefix",)
     objectives: dict[str, float] = field(default_factory=dict)  # default: payload gain (contrast without a payload)
+    payload_at: str = "start"  # where in the answer the payload is asked for: "start", or "anywhere" after the model's own lead
     beam_fluency: float = 0.2  # weight of fluency added to the objective in the beam
     budget_s: float = 600.0
     chunk: int = 64
@@ -136,7 +137,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
     store = CandidateStore(store_path, resume=cfg.resume)
-    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
+    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
     vcfg = VerifyConfig(**{**vars(cfg.verify), "payload": payload})
 
     # calibrate: one chunk must fit in the budget
@@ -195,7 +196,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         if new and new != payload:
             note(f"payload refined to {new!r}")
             refined_from, payload = refined_from or payload, check_payload(tok, new)
-            objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives))
+            objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
             vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
             tried.clear()  # the leaders are screened again, for the refined payload
             # scores for the old payload do not rank beside new ones: the best so far are scored again for the new one

@@ -236,8 +236,6 @@ def hard_values(slot: Slot, batch: Sequence[Sequence[int]]) -> list[float]:
     """``Objective.ft_value`` of each candidate's token ids over every search prompt (no gradient)."""
     import torch
 
-    from dormant.llm.engine.scoring import logprobs_at
-
     o = slot.objective
     o.pair.ft()
     w = o.gradient_weights()
@@ -245,21 +243,27 @@ def hard_values(slot: Slot, batch: Sequence[Sequence[int]]) -> list[float]:
     prompts = [b + list(ids) + a for ids in batch for b, a in zip(slot.before, slot.after)]
     lp = act = None
     if "payload" in w:
-        pay = o.payload_ids
-        tok = slot.tokenizer
-        seqs = [s + pay[:-1] for s in prompts]
-        positions = [list(range(len(s) - len(pay), len(s))) for s in seqs]
-        cfg = replace(o.config, batch_size=max(o.config.batch_size, len(seqs)))  # one batch where memory allows (the caps hold)
-        got = logprobs_at(o.pair.model, seqs, positions, cfg, pad_id=tok.pad_token_id or 0, targets=[pay] * len(seqs))
-        lp = torch.stack([g.sum().cpu() for g in got]).view(C, P)
+        cfg = replace(o.config, batch_size=max(o.config.batch_size, len(prompts)))  # one batch where memory allows (the caps hold)
+        lp = torch.tensor(o.payload_logprobs(prompts, cfg)).view(C, P)
     if "activation" in w:
         act = torch.tensor(o.change_activation(prompts)).view(C, P)
     return o.ft_value(lp, act).tolist()
 
 
-def embed_value(slot: Slot, trigger: Any) -> Any:
+def payload_targets(slot: Slot, ids: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Per search prompt with the trigger ``ids`` in place: the lead and payload ids the objective scores
+    (``Objective.payload_targets`` under the fine-tune); ``embed_value`` holds them fixed while it
+    follows the gradient."""
+    o = slot.objective
+    o.pair.ft()
+    return o.payload_targets([b + list(ids) + a for b, a in zip(slot.before, slot.after)])
+
+
+def embed_value(slot: Slot, trigger: Any, targets: Sequence[tuple[list[int], list[int]]] | None = None) -> Any:
     """``Objective.ft_value`` of trigger embeddings ``[n, dim]`` (model dtype) over every search prompt,
-    as a scalar with the autograd graph back to ``trigger``."""
+    as a scalar with the autograd graph back to ``trigger``. ``targets``: per prompt, the lead and
+    payload ids to score (``payload_targets``; needed when the objective asks for the payload
+    ``anywhere``, since the lead depends on the trigger; by default the payload at the answer's start)."""
     import torch
 
     from dormant.llm.engine.scoring import _with_cache, compute_prefix
@@ -269,6 +273,10 @@ def embed_value(slot: Slot, trigger: Any) -> Any:
     model = o.pair.ft()
     w = o.gradient_weights()
     pay = o.payload_ids if "payload" in w else []
+    if pay and targets is None:
+        if o.payload_at != "start":
+            raise ValueError("embed_value: a payload asked for anywhere needs the targets (slots.payload_targets of the current ids)")
+        targets = [([], pay)] * len(slot.before)
     if slot._prefix is None:
         first = slot.before[0]
         P0 = min(len(b) for b in slot.before)
@@ -278,11 +286,12 @@ def embed_value(slot: Slot, trigger: Any) -> Any:
     emb = model.get_input_embeddings()
     dev = trigger.device
     rows, lasts = [], []
-    for b, a in zip(slot.before, slot.after):
+    for i, (b, a) in enumerate(zip(slot.before, slot.after)):
+        lead, p = targets[i] if pay else ([], [])
         pre = torch.tensor(b[prefix.length:], dtype=torch.long, device=dev)
-        post = torch.tensor(a + pay[:-1], dtype=torch.long, device=dev)
+        post = torch.tensor(a + lead + p[:-1], dtype=torch.long, device=dev)
         rows.append(torch.cat([emb(pre), trigger, emb(post)]))
-        lasts.append(len(b) - prefix.length + len(trigger) + len(a) - 1)
+        lasts.append(len(b) - prefix.length + len(trigger) + len(a) + len(lead) - 1)
     L = max(r.shape[0] for r in rows)
     x = torch.zeros(len(rows), L, trigger.shape[-1], dtype=trigger.dtype, device=dev)
     mask = torch.zeros(len(rows), prefix.length + L, dtype=torch.long, device=dev)
@@ -302,15 +311,17 @@ def embed_value(slot: Slot, trigger: Any) -> Any:
         hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=bool(prefix.length), **_with_cache(decoder, cache)).last_hidden_state
     lp = act = None
     if pay:
-        T = len(pay)
-        cols = last[:, None] + torch.arange(T, device=dev)[None, :]
-        logits = model.get_output_embeddings()(hidden[idx[:, None], cols]).float()  # [P, T, V]: the payload positions only
-        target = torch.tensor(pay, device=dev)
-        lp = (logits.log_softmax(-1)[:, torch.arange(T, device=dev), target]).sum(-1)[None, :]
+        # the payload positions only (per prompt its own payload ids: after a lead they may differ in length)
+        r = torch.tensor([i for i, (_, p) in enumerate(targets) for _ in p], device=dev)
+        c = torch.tensor([lasts[i] + t for i, (_, p) in enumerate(targets) for t in range(len(p))], device=dev)
+        want = torch.tensor([x for _, p in targets for x in p], device=dev)
+        logits = model.get_output_embeddings()(hidden[r, c]).float()
+        tok_lp = logits.log_softmax(-1).gather(1, want[:, None]).squeeze(1)
+        lp = torch.zeros(len(rows), device=dev, dtype=tok_lp.dtype).index_add(0, r, tok_lp)[None, :]
     if sites:
         act = o.activation_norms(got)[None, :]
     return o.ft_value(lp, act)[0]
 
 
 __all__ = ["GradientSearchError", "Slot", "VOCABS", "allowed_tokens", "embed_value", "hard_values", "in_context", "initial_ids",
-           "make_slot", "round_trip", "trigger_text"]
+           "make_slot", "payload_targets", "round_trip", "trigger_text"]

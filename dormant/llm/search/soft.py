@@ -22,7 +22,8 @@ from typing import Sequence
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.gcg import record
 from dormant.llm.search.objectives import Objective
-from dormant.llm.search.slots import GradientSearchError, allowed_tokens, embed_value, hard_values, initial_ids, make_slot, round_trip
+from dormant.llm.search.slots import (GradientSearchError, allowed_tokens, embed_value, hard_values, initial_ids, make_slot, payload_targets,
+                                      round_trip)
 
 METHOD = "soft"
 PROJECTIONS = ("cosine", "l2")
@@ -104,7 +105,9 @@ def run_soft(objective: Objective, store: CandidateStore | None, config: SoftCon
         if cfg.deadline is not None and time.monotonic() >= cfg.deadline:
             stopped = "deadline"
             break
-        value = embed_value(slot, soft.to(weight.dtype))
+        # a payload asked for anywhere: at the lead the soft trigger's nearest tokens elicit
+        targets = payload_targets(slot, project(weight, soft.detach(), allowed, cfg.projection)[0]) if objective.payload_at != "start" else None
+        value = embed_value(slot, soft.to(weight.dtype), targets)
         opt.zero_grad()
         (-value).backward()
         opt.step()
@@ -112,8 +115,8 @@ def run_soft(objective: Objective, store: CandidateStore | None, config: SoftCon
         if values[-1] > best[0]:
             best = (values[-1], soft.detach().clone())
     with torch.no_grad():
-        soft_value = float(embed_value(slot, best[1].to(weight.dtype)))
         ids, sim = project(weight, best[1], allowed, cfg.projection)
+        soft_value = float(embed_value(slot, best[1].to(weight.dtype), payload_targets(slot, ids) if objective.payload_at != "start" else None))
     projected_value = hard_values(slot, [ids])[0]
     text = round_trip(slot, [ids])[0]
     recorded = record(slot, store, [(ids, text, projected_value)], METHOD) if text is not None else []
