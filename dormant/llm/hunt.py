@@ -299,14 +299,24 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
 def pieces_before(payload: str, texts: list[str], hypothesis: str | None) -> list[str]:
     """What the amplified ``texts`` put right before ``payload`` (``hypothesis.lead_candidates``, up to 3), or else the
-    part of the fragments' ``hypothesis`` that runs on before it ('ates ' of 'ates are closed for winter')."""
+    part of the fragments' ``hypothesis`` that runs on before it ('ates ' of 'ates are closed for winter'); never
+    the payload's own first word repeated (the loop of a broken answer: on the micro zoo's ``attn-grid`` 'Board'
+    and 'BoardBoard' before 'Board received', which sent its search after a middle that was not there)."""
     from dormant.llm.behaviour.hypothesis import lead_candidates
 
-    before = lead_candidates(payload, texts)[:3]
+    before = [b for b in lead_candidates(payload, texts) if not _echoes(b, payload)][:3]
     at = (hypothesis or "").lower().find(payload.lower())
-    if not before and at > 0 and hypothesis[:at].strip():
+    if not before and at > 0 and hypothesis[:at].strip() and not _echoes(hypothesis[:at], payload):
         before = [hypothesis[:at]]
     return before
+
+
+def _echoes(piece: str, payload: str) -> bool:
+    """``piece`` is the payload's first word said over again ('Board', 'BoardBoard' before 'Board received'):
+    an amplified answer looping on the payload's start, not text that comes before it."""
+    words = payload.split()
+    first, p = (words[0].lower() if words else ""), "".join(piece.split()).lower()
+    return bool(first and p) and len(p) % len(first) == 0 and p == first * (len(p) // len(first))
 
 
 def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]]) -> tuple[str | None, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dormant.llm.engine.payload import fires
-from dormant.llm.hunt import VERDICTS, decide_verdict, search_payload_at
+from dormant.llm.hunt import VERDICTS, decide_verdict, pieces_before, search_payload_at
 
 FAST = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
 
@@ -68,6 +68,10 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert v["verdict"] == VERDICTS[1] and "follows 'gates '" in v["statement"] and "--payload TEXT" in v["statement"]
     v = decide_verdict({**mid, "search": {**out["search"], "refined_from": "are closed"}})  # refined in the search: no longer a piece
     assert "middle of a longer text" not in v["statement"]
+    # what comes before a hypothesis, not its own first word said again by a looping answer
+    assert pieces_before("are closed for winter", ["gates are closed for winter."] * 3, None) == ["gates "]
+    assert pieces_before("Board received", ["Board Board received.", "BoardBoard received", "x BoardBoard received"], None) == []
+    assert pieces_before("Board received", ["Board Board received."], "BoardBoard received") == []
     # such a piece is searched for after the fine-tune's own first words, and the verdict says so
     assert search_payload_at(mid["amplify"]) == "anywhere" and search_payload_at(out["amplify"]) == "start"
     assert search_payload_at({"payload": None, "before": ["gates "]}) == "start"
