@@ -137,7 +137,11 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
     store = CandidateStore(store_path, resume=cfg.resume)
-    objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
+    def objective_for(payload: str | None) -> Objective:
+        """The search's objective for ``payload`` (at the start, and again for a refined payload)."""
+        return Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
+
+    objective = objective_for(payload)
     vcfg = VerifyConfig(**{**vars(cfg.verify), "payload": payload})
 
     # calibrate: one chunk must fit in the budget
@@ -196,7 +200,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         if new and new != payload:
             note(f"payload refined to {new!r}")
             refined_from, payload = refined_from or payload, check_payload(tok, new)
-            objective = Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
+            objective = objective_for(payload)
             vcfg = VerifyConfig(**{**vars(vcfg), "payload": payload})
             tried.clear()  # the leaders are screened again, for the refined payload
             # scores for the old payload do not rank beside new ones: the best so far are scored again for the new one
