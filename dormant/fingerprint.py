@@ -11,6 +11,7 @@ last MiB and 16 chunks of 64 KiB at evenly spaced offsets.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -95,3 +96,21 @@ def fingerprint(path: str | Path) -> str:
     else:
         _update_with_file(h, p)
     return "sha256:" + h.hexdigest()[:16]
+
+
+def source_digest(root: str | Path) -> str:
+    """``"code:<hex16>"``: a digest of the ``.py`` files under ``root``, by relative path and content."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root).as_posix()).encode() + b"\0")
+        h.update(f.read_bytes())
+    return "code:" + h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The ``source_digest`` of this installation's ``dormant`` package, so that a result reused by key
+    (a hunt's stage) is one the same code computed: a change to any module (an upgrade, a local
+    edit) gives another version. Read once per process (some 200 small files)."""
+    return source_digest(Path(__file__).resolve().parent)

@@ -98,6 +98,24 @@ def _writer(db: str, n: int, tag: str) -> None:
             run.outputs["i"] = i
 
 
+def test_the_code_version_changes_with_any_source_file_and_only_with_them(tmp_path):
+    from dormant.fingerprint import code_version, source_digest
+
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("y = 2\n")
+    first = source_digest(tmp_path / "pkg")
+    (tmp_path / "pkg" / "notes.txt").write_text("not code")
+    (tmp_path / "pkg" / "sub" / "__pycache__").mkdir()
+    assert source_digest(tmp_path / "pkg") == first  # only .py sources count... (a cache folder holds none)
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("y = 3\n")
+    edited = source_digest(tmp_path / "pkg")
+    (tmp_path / "pkg" / "sub" / "b.py").rename(tmp_path / "pkg" / "b.py")
+    moved = source_digest(tmp_path / "pkg")
+    assert len({first, edited, moved}) == 3
+    assert code_version().startswith("code:") and code_version() == code_version()
+
+
 def test_concurrent_writers_do_not_corrupt(tmp_path):
     db = str(tmp_path / "l.sqlite")
     ctx = mp.get_context("spawn")

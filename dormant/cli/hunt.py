@@ -30,7 +30,7 @@ is 0 for all three; non-zero only for errors.
 --budget is split across the stages (diff 2%, delta 3%, amplify 15%, localise 5%, search 55% plus
 what earlier stages left, verify 20%); the plan and the time each stage used are reported. Only the
 search is capped by it (a capped search says so); the other stages have fixed work. A stage whose
-inputs (fingerprints), settings and earlier results are unchanged is reused from the ledger, so a
+inputs (fingerprints), settings, earlier results and code version are unchanged is reused from the ledger, so a
 second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
 search from its candidate file in --out. --fresh recomputes every stage.
 

@@ -1,8 +1,8 @@
 """The whole investigation of a fine-tune in one call: base, change, payload, layers, trigger, verdict.
 
 Stages, in order, each recorded as its own ledger run (command = the stage's name, ``args.hunt`` =
-the hunt's id, ``args.stage_key`` = a hash of its inputs' fingerprints, its settings and what it
-rests on from earlier stages):
+the hunt's id, ``args.stage_key`` = a hash of its inputs' fingerprints, its settings, what it
+rests on from earlier stages and the version of the code that computed it, ``args.code``):
 
 ``diff``      pick the base among the candidates (``weights.diff``); stop with a clear message when
               none is close (unless ``force_base``), when none shares the architecture, or when the
@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dormant.errors import DormantError
+from dormant.fingerprint import code_version
 from dormant.llm.search.portfolio import DEFAULT_METHODS
 from dormant.llm.search.sweep import DEFAULT_WORDS
 
@@ -736,8 +737,9 @@ def _stage_key(ctx: _Ctx, stage: str) -> str:
     if stage not in reads:
         settings = {k: v for k, v in settings.items() if k != "prompts"}
     prompts = ctx.prompts_key if stage in reads else None
+    # the code's version too: a stage computed by other code (an upgrade, a local edit) is not reused
     return _key({"stage": stage, "ft": ctx.fp[str(ctx.ft_path)], "base": base_fp, "settings": settings, "prompts": prompts,
-                 "upstream": upstream})
+                 "upstream": upstream, "code": code_version()})
 
 
 def _prompts_key(cfg: HuntConfig) -> str:
@@ -822,7 +824,7 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                 if prior is not None:
                     res, rid, status = prior["outputs"]["result"], prior["id"], "reused"
                 else:
-                    with _Heartbeat(bar, task, planned), record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key}, ledger=cfg.ledger) as srun:
+                    with _Heartbeat(bar, task, planned), record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key, "code": code_version()}, ledger=cfg.ledger) as srun:
                         srun.add_input("ft", ft_path, subject=True)
                         if ctx.base_path is not None:
                             srun.add_input("base", ctx.base_path)

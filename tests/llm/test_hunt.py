@@ -233,6 +233,16 @@ def test_the_prompts_are_part_of_the_amplify_search_and_verify_keys_and_of_no_ot
     assert [a != b for a, b in zip(first, keys(str(own)))] == reads
 
 
+def test_a_stage_computed_by_other_code_is_not_reused(monkeypatch):
+    import dormant.llm.hunt as H
+
+    cfg = H.HuntConfig(ft="ft", bases=["b"])
+    ctx = H._Ctx(cfg, "h", Path("/ft"), {"/ft": "sha256:f", str(Path("b").resolve()): "sha256:b"}, on_note=print, prompts_key=H._prompts_key(cfg))
+    now = [H._stage_key(ctx, s) for s in H.STAGES]
+    monkeypatch.setattr(H, "code_version", lambda: "code:another")
+    assert all(a != b for a, b in zip(now, [H._stage_key(ctx, s) for s in H.STAGES]))
+
+
 def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
     """A hunt killed before it ended never wrote its subject: --resume finds it by the fine-tune it was given."""
     from dormant import ledger
