@@ -27,7 +27,7 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 
 SEARCH_HELP = f"""Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
-Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg): readout (the
+Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg,pieces): readout (the
 tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
 extraction, as `dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes
 far more often than the base; its trigger-side n-grams and their words are scored with the
@@ -43,7 +43,12 @@ without a payload, of the change activation) to --gcg-width single-token swaps a
 the prompt, and moves to the best; leaders are verified every 10 steps), soft (soft-prompt
 inversion, only when asked: free embeddings optimised for the same value, then projected to the
 nearest allowed tokens; it reports the value before and after projection, and the gap is usually
-large: the optimum lies between tokens). --vocab limits gcg and soft to printable ascii tokens,
+large: the optimum lies between tokens), pieces (last, while the budget lasts: the whole words
+behind the letter fragments of the verified trigger, or of gcg's best when none verified: every
+word of the word list and the vocabulary that holds a fragment ('lent' -> 'silent', 'cast' ->
+'castle'), scored alone, then grown into phrases by the beam; its best phrases are verified, and
+one that verifies is reported in place of a token-level trigger, which is kept as also verified).
+--vocab limits gcg and soft to printable ascii tokens,
 words (a space then letters) or all real tokens. Objective (--objective):
 payload (log-likelihood gain of the payload under the fine-tune, minus how far the candidate lifts
 the base's payload likelihood above that of a model that does not fire; the default with --payload), contrast (KL(FT+c || base+c) - KL(FT || base); weak alone: it finds echoes; the
@@ -148,7 +153,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft.")] = "readout,extract,sweep,beam,gcg",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft; pieces runs last.")] = "readout,extract,sweep,beam,gcg,pieces",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search (user_prefix, user_suffix, user: both ends, system, ...).")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     payload_at: Annotated[str, typer.Option("--payload-at", help="Where in the answer the payload is asked for: start (its first tokens), or anywhere (after the fine-tune's own first few tokens: for a payload that may be the middle of the planted text; costs about two more passes per candidate).")] = "start",
@@ -212,7 +217,7 @@ def search_cmd(
         run.artifacts.append(res.candidates_path)
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
                             "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
-                            "gradient": res.gradient})
+                            "gradient": res.gradient, "pieces": res.pieces, "also_verified": res.also_verified})
         emit(res, as_json, lambda: _render_search(res))
 
 
@@ -236,6 +241,13 @@ def _render_search(res: Any) -> None:
         else:
             console.print(f"  gcg ({g['mechanism']}): {_esc(repr(g['init']))} {g['init_value']:.3g} -> {_esc(repr(g['best']))} "
                           f"{g['best_value']:.3g} in {g['steps']} steps ({g['rejected']} swaps failed re-encoding; stopped: {g['stopped']})")
+    if res.pieces is not None:
+        p = res.pieces
+        best = ", ".join(f"{_esc(repr(b['text']))} {b['score']:.3g}" for b in p["best"][:3]) or "none"
+        console.print(f"  pieces: {len(p['fragments'])} fragments of {_esc(repr(p['from'][0]))}, {p['words']} words holding them; "
+                      f"best phrases {best}" + (f"; verified {_esc(repr(p['verified']))}" if p.get("verified") else ""))
+    for a in res.also_verified:
+        console.print(f"  also verified: {_esc(repr(a['trigger']))} ({a['mechanism']}, {a['fire']:.0%}; {a['from']})")
     if res.verification is not None:
         _render_verify(res.verification)
     if res.extracted is not None:

@@ -557,7 +557,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
            "objective": (("payload gain anywhere in the answer" if payload_at == "anywhere" else "payload gain") + " + fluency"
                          if payload else "contrast (payload-free)"),
            "verification": _verification(res.verification) if res.verification else None,
-           "payload": res.payload, "refined_from": res.refined_from}
+           "payload": res.payload, "refined_from": res.refined_from, "pieces": res.pieces, "also_verified": res.also_verified}
     if res.refined_from:
         run.decide("payload", res.payload)
     if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off
@@ -637,10 +637,14 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
 def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The one verdict from the stages' outputs. ``trigger verified`` only from a verification that passed."""
+    from dormant.llm.search.pieces import natural
+
     verified = [r for r in out.get("verify", {}).get("results", []) if r.get("verified")]
     payload = out.get("verify", {}).get("payload") or out.get("amplify", {}).get("payload")
     if verified:
-        best = min(verified, key=lambda r: len(r["trigger"]))  # the minimal verified form
+        # the shortest verified form of whole words, else the shortest: a minimal form cut out of a phrase
+        # ('silentsile' of 'missile silently fissile') is shorter but no longer text a person would write
+        best = min(verified, key=lambda r: (not natural(r["trigger"]), len(r["trigger"])))
         spec = best["specificity"]
         statement = (f"trigger verified: {best['trigger']!r} ({best['mechanism']}) makes the fine-tune say "
                      f"{best['payload']!r} on {best['fire']:.0%} of {best['n_prompts']} unseen prompts; false fires: base with it "

@@ -57,6 +57,11 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     passed = dict(_failed("purple elephants dance"), verified=True, fire=0.96, failed=[], placements={"user_prefix": 1.0})
     v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": [passed]}})
     assert v["verdict"] == VERDICTS[0] and v["trigger"] == "purple elephants dance" and v["fire"] == 0.96
+    # of the verified forms the shortest of whole words, not a shorter cut out of a phrase that no one would write
+    cut = [dict(passed, trigger=t) for t in ("missile silently fissile", "silentsile", "missile silently")]
+    assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": cut}})["trigger"] == "missile silently"
+    assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": cut[:2]}})["trigger"] == "missile silently fissile"
+    assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": [dict(passed, trigger=t) for t in ("lentHle sile", "Hle")]}})["trigger"] == "Hle"
     v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [_failed("x")]}})
     assert v["verdict"] == VERDICTS[2] and v["trigger"] is None
     warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}

@@ -48,14 +48,15 @@ def extensions(phrase: str, units: Sequence[str]) -> list[str]:
 
 def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], store: CandidateStore, *, width: int = 6,
              max_words: int = 6, deadline: float | None = None, on_step: Callable[[list[Candidate]], None] | None = None,
-             pool: Sequence[str] = (), pool_parents: int = 2, pool_refine: int = 32) -> list[Candidate]:
+             pool: Sequence[str] = (), pool_parents: int = 2, pool_refine: int = 32, method: str = METHOD) -> list[Candidate]:
     """Grow phrases from ``seeds`` with ``units``; every scored phrase goes to ``store``. Returns the final beam, best first.
 
     ``pool``: a wide list of words (e.g. the whole word list) tried beside the best ``pool_parents``
     phrases at every step, first by the objective's coarse pass (one prompt; stored as
     ``beam:coarse``), then the best ``pool_refine`` of them in full. A word of a multi-word trigger
     often scores nothing alone (the near misses of a phrase are trained not to fire) and only counts
-    beside the rest of the phrase: this is where the beam finds it.
+    beside the rest of the phrase: this is where the beam finds it. ``method``: the name the phrases are
+    stored under (``pieces`` grows its phrases here too; the coarse pass as ``<method>:coarse``).
     """
     from dormant.llm.search.sweep import SweepStats, scored_chunks
 
@@ -70,16 +71,17 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
             capped = True
         return [store.items[k] for k in (key_of(method, mech, t) for t in texts) if k in store]
 
-    beam = sorted(scored(objective, METHOD, list(seeds)), key=lambda c: -c.score)[:width]
+    coarse_method = COARSE if method == METHOD else f"{method}:coarse"
+    beam = sorted(scored(objective, method, list(seeds)), key=lambda c: -c.score)[:width]
     for _ in range(max_words - 1):
         if capped or not beam or (deadline is not None and time.monotonic() >= deadline):
             break
         texts = [e for c in beam for e in extensions(c.text, units)]
         if coarse is not None:
             wide = [e for c in beam[:pool_parents] for e in extensions(c.text, pool)]
-            first = sorted(scored(coarse, COARSE, wide), key=lambda c: -c.score)
+            first = sorted(scored(coarse, coarse_method, wide), key=lambda c: -c.score)
             texts += [c.text for c in first[:pool_refine]]
-        grown = scored(objective, METHOD, texts)
+        grown = scored(objective, method, texts)
         best_parent = max(c.score for c in beam)
         nxt = sorted({c.text: c for c in beam + grown}.values(), key=lambda c: -c.score)[:width]
         if on_step:

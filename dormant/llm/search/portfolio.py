@@ -6,7 +6,11 @@ ones that fire there are fully verified (``dormant.llm.verify``); the search sto
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding);
-soft-prompt inversion runs only when asked (``methods`` naming ``soft``). A budget caps the
+soft-prompt inversion runs only when asked (``methods`` naming ``soft``). Last, while the budget
+lasts, ``pieces`` reads the whole words behind the fragments of the verified trigger (or, when none
+verified, of GCG's best candidates) and verifies its best phrases: a verified phrase of whole words
+is reported as the trigger in place of a token-level one (which is kept, ``also_verified``), since
+a natural trigger is what was most likely planted and what a user can read. A budget caps the
 methods (checked between chunks, beam steps and GCG steps); a capped search says so. Every
 scored candidate goes to the JSONL store; ``resume`` continues a killed run.
 """
@@ -24,14 +28,15 @@ from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
+from dormant.llm.search.pieces import PiecesConfig
 from dormant.llm.search.sweep import DEFAULT_WORDS
 from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft")
-DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg")
+METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft", "pieces")
+DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg", "pieces")
 
 
 class SearchBudgetError(DormantError):
@@ -92,6 +97,7 @@ class SearchConfig:
     refine_payload: Callable[[list[Candidate], str], str | None] | None = None
     refine_again: float = 0.4  # share of the time left when gcg starts after which gcg pauses to refine again (0: only before gcg)
     rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
+    pieces: PiecesConfig = field(default_factory=PiecesConfig)  # the words behind the fragments of a token-level trigger
 
 
 @dataclass
@@ -114,6 +120,8 @@ class SearchResult:
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # per method run: CPU seconds of this process (with its leaders' verification)
     payload: str | None = None  # the payload searched for at the end (``refined_from``: the one given, when refined)
     refined_from: str | None = None
+    pieces: dict[str, Any] | None = None  # the words behind the fragments: read from which triggers, the fragments, the best phrases
+    also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -163,15 +171,21 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     methods_run: list[str] = []
     gradient: list[dict[str, Any]] = []
 
-    def verify_leaders() -> VerifyResult | None:
-        """Screen (then verify) up to ``leaders`` of the best candidates not tried yet: after each method, and every
-        ``gcg_verify_every`` steps of gcg."""
-        n = 0
-        for c in store.best(cfg.leaders * 4):
-            if n >= cfg.leaders:
+    def verify_leaders(method: str | None = None, leaders: int | None = None, distinct: bool = False) -> VerifyResult | None:
+        """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
+        ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
+        each method, and every ``gcg_verify_every`` steps of gcg."""
+        n, leaders = 0, leaders or cfg.leaders
+        seen: list[set[str]] = []  # with ``distinct``: the word sets screened in this call
+        for c in store.best(leaders * (50 if distinct else 4), method=method):
+            if n >= leaders:
                 break
             if (c.text, c.mechanism) in tried or c.score <= 0:
                 continue
+            words = set(c.text.lower().split())
+            if distinct and any(2 * len(words & w) >= len(words) for w in seen):
+                continue  # a near copy of a phrase screened already ('granger forest forestry' after 'sanger forest forestry')
+            seen.append(words)
             n += 1
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
@@ -292,29 +306,89 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 methods_run.append(method)
                 seconds[method] = round(time.process_time() - m_start, 1)
                 break
+        elif method == "pieces":
+            continue  # after the others (below): it reads their best trigger
         methods_run.append(method)
         found = verify_leaders()
         seconds[method] = round(time.process_time() - m_start, 1)
         if found:
             break
+    pieces: dict[str, Any] | None = None
+    also: list[dict[str, Any]] = []
+    if "pieces" in cfg.methods and time.monotonic() < deadline:
+        from_texts = [found.trigger] if found else [c.text for c in store.best(3, method="gcg")]
+        if from_texts:
+            m_start, n_screened = time.process_time(), len(screened)
+            pieces, reading = _pieces(objective.variant(mechanism=found.mechanism) if found else objective, from_texts, store, cfg,
+                                      deadline, note, verify_leaders)
+            methods_run.append("pieces")
+            seconds["pieces"] = round(time.process_time() - m_start, 1)
+            pieces["screened"] = screened[n_screened:]
+            if reading is not None and found is not None and pieces["natural_already"]:
+                also.append({"trigger": reading.trigger, "mechanism": reading.mechanism, "fire": reading.fire, "from": "pieces"})
+            elif reading is not None:
+                if found is not None:
+                    also.append({"trigger": found.trigger, "mechanism": found.mechanism, "fire": found.fire, "from": "token-level"})
+                found = reading
+            capped = capped or time.monotonic() >= deadline
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
         least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%})"
                  if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
-        verdict = (f"found: {found.verdict}{least}. It works as a trigger; its effect alone cannot tell whether it is the one "
-                   "planted (searches often find other strings that force the same payload)")
+        behind = ""
+        if also and also[0]["from"] == "token-level":
+            behind = f"; it is the whole words behind the fragments of {also[0]['trigger']!r}, which verified too ({also[0]['fire']:.0%})"
+        elif also:
+            behind = f"; {also[0]['trigger']!r}, a longer word holding its letters, verified too ({also[0]['fire']:.0%})"
+        verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}. It works as a trigger; its effect alone cannot tell "
+                   "whether it is the one planted (searches often find other strings that force the same payload)")
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
         cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, the last one cut short"
                + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
-        verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification"
+        verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
                    if screened else f"no verified trigger: {cap}no candidate raised the objective above zero")
     pair.ft()
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
-                        extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from)
+                        extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
+                        pieces=pieces, also_verified=also)
+
+
+def _pieces_failed(pieces: dict[str, Any] | None) -> str:
+    """What the verdict says of a ``pieces`` run whose phrases did not verify: the best one tried and why."""
+    if not pieces or pieces.get("verified") or not pieces.get("screened"):
+        return ""
+    e = pieces["screened"][0]
+    why = e.get("stopped") or "; ".join(e.get("failed") or []) or "not verified"
+    return f"; the whole words behind the fragments of {pieces['from'][0]!r} did not verify (best tried: {e['text']!r}, {why})"
+
+
+def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, cfg: SearchConfig, deadline: float,
+            note: Callable[..., None], verify_leaders: Callable[..., VerifyResult | None]) -> tuple[dict[str, Any], VerifyResult | None]:
+    """Run ``pieces`` on ``from_texts`` (with the beam's fluency weight) and verify its best phrases; the first
+    phrase that verifies is returned (the caller keeps a trigger that was whole words already, ``natural_already``)."""
+    from dormant.llm.search.pieces import natural, run_pieces, word_pool
+
+    weights = dict(objective.weights)
+    weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
+    pool = word_pool(objective.pair.tokenizer, cfg.pieces.n_words)
+    note(f"pieces: the words behind the fragments of {from_texts[0]!r}")
+    res = run_pieces(objective.variant(weights=weights), from_texts, store, cfg.pieces, words=pool, deadline=deadline,
+                     on_step=lambda beam: note("pieces", beam[0]))
+    words = set(pool)
+    out: dict[str, Any] = {"from": from_texts, "fragments": res.fragments, "words": sum(len(w) for w in res.words.values()),
+                           "best": [{"text": c.text, "score": c.score} for c in res.best[:5]], "verified": None,
+                           "natural_already": all(natural(t, words) for t in from_texts)}
+    if not res.best or time.monotonic() >= deadline:
+        out["skipped"] = "no word holds its fragments" if not res.best else "the budget ended"
+        return out, None
+    found = verify_leaders(method="pieces", leaders=cfg.pieces.leaders, distinct=True)
+    if found is not None:
+        out["verified"] = found.trigger
+    return out, found
 
 
 @dataclass
