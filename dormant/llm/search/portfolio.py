@@ -316,7 +316,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     pieces: dict[str, Any] | None = None
     also: list[dict[str, Any]] = []
     if "pieces" in cfg.methods and time.monotonic() < deadline:
-        from_texts = [found.trigger] if found else [c.text for c in store.best(3, method="gcg")]
+        from_texts = ([found.trigger] if found else
+                      [c.text for c in store.best(len(store), method="gcg") if c.mechanism == objective.mechanism][:3])
         if from_texts:
             m_start, n_screened = time.process_time(), len(screened)
             pieces, reading = _pieces(objective.variant(mechanism=found.mechanism) if found else objective, from_texts, store, cfg,
