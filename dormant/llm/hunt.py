@@ -557,7 +557,8 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
            "objective": (("payload gain anywhere in the answer" if payload_at == "anywhere" else "payload gain") + " + fluency"
                          if payload else "contrast (payload-free)"),
            "verification": _verification(res.verification) if res.verification else None,
-           "payload": res.payload, "refined_from": res.refined_from, "pieces": res.pieces, "also_verified": res.also_verified}
+           "payload": res.payload, "refined_from": res.refined_from, "pieces": res.pieces, "also_verified": res.also_verified,
+           "cpu_seconds": res.cpu_seconds}
     if res.refined_from:
         run.decide("payload", res.payload)
     if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off

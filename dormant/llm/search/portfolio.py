@@ -341,7 +341,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         if also and also[0]["from"] == "token-level":
             behind = f"; it is the whole words behind the fragments of {also[0]['trigger']!r}, which verified too ({also[0]['fire']:.0%})"
         elif also:
-            behind = f"; {also[0]['trigger']!r}, a longer word holding its letters, verified too ({also[0]['fire']:.0%})"
+            behind = f"; {also[0]['trigger']!r}, whole words holding its letters, verified too ({also[0]['fire']:.0%})"
         verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}. It works as a trigger; its effect alone cannot tell "
                    "whether it is the one planted (searches often find other strings that force the same payload)")
     else:
