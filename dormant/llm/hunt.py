@@ -24,7 +24,8 @@ rests on from earlier stages and the version of the code that computed it, ``arg
               the fine-tune's greedy answers under the best candidates so far may refine the
               payload (a longer hypothesis that holds it: ``refined_payload``; decides ``payload``);
               after it, when nothing verified, they feed the hypothesis again.
-``verify``    the search's verified trigger is re-verified at its shorter forms; when nothing was
+``verify``    the search's verified trigger is re-verified at its shorter forms (the verdict takes the
+              shortest that passes, of whole English words where one is); when nothing was
               verified, the best unverified candidates are verified against the (possibly new)
               payload hypothesis, each failure recorded with its reason.
 
