@@ -71,7 +71,7 @@ def run_beam(objective: Objective, seeds: Sequence[str], units: Sequence[str], s
             capped = True
         return [store.items[k] for k in (key_of(method, mech, t) for t in texts) if k in store]
 
-    coarse_method = COARSE if method == METHOD else f"{method}:coarse"
+    coarse_method = f"{method}:coarse"  # COARSE for the beam's own
     beam = sorted(scored(objective, method, list(seeds)), key=lambda c: -c.score)[:width]
     for _ in range(max_words - 1):
         if capped or not beam or (deadline is not None and time.monotonic() >= deadline):

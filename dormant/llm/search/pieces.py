@@ -17,9 +17,10 @@ junk trigger 13.7). Whether a natural reading fires as surely as the junk is for
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.objectives import Objective
@@ -73,7 +74,7 @@ def word_pool(tokenizer, n_words: int) -> list[str]:
     return [w for w in dict.fromkeys(english_words(n_words) + vocabulary_words(tokenizer)) if w.isalpha()]
 
 
-def natural(text: str, words: set[str] | None = None) -> bool:
+def natural(text: str, words: Collection[str] | None = None) -> bool:
     """Whether every space-separated part of ``text`` is a word of ``words`` (default: the English list's 50,000
     most frequent): a phrase a person could have written."""
     if words is None:
@@ -82,10 +83,11 @@ def natural(text: str, words: set[str] | None = None) -> bool:
     return bool(parts) and all(p in words for p in parts)
 
 
-def _english_set() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _english_set() -> frozenset[str]:
     from dormant.net.invert.wordlists import english_words
 
-    return set(english_words(50_000))
+    return frozenset(english_words(50_000))
 
 
 def run_pieces(objective: Objective, triggers: Sequence[str], store: CandidateStore, config: PiecesConfig | None = None, *,
