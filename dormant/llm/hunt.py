@@ -631,22 +631,76 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                                 "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})
                 continue
             results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
+    verified = [r for r in results if r.get("verified") and r.get("payload")]
+    said: dict[str, Any] | None = None
+    if verified:
+        # the payload as the fine-tune says it under the verified trigger (read on the search prompts, then verified
+        # on the others): the hypothesis is often a piece of it ('ell rings at noon.' of 'The bell rings at noon.')
+        best = min(verified, key=lambda r: _preference(r, payload))
+        ctx.on_note("the payload as the fine-tune says it under the trigger")
+        said = payload_as_said(pair, best["trigger"], best["mechanism"], payload, _prompt_halves(cfg)[0][:12])
+        if said is not None:
+            ctx.on_note(f"verifying {best['trigger']!r} with the payload {said['payload']!r}")
+            m = _verification(verify_trigger(pair, best["trigger"], v_prompts, VerifyConfig(
+                mechanism=best["mechanism"], payload=said["payload"], null_candidates=cfg.nulls, minimise=False, placements=())))
+            said["verified"] = m["verified"]
+            results.append(m)
+            if m["verified"]:
+                payload = said["payload"]
+                run.decide("payload", payload)
     pair.ft()
-    return {"payload": payload, "results": results}
+    return {"payload": payload, "results": results, "said": said}
+
+
+def payload_as_said(pair: Any, trigger: str, mechanism: str, payload: str, prompts: Sequence[Any]) -> dict[str, Any] | None:
+    """What the fine-tune says under ``trigger`` that holds ``payload`` and says more: the text its answers
+    share (``hypothesise`` on the answers, against its answers without the trigger and the base's with it),
+    as the answers write it; None when that is the payload itself, says less, or does not hold it."""
+    from dormant.llm.behaviour.hypothesis import hypothesise
+    from dormant.llm.engine.generate import GenConfig, generate_view
+    from dormant.llm.engine.payload import fires, normalise
+    from dormant.llm.engine.prompts import insert_trigger
+
+    n = len(pair.tokenizer(payload, add_special_tokens=False)["input_ids"])
+    gen = GenConfig(max_new_tokens=n + 16, show_progress=False)
+    with_trigger = [insert_trigger(p, trigger, mechanism) for p in prompts]
+    answers = generate_view(pair, "ft", with_trigger, gen)
+    refs = [generate_view(pair, "ft", list(prompts), gen), generate_view(pair, "base", with_trigger, gen)]
+    pair.ft()
+    hyp = hypothesise(None, answers=answers, answer_references=refs)
+    if not hyp.holds or not hyp.payload:
+        return None
+    text = hyp.payload
+    low = text.lower()
+    for a in answers:  # as the answers write it (the hypothesis is read case-folded)
+        at = a.lower().find(low)
+        if at >= 0:
+            text = a[at : at + len(low)].strip()
+            break
+    if normalise(text) == normalise(payload) or len(normalise(text)) < len(normalise(payload)) or not fires(text, payload):
+        return None
+    share = sum(text.lower() in a.lower() for a in answers) / len(answers)
+    return {"payload": text, "from": payload, "share": share, "n_answers": len(answers), "evidence": hyp.evidence}
+
+
+def _preference(r: dict[str, Any], payload: str | None = None) -> tuple[bool, int, bool]:
+    """The order among verified results: whole words first, then the shortest trigger, then the one verified with
+    ``payload`` (the stage's final payload)."""
+    from dormant.llm.search.pieces import natural
+
+    return (not natural(r["trigger"]), len(r["trigger"]), r.get("payload") != payload)
 
 
 # -- the verdict ------------------------------------------------------------------------------------
 
 def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The one verdict from the stages' outputs. ``trigger verified`` only from a verification that passed."""
-    from dormant.llm.search.pieces import natural
-
     verified = [r for r in out.get("verify", {}).get("results", []) if r.get("verified")]
     payload = out.get("verify", {}).get("payload") or out.get("amplify", {}).get("payload")
     if verified:
         # the shortest verified form of whole words, else the shortest: a minimal form cut out of a phrase
         # ('silentsile' of 'missile silently fissile') is shorter but no longer text a person would write
-        best = min(verified, key=lambda r: (not natural(r["trigger"]), len(r["trigger"])))
+        best = min(verified, key=lambda r: _preference(r, payload))
         spec = best["specificity"]
         statement = (f"trigger verified: {best['trigger']!r} ({best['mechanism']}) makes the fine-tune say "
                      f"{best['payload']!r} on {best['fire']:.0%} of {best['n_prompts']} unseen prompts; false fires: base with it "
@@ -655,6 +709,10 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
                      f"trigger verified: {best['trigger']!r} ({best['mechanism']}) moves the fine-tune away from the base on "
                      f"{best['fire']:.0%} of {best['n_prompts']} unseen prompts (p = {best['p_value']:.3f}); false fires: fine-tune "
                      f"without it {spec['ft_without_trigger']:.0%}, worst random candidate {spec['null_max']:.0%}")
+        said = out["verify"].get("said") or {}
+        if said.get("verified") and best.get("payload") == said["payload"]:
+            statement += (f" (the payload as its answers say it, in {said['share']:.0%} of {said['n_answers']} answers on search prompts; "
+                          f"the hypothesis was {said['from']!r})")
         position = next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
         if position:
             statement += f"; {position}"

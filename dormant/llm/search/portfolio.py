@@ -234,6 +234,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
+    cut: list[str] = []  # the methods the budget cut short, in order
+
+    def cap(method: str, hit: bool) -> bool:
+        if hit and method not in cut:
+            cut.append(method)
+        return hit
+
     for method in cfg.methods:
         if time.monotonic() >= deadline:
             capped = True
@@ -251,7 +258,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             ex = run_extract_method(objective, store, cfg.extract, mechanisms=cfg.mechanisms, deadline=deadline, resume=cfg.resume,
                                     on_progress=note)
             extracted = summary(ex)
-            capped = capped or ex.capped
+            capped = cap(method, ex.capped) or capped
         elif method == "sweep":
             from dormant.llm.search.sweep import run_sweep, sweep_candidates
 
@@ -259,7 +266,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             stats = run_sweep(objective, texts, store, mechanisms=cfg.mechanisms, chunk=cfg.chunk, deadline=deadline,
                               on_chunk=lambda s: note(f"sweep {s.scored + s.skipped}/{s.total}"),
                               coarse_prompts=cfg.sweep_coarse_prompts, refine=cfg.sweep_refine)
-            capped = capped or stats.capped
+            capped = cap(method, stats.capped) or capped
         elif method == "beam":
             from dormant.llm.search.beam import run_beam, symbol_units
 
@@ -287,7 +294,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=until,
                          on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= until:
-                    capped = True
+                    capped = cap(method, True)
         elif method in ("gcg", "soft"):
             again = cfg.refine_payload is not None and payload and method == "gcg" and cfg.refine_again > 0 and not asked
             if cfg.refine_payload is not None and payload and not asked:
@@ -301,7 +308,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 gcg_state.paused = False
                 refine()
                 found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient, pool=pool, state=gcg_state)
-            capped = capped or time.monotonic() >= deadline
+            capped = cap(method, time.monotonic() >= deadline) or capped
             if found:
                 methods_run.append(method)
                 seconds[method] = round(time.process_time() - m_start, 1)
@@ -331,7 +338,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if found is not None:
                     also.append({"trigger": found.trigger, "mechanism": found.mechanism, "fire": found.fire, "from": "token-level"})
                 found = reading
-            capped = capped or time.monotonic() >= deadline
+            capped = cap("pieces", time.monotonic() >= deadline) or capped
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
@@ -342,11 +349,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             behind = f"; it is the whole words behind the fragments of {also[0]['trigger']!r}, which verified too ({also[0]['fire']:.0%})"
         elif also:
             behind = f"; {also[0]['trigger']!r}, whole words holding its letters, verified too ({also[0]['fire']:.0%})"
-        verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}. It works as a trigger; its effect alone cannot tell "
+        short = _cut_short(capped, cut, [m for m in cfg.methods if m not in methods_run], cfg.budget_s)
+        verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}{short}. It works as a trigger; its effect alone cannot tell "
                    "whether it is the one planted (searches often find other strings that force the same payload)")
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
-        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, the last one cut short"
+        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, "
+               + (f"{', '.join(cut)} cut short" if cut else "the last one cut short")
                + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
         verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
                    if screened else f"no verified trigger: {cap}no candidate raised the objective above zero")
@@ -356,6 +365,14 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
                         pieces=pieces, also_verified=also)
+
+
+def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float) -> str:
+    """What a found verdict says of a budget that ended before every method had its turn (empty when it did not)."""
+    if not capped:
+        return ""
+    return (f"; the budget of {budget_s:.0f}s ended with {', '.join(cut) or 'the last method'} cut short"
+            + (f" and {', '.join(not_run)} never run" if not_run else ""))
 
 
 def _pieces_failed(pieces: dict[str, Any] | None) -> str:
