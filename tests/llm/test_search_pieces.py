@@ -58,6 +58,6 @@ def test_a_reading_that_did_not_verify_is_named_with_the_reason():
 def test_a_found_trigger_says_when_the_budget_cut_a_method_short():
     from dormant.llm.search.portfolio import _cut_short
 
-    assert _cut_short(True, ["pieces"], [], 600) == "; the budget of 600s ended with pieces cut short"
-    assert _cut_short(True, ["gcg"], ["pieces"], 300) == "; the budget of 300s ended with gcg cut short and pieces never run"
+    assert _cut_short(True, ["pieces"], [], 600) == "; the budget of 600s cut short pieces"
+    assert _cut_short(True, ["gcg"], ["pieces"], 300) == "; the budget of 300s cut short gcg (pieces never ran)"
     assert _cut_short(False, [], ["pieces"], 600) == ""

@@ -15,7 +15,6 @@ process's own kernels differs between them (so the probe would see a difference 
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -36,12 +35,6 @@ def _probe(code: str, **env: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-@functools.lru_cache(maxsize=None)
-def _pinned_probe() -> str:
-    """The builder's probe with this process's own environment (both tests compare with it: run once)."""
-    return _probe(PINNED)
-
-
 @pytest.fixture(scope="module")
 def pin():
     pin = pinned_kernels()
@@ -50,11 +43,12 @@ def pin():
     return pin
 
 
-def test_builder_trains_the_same_bytes_whatever_kernels_the_parent_has(pin):
-    here = _pinned_probe()
+def test_builder_trains_the_same_bytes_whatever_kernels_the_parent_has(pin, zoo_micro):
+    here = zoo_micro.environment["kernel_probe"]  # what the builder's workers trained with in this process's environment
     assert _probe(PINNED, ATEN_CPU_CAPABILITY="default") == here
     assert _probe(PINNED, MKL_ENABLE_INSTRUCTIONS="AVX2") == here
-    # the same run in this process's environment with the pinned kernels gives the pinned bytes...
+    # the same run in this process's environment with the pinned kernels gives the pinned bytes (so the session's
+    # suite was trained on the pinned kernels)...
     assert _probe(NATIVE, ATEN_CPU_CAPABILITY=pin["ATEN_CPU_CAPABILITY"], MKL_CBWR=pin["MKL_CBWR"]) == here
     # ...and with the scalar kernels other bytes, so the probe can tell kernels apart (where the pin is not the scalar set)
     if pin["ATEN_CPU_CAPABILITY"] != "default":
@@ -65,4 +59,4 @@ def test_the_session_suite_was_trained_on_the_pinned_kernels(zoo_micro, pin):
     env = zoo_micro.environment
     assert env["torch_threads"] == 1
     assert env["cpu_capability"] == pin["ATEN_CPU_CAPABILITY"].upper() and env["mkl_cbwr"] == pin["MKL_CBWR"]
-    assert env["kernel_probe"] == _pinned_probe()
+    # its kernel probe is the pinned kernels' own: the test above compares it with a run under them

@@ -371,8 +371,8 @@ def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float
     """What a found verdict says of a budget that ended before every method had its turn (empty when it did not)."""
     if not capped:
         return ""
-    return (f"; the budget of {budget_s:.0f}s ended with {', '.join(cut) or 'the last method'} cut short"
-            + (f" and {', '.join(not_run)} never run" if not_run else ""))
+    return (f"; the budget of {budget_s:.0f}s cut short {', '.join(cut) or 'the last method'}"
+            + (f" ({', '.join(not_run)} never ran)" if not_run else ""))
 
 
 def _pieces_failed(pieces: dict[str, Any] | None) -> str:
