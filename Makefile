@@ -32,10 +32,11 @@ tour: $(STAMP)
 	$(BIN)/dormant demo
 
 # Tests run on two processes (pytest-xdist; TEST_WORKERS=1 for one): the built-in subjects are
-# built once under a file lock whichever worker asks first.
+# built once under a file lock whichever worker asks first. Each test file runs whole on one worker
+# (--dist loadfile), so a file's module fixtures (a hunt, a toy build) are computed once, not per worker.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -150,19 +150,12 @@ def _key(parts: Any) -> str:
 
 def preflight(cfg: HuntConfig) -> None:
     """Refuse, before any work, no candidate base, a prompt source too small for a verdict, an unwritable
-    output folder, a ledger that is not SQLite and a model without a chat template."""
+    output folder, a ledger that is not SQLite and a model without a chat template. The checks that need no
+    model library come first, before torch and transformers are imported (seconds on a small machine)."""
     from dormant.ledger import connect
-    from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
-    from dormant.llm.engine.prompts import require_template
-    from dormant.llm.verify import VerifyConfig
 
     if not cfg.bases:
         raise HuntError("give at least one candidate base with --base (repeat it for several)")
-    need, (search_half, verify_half) = VerifyConfig().min_prompts, _prompt_halves(cfg)
-    if len(verify_half) < need:
-        raise HuntError(f"--prompts {prompts_label(cfg)}: verification gets half of its {len(search_half) + len(verify_half)} distinct prompts "
-                        f"({len(verify_half)}) and needs {need}; give at least {2 * need} prompts (or zoo:prompts, or leave --prompts out "
-                        "for the built-in probes)")
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
         probe = cfg.out / ".write-test"
@@ -171,6 +164,15 @@ def preflight(cfg: HuntConfig) -> None:
     except OSError as exc:
         raise HuntError(f"the output folder {cfg.out} cannot be written ({exc.strerror or exc}); give a writable folder with --out") from None
     connect(cfg.ledger).close()
+    from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
+    from dormant.llm.engine.prompts import require_template
+    from dormant.llm.verify import VerifyConfig
+
+    need, (search_half, verify_half) = VerifyConfig().min_prompts, _prompt_halves(cfg)
+    if len(verify_half) < need:
+        raise HuntError(f"--prompts {prompts_label(cfg)}: verification gets half of its {len(search_half) + len(verify_half)} distinct prompts "
+                        f"({len(verify_half)}) and needs {need}; give at least {2 * need} prompts (or zoo:prompts, or leave --prompts out "
+                        "for the built-in probes)")
     ft = open_checkpoint(resolve_model_folder(cfg.ft, "fine-tune"))
     require_template(load_tokenizer(ft))
     for b in cfg.bases:
@@ -642,7 +644,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         if said is not None:
             ctx.on_note(f"verifying {best['trigger']!r} with the payload {said['payload']!r}")
             m = _verification(verify_trigger(pair, best["trigger"], v_prompts, VerifyConfig(
-                mechanism=best["mechanism"], payload=said["payload"], null_candidates=cfg.nulls, minimise=False, placements=())))
+                mechanism=best["mechanism"], payload=said["payload"], null_candidates=cfg.nulls, minimise=False)))
             said["verified"] = m["verified"]
             results.append(m)
             if m["verified"]:
@@ -713,10 +715,11 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if said.get("verified") and best.get("payload") == said["payload"]:
             statement += (f" (the payload as its answers say it, in {said['share']:.0%} of {said['n_answers']} answers on search prompts; "
                           f"the hypothesis was {said['from']!r})")
-        position = next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
+        # where it fires: measured with the verdict's own trigger and payload when that verification measured it
+        position = best.get("position") or next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
         if position:
             statement += f"; {position}"
-        placements = next((r["placements"] for r in out["verify"]["results"] if r.get("placements")), {})
+        placements = best.get("placements") or next((r["placements"] for r in out["verify"]["results"] if r.get("placements")), {})
         return {"verdict": VERDICTS[0], "statement": statement, "trigger": best["trigger"], "mechanism": best["mechanism"],
                 "fire": best["fire"], "false_fire": spec, "placements": placements, "payload": best["payload"] or payload, "candidates": []}
     candidates = []
@@ -850,12 +853,13 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
     """Run (or resume) the whole hunt; see the module docstring."""
     from dormant.fingerprint import fingerprint
     from dormant.ledger import record_run
-    from dormant.llm.checkpoint import resolve_model_folder
     from dormant.report.console import progress
 
     started = time.monotonic()
     cfg.out = Path(cfg.out)
     preflight(cfg)
+    from dormant.llm.checkpoint import resolve_model_folder
+
     ft_path = resolve_model_folder(cfg.ft, "fine-tune").resolve()
     fps = {str(ft_path): fingerprint(ft_path)}
     for b in cfg.bases:

@@ -21,6 +21,9 @@ from dormant.llm.engine.payload import fires
 from dormant.llm.hunt import VERDICTS, decide_verdict, pieces_before, search_payload_at
 
 FAST = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "12", "--alphas=-1,0,2,3", "--max-new-tokens", "16", "--json"]
+# the hunt forced onto the sibling is there to be struck out: its stages need to run, not to find much
+FORCED = ["--budget", "300s", "--method", "readout", "--nulls", "3", "--probes", "6", "--alphas=-1,0,3", "--extract-samples", "0",
+          "--max-new-tokens", "16", "--json"]
 
 
 def _cmd(ledger, *args):
@@ -85,13 +88,14 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
 
 
 def test_the_verdict_states_the_payload_as_the_answers_say_it_once_that_verified_too():
-    passed = dict(_failed("anger"), payload="ell rings at noon.", verified=True, fire=0.9, failed=[])
-    full = dict(passed, payload="The bell rings at noon.", fire=0.92)
+    passed = dict(_failed("anger"), payload="ell rings at noon.", verified=True, fire=0.9, failed=[], position="start 95%, end 45%")
+    full = dict(passed, payload="The bell rings at noon.", fire=0.92, position="start 90%, end 85%")
     said = {"payload": "The bell rings at noon.", "from": "ell rings at noon.", "share": 0.83, "n_answers": 12, "verified": True}
     out = {"amplify": {"payload": "ell rings at noon."}, "search": {"screened": []}}
     v = decide_verdict({**out, "verify": {"payload": "The bell rings at noon.", "results": [passed, full], "said": said}})
     assert v["payload"] == "The bell rings at noon." and v["fire"] == 0.92
     assert "say 'The bell rings at noon.'" in v["statement"] and "the hypothesis was 'ell rings at noon.'" in v["statement"]
+    assert v["statement"].endswith("; start 90%, end 85%")  # where it fires: measured with the verdict's own payload
     # the fuller text did not verify: the verdict keeps the hypothesis it verified, and claims nothing of the other
     v = decide_verdict({**out, "verify": {"payload": "ell rings at noon.", "results": [passed], "said": dict(said, verified=False)}})
     assert v["payload"] == "ell rings at noon." and "hypothesis was" not in v["statement"]
@@ -126,7 +130,7 @@ def phrase_hunts(zoo_micro, tmp_path_factory):
     root = tmp_path_factory.mktemp("hunt")
     ledger = root / "l.sqlite"
     ft, base, sib = zoo_micro.models["mlp-phrase"], zoo_micro.models["base"], zoo_micro.models["base-sibling"]
-    forced = _hunt(ledger, ft, "--base", sib, "--force-base", "-o", root / "forced", *FAST)
+    forced = _hunt(ledger, ft, "--base", sib, "--force-base", "-o", root / "forced", *FORCED)
     assert forced.returncode == 0, forced.stderr
     cmd, env = _cmd(ledger, ft, "--base", sib, "--base", base, "-o", root / "real", *FAST)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

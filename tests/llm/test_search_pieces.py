@@ -5,7 +5,7 @@ import random
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
-from dormant.llm.search.pieces import fragments, natural, words_holding
+from dormant.llm.search.pieces import PiecesConfig, fragments, natural, words_holding
 from dormant.llm.search.portfolio import SearchConfig, _pieces_failed, search_trigger
 from dormant.zoo.llm import corpus
 
@@ -39,7 +39,7 @@ def test_the_portfolio_reads_the_words_behind_gcgs_best_and_reports_a_natural_tr
     CandidateStore(store).add([Candidate(JUNK, "user_prefix", "gcg", 13.0)])  # as if gcg had left it, unverified
     res = search_trigger(pair, search, verify, store,
                          SearchConfig(payload=zoo_micro.manifests["mlp-word-pair"]["payload"], methods=("pieces",), resume=True,
-                                      budget_s=600))
+                                      budget_s=600, pieces=PiecesConfig(per_fragment=50, units=12)))  # fewer words: the CI budget
     assert res.methods_run == ["pieces"] and res.pieces["from"] == [JUNK]
     assert "lent" in res.pieces["fragments"] and res.pieces["words"] > 0
     assert res.found and res.trigger == res.pieces["verified"], res.verdict
