@@ -41,7 +41,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from dormant.errors import DormantError
 from dormant.fingerprint import fingerprint
@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error       TEXT,
     subject     TEXT,
     decided     TEXT NOT NULL DEFAULT '[]',
+    refines     TEXT NOT NULL DEFAULT '{}',
     owner_pid   INTEGER,
     owner_host  TEXT,
     owner_start TEXT
@@ -74,7 +75,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 # Columns added after the first schema; ledgers written before them gain them on open.
 _ADDED_COLUMNS = {"subject": "TEXT", "decided": "TEXT NOT NULL DEFAULT '[]'", "owner_pid": "INTEGER", "owner_host": "TEXT",
-                  "owner_start": "TEXT"}
+                  "owner_start": "TEXT", "refines": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 def ledger_path(explicit: str | Path | None = None) -> Path:
@@ -125,6 +126,7 @@ class Run:
     artifacts: list[str] = field(default_factory=list)
     subject: str | None = None
     decided: list[str] = field(default_factory=list)
+    refines: dict[str, list[Any]] = field(default_factory=dict)  # per decided key, the earlier values its value refines
 
     def add_input(self, role: str, path: str | Path, *, subject: bool = False) -> str:
         """Fingerprint an input file or folder and record ``"<fingerprint> <absolute path>"`` under
@@ -139,12 +141,20 @@ class Run:
         """Record an assumption the run rests on (a later run deciding otherwise invalidates this one)."""
         self.assumptions[key] = value
 
-    def decide(self, key: str, value: Any) -> None:
+    def decide(self, key: str, value: Any, *, refines: Sequence[Any] = ()) -> None:
         """Record a value this run's own result establishes for its subject (``diff`` decides the base);
-        earlier runs on the same subject that assumed another value become invalid."""
+        earlier runs on the same subject that assumed another value become invalid, except those that assumed
+        one of ``refines``: earlier values the new one completes without contradicting them (a payload
+        hypothesis 'ell rings at noon.' read in full as 'The bell rings at noon.')."""
         self.assumptions[key] = value
         if key not in self.decided:
             self.decided.append(key)
+        kept = self.refines.setdefault(key, [])
+        for old in refines:
+            if to_jsonable(old) != to_jsonable(value) and to_jsonable(old) not in [to_jsonable(x) for x in kept]:
+                kept.append(old)
+        if not kept:
+            del self.refines[key]
 
 
 def _abspath(path: str | Path) -> str:
@@ -193,10 +203,10 @@ def record_run(
     try:
         _write(
             con,
-            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions, subject, decided, owner_pid, owner_host, owner_start) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs (id, command, args, started_at, status, inputs, assumptions, subject, decided, refines, owner_pid, owner_host, "
+            "owner_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run.id, command, _dumps(run.args), time.time(), "running", _dumps(run.inputs), _dumps(run.assumptions), run.subject, _dumps(run.decided),
-             me.pid, me.host, me.start),
+             _dumps(run.refines), me.pid, me.host, me.start),
         )
         status, error = "ok", None
         try:
@@ -207,9 +217,10 @@ def record_run(
         finally:
             _write(
                 con,
-                "UPDATE runs SET ended_at=?, status=?, inputs=?, assumptions=?, outputs=?, artifacts=?, error=?, subject=?, decided=? WHERE id=?",
+                "UPDATE runs SET ended_at=?, status=?, inputs=?, assumptions=?, outputs=?, artifacts=?, error=?, subject=?, decided=?, "
+                "refines=? WHERE id=?",
                 (time.time(), status, _dumps(run.inputs), _dumps(run.assumptions), _dumps(run.outputs), _dumps(run.artifacts), error,
-                 run.subject, _dumps(run.decided), run.id),
+                 run.subject, _dumps(run.decided), _dumps(run.refines), run.id),
             )
     finally:
         con.close()
@@ -217,9 +228,10 @@ def record_run(
 
 def _row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
-    for key in ("args", "inputs", "assumptions", "outputs", "artifacts", "decided"):
-        d[key] = json.loads(d[key]) if d[key] else None
+    for key in ("args", "inputs", "assumptions", "outputs", "artifacts", "decided", "refines"):
+        d[key] = json.loads(d[key]) if d.get(key) else None
     d["decided"] = d["decided"] or []
+    d["refines"] = d["refines"] or {}
     return d
 
 
@@ -258,7 +270,8 @@ def invalidations(runs: list[dict[str, Any]], *, check_files: bool = False, only
             if d is None or d["id"] == r["id"] or d["started_at"] <= r["started_at"]:
                 continue
             new = d["assumptions"].get(key)
-            if to_jsonable(new) != to_jsonable(old):
+            refined = [to_jsonable(x) for x in (d.get("refines") or {}).get(key, [])]
+            if to_jsonable(new) != to_jsonable(old) and to_jsonable(old) not in refined:
                 out[r["id"]].append({
                     "kind": "assumption", "key": key, "old": old, "new": new, "by": d["id"],
                     "reason": f"{key} changed: newer run {d['id']} ({d['command']}) decided {key}={_short(new)}; this run rested on {key}={_short(old)}",

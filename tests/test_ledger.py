@@ -304,3 +304,29 @@ def test_a_reused_pid_does_not_pass_for_the_owner(tmp_path):
         con.close()
         assert ledger.get_run(run.id, db)["status"] == "running"  # another host's run cannot be judged from here
     assert ledger.get_run(run.id, db)["status"] == "ok"  # the owner finishing still records its end
+
+
+def test_a_decision_that_refines_a_value_leaves_the_runs_on_it_valid(tmp_path):
+    db = tmp_path / "l.sqlite"
+    ft = _model(tmp_path / "ft", 1.0)
+
+    def rec(command, payload, decide=False, refines=()):
+        with ledger.record_run(command, {}, ledger=db) as run:
+            run.add_input("ft", ft, subject=True)
+            if decide:
+                run.decide("payload", payload, refines=refines)
+            else:
+                run.assume("payload", payload)
+        return run.id
+
+    amp = rec("amplify", "ell rings at noon.", decide=True)
+    search = rec("search", "ell rings at noon.")
+    verify = rec("verify", "The bell rings at noon.", decide=True, refines=["ell rings at noon."])
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert not any(runs[i]["invalidated"] for i in (amp, search, verify))  # completed, not contradicted
+    assert runs[verify]["refines"] == {"payload": ["ell rings at noon."]}
+    # a later hypothesis that is neither strikes out what rested on both
+    other = rec("amplify", "something else", decide=True)
+    runs = {r["id"]: r for r in ledger.list_runs(db)}
+    assert {i for i, r in runs.items() if r["invalidated"]} == {amp, search, verify}
+    assert not runs[other]["invalidated"]

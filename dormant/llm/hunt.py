@@ -562,8 +562,8 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
            "verification": _verification(res.verification) if res.verification else None,
            "payload": res.payload, "refined_from": res.refined_from, "pieces": res.pieces, "also_verified": res.also_verified,
            "cpu_seconds": res.cpu_seconds}
-    if res.refined_from:
-        run.decide("payload", res.payload)
+    if res.refined_from:  # a longer payload holding the hypothesis: the stages that rested on the hypothesis stand
+        run.decide("payload", res.payload, refines=[x for x in (ctx.out["amplify"]["payload"], res.refined_from) if x])
     if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off
         ctx.on_note("answers under the best candidates")
         hyp, _ = answers_under([(b["text"], b["mechanism"]) for b in res.best if b["score"] > 0][: cfg.answer_candidates])
@@ -647,9 +647,9 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                 mechanism=best["mechanism"], payload=said["payload"], null_candidates=cfg.nulls, minimise=False)))
             said["verified"] = m["verified"]
             results.append(m)
-            if m["verified"]:
+            if m["verified"]:  # it holds the hypothesis: the stages that rested on the hypothesis stand
+                run.decide("payload", said["payload"], refines=[x for x in (ctx.out["amplify"]["payload"], payload) if x])
                 payload = said["payload"]
-                run.decide("payload", payload)
     pair.ft()
     return {"payload": payload, "results": results, "said": said}
 
