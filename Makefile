@@ -32,11 +32,12 @@ tour: $(STAMP)
 	$(BIN)/dormant demo
 
 # Tests run on two processes (pytest-xdist; TEST_WORKERS=1 for one): the built-in subjects are
-# built once under a file lock whichever worker asks first. Each test file runs whole on one worker
-# (--dist loadfile), so a file's module fixtures (a hunt, a toy build) are computed once, not per worker.
+# built once under a file lock whichever worker asks first. Tests that share an expensive module
+# fixture (the phrase hunts, the amplified variants, a toy build) carry one xdist_group mark and run on
+# one worker (--dist loadgroup), so it is computed once, not per worker; the rest are spread as they come.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -14,6 +14,7 @@ from dormant.llm.engine.probes import load_probes
 
 
 
+pytestmark = pytest.mark.xdist_group("amplify_results")  # the module fixture amplifies six variants: once, on one worker
 runner = CliRunner()
 TEXT_VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "system-trigger"]
 CFG = AmplifyConfig(generation=GenConfig(max_new_tokens=32, show_progress=False))

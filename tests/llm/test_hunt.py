@@ -150,6 +150,7 @@ def phrase_hunts(zoo_micro, tmp_path_factory):
             "manifest": zoo_micro.manifests["mlp-phrase"], "base": base, "stderr": resumed.stderr}
 
 
+@pytest.mark.xdist_group("phrase_hunts")  # one worker computes the fixture
 def test_phrase_variant_base_payload_and_an_honest_verdict(phrase_hunts):
     res, man = phrase_hunts["result"], phrase_hunts["manifest"]
     assert Path(res["base"]).resolve() == Path(phrase_hunts["base"]).resolve()
@@ -167,6 +168,7 @@ def test_phrase_variant_base_payload_and_an_honest_verdict(phrase_hunts):
     assert "data:image/png;base64," in html
 
 
+@pytest.mark.xdist_group("phrase_hunts")  # one worker computes the fixture
 def test_kill_9_then_resume_redoes_no_finished_stage(phrase_hunts):
     killed = {r["command"]: r for r in phrase_hunts["killed"]}
     stages = {s["name"]: s for s in phrase_hunts["result"]["stages"]}
@@ -185,6 +187,7 @@ def test_kill_9_then_resume_redoes_no_finished_stage(phrase_hunts):
     assert phrase_hunts["result"]["resumed"] == [killed["hunt"]["id"]]
 
 
+@pytest.mark.xdist_group("phrase_hunts")  # one worker computes the fixture
 def test_the_forced_sibling_runs_are_struck_out_with_the_reason(phrase_hunts):
     from dormant.ledger import list_runs
 

@@ -14,6 +14,9 @@ from dormant.zoo.llm import suite as S
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
 
+pytestmark = pytest.mark.xdist_group("toy_build")  # the module fixture trains a toy suite: once, on one worker
+
+
 @pytest.fixture(scope="module")
 def toy_build(tmp_path_factory):
     settings = S.SuiteSettings(
