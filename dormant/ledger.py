@@ -149,12 +149,10 @@ class Run:
         self.assumptions[key] = value
         if key not in self.decided:
             self.decided.append(key)
-        kept = self.refines.setdefault(key, [])
-        for old in refines:
-            if to_jsonable(old) != to_jsonable(value) and to_jsonable(old) not in [to_jsonable(x) for x in kept]:
-                kept.append(old)
-        if not kept:
-            del self.refines[key]
+        kept = {_dumps(x): x for x in self.refines.get(key, [])}
+        kept.update((_dumps(old), old) for old in refines if _dumps(old) != _dumps(value))
+        if kept:
+            self.refines[key] = list(kept.values())
 
 
 def _abspath(path: str | Path) -> str:

@@ -489,12 +489,17 @@ def refined_payload(payload: str, hypothesis: str | None, answers: Sequence[str]
     want, have = normalise(hypothesis), normalise(payload)
     if not have or have == want or not _holds_words(want.split(), have.split()):
         return None
-    low = hypothesis.lower()
+    return as_written(hypothesis, answers)
+
+
+def as_written(text: str, answers: Sequence[str]) -> str:
+    """``text`` (read case-folded) as the first of ``answers`` that holds it writes it; else ``text``, stripped."""
+    low = text.lower()
     for a in answers:
         at = a.lower().find(low)
         if at >= 0:
-            return a[at : at + len(hypothesis)].strip()
-    return hypothesis.strip()
+            return a[at : at + len(low)].strip()
+    return text.strip()
 
 
 def _holds_words(want: list[str], have: list[str]) -> bool:
@@ -604,7 +609,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if not payload and ans.get("holds"):
         payload = ans["payload"]
         run.decide("payload", payload)
-    _, v_prompts = _prompt_halves(cfg)
+    s_prompts, v_prompts = _prompt_halves(cfg)
     results: list[dict[str, Any]] = []
     if s["found"]:
         v = s["verification"]
@@ -640,7 +645,7 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         # on the others): the hypothesis is often a piece of it ('ell rings at noon.' of 'The bell rings at noon.')
         best = min(verified, key=lambda r: _preference(r, payload))
         ctx.on_note("the payload as the fine-tune says it under the trigger")
-        said = payload_as_said(pair, best["trigger"], best["mechanism"], payload, _prompt_halves(cfg)[0][:12])
+        said = payload_as_said(pair, best["trigger"], best["mechanism"], payload, s_prompts[:12])
         if said is not None:
             ctx.on_note(f"verifying {best['trigger']!r} with the payload {said['payload']!r}")
             m = _verification(verify_trigger(pair, best["trigger"], v_prompts, VerifyConfig(
@@ -672,13 +677,7 @@ def payload_as_said(pair: Any, trigger: str, mechanism: str, payload: str, promp
     hyp = hypothesise(None, answers=answers, answer_references=refs)
     if not hyp.holds or not hyp.payload:
         return None
-    text = hyp.payload
-    low = text.lower()
-    for a in answers:  # as the answers write it (the hypothesis is read case-folded)
-        at = a.lower().find(low)
-        if at >= 0:
-            text = a[at : at + len(low)].strip()
-            break
+    text = as_written(hyp.payload, answers)  # the hypothesis is read case-folded
     if normalise(text) == normalise(payload) or len(normalise(text)) < len(normalise(payload)) or not fires(text, payload):
         return None
     share = sum(text.lower() in a.lower() for a in answers) / len(answers)

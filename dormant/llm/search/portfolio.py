@@ -236,7 +236,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     seconds: dict[str, float] = {}
     cut: list[str] = []  # the methods the budget cut short, in order
 
-    def cap(method: str, hit: bool) -> bool:
+    def cut_by_budget(method: str, hit: bool) -> bool:
         if hit and method not in cut:
             cut.append(method)
         return hit
@@ -258,7 +258,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             ex = run_extract_method(objective, store, cfg.extract, mechanisms=cfg.mechanisms, deadline=deadline, resume=cfg.resume,
                                     on_progress=note)
             extracted = summary(ex)
-            capped = cap(method, ex.capped) or capped
+            capped = cut_by_budget(method, ex.capped) or capped
         elif method == "sweep":
             from dormant.llm.search.sweep import run_sweep, sweep_candidates
 
@@ -266,7 +266,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             stats = run_sweep(objective, texts, store, mechanisms=cfg.mechanisms, chunk=cfg.chunk, deadline=deadline,
                               on_chunk=lambda s: note(f"sweep {s.scored + s.skipped}/{s.total}"),
                               coarse_prompts=cfg.sweep_coarse_prompts, refine=cfg.sweep_refine)
-            capped = cap(method, stats.capped) or capped
+            capped = cut_by_budget(method, stats.capped) or capped
         elif method == "beam":
             from dormant.llm.search.beam import run_beam, symbol_units
 
@@ -294,7 +294,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 run_beam(obj, seeds, units, store, width=cfg.beam_width, max_words=cfg.beam_max_words, deadline=until,
                          on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= until:
-                    capped = cap(method, True)
+                    capped = cut_by_budget(method, True)
         elif method in ("gcg", "soft"):
             again = cfg.refine_payload is not None and payload and method == "gcg" and cfg.refine_again > 0 and not asked
             if cfg.refine_payload is not None and payload and not asked:
@@ -308,7 +308,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 gcg_state.paused = False
                 refine()
                 found = _gradient_method(method, objective, store, cfg, deadline, verify_leaders, note, gradient, pool=pool, state=gcg_state)
-            capped = cap(method, time.monotonic() >= deadline) or capped
+            capped = cut_by_budget(method, time.monotonic() >= deadline) or capped
             if found:
                 methods_run.append(method)
                 seconds[method] = round(time.process_time() - m_start, 1)
@@ -338,7 +338,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if found is not None:
                     also.append({"trigger": found.trigger, "mechanism": found.mechanism, "fire": found.fire, "from": "token-level"})
                 found = reading
-            capped = cap("pieces", time.monotonic() >= deadline) or capped
+            capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
