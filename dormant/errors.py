@@ -4,6 +4,11 @@ Library code raises a subclass that names the capability; the message must say w
 with which file or argument, and what to do about it.
 """
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 
 class DormantError(Exception):
     """Base class of every error caused by bad input (files, arguments, models).
@@ -29,3 +34,22 @@ class ChatTemplateError(DormantError):
 
 class NetworkFileError(DormantError):
     """An opaque-network file that cannot be loaded (corrupt archive, unknown layout, ...)."""
+
+
+class OutputFolderError(DormantError):
+    """An output folder that cannot be created or written."""
+
+
+def writable_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder that exists and takes a file: created when missing, tested with a file written
+    and removed. Raises ``OutputFolderError`` naming ``option`` otherwise; commands call it before any
+    work, so an unwritable folder costs nothing."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(f"the output folder {path} cannot be written ({exc.strerror or exc}); give a writable folder with {option}") from None
+    return path

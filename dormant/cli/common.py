@@ -17,9 +17,22 @@ LedgerOpt = Annotated[
 PROMPT_SOURCES = ('a .txt file (one prompt a line), a .jsonl file ("prompt" or "messages" a line), builtin:v1 (the built-in probes) '
                   "or zoo:prompts (104 prompts of the micro zoo's own distribution)")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+def writable_out(value: Optional[Path]) -> Optional[Path]:
+    """--out, checked as the command line is read: an unwritable folder is refused before any work."""
+    from dormant.errors import DormantError, writable_folder
+
+    if value is not None:
+        try:
+            writable_folder(value)
+        except DormantError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 OutDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--out", "-o", help="Folder for artifacts (plots, exports). Default: ./dormant-runs/<command>/."),
+    typer.Option("--out", "-o", callback=writable_out,
+                 help="Folder for artifacts (plots, exports). Default: ./dormant-runs/<command>/."),
 ]
 
 
@@ -29,6 +42,6 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 
 
 def artifacts_dir(out: Path | None, command: str) -> Path:
-    d = out if out is not None else Path("dormant-runs") / command
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    from dormant.errors import writable_folder
+
+    return writable_folder(out if out is not None else Path("dormant-runs") / command)

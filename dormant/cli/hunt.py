@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dormant.cli.behaviour import DeviceOpt, DtypeOpt, FtArg, _esc, _reflow
-from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt
+from dormant.cli.common import PROMPT_SOURCES, JsonOpt, LedgerOpt, writable_out
 
 HUNT_HELP = f"""Hunt a fine-tune's backdoor end to end: base, change, payload, layers, trigger, verification, report.
 
@@ -70,7 +70,7 @@ def hunt_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the report, plots and the search's candidates (default ./dormant-runs/hunt/).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", callback=writable_out, help="Folder for the report, plots and the search's candidates (default ./dormant-runs/hunt/).")] = None,
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.llm.hunt import HuntConfig, hunt

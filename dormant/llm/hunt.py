@@ -152,17 +152,12 @@ def preflight(cfg: HuntConfig) -> None:
     """Refuse, before any work, no candidate base, a prompt source too small for a verdict, an unwritable
     output folder, a ledger that is not SQLite and a model without a chat template. The checks that need no
     model library come first, before torch and transformers are imported (seconds on a small machine)."""
+    from dormant.errors import writable_folder
     from dormant.ledger import connect
 
     if not cfg.bases:
         raise HuntError("give at least one candidate base with --base (repeat it for several)")
-    try:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        probe = cfg.out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise HuntError(f"the output folder {cfg.out} cannot be written ({exc.strerror or exc}); give a writable folder with --out") from None
+    writable_folder(cfg.out)
     connect(cfg.ledger).close()
     from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
     from dormant.llm.engine.prompts import require_template
