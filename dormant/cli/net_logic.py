@@ -38,12 +38,12 @@ def _load(path: Path):
 def decompile_cmd(
     source: SourceArg,
     input_range: Annotated[Optional[tuple[float, float]], typer.Option("--input-range", help="Domain of every input, LO HI (default: 0 255 for character codes, 0 1 otherwise).")] = None,
-    max_vars: Annotated[int, typer.Option("--max-vars", help="Widest truth table built for one gate.")] = 12,
-    probes: Annotated[int, typer.Option("--probes", help="Random inputs used to skip tight intervals and to check the netlist (0: none, proofs only).")] = 256,
+    max_vars: Annotated[int, typer.Option("--max-vars", min=1, help="Widest truth table built for one gate.")] = 12,
+    probes: Annotated[int, typer.Option("--probes", min=0, help="Random inputs used to skip tight intervals and to check the netlist (0: none, proofs only).")] = 256,
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="Enumerate small cones to tighten loose intervals (sound).")] = True,
     assume: Annotated[bool, typer.Option("--assume-observed/--proven-only", help="Treat a neuron seen only as 0/1 on every probe as 0/1 (counted as assumed, then checked).")] = True,
-    check: Annotated[int, typer.Option("--check", help="Fresh random inputs on which the netlist is compared with the network (0 skips).")] = 32,
-    top: Annotated[int, typer.Option("--top", help="Gate patterns shown in the alphabet table.")] = 12,
+    check: Annotated[int, typer.Option("--check", min=0, help="Fresh random inputs on which the netlist is compared with the network (0 skips).")] = 32,
+    top: Annotated[int, typer.Option("--top", min=0, help="Gate patterns shown in the alphabet table.")] = 12,
     out: OutDirOpt = None,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
@@ -159,8 +159,8 @@ def _render_decompile(res, exports: dict, checked: dict | None, png: Path, top: 
 
 def identify_cmd(
     source: SourceArg,
-    probes: Annotated[int, typer.Option("--probes", help="Random messages run through the network and the reference hashes (chance match of a neuron: 2^-probes).")] = 128,
-    max_length: Annotated[int, typer.Option("--max-length", help="Longest random message (the public puzzle is exact MD5 only up to 31 characters).")] = 31,
+    probes: Annotated[int, typer.Option("--probes", min=1, help="Random messages run through the network and the reference hashes (chance match of a neuron: 2^-probes).")] = 128,
+    max_length: Annotated[int, typer.Option("--max-length", min=1, help="Longest random message (the public puzzle is exact MD5 only up to 31 characters).")] = 31,
     functions: Annotated[str, typer.Option("--functions", help="Reference functions, comma separated.")] = "md5,sha1,sha256",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random messages.")] = 0,
     words: Annotated[bool, typer.Option("--words/--no-words", help="Also recover word lanes and rotation amounts of the named function.")] = True,
@@ -279,7 +279,7 @@ def _render_identify(ident, png: Path, words: dict | None = None) -> None:
 
 def constants_cmd(
     source: Annotated[Path, typer.Argument(help="Network file/folder, an .npz/.safetensors of bias vectors alone, or a bias-bits .txt (0x<hex> (len=W) (layer=I) per line).")],
-    hits: Annotated[int, typer.Option("--hits", help="Individual hits listed (0: summary only).")] = 20,
+    hits: Annotated[int, typer.Option("--hits", min=0, help="Individual hits listed (0: summary only).")] = 20,
     no_complements: Annotated[bool, typer.Option("--no-complements", help="Do not look for complemented words.")] = False,
     out: OutDirOpt = None,
     as_json: JsonOpt = False,

@@ -32,16 +32,20 @@ INVERT_HELP = (
 def _parse_length(text: str) -> tuple[int, int]:
     try:
         lo, _, hi = text.partition("-")
-        return int(lo), int(hi or lo)
+        lo, hi = int(lo), int(hi or lo)
     except ValueError:
-        raise typer.BadParameter(f"length {text!r}: use N or MIN-MAX, e.g. 1-4") from None
+        raise typer.BadParameter(f"length {text!r}: use N or MIN-MAX, e.g. 1-4", param_hint="--length") from None
+    if lo < 0 or hi < lo:
+        raise typer.BadParameter(f"length {text!r}: MIN must be at least 0 and at most MAX, e.g. 1-4", param_hint="--length")
+    return lo, hi
 
 
 def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top: int, variants_top: int, **more):
-    """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``."""
-    from dormant.net.invert.candidates import Hints
+    """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``;
+    checked (masks, lengths, word lists) before anything is written."""
+    from dormant.net.invert.candidates import Hints, build_space
 
-    return Hints(
+    hints = Hints(
         masks=list(mask or []),
         word_files=list(words or []),
         english_top=top,
@@ -50,6 +54,8 @@ def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top
         variants_top=variants_top,
         **more,
     )
+    build_space(hints)
+    return hints
 
 
 def _group_stages(stages: list[dict]) -> list[tuple[str, int, int]]:
@@ -151,15 +157,15 @@ def invert_cmd(
     length: Annotated[str, typer.Option("--length", help="Lengths for --charset: N or MIN-MAX.")] = "1-4",
     words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list, one per line (repeatable).")] = None,
     english: Annotated[Optional[bool], typer.Option("--english/--no-english", help="Packaged English list (default: on unless --mask/--charset).")] = None,
-    top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
-    pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: no pairs).")] = 10_000,
-    variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
+    top: Annotated[int, typer.Option("--top", min=0, help="Single English words: the N most frequent.")] = 30_000,
+    pairs_top: Annotated[int, typer.Option("--pairs-top", min=0, help="Word pairs among the N most frequent words (0: no pairs).")] = 10_000,
+    variants_top: Annotated[int, typer.Option("--variants-top", min=0, help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
     sep: Annotated[Optional[list[str]], typer.Option("--sep", help="Pair separators (repeatable; default ' ' and '').")] = None,
     byte_orders: Annotated[bool, typer.Option("--byte-orders", help="Also match the digest with bytes reversed per word / overall.")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, help="Processes (default or 0: all cores).")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Candidates per chunk (unit of resume).")] = 1 << 20,
-    budget: Annotated[Optional[int], typer.Option("--budget", help="Stop after about this many candidates.")] = None,
-    max_chunks: Annotated[Optional[int], typer.Option("--max-chunks", help="Stop after this many chunks.")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=1, help="Stop after about this many candidates.")] = None,
+    max_chunks: Annotated[Optional[int], typer.Option("--max-chunks", min=1, help="Stop after this many chunks.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the chunks the state file lists as done.")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="State file (default: in the --out folder).")] = None,
     all_hits: Annotated[bool, typer.Option("--all", help="Do not stop at the first hit: exhaust the space.")] = False,
@@ -170,7 +176,7 @@ def invert_cmd(
     ledger: LedgerOpt = None,
 ) -> None:
     from dormant.ledger import record_run
-    from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, parse_digest
+    from dormant.net.invert.preimage import InvertConfig, InvertError, byte_order_variants, check_backend, parse_digest
 
     given = [(f, t) for f, t in (("md5", md5), ("sha1", sha1), ("sha256", sha256)) if t]
     if target:
@@ -190,6 +196,8 @@ def invert_cmd(
     name, hexdigest = given[0]
     digest = parse_digest(name, hexdigest)
     targets = byte_order_variants(digest) if byte_orders else [digest]
+    check_engine(engine)
+    check_backend(backend)
     lo, hi = _parse_length(length)
     hints = _hints(mask, words, top, pairs_top, variants_top, charset=charset, min_len=lo, max_len=hi, english=english, separators=tuple(sep) if sep else (" ", ""))
     tag = hashlib.sha256(json.dumps([name, digest.hex(), hints.describe(), chunk_size]).encode()).hexdigest()[:10]
@@ -268,15 +276,15 @@ def solve_cmd(
     file: Annotated[Path, typer.Argument(help="Network file or folder (torch pickle, safetensors, npz, dormant folder).")],
     words: Annotated[Optional[list[Path]], typer.Option("--words", help="User word list for the preimage search (repeatable).")] = None,
     mask: Annotated[Optional[list[str]], typer.Option("--mask", "-m", help="Mask for the preimage search, e.g. '?l?l?l?d' (repeatable).")] = None,
-    top: Annotated[int, typer.Option("--top", help="Single English words: the N most frequent.")] = 30_000,
-    pairs_top: Annotated[int, typer.Option("--pairs-top", help="Word pairs among the N most frequent words (0: none).")] = 10_000,
-    variants_top: Annotated[int, typer.Option("--variants-top", help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
+    top: Annotated[int, typer.Option("--top", min=0, help="Single English words: the N most frequent.")] = 30_000,
+    pairs_top: Annotated[int, typer.Option("--pairs-top", min=0, help="Word pairs among the N most frequent words (0: none).")] = 10_000,
+    variants_top: Annotated[int, typer.Option("--variants-top", min=0, help="Pair variants ('-', '_', Capitalised) among the top N.")] = 3_000,
     byte_orders: Annotated[bool, typer.Option("--byte-orders/--no-byte-orders", help="Also match byte-swapped digests.")] = True,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Processes for the search (default: all cores).")] = None,
-    budget: Annotated[Optional[int], typer.Option("--budget", help="Stop the preimage search after about this many candidates.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, help="Processes for the search (default or 0: all cores).")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=1, help="Stop the preimage search after about this many candidates.")] = None,
     alphabet: Annotated[str, typer.Option("--alphabet", help="Non-hash circuits: characters to enumerate (default: printable ASCII).")] = "",
-    max_len: Annotated[int, typer.Option("--max-len", help="Non-hash circuits: longest string enumerated.")] = 3,
-    decompile_max: Annotated[int, typer.Option("--decompile-max", help="Decompile only nets with at most this many neurons.")] = 50_000,
+    max_len: Annotated[int, typer.Option("--max-len", min=1, help="Non-hash circuits: longest string enumerated.")] = 3,
+    decompile_max: Annotated[int, typer.Option("--decompile-max", min=0, help="Decompile only nets with at most this many neurons.")] = 50_000,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Stages to skip: inspect, motifs, decompile (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted preimage search (state file in --out).")] = False,
     engine: EngineOpt = "dormant",
@@ -324,8 +332,6 @@ def solve_cmd(
         )
         run.decide("function", result.function)
     emit(result, as_json, lambda: render_solve(result))
-    if not result.stages or result.stages[0].status != "ok":
-        raise typer.Exit(1)  # nothing could proceed
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,8 @@ def _add_input(run, path: Path) -> None:
 
 
 def _is_widths_file(path: Path) -> bool:
-    """A small text file of integers (``puzzle_widths.txt`` style), rather than a network."""
+    """A small text file of integers (``puzzle_widths.txt`` style), rather than a network; one with a
+    bad entry among integers counts too, so that the entry is named."""
     if not path.is_file() or path.stat().st_size > 1 << 20:
         return False
     try:
@@ -29,15 +30,15 @@ def _is_widths_file(path: Path) -> bool:
     except UnicodeDecodeError:
         return False
     tokens = text.replace(",", " ").split()
-    return bool(tokens) and all(t.isdigit() for t in tokens)
+    return any(t.lstrip("+-").isdigit() for t in tokens)
 
 
 def inspect_cmd(
     source: SourceArg,
-    samples: Annotated[int, typer.Option("--samples", help="Random inputs for the output-integrality check (0 skips the forward pass).")] = 32,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Random inputs for the output-integrality check (0 skips the forward pass).")] = 32,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
     widths_out: Annotated[Optional[Path], typer.Option("--widths-out", help="Write the width sequence (input width, then each layer's output width) as one comma-separated line.")] = None,
-    show_layers: Annotated[int, typer.Option("--show-layers", help="Layers shown in the per-layer table (first and last halves).")] = 12,
+    show_layers: Annotated[int, typer.Option("--show-layers", min=1, help="Layers shown in the per-layer table (first and last halves).")] = 12,
     show_code: Annotated[bool, typer.Option("--show-code/--no-show-code", help="Print the disassembly of pickled callables (never executed).")] = True,
     out: OutDirOpt = None,
     as_json: JsonOpt = False,
@@ -117,9 +118,9 @@ def _render_inspect(result, png: Path, widths_out: Path | None, show_layers: int
 
 def motifs_cmd(
     source: Annotated[Path, typer.Argument(help="A network (any format `inspect` reads) or a widths text file (comma-separated: input width, then each layer's output width).")],
-    max_period: Annotated[Optional[int], typer.Option("--max-period", help="Largest period tried (default: a third of the layers).")] = None,
-    tolerance: Annotated[Optional[int], typer.Option("--tolerance", help="Positions a block may differ from the consensus block and still count (default 30% of the period, at least 1).")] = None,
-    rules: Annotated[int, typer.Option("--rules", help="Grammar rules printed (largest first).")] = 20,
+    max_period: Annotated[Optional[int], typer.Option("--max-period", min=2, help="Largest period tried, at least 2 (default: a third of the layers).")] = None,
+    tolerance: Annotated[Optional[int], typer.Option("--tolerance", min=0, help="Positions a block may differ from the consensus block and still count (default 30% of the period, at least 1).")] = None,
+    rules: Annotated[int, typer.Option("--rules", min=0, help="Grammar rules printed (largest first).")] = 20,
     out: OutDirOpt = None,
     as_json: JsonOpt = False,
     ledger: LedgerOpt = None,
@@ -201,13 +202,16 @@ def export_cmd(
 
     Example: dormant net export model.pt model-dormant/
     """
+    from dormant.errors import OutputFolderError, writable_folder
     from dormant.ledger import record_run
     from dormant.net.load.loaders import export_network, load_network
 
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputFolderError(f"{outdir} is a file, not a folder; give a new or existing folder as OUTDIR")
     with record_run("net export", {"source": str(source), "outdir": str(outdir)}, ledger=ledger) as run:
         _add_input(run, source)
         net = load_network(source)
-        folder = export_network(net, outdir)
+        folder = export_network(net, writable_folder(outdir, "OUTDIR"))
         run.artifacts.append(str(folder))
         result = {"source": str(source), "format": net.fmt, "outdir": str(folder), "layers": len(net.layers), "widths": net.widths, "adapter": net.adapter, "warnings": net.warnings}
         run.outputs.update({"format": net.fmt, "layers": len(net.layers), "outdir": str(folder)})

@@ -17,7 +17,7 @@
 7. **verify**: the preimage is run through the network itself; it must output 1.
 
 Every stage reports its status (ok, failed, skipped), its key finding and its time;
-a failure is fatal only when nothing after it can proceed (no network loaded).
+a failure is fatal only when nothing after it can proceed: a network that does not load raises.
 """
 
 from __future__ import annotations
@@ -238,11 +238,10 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
         net = source
         stages.append(Stage("load", "ok", 0.0, f"in memory: {len(net.layers)} layers"))
         src = net.source or "<network>"
-    else:
+    else:  # nothing can proceed without the network: a file that does not load raises (NetworkFileError for bad input)
         src = str(source)
-        net = _run(stages, "load", lambda: _stage_load(Path(source)))
-    if net is None:
-        return SolveResult(src, None, None, False, None, [], None, "could not load the network: " + stages[-1].finding, stages, time.perf_counter() - t0)
+        finding, data, net = _stage_load(Path(source))
+        stages.append(Stage("load", "ok", time.perf_counter() - t0, finding, data))
 
     n_neurons = sum(layer.out_features for layer in net.layers)
     _run(stages, "inspect", lambda: _stage_inspect(net), "inspect" in config.skip, "skipped on request")
@@ -386,9 +385,7 @@ def target_from_network(path: str | Path, function: str | None = None) -> dict:
     from dormant.net.invert.preimage import InvertError
 
     stages: list[Stage] = []
-    net = _run(stages, "load", lambda: _stage_load(Path(path)))
-    if net is None:
-        raise InvertError(f"{path}: {stages[-1].finding}")
+    net = _stage_load(Path(path))[2]
     ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
     name = _function_name(function) or ident[0]
     if name is None or ident[1] is None:

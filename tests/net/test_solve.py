@@ -79,9 +79,11 @@ def test_solve_toy_circuit_finds_all_firing_inputs(toy_net):
     assert _status(result)["circuit search"] == "ok"
 
 
-def test_solve_reports_a_missing_file(tmp_path):
-    result = solve(tmp_path / "nope.pt")
-    assert not result.found and result.stages[0].status == "failed" and "no such file" in result.verdict
+def test_solve_refuses_a_missing_file(tmp_path):
+    from dormant.errors import NetworkFileError
+
+    with pytest.raises(NetworkFileError, match="no such file"):
+        solve(tmp_path / "nope.pt")
 
 
 def _letter_circuit():

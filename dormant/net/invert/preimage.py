@@ -90,7 +90,10 @@ class InvertResult:
 
 def parse_digest(function: str, target: str) -> bytes:
     """A target digest from hex (spaces, colons and a 0x prefix allowed), checked for length."""
-    name = fast_hashes.check_function(function)
+    try:
+        name = fast_hashes.check_function(function)
+    except ValueError as exc:
+        raise InvertError(str(exc)) from None
     text = target.strip().lower().removeprefix("0x").replace(" ", "").replace(":", "")
     try:
         raw = bytes.fromhex(text)
@@ -100,6 +103,15 @@ def parse_digest(function: str, target: str) -> bytes:
     if len(raw) != want:
         raise InvertError(f"a {name} digest has {want} bytes ({2 * want} hex digits); {target!r} has {len(raw)}")
     return raw
+
+
+def check_backend(backend: str) -> str:
+    """The hash engine ``backend`` names (auto: numba when installed), or ``InvertError``."""
+    if backend not in ("auto", "numba", "numpy"):
+        raise InvertError(f"unknown backend {backend!r}: use auto, numba or numpy")
+    if backend == "numba" and not fast_hashes.HAVE_NUMBA:
+        raise InvertError("backend numba needs the numba package (pip install numba); use numpy or auto")
+    return fast_hashes.default_backend() if backend == "auto" else backend
 
 
 def byte_order_variants(digest: bytes) -> list[bytes]:
@@ -248,7 +260,7 @@ def invert(
         raise InvertError("no target digest given")
     space = hints if isinstance(hints, Space) else build_space(hints or Hints())
     hint_info = hints.describe() if isinstance(hints, Hints) else {}
-    backend = fast_hashes.default_backend() if config.backend == "auto" else config.backend
+    backend = check_backend(config.backend)
     workers = config.workers or default_workers()
     chunk_size = max(1, int(config.chunk_size))
     chunks = space.chunks(chunk_size)

@@ -65,6 +65,8 @@ def load_wordlist(path: str | Path, *, lowercase: bool = False) -> list[str]:
     duplicates are dropped. Raises ``WordListError`` naming the file when it cannot be used.
     """
     p = Path(path)
+    if p.is_dir():
+        raise WordListError(f"word list {p}: a folder, not a file; give a text file with one word per line")
     if not p.is_file():
         raise WordListError(f"word list {p}: no such file")
     try:

@@ -118,7 +118,7 @@ def _load_torch_zip(p: Path, names: list[str], *, activation: str, mmap: bool) -
         return network_from_modules(result, source=str(p), fmt="torch-full-pickle")
     if isinstance(result.obj, Mapping):
         return _load_state_dict(p, result, activation)
-    raise NetworkFileError(f"{p}: the pickle holds a {type(result.obj).__name__}, not a torch module or a state dict")
+    raise NetworkFileError(f"{p}: the pickle holds {_held(result.obj)}, not a torch module or a state dict")
 
 
 def _load_state_dict(p: Path, result: UnpickleResult, activation: str) -> Network:
@@ -210,7 +210,18 @@ def _load_torch_legacy(p: Path, activation: str) -> Network:
     if isinstance(obj, Mapping):
         arrays = {k: v.array() for k, v in obj.items() if isinstance(v, TensorRef)}
         return network_from_tensors(arrays, source=str(p), fmt="state-dict-legacy", activation=activation, ordered=True)
-    raise NetworkFileError(f"{p}: the pickle holds a {type(obj).__name__}, not a torch module or a state dict")
+    raise NetworkFileError(f"{p}: the pickle holds {_held(obj)}, not a torch module or a state dict")
+
+
+def _held(obj: Any) -> str:
+    """What a pickle that is no network holds, in the user's terms."""
+    if isinstance(obj, TensorRef):
+        return f"a single tensor (shape {list(obj.shape)})"
+    if isinstance(obj, StorageRef):
+        return "a bare tensor storage"
+    if isinstance(obj, GlobalRecord):
+        return f"the result of {obj.qualname} (refused: never imported or called)"
+    return f"a Python {type(obj).__name__}"
 
 
 # --------------------------------------------------------------------------------------------

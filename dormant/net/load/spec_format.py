@@ -16,11 +16,12 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from dormant.errors import NetworkFileError
-from dormant.net.load.network import InputAdapter, Layer, Network
+from dormant.net.load.network import ACTIVATIONS, InputAdapter, Layer, Network
 
 FORMAT = "dormant-network/1"
 SPEC_NAME = "network.json"
 TENSORS_NAME = "layers.safetensors"
+_REEXPORT = "the folder is inconsistent (edited by hand, or files of two networks): write it again from the original network with `dormant net export`"
 
 
 def save_network(net: Network, folder: str | Path, *, sparse: bool | None = None) -> Path:
@@ -72,16 +73,49 @@ def load_network_folder(folder: str | Path) -> Network:
         tensors = load_file(str(tensor_path))
     except Exception as exc:  # safetensors raises its own error types
         raise NetworkFileError(f"{tensor_path}: cannot read safetensors ({exc})") from None
+    if not isinstance(spec.get("layers"), list) or not spec["layers"]:
+        raise NetworkFileError(f"{spec_path}: no 'layers' list; {_REEXPORT}")
     layers = []
     for i, meta in enumerate(spec["layers"]):
-        shape = tuple(meta["shape"])
         try:
-            if meta["sparse"]:
-                w = sp.csr_matrix((tensors[f"L{i}.vals"].astype(np.float64), (tensors[f"L{i}.rows"], tensors[f"L{i}.cols"])), shape=shape)
+            shape = (int(meta["shape"][0]), int(meta["shape"][1])) if len(meta["shape"]) == 2 else None
+            sparse, has_bias, activation = bool(meta["sparse"]), bool(meta["bias"]), meta["activation"]
+        except (KeyError, TypeError, ValueError):
+            raise NetworkFileError(f"{spec_path}: layer {i} has no valid shape, sparse, bias and activation entries; {_REEXPORT}") from None
+        if shape is None or min(shape) <= 0:
+            raise NetworkFileError(f"{spec_path}: layer {i} has shape {meta['shape']!r}, not two positive sizes [out, in]; {_REEXPORT}")
+        if activation not in ACTIVATIONS:
+            raise NetworkFileError(f"{spec_path}: layer {i} has unknown activation {activation!r} (known: {', '.join(ACTIVATIONS)}); {_REEXPORT}")
+        if layers and shape[1] != layers[-1].out_features:
+            raise NetworkFileError(f"{spec_path}: layer {i} takes {shape[1]} inputs (shape {list(shape)}) but layer {i - 1} gives {layers[-1].out_features}; {_REEXPORT}")
+        try:
+            if sparse:
+                rows, cols, vals = tensors[f"L{i}.rows"], tensors[f"L{i}.cols"], tensors[f"L{i}.vals"]
+                if not rows.shape == cols.shape == vals.shape or rows.ndim != 1:
+                    raise NetworkFileError(f"{tensor_path}: layer {i}: L{i}.rows, L{i}.cols and L{i}.vals differ in shape ({rows.shape}, {cols.shape}, {vals.shape}); {_REEXPORT}")
+                if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= shape[0] or cols.max() >= shape[1]):
+                    raise NetworkFileError(f"{tensor_path}: layer {i}: sparse indices reach outside its declared shape {list(shape)}; {_REEXPORT}")
+                w = sp.csr_matrix((vals.astype(np.float64), (rows, cols)), shape=shape)
             else:
                 w = tensors[f"L{i}.weight"]
-            b = tensors.get(f"L{i}.bias") if meta["bias"] else None
+                if w.shape != shape:
+                    raise NetworkFileError(f"{tensor_path}: layer {i}: L{i}.weight has shape {list(w.shape)}, network.json declares {list(shape)}; {_REEXPORT}")
+            b = tensors[f"L{i}.bias"] if has_bias else None
         except KeyError as exc:
             raise NetworkFileError(f"{tensor_path}: missing tensor {exc.args[0]} for layer {i}") from None
-        layers.append(Layer(weight=w, bias=b, activation=meta["activation"], name=meta.get("name", str(i))))
-    return Network(layers=layers, adapter=InputAdapter(**spec.get("adapter", {})), source=str(root), fmt="dormant-folder", meta=spec.get("meta", {}))
+        if b is not None and b.shape != (shape[0],):
+            raise NetworkFileError(f"{tensor_path}: layer {i}: L{i}.bias has shape {list(b.shape)}, but the layer has {shape[0]} outputs; {_REEXPORT}")
+        layers.append(Layer(weight=w, bias=b, activation=activation, name=meta.get("name", str(i))))
+    widths = [layers[0].in_features] + [layer.out_features for layer in layers]
+    if "widths" in spec and spec["widths"] != widths:
+        raise NetworkFileError(f"{spec_path}: 'widths' {_clip(spec['widths'])} do not match the layers' shapes {_clip(widths)}; {_REEXPORT}")
+    try:
+        adapter = InputAdapter(**spec.get("adapter", {}))
+    except TypeError:
+        raise NetworkFileError(f"{spec_path}: 'adapter' {_clip(spec.get('adapter'))} is not an input adapter (kind, length, description); {_REEXPORT}") from None
+    return Network(layers=layers, adapter=adapter, source=str(root), fmt="dormant-folder", meta=spec.get("meta", {}))
+
+
+def _clip(values, n: int = 6) -> str:
+    text = ", ".join(str(v) for v in list(values)[:n])
+    return f"[{text}{', ...' if len(values) > n else ''}]" if isinstance(values, list) else repr(values)[:60]

@@ -454,4 +454,5 @@ def unpickle_torch_zip(path: str | Path, *, mmap: bool = True) -> UnpickleResult
     try:
         return unpickle_bytes(data, reader)
     except NetworkFileError as exc:
-        raise NetworkFileError(f"{path}: {exc}") from None
+        message = str(exc)  # the storage reader's messages name the file already
+        raise NetworkFileError(message if message.startswith(f"{path}: ") else f"{path}: {message}") from None

@@ -53,12 +53,16 @@ def read_widths(path: str | Path) -> list[int]:
     except (OSError, UnicodeDecodeError) as exc:
         raise NetworkFileError(f"{p}: cannot read widths ({exc})") from None
     tokens = [t for t in text.replace(",", " ").split() if t]
-    try:
-        widths = [int(t) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-        raise NetworkFileError(f"{p}: not a widths file (token {bad!r:.20} is not an integer)") from None
-    if len(widths) < 2 or min(widths) <= 0:
+    widths = []
+    for t in tokens:
+        try:
+            widths.append(int(t))
+        except ValueError:
+            raise NetworkFileError(f"{p}: width {t!r:.20} is not an integer; a widths file holds positive integers separated by commas or spaces") from None
+    bad = next((i for i, w in enumerate(widths) if w <= 0), None)
+    if bad is not None:
+        raise NetworkFileError(f"{p}: width {widths[bad]} (entry {bad + 1}) is not positive; a widths file holds positive integers (input width, then layer widths)")
+    if len(widths) < 2:
         raise NetworkFileError(f"{p}: a widths file needs at least two positive integers (input width, then layer widths)")
     return widths
 
