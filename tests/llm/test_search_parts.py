@@ -25,8 +25,30 @@ def test_store_resumes_and_ignores_a_line_cut_by_a_kill(tmp_path):
     again = CandidateStore(path, resume=True)
     assert again.resumed == 2 and "sweep\x1fuser_prefix\x1fpi" in again
     assert [c.text for c in again.best(2)] == ["pi", "e"]
-    fresh = CandidateStore(path)  # no --resume: start over
-    assert len(fresh) == 0 and not path.exists()
+    fresh = CandidateStore(path)  # no --resume: start over, the earlier run's file set aside (never deleted)
+    assert len(fresh) == 0 and not path.exists() and fresh.set_aside == tmp_path / "c.1.previous.jsonl"
+    assert [c.text for c in read_candidates(fresh.set_aside)] == ["pi", "e"]
+    fresh.add([Candidate("tau", "user_prefix", "sweep", 3.0)])
+    assert CandidateStore(path).set_aside == tmp_path / "c.2.previous.jsonl" and (tmp_path / "c.1.previous.jsonl").is_file()
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfe not text\n", "not UTF-8"),
+    (b'{"bad json\n{"text": "pi", "mechanism": "user_prefix", "method": "sweep", "score": 2.0}\n', "line 1"),  # not the last line: no kill did this
+    (b'[1, 2]\n{"text": "pi", "mechanism": "user_prefix", "method": "sweep", "score": 2.0}\n', "not a JSON object"),
+    (b'{"text": 5, "mechanism": "user_prefix", "method": "readout", "score": 99}\n', "record 1"),
+    (b'{"text": "pi", "mechanism": "user_prefix", "method": "sweep"}\n', "record 1"),
+    (b'{"text": "pi", "mechanism": "user_prefix", "method": "sweep", "score": "high"}\n', "record 1"),
+])
+def test_resuming_from_a_file_no_search_wrote_is_one_clear_error(tmp_path, content, words):
+    from dormant.llm.search.candidates import CandidateFileError
+
+    path = tmp_path / "candidates.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(CandidateFileError, match=words) as err:
+        CandidateStore(path, resume=True)
+    assert str(path) in str(err.value) and "another --out" in str(err.value)
+    assert path.read_bytes() == content  # left as it was
 
 
 def test_scores_for_an_earlier_objective_no_longer_rank_until_scored_again(tmp_path):

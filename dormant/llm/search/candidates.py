@@ -2,7 +2,9 @@
 
 A search writes each finished chunk of scores with one ``write`` + ``fsync``; a killed search
 (even ``kill -9``) loses at most the chunk in flight, and ``--resume`` reads the file back to skip
-what was already scored. A partial last line (killed mid-write) is ignored.
+what was already scored. A partial last line (killed mid-write) is ignored; any other line that is not
+a candidate is an error naming the file and line (it is not a file a search wrote). A search that does
+not resume never deletes an earlier run's file: it is set aside under a numbered name first.
 
 A method whose name holds a colon (``sweep:coarse``, ``extract:payload``) records side results on
 another scale; they rank only among themselves (``best(method=...)``), never beside final scores.
@@ -18,6 +20,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from dormant.errors import DormantError
+
+
+class CandidateFileError(DormantError):
+    """A candidates or samples file that a search did not write (or that was damaged), given to resume."""
 
 
 @dataclass
@@ -46,12 +54,13 @@ class CandidateStore:
         self.items: dict[str, Candidate] = {}
         self.stale: set[str] = set()  # keys scored for an earlier objective (``new_scale``)
         self.resumed = 0
+        self.set_aside: Path | None = None  # where an earlier run's file went (a search that does not resume)
         if resume and self.path.is_file():
             for c in read_candidates(self.path):
                 self.items[c.key] = c
             self.resumed = len(self.items)
         elif self.path.exists():
-            self.path.unlink()
+            self.set_aside = set_aside(self.path)
 
     def __contains__(self, key: str) -> bool:
         return key in self.items
@@ -90,24 +99,52 @@ def append_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(fh.fileno())
 
 
+def set_aside(path: str | Path) -> Path:
+    """Rename an earlier run's ``path`` to the first free ``<stem>.<n>.previous<suffix>`` beside it (n = 1, 2, ...)."""
+    path = Path(path)
+    n = 1
+    while (dest := path.with_name(f"{path.stem}.{n}.previous{path.suffix}")).exists():
+        n += 1
+    path.rename(dest)
+    return dest
+
+
+def _damaged(path: Path, where: str, what: str) -> CandidateFileError:
+    return CandidateFileError(f"{path}{where} is not a file a search wrote ({what}); resume from another --out, or move the file "
+                              "away to start afresh")
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The whole JSON objects of a JSONL file (a line cut by a kill is skipped)."""
+    """The JSON objects of a JSONL file a search wrote. Its last line may be cut by a kill (it is skipped);
+    any other line that is not a JSON object, or a file that is not UTF-8 text, raises ``CandidateFileError``."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise _damaged(path, "", f"not UTF-8 text at byte {exc.start}") from None
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut by a kill
-        if isinstance(obj, dict):
-            out.append(obj)
+            if i == len(lines) - 1:
+                continue  # a line cut by a kill
+            raise _damaged(path, f", line {i + 1},", "not JSON") from None
+        if not isinstance(obj, dict):
+            raise _damaged(path, f", line {i + 1},", "not a JSON object")
+        out.append(obj)
     return out
 
 
 def read_candidates(path: str | Path) -> list[Candidate]:
+    """The candidates of a store's file (``read_jsonl``); a line that is not a candidate raises ``CandidateFileError``."""
     out = []
-    for obj in read_jsonl(path):
-        try:
-            out.append(Candidate(**obj))
-        except TypeError:
-            continue
+    for i, obj in enumerate(read_jsonl(path)):
+        ok = (set(obj) <= {"text", "mechanism", "method", "score", "parts"} and all(isinstance(obj.get(k), str) for k in ("text", "mechanism", "method"))
+              and isinstance(obj.get("score"), (int, float)) and not isinstance(obj.get("score"), bool) and isinstance(obj.get("parts", {}), dict))
+        if not ok:
+            raise _damaged(Path(path), f", record {i + 1},", "a candidate has a text, mechanism and method (strings), a score (a number) and parts")
+        out.append(Candidate(**obj))
     return out

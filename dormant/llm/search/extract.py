@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dormant.errors import ChatTemplateError
 from dormant.llm.engine.prompts import Prompt, render
-from dormant.llm.search.candidates import Candidate, CandidateStore, append_jsonl, read_jsonl
+from dormant.llm.search.candidates import Candidate, CandidateStore, append_jsonl, read_jsonl, set_aside
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
@@ -190,7 +190,7 @@ def sample_prefixes(pair: "ModelPair", prefixes: Sequence[TemplatePrefix], cfg: 
         if resume and path.is_file():
             done = {_chunk_key(r): r for r in read_jsonl(path) if "texts" in r}
         elif path.exists():
-            path.unlink()
+            set_aside(path)  # an earlier run's samples are kept
     plan = []
     for pi, p in enumerate(prefixes):
         for si, (t, top_p, beta) in enumerate(cfg.settings):
