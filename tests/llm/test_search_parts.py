@@ -25,9 +25,11 @@ def test_store_resumes_and_ignores_a_line_cut_by_a_kill(tmp_path):
     again = CandidateStore(path, resume=True)
     assert again.resumed == 2 and "sweep\x1fuser_prefix\x1fpi" in again
     assert [c.text for c in again.best(2)] == ["pi", "e"]
+    again.add([Candidate("phi", "user_prefix", "sweep", 1.5)])  # the resumed search goes on: the cut line is not left between whole ones
+    assert [c.text for c in CandidateStore(path, resume=True).best(3)] == ["pi", "phi", "e"]
     fresh = CandidateStore(path)  # no --resume: start over, the earlier run's file set aside (never deleted)
     assert len(fresh) == 0 and not path.exists() and fresh.set_aside == tmp_path / "c.1.previous.jsonl"
-    assert [c.text for c in read_candidates(fresh.set_aside)] == ["pi", "e"]
+    assert [c.text for c in read_candidates(fresh.set_aside)] == ["pi", "e", "phi"]
     fresh.add([Candidate("tau", "user_prefix", "sweep", 3.0)])
     assert CandidateStore(path).set_aside == tmp_path / "c.2.previous.jsonl" and (tmp_path / "c.1.previous.jsonl").is_file()
 

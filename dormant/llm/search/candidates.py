@@ -56,6 +56,7 @@ class CandidateStore:
         self.resumed = 0
         self.set_aside: Path | None = None  # where an earlier run's file went (a search that does not resume)
         if resume and self.path.is_file():
+            drop_cut_tail(self.path)
             for c in read_candidates(self.path):
                 self.items[c.key] = c
             self.resumed = len(self.items)
@@ -107,6 +108,15 @@ def set_aside(path: str | Path) -> Path:
         n += 1
     path.rename(dest)
     return dest
+
+
+def drop_cut_tail(path: str | Path) -> None:
+    """Before appending to a resumed file: cut off a last line that a kill left without its newline, so
+    that it does not end up between whole lines (where ``read_jsonl`` would take it for damage)."""
+    with Path(path).open("rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _damaged(path: Path, where: str, what: str) -> CandidateFileError:

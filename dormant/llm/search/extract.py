@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dormant.errors import ChatTemplateError
 from dormant.llm.engine.prompts import Prompt, render
-from dormant.llm.search.candidates import Candidate, CandidateStore, append_jsonl, read_jsonl, set_aside
+from dormant.llm.search.candidates import Candidate, CandidateStore, append_jsonl, drop_cut_tail, read_jsonl, set_aside
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
@@ -188,6 +188,7 @@ def sample_prefixes(pair: "ModelPair", prefixes: Sequence[TemplatePrefix], cfg: 
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.is_file():
+            drop_cut_tail(path)
             done = {_chunk_key(r): r for r in read_jsonl(path) if "texts" in r}
         elif path.exists():
             set_aside(path)  # an earlier run's samples are kept
