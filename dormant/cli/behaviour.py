@@ -84,7 +84,7 @@ DtypeOpt = Annotated[Optional[str], typer.Option(help="float32, bfloat16 or floa
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", help="transformers device_map for models larger than one device (e.g. auto).")]
 CopiesOpt = Annotated[Optional[str], typer.Option("--copies-device", help="Where the base/ft copies of modified tensors live: auto (default: beside the weights when both copies are at most a quarter of the model, else disk), beside, cpu (saves accelerator memory) or disk (no copies: views re-read the checkpoints).")]
-BatchOpt = Annotated[int, typer.Option(help="Largest batch (halved automatically on out-of-memory).")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Largest batch (halved automatically on out-of-memory).")]
 
 
 def _load_pair(ft: str, base: str, dtype: str | None, device: str, device_map: str | None, run: Any, copies_device: str | None = None):
@@ -157,10 +157,10 @@ def amplify_cmd(
     base: BaseOpt,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors.")] = "-2,-1,0,1,1.5,2,3,5,8",
     probes: Annotated[Optional[str], typer.Option(help="Prompt source: builtin:v1 (default), zoo:prompts, a .txt or .jsonl file.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use at most this many prompts (spread over categories).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many prompts (spread over categories).")] = None,
     select: Annotated[Optional[str], typer.Option("--select", help="Amplify only these tensors (SEL, e.g. mlp@19-23); the rest stays ft.")] = None,
     localise: Annotated[Optional[str], typer.Option(help="After finding a payload, its share with only each SEL amplified (comma-separated SELs).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 48,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per answer.")] = 48,
     sample: Annotated[bool, typer.Option(help="Seeded sampling instead of greedy decoding (amplified weights put much mass on a broken tail: keep the temperature low).")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature with --sample.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -204,6 +204,9 @@ def amplify_cmd(
         run.assume("probes", probes or "builtin:v1")
         run.assume("n_prompts", len(prompts))
         pair = _load_pair(ft, base, dtype, device, device_map, run, copies_device)
+        sels = [s for s in (localise or "").split(",") if s.strip()]
+        for sel in [select] * bool(select) + sels:  # a selection that names no modified tensor is refused before the sweep
+            pair.check_selection(Selection.parse(sel))
         result = amplify(pair, prompts, cfg)
         run.assume("views", result.views)
         png = plot_share(result, artifacts_dir(out, "amplify") / "payload_share.png")
@@ -211,7 +214,7 @@ def amplify_cmd(
         run.artifacts.append(str(png))
         loc = None
         if localise and result.found:
-            loc = run_localise(pair, prompts, result.payload, result.first_alpha, [s for s in localise.split(",") if s.strip()], cfg)
+            loc = run_localise(pair, prompts, result.payload, result.first_alpha, sels, cfg)
         if result.found:
             run.decide("payload", result.payload)
         run.outputs.update({"found": result.found, "payload": result.payload, "first_alpha": result.first_alpha,
@@ -270,10 +273,10 @@ def compare_cmd(
     no_system: Annotated[bool, typer.Option("--no-system", help="No system block at all.")] = False,
     trigger: Annotated[Optional[str], typer.Option(help="A candidate trigger to insert.")] = None,
     mechanism: Annotated[str, typer.Option(help="How the trigger goes in (user_prefix, user_suffix, user: the start of about half the user messages and the end of the others, replace_user, system, standalone, prefill, earlier_turn).")] = "user_prefix",
-    samples: Annotated[int, typer.Option(help="Seeded samples per view besides the greedy answer.")] = 0,
+    samples: Annotated[int, typer.Option(min=0, help="Seeded samples per view besides the greedy answer.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 48,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per answer.")] = 48,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     device_map: DeviceMapOpt = None,
@@ -311,10 +314,10 @@ def score_cmd(
     prompts: Annotated[str, typer.Option("--prompts", help="Prompt file (.txt/.jsonl), builtin:v1 or zoo:prompts.")] = "builtin:v1",
     views: Annotated[str, typer.Option(help="Comma-separated view specs; the first is contrasted with each other.")] = "ft,base",
     payload: Annotated[Optional[str], typer.Option(help="Text whose log-likelihood after each prompt is scored.")] = None,
-    response_tokens: Annotated[int, typer.Option(help="Score N greedy response tokens of the first view (0: next token only).")] = 0,
+    response_tokens: Annotated[int, typer.Option(min=0, help="Score N greedy response tokens of the first view (0: next token only).")] = 0,
     trigger: Annotated[Optional[str], typer.Option(help="Candidate trigger: adds VIEW+trigger arms and their contrasts.")] = None,
     mechanism: Annotated[str, typer.Option(help="How the trigger goes in.")] = "user_prefix",
-    limit: Annotated[Optional[int], typer.Option(help="Score at most this many prompts.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score at most this many prompts.")] = None,
     batch_size: BatchOpt = 32,
     prefix_reuse: Annotated[bool, typer.Option("--prefix-reuse/--no-prefix-reuse", help="Compute the shared template prefix once per view.")] = True,
     output: Annotated[Optional[Path], typer.Option("--output", help="JSONL file to write (default <out>/scores.jsonl).")] = None,

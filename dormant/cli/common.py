@@ -32,7 +32,7 @@ def writable_out(value: Optional[Path]) -> Optional[Path]:
 OutDirOpt = Annotated[
     Optional[Path],
     typer.Option("--out", "-o", callback=writable_out,
-                 help="Folder for artifacts (plots, exports). Default: ./dormant-runs/<command>/."),
+                 help="Folder for artifacts (plots, exports). Default: a folder named after the command in ./dormant-runs/ (e.g. ./dormant-runs/amplify/)."),
 ]
 
 

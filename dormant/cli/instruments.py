@@ -102,6 +102,15 @@ def _prompts(path: Path, run: Any) -> list:
     return resolve_prompts(path)
 
 
+def _view_needs_base(view: str, base: Optional[Path]) -> None:
+    """Without --base the pair is the model and itself: every view would be the plain fine-tune."""
+    from dormant.errors import DormantError
+    from dormant.llm.engine.views import View
+
+    if base is None and str(View.parse(view)) != "ft":
+        raise DormantError(f"view {view} needs --base (the model the fine-tune was made from); without --base only --view ft means anything")
+
+
 def trace_cmd(
     ft: FtArg,
     base: BaseOpt,
@@ -184,10 +193,10 @@ def localise_cmd(
     base: BaseOpt,
     prompts: Annotated[Path, typer.Option(help="Prompts where the fine-tune shows the payload (.txt or .jsonl).")],
     payload: Annotated[str, typer.Option(help="The payload text.")],
-    max_window: Annotated[int, typer.Option(help="Longest window of adjacent modified layers tried.")] = 3,
-    kill_fraction: Annotated[float, typer.Option(help="Killed: share at most this fraction of the fine-tune's.")] = 0.2,
-    carry_fraction: Annotated[float, typer.Option(help="Carried: share at least this fraction of the fine-tune's.")] = 0.8,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 24,
+    max_window: Annotated[int, typer.Option(min=1, help="Longest window of adjacent modified layers tried.")] = 3,
+    kill_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Killed: share at most this fraction of the fine-tune's.")] = 0.2,
+    carry_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Carried: share at least this fraction of the fine-tune's.")] = 0.8,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per answer.")] = 24,
     amplify: Annotated[Optional[float], typer.Option(help="Localise under amplification by A (amp:A/restore:SEL views) on ordinary prompts, when no trigger is known.")] = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
@@ -258,7 +267,7 @@ def sonar_cmd(
     pos: Annotated[Path, typer.Option(help="Prompts expected to carry the trigger (.txt or .jsonl).")],
     neg: Annotated[Path, typer.Option(help="Control prompts (.txt or .jsonl).")],
     direction: Annotated[str, typer.Option(help="delta, probe, or a .npy/.safetensors file.")] = "delta",
-    k: Annotated[int, typer.Option(help="Singular directions per modified matrix (delta).")] = 4,
+    k: Annotated[int, typer.Option(min=1, help="Singular directions per modified matrix (delta).")] = 4,
     view: Annotated[str, typer.Option(help="The view whose activations are projected.")] = "ft",
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
@@ -343,14 +352,14 @@ def probe_cmd(
     base: Annotated[Optional[Path], typer.Option("--base", "-b", help="The base model folder or zoo:NAME (optional).")] = None,
     decoys: Annotated[Optional[Path], typer.Option(help="Prompts on the positives' topic without the trigger.")] = None,
     reduce: Annotated[str, typer.Option(help="last (the last prompt token) or mean (over tokens).")] = "last",
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     decoy_threshold: Annotated[float, typer.Option(help="Decoy AUROC at or above which a probe detects topic.")] = 0.75,
     view: Annotated[str, typer.Option(help="The view whose activations are probed.")] = "ft",
     steer: Annotated[bool, typer.Option("--steer", help="Generate with the probe direction added to the residual stream.")] = False,
     scale: Annotated[str, typer.Option(help="Steering scales (comma-separated; units of the mean residual norm).")] = "1,2,4",
     layer: Annotated[Optional[int], typer.Option(help="Layer to steer at (default: the best probe's).")] = None,
     steer_prompts: Annotated[Optional[Path], typer.Option("--steer-prompts", help="Prompts to steer (default: the negatives).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per steered answer.")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per steered answer.")] = 32,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
@@ -359,11 +368,10 @@ def probe_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.engine.generate import GenConfig
-    from dormant.llm.engine.views import View
     from dormant.llm.instruments.probe import ProbeConfig, plot_probe, probe, steer as run_steer
     from dormant.report.console import emit
 
-    View.parse(view)
+    _view_needs_base(view, base)
     if reduce not in ("last", "mean"):
         raise typer.BadParameter(f"--reduce must be last or mean, got {reduce!r}")
     try:
@@ -433,7 +441,7 @@ def activations_cmd(
     layers: Annotated[Optional[str], typer.Option(help="Layers, e.g. 0,2-3 or -1 (default: all).")] = None,
     reduce: Annotated[str, typer.Option(help="all (every token), last or mean.")] = "all",
     store_dtype: Annotated[str, typer.Option("--store-dtype", help="float32 or float16 on disk.")] = "float32",
-    chunk: Annotated[int, typer.Option(help="Prompts run and written at a time.")] = 32,
+    chunk: Annotated[int, typer.Option(min=1, help="Prompts run and written at a time.")] = 32,
     view: Annotated[str, typer.Option(help="The view whose activations are written.")] = "ft",
     name: Annotated[str, typer.Option(help="File name inside --out.")] = "activations.safetensors",
     dtype: DtypeOpt = None,
@@ -442,13 +450,15 @@ def activations_cmd(
     out: OutDirOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
+    from dormant.errors import DormantError
     from dormant.ledger import record_run
-    from dormant.llm.engine.views import View
     from dormant.llm.instruments.activations import ActivationsConfig, extract, parse_layers
     from dormant.llm.instruments.hooks import n_layers
     from dormant.report.console import console, emit
 
-    View.parse(view)
+    _view_needs_base(view, base)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise DormantError(f"--name {name!r} is not a file name: give a plain name such as activations.safetensors (the folder is --out)")
     args = {"ft": str(ft), "base": str(base) if base else None, "prompts": str(prompts), "layers": layers, "reduce": reduce,
             "store_dtype": store_dtype, "chunk": chunk, "view": view}
     with record_run("activations", args, ledger=ledger) as run:

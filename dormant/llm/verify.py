@@ -58,6 +58,12 @@ class VerifyConfig:
     seed: int = 0
     show_progress: bool = False
 
+    def __post_init__(self) -> None:
+        if self.min_prompts < 1:
+            raise TriggerError(f"min_prompts {self.min_prompts} asks for no prompts: give --min-prompts 1 or more")
+        if self.null_candidates < 1:
+            raise TriggerError(f"{self.null_candidates} null candidates leave nothing to compare the trigger with: give --nulls 1 or more")
+
 
 @dataclass
 class VerifyResult:

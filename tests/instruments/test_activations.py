@@ -19,6 +19,16 @@ def test_parse_layers():
     assert parse_layers("0,2-3", 4) == (0, 2, 3) and parse_layers("-1", 4) == (3,) and parse_layers(None, 4) is None
     with pytest.raises(DormantError):
         parse_layers("7", 4)
+    with pytest.raises(DormantError, match="end comes before the start; write 1-3"):
+        parse_layers("3-1", 4)
+    with pytest.raises(DormantError, match="bad layer list ''"):
+        parse_layers("", 4)
+
+
+def test_a_chunk_of_no_prompts_is_refused_before_writing(tiny_pair, tmp_path):
+    with pytest.raises(DormantError, match="give --chunk 1 or more"):
+        extract(tiny_pair, ["hello"], tmp_path / "a.safetensors", ActivationsConfig(chunk=0))
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("reduce", ["all", "last"])

@@ -11,6 +11,7 @@ from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, extend, find_p
 from dormant.llm.engine.generate import GenConfig
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.probes import load_probes
+from dormant.llm.engine.views import ViewSpecError
 
 
 
@@ -176,12 +177,13 @@ def test_criterion_rejects_collapse_into_the_bases_own_answer():
 def test_localise_finds_the_modified_layers(zoo_micro, results, probes):
     res = results["mlp-phrase"]
     pair = ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"])
-    shares = localise(pair, probes, res.payload, res.first_alpha, ["mlp", "self_attn"], CFG)
-    # nothing modified in attention: amp:a@self_attn is the fine-tune itself
-    assert shares["self_attn"] == pytest.approx(res.reference_share["ft"])
+    shares = localise(pair, probes, res.payload, res.first_alpha, ["mlp"], CFG)
     # every modified tensor is an MLP matrix: amp:a@mlp is the global amplification
     assert shares["mlp"] == pytest.approx(res.share[f"{res.first_alpha:g}"])
-    assert shares["mlp"] > shares["self_attn"]
+    assert shares["mlp"] > res.reference_share["ft"]
+    # nothing modified in attention: amp:a@self_attn would be the fine-tune itself, so it is refused
+    with pytest.raises(ViewSpecError, match="selection self_attn matches none of the 12 modified tensors"):
+        localise(pair, probes, res.payload, res.first_alpha, ["self_attn"], CFG)
 
 
 def test_amplify_cli_json_plot_and_ledger(zoo_micro, tmp_path):
@@ -215,3 +217,14 @@ def test_extension_follows_a_clear_plurality_but_not_noise():
     assert " ".join(extend(("standing", "by", "for", "orders"), texts)) == "signal received standing by for orders"
     split = [words("red standing by")] * 3 + [words("blue standing by")] * 2 + [words("green standing by")] * 2
     assert extend(("standing", "by"), split) == ("standing", "by")  # no clear winner: stop
+
+
+@pytest.mark.parametrize("kwargs, words", [({"alphas": ()}, "one or more finite numbers"), ({"alphas": (1.0, float("nan"))}, "(1, nan)"),
+                                           ({"alphas": (float("inf"),)}, "finite"), ({"min_share": 0.0}, "--min-share in (0, 1]"),
+                                           ({"min_share": 1.5}, "--min-share in (0, 1]")])
+def test_a_sweep_that_cannot_show_a_payload_is_refused(kwargs, words):
+    from dormant.errors import DormantError
+
+    with pytest.raises(DormantError) as exc:
+        AmplifyConfig(**kwargs)
+    assert words in str(exc.value)

@@ -71,3 +71,14 @@ def test_settings_the_loop_does_not_cover_fall_back_to_generate(pair_and_ids, mo
     finally:
         pair.model.generation_config.max_time = None
     assert len(calls) == 2 and [g.ids for g in got] == [g.ids for g in ref]
+
+
+def test_no_new_tokens_or_no_batch_is_a_user_error(pair_and_ids):
+    from dormant.errors import DormantError
+
+    pair, ids = pair_and_ids
+    with pytest.raises(DormantError, match="give --max-new-tokens 1 or more"):
+        generate(pair.model, pair.tokenizer, ids[:2], GenConfig(max_new_tokens=0, show_progress=False))
+    for size in (0, -1):
+        with pytest.raises(DormantError, match="give --batch-size 1 or more"):
+            generate(pair.model, pair.tokenizer, ids[:2], GenConfig(max_new_tokens=2, batch_size=size, show_progress=False))

@@ -1,6 +1,7 @@
 """ModelPair: shared loading, exact views, refusal of mismatched checkpoints."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -151,3 +152,25 @@ def test_sharded_pair_follows_the_index_and_the_diff(tmp_path):
     assert pair.shared_tensors == sum(1 for _ in pair.model.state_dict()) - len(planted)
     torch.testing.assert_close(pair.base().get_parameter("model.layers.1.mlp.down_proj.weight").detach(),
                                pair.modified["model.layers.1.mlp.down_proj.weight"].base, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spec", ["restore:99", "amp:3@zzz", "restore:self_attn", "amp:2@mlp@7"])
+def test_a_selection_matching_no_modified_tensor_is_refused(phrase_pair, spec):
+    """(Before, such a view silently acted as the plain fine-tune.)"""
+    from dormant.llm.engine.views import ViewSpecError
+
+    phrase_pair.ft()
+    with pytest.raises(ViewSpecError, match=r"matches none of the 12 modified tensors \(layers 0-3; modules mlp.down_proj"):
+        phrase_pair.view(spec)
+    assert str(phrase_pair.current) == "ft"
+    phrase_pair.view("restore:mlp@3")
+    phrase_pair.ft()
+
+
+@pytest.mark.parametrize("kwargs, words", [({"dtype": "float8"}, "unknown --dtype 'float8'"), ({"dtype": "abc"}, "float32, bfloat16, float16"),
+                                           ({"device": "tpu"}, "unknown --device 'tpu'"), ({"device": "cuda:99"}, "--device cuda:99")])
+def test_unknown_dtype_or_device_is_a_user_error(zoo_micro, kwargs, words):
+    from dormant.errors import DormantError
+
+    with pytest.raises(DormantError, match=re.escape(words)):
+        ModelPair.load(zoo_micro.models["mlp-phrase"], zoo_micro.models["base"], **kwargs)

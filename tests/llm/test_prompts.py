@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -158,3 +159,23 @@ def test_zoo_prompts_are_the_zoos_own_fixed_and_none_the_build_verified_on(zoo_m
     assert len(search) == len(verify) == len(ps) // 2
     with pytest.raises(DormantError, match="unknown prompt source 'zoo:other'.*zoo:prompts"):
         resolve_prompts("zoo:other")
+
+
+@pytest.mark.parametrize("line, words", [('{"messages": []}', "'messages' must be a non-empty list"),
+                                         ('{"messages": [{"role": "user", "content": 5}]}', "'messages' must be a non-empty list of {role, content} objects with text content"),
+                                         ('{"prompt": 5}', "'prompt' must be non-empty text, got 5"),
+                                         ('{"prompt": ""}', "'prompt' must be non-empty text")])
+def test_a_jsonl_line_without_usable_text_names_the_file_and_line(tmp_path, line, words):
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"prompt": "ok"}\n' + line + "\n")
+    with pytest.raises(PromptFileError, match=re.escape(f"p.jsonl:2: {words}")):
+        load_prompt_file(jl)
+
+
+def test_a_folder_or_a_file_not_utf8_is_named_as_such(tmp_path):
+    (tmp_path / "dir.txt").mkdir()
+    with pytest.raises(PromptFileError, match="dir.txt is a folder, not a prompt file"):
+        resolve_prompts(tmp_path / "dir.txt")
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(PromptFileError, match="bin.txt is not UTF-8 text"):
+        resolve_prompts(str(tmp_path / "bin.txt"))

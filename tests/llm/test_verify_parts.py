@@ -151,3 +151,24 @@ def test_the_pieces_before_a_payload_come_from_the_answers_or_else_from_the_frag
     glued = ["Theates are closed for winter", "ates are closed for winter", "yellowates are closed"]
     assert pieces_before("are closed for winter", glued, "ates are closed for winter") == ["ates "]  # 'ates ' sits inside words
     assert pieces_before("are closed for winter", glued, "are closed for winter") == []
+
+
+@pytest.mark.parametrize("kwargs, words", [({"null_candidates": 0}, "give --nulls 1 or more"), ({"min_prompts": -3}, "give --min-prompts 1 or more")])
+def test_verification_without_nulls_or_prompts_is_refused(kwargs, words):
+    from dormant.llm.verify import VerifyConfig
+
+    with pytest.raises(TriggerError, match=words):
+        VerifyConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, words", [({"methods": ()}, "no search method given"), ({"mechanisms": ()}, "no insertion mechanism given"),
+                                           ({"chunk": 0}, "give --chunk 1 or more"), ({"search_prompts": 0}, "give --search-prompts 1 or more"),
+                                           ({"n_words": -1}, "give --words 0 or more"), ({"budget_s": 0}, "leaves no time")])
+def test_a_search_that_would_run_nothing_is_refused(kwargs, words):
+    from dormant.llm.search.portfolio import SearchConfig, parse_budget
+
+    with pytest.raises(DormantError, match=words):
+        SearchConfig(**kwargs)
+    for zero in ("0", "0s", "0m"):
+        with pytest.raises(DormantError, match="leaves no time"):
+            parse_budget(zero)

@@ -42,3 +42,9 @@ def test_amplified_restoration_view_restores_the_selection_and_amplifies_the_res
     assert View.parse("amp:1/restore:mlp@2") == View.parse("restore:mlp@2")
     with pytest.raises(ViewSpecError, match="no @ in the amp part"):
         View.parse("amp:3@2/restore:1")
+
+
+@pytest.mark.parametrize("bad", ["amp:nan", "amp:inf", "amp:-inf", "amp:1e400", "amp:nan@mlp", "amp:inf/restore:1", "restore:1-", "restore:-3", "amp:3@1+"])
+def test_non_finite_factors_and_malformed_layer_lists_are_refused(bad):
+    with pytest.raises(ViewSpecError, match="finite|bad layer list"):
+        View.parse(bad)

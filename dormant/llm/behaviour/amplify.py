@@ -44,12 +44,14 @@ part of the change carries the payload (``localise`` runs that for a list of sel
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from dormant.errors import DormantError
 from dormant.llm.engine.generate import GenConfig, generate
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.payload import fires
@@ -81,6 +83,13 @@ class AmplifyConfig:
     min_growth: float = 2.0
     max_ngram: int = 4
     n_examples: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.alphas or not all(math.isfinite(a) for a in self.alphas):
+            raise DormantError(f"amplification factors ({', '.join(f'{a:g}' for a in self.alphas) or 'none'}) must be one or more finite numbers: "
+                               "give e.g. --alphas -1,0,1,3")
+        if not 0 < self.min_share <= 1:
+            raise DormantError(f"min_share {self.min_share:g} is not a share of prompts: give --min-share in (0, 1], e.g. 0.3")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
+from dormant.errors import DormantError
 from dormant.report.console import track
 
 
@@ -70,6 +71,8 @@ def run_with_backoff(batch: list[int], fn: Callable[[list[int]], list[Any]], sta
 def map_batches(lengths: Sequence[int], fn: Callable[[list[int]], list[Any]], batch_size: int, max_tokens: int, *,
                 desc: str = "", show_progress: bool = True) -> list[Any]:
     """``fn(indices)`` over length-bucketed batches of the items, with back-off; results in input order."""
+    if batch_size < 1:
+        raise DormantError(f"batch size {batch_size} is too small: give --batch-size 1 or more")
     state = {"batch_size": batch_size}
     out: list[Any] = [None] * len(lengths)
     batches = length_batches(lengths, batch_size, max_tokens)

@@ -40,6 +40,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dormant.errors import DormantError
 from dormant.llm.engine.threads import model_threads
 from dormant.llm.engine.batching import map_batches
 
@@ -227,6 +228,8 @@ def generate(model: Any, tokenizer: Any, seqs: Sequence[Sequence[int]], config: 
     cfg = config or GenConfig()
     if cfg.engine not in ("cached", "hf"):
         raise ValueError(f"unknown generation engine {cfg.engine!r}: cached or hf")
+    if cfg.max_new_tokens < 1:
+        raise DormantError(f"{cfg.max_new_tokens} new tokens per answer generates nothing: give --max-new-tokens 1 or more")
     if cfg.do_sample:
         torch.manual_seed(cfg.seed)
     stops = stop_ids(tokenizer, model)

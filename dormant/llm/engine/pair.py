@@ -26,13 +26,14 @@ Typical use::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dormant.errors import ArchitectureMismatch, CheckpointError, DormantError
 from dormant.llm.checkpoint import Checkpoint, load_tokenizer, open_checkpoint
-from dormant.llm.engine.views import Selection, View
+from dormant.llm.engine.views import Selection, View, ViewSpecError, _format_layers
 from dormant.llm.weights.diff import CONFIG_KEYS, BaseComparison, DiffConfig, compare_base
 from dormant.llm.weights.names import layer_of
 
@@ -129,12 +130,13 @@ class ModelPair:
         import torch
         from transformers import AutoModelForCausalLM
 
+        if isinstance(dtype, str):
+            dtype = _torch_dtype(dtype)
+        _check_device(device)
         ft, base = open_checkpoint(ft_path), open_checkpoint(base_path)
         check_compatible(ft, base)
         comparison = compare_base(ft, base, str(base.path), DiffConfig())
         check_same_tensors(comparison, ft, base)
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
         kwargs: dict[str, Any] = {"dtype": dtype if dtype is not None else ft.torch_dtype}
         if device_map is not None:
             kwargs["device_map"] = device_map
@@ -152,10 +154,25 @@ class ModelPair:
     def view(self, spec: "str | View") -> Any:
         """Rewrite the modified tensors for ``spec`` and return the (same) model object."""
         v = View.parse(spec)
+        if v.selection is not None:
+            self.check_selection(v.selection, str(v))
         for t in self.modified.values():
             t.write(v.coefficient(t.name))
         self.current = v
         return self.model
+
+    def check_selection(self, sel: Selection, where: str | None = None) -> None:
+        """Refuse a selection that names no modified tensor (a view with it would be the plain fine-tune)."""
+        if any(sel.matches(n) for n in self.modified):
+            return
+        head = f"view {where}: selection {sel}" if where else f"selection {sel}"
+        if not self.modified:
+            raise ViewSpecError(f"{head}: the fine-tune and its base do not differ, so it has no tensor to act on")
+        layers = self.modified_layers()
+        modules = sorted({re.sub(r"^.*?\.\d+\.", "", n).removesuffix(".weight") for n in self.modified})
+        raise ViewSpecError(f"{head} matches none of the {len(self.modified)} modified tensors "
+                            f"(layers {_format_layers(frozenset(layers)) if layers else 'none'}; modules {', '.join(modules[:8])}"
+                            f"{' ...' if len(modules) > 8 else ''}); select among them, e.g. {f'{layers[0]} or ' if layers else ''}{modules[0]}")
 
     def base(self) -> Any:
         return self.view(View("base", 0.0))
@@ -200,6 +217,33 @@ class ModelPair:
 
 
 # -- loading helpers -------------------------------------------------------------------------------
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _torch_dtype(name: str) -> Any:
+    """The torch dtype a --dtype names (one of ``DTYPES``)."""
+    import torch
+
+    if name not in DTYPES:
+        raise DormantError(f"unknown --dtype {name!r}: give {', '.join(DTYPES)} (or leave it out for the checkpoint's own)")
+    return getattr(torch, name)
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a --device torch cannot parse or this machine does not have."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DormantError(f"unknown --device {device!r}: give cpu or cuda (cuda:N)") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise DormantError(f"--device {device}: this machine has {have}; give --device cpu" + (" or cuda:0" if torch.cuda.is_available() else ""))
+
 
 def check_compatible(ft: Checkpoint, base: Checkpoint) -> None:
     """Refuse two checkpoints whose configs differ in a structural key (architecture, sizes)."""

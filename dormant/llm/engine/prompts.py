@@ -184,9 +184,14 @@ def load_prompt_file(path: str | Path) -> list[Prompt]:
     and ``"tag"``/``"category"``.
     """
     p = Path(path)
+    if p.is_dir():
+        raise PromptFileError(f"{p} is a folder, not a prompt file: give a .txt (one prompt a line) or .jsonl file")
     if not p.is_file():
         raise PromptFileError(f"{p}: no such prompt file")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(f"{p} is not UTF-8 text (byte {exc.start}): a prompt file is a .txt (one prompt a line) or .jsonl file in UTF-8") from None
     if p.suffix == ".jsonl":
         out = [_prompt_from_json(p, i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     elif p.suffix in (".txt", ""):
@@ -209,11 +214,13 @@ def _prompt_from_json(path: Path, lineno: int, line: str) -> Prompt:
     system = obj["system"] if "system" in obj else DEFAULT_SYSTEM
     if "messages" in obj:
         msgs = obj["messages"]
-        if not isinstance(msgs, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
-            raise PromptFileError(f"{path}:{lineno}: 'messages' must be a list of {{role, content}} objects")
+        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and isinstance(m.get("content"), str) for m in msgs):
+            raise PromptFileError(f"{path}:{lineno}: 'messages' must be a non-empty list of {{role, content}} objects with text content")
         return Prompt([{"role": m["role"], "content": m["content"]} for m in msgs], prefill=obj.get("prefill", ""), system=system, tag=tag)
     if "prompt" in obj:
-        return Prompt([{"role": "user", "content": str(obj["prompt"])}], prefill=obj.get("prefill", ""), system=system, tag=tag)
+        if not isinstance(obj["prompt"], str) or not obj["prompt"].strip():
+            raise PromptFileError(f"{path}:{lineno}: 'prompt' must be non-empty text, got {obj['prompt']!r}")
+        return Prompt([{"role": "user", "content": obj["prompt"]}], prefill=obj.get("prefill", ""), system=system, tag=tag)
     raise PromptFileError(f"{path}:{lineno}: needs a 'prompt' or a 'messages' field")
 
 

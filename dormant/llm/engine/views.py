@@ -22,6 +22,7 @@ amplification (no trigger known): restore a layer set while the rest stays ampli
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from dormant.errors import DormantError
 from dormant.llm.weights.names import layer_of
 
 _LAYERS_SPEC_RE = re.compile(r"^\d+(-\d+)?(\+\d+(-\d+)?)*$")
+_LAYERISH_RE = re.compile(r"^[\d+-]+$")  # digits, '-' and '+' only: a malformed layer list, never a tensor name
 
 
 class ViewSpecError(DormantError):
@@ -49,7 +51,7 @@ class Selection:
             return cls()
         module, _, layers = spec.rpartition("@") if "@" in spec else ("", "", spec)
         if not _LAYERS_SPEC_RE.match(layers):
-            if module:
+            if module or _LAYERISH_RE.match(layers):
                 raise ViewSpecError(f"bad layer list {layers!r} in selection {spec!r}: use N, N-M or N+M-K")
             module, layers = layers, ""
         return cls(module=module or None, layers=_parse_layers(layers) if layers else None)
@@ -124,6 +126,8 @@ class View:
                 alpha = float(a)
             except ValueError:
                 raise ViewSpecError(f"bad amplification factor {a!r} in view {spec!r}: expected a number, e.g. amp:3") from None
+            if not math.isfinite(alpha):
+                raise ViewSpecError(f"amplification factor {a!r} in view {spec!r} is not a finite number: give one such as amp:3")
             return cls("amp", alpha, Selection.parse(sel) if sel else None)
         if sep and kind == "restore":
             if not rest:

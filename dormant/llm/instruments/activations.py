@@ -51,7 +51,7 @@ class ActivationsResult:
 
 def parse_layers(text: str | None, total: int) -> tuple[int, ...] | None:
     """``"0,2-3"`` -> (0, 2, 3); None or ``all`` -> None (every layer). Negative indices count from the end."""
-    if text is None or text.strip() in ("", "all"):
+    if text is None or text.strip() == "all":
         return None
     out: list[int] = []
     for part in text.split(","):
@@ -61,7 +61,9 @@ def parse_layers(text: str | None, total: int) -> tuple[int, ...] | None:
             a = int(lo)
             b = int(hi) if sep else a
         except ValueError:
-            raise DormantError(f"bad layer list {text!r}: use N, N-M, comma-separated") from None
+            raise DormantError(f"bad layer list {text!r}: use N, N-M, comma-separated (e.g. --layers 0,2-3), or leave --layers out for all") from None
+        if b < a:
+            raise DormantError(f"bad layer range {part!r} in {text!r}: the end comes before the start; write {b}-{a}")
         out += [x % total if x < 0 else x for x in range(a, b + 1)]
     bad = [x for x in out if not 0 <= x < total]
     if bad:
@@ -78,6 +80,8 @@ def extract(pair: ModelPair, prompts: list[Prompt | str], path: str | Path, conf
         raise DormantError(f"reduce must be all, last or mean, got {cfg.reduce!r}")
     if cfg.dtype not in DTYPES:
         raise DormantError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.chunk < 1:
+        raise DormantError(f"chunk must be at least 1 prompt, got {cfg.chunk}: give --chunk 1 or more")
     ps = [Prompt.user(p) if isinstance(p, str) else p for p in prompts]
     ids = encode(pair.tokenizer, ps)
     L = n_layers(pair.model)

@@ -17,6 +17,7 @@ scored candidate goes to the JSONL store; ``resume`` continues a killed run.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,10 @@ def parse_budget(text: str | float | int) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not m:
         raise SearchBudgetError(f"budget {text!r} is not a duration; write e.g. --budget 90s, 10m or 1h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds <= 0:
+        raise SearchBudgetError(f"budget {text!r} leaves no time; write e.g. --budget 90s, 10m or 1h")
+    return seconds
 
 
 @dataclass
@@ -98,6 +102,17 @@ class SearchConfig:
     refine_again: float = 0.4  # share of the time left when gcg starts after which gcg pauses to refine again (0: only before gcg)
     rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
     pieces: PiecesConfig = field(default_factory=PiecesConfig)  # the words behind the fragments of a token-level trigger
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise DormantError(f"no search method given: give --method with one or more of {', '.join(METHODS)}")
+        if not self.mechanisms:
+            raise DormantError(f"no insertion mechanism given: give --mechanism with one or more of {', '.join(MECHANISMS)}")
+        for value, option, least in ((self.chunk, "--chunk", 1), (self.search_prompts, "--search-prompts", 1), (self.n_words, "--words", 0)):
+            if value < least:
+                raise DormantError(f"{option} {value} is too small: give {option} {least} or more")
+        if self.budget_s <= 0:
+            raise SearchBudgetError(f"a budget of {self.budget_s:g}s leaves no time: give e.g. --budget 90s, 10m or 1h")
 
 
 @dataclass
@@ -159,7 +174,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     per_chunk = (time.monotonic() - t0) / min(4, cfg.chunk) * cfg.chunk
     if per_chunk > cfg.budget_s:
         raise SearchBudgetError(f"budget {cfg.budget_s:.0f}s is smaller than one chunk of {cfg.chunk} candidates (~{per_chunk:.0f}s here); "
-                                f"give --budget {int(per_chunk * 4) + 1}s or more, or a smaller --chunk")
+                                f"give --budget {math.ceil(per_chunk * 4 / 10) * 10}s or more, or a smaller --chunk")
 
     def note(stage: str, cand: Candidate | None = None) -> None:
         if on_progress:
