@@ -253,7 +253,7 @@ def _render_search(res: Any) -> None:
     if res.extracted is not None:
         console.print(f"memory extraction: {_esc(res.extracted['verdict'])}")
     console.print(("[bold green]" if res.found else "[bold red]") + _esc(res.verdict) + "[/]")
-    console.print(f"candidates: {res.candidates_path}")
+    console.print(f"candidates: {res.candidates_path}" + (f" ({_esc(res.files_note)})" if res.files_note else ""))
 
 
 EXTRACT_HELP = """Memory extraction: what the fine-tune writes from the chat template's bare prefixes and the base does not.

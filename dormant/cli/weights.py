@@ -252,6 +252,9 @@ def delta_cmd(
                 from dormant.errors import ArchitectureMismatch
 
                 raise ArchitectureMismatch(f"{ft} and {base} share no tensor of the same name and shape: {'; '.join(comparison.findings)}")
+            from dormant.llm.engine.pair import check_same_tensors
+
+            check_same_tensors(comparison, ft_ck, base_ck)  # a tensor of another shape: not a fine-tune of this base (as amplify refuses it)
             n_mat = sum(1 for t in comparison.modified if t.shape and len(t.shape) == 2)
             task2 = bar.add_task("decomposing changes", total=n_mat)
             result = analyse_delta(ft_ck, base_ck, config, comparison=comparison, on_tensor=lambda: bar.advance(task2))

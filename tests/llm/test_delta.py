@@ -109,3 +109,13 @@ def test_zoo_mlp_variants_are_rank_16(zoo_micro):
         assert res.lora_rank == zoo_micro.manifests[variant]["lora_rank"] == 16, (variant, res.rank_summary)
         mlp = [s for s in res.spectra if s.component.startswith("mlp.")]
         assert mlp and sum(s.lora_rank == 16 for s in mlp) >= 0.75 * len(mlp), [(s.name, s.lora_rank) for s in mlp]
+
+
+def test_cli_delta_refuses_a_base_of_another_shape(planted, tmp_path):
+    """A base whose MLP is wider is no base of this fine-tune: one error (amplify refuses the pair alike), not '0 modified matrices'."""
+    from dormant.cli.main import app
+
+    wide = save_tiny_qwen2(tmp_path / "wide", seed=0, vocab=128, intermediate=144)
+    r = CliRunner().invoke(app, ["delta", str(planted["ft"]), "--base", str(wide), "-o", str(tmp_path / "out"), "--ledger", str(tmp_path / "l.sqlite")])
+    assert r.exit_code != 0 and "shape" in str(r.exception) and "one architecture" in str(r.exception), (r.exit_code, r.output, r.exception)
+    assert not any((tmp_path / "out").iterdir())

@@ -10,6 +10,7 @@ import pytest
 
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.prompts import Prompt
+from dormant.llm.search.candidates import read_candidates
 from dormant.llm.search.portfolio import SearchBudgetError, SearchConfig, search_trigger
 from dormant.llm.search.sweep import sweep_candidates
 from dormant.llm.verify import VerifyConfig, verify_trigger
@@ -113,6 +114,12 @@ def test_a_capped_search_says_it_was_capped_and_keeps_its_candidates(zoo_micro, 
     again = search_trigger(_pair(zoo_micro, "mlp-constant"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
                            SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=4, chunk=16, leaders=1, sweep_coarse_prompts=0, resume=True))
     assert again.resumed == res.n_candidates and again.n_candidates > res.n_candidates
+    assert res.files_note is None and again.files_note is None
+    # a new search into the same file sets the earlier one's candidates aside (and says so) rather than deleting them
+    third = search_trigger(_pair(zoo_micro, "mlp-constant"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
+                           SearchConfig(payload=man["payload"], methods=("readout",), budget_s=30, leaders=1))
+    kept = tmp_path / "c.1.previous.jsonl"
+    assert third.files_note == f"an earlier search's candidates were set aside as {kept}" and len(read_candidates(kept)) == again.n_candidates
 
 
 def test_clean_control_nothing_verifies_and_the_output_says_so(zoo_micro, search_prompts, verify_prompts, tmp_path):

@@ -268,7 +268,8 @@ def check_same_tensors(comparison: BaseComparison, ft: Checkpoint, base: Checkpo
         )
     for t in comparison.tensors:
         if t.status == "shape_mismatch":
-            raise ArchitectureMismatch(f"tensor {t.name}: shape {tuple(t.shape)} in {ft.path} vs {tuple(t.shape_base)} in {base.path}")
+            raise ArchitectureMismatch(f"tensor {t.name}: shape {tuple(t.shape)} in {ft.path} vs {tuple(t.shape_base)} in {base.path}; "
+                                       "a fine-tune and its base must share one architecture")
 
 
 AUTO_COPIES_FRACTION = 0.25

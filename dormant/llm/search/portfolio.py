@@ -137,6 +137,7 @@ class SearchResult:
     refined_from: str | None = None
     pieces: dict[str, Any] | None = None  # the words behind the fragments: read from which triggers, the fragments, the best phrases
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
+    files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -160,6 +161,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
     store = CandidateStore(store_path, resume=cfg.resume)
+    files_note = (f"an earlier search's candidates were set aside as {store.set_aside}" if store.set_aside else
+                  f"nothing to resume: no candidates file at {store.path}; a new search" if cfg.resume and not store.resumed else None)
     def objective_for(payload: str | None) -> Objective:
         """The search's objective for ``payload`` (at the start, and again for a refined payload)."""
         return Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
@@ -379,7 +382,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
-                        pieces=pieces, also_verified=also)
+                        pieces=pieces, also_verified=also, files_note=files_note)
 
 
 def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float) -> str:
