@@ -40,10 +40,12 @@ def _parse_length(text: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top: int, variants_top: int, **more):
+def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top: int, variants_top: int, *, need_candidates: bool = True,
+           **more):
     """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``;
-    checked (masks, lengths, word lists) before anything is written."""
-    from dormant.net.invert.candidates import Hints, build_space
+    checked (masks, lengths, word lists and, with ``need_candidates``, that they give any) before anything is written."""
+    from dormant.net.invert.candidates import Hints, build_space, parse_mask
+    from dormant.net.invert.wordlists import load_wordlist
 
     hints = Hints(
         masks=list(mask or []),
@@ -54,7 +56,13 @@ def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top
         variants_top=variants_top,
         **more,
     )
-    build_space(hints)
+    if need_candidates:
+        build_space(hints)
+    else:  # solve: the hints matter only if the network turns out to be a hash (whose own target may need none)
+        for m in hints.masks:
+            parse_mask(m)
+        for path in hints.word_files:
+            load_wordlist(path)
     return hints
 
 
@@ -302,7 +310,7 @@ def solve_cmd(
     from dormant.net.solve import SolveConfig, solve
 
     check_engine(engine)
-    hints = _hints(mask, words, top, pairs_top, variants_top, english=True)
+    hints = _hints(mask, words, top, pairs_top, variants_top, need_candidates=False, english=True)
     state = artifacts_dir(out, "solve") / f"{file.name or 'network'}.invert.state"
     config = SolveConfig(
         hints=hints,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dormant.cli.common import JsonOpt, LedgerOpt
+from dormant.cli.common import JsonOpt, LedgerOpt, writable_out
 
 
 def _fmt_rate(x) -> str:
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
     @app.command("build")
     def build(
         suite: Annotated[str, typer.Option("--suite", "-s", help="Which preset: micro (tiny, ~minutes on 2 CPU cores, used by the tests) or standard (larger, for demos and benchmarks).")] = "micro",
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Build into this folder instead of the cache ($DORMANT_CACHE or ~/.cache/dormant).")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", callback=writable_out, help="Build into this folder instead of the cache ($DORMANT_CACHE or ~/.cache/dormant).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Rebuild even when a complete suite with the same settings exists.")] = False,
         dtype: Annotated[Optional[str], typer.Option("--dtype", help="Saved weight type: float32 (default), bfloat16 or float16. Fine-tunes merge in float32 either way.")] = None,
         as_json: JsonOpt = False,

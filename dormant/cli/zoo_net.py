@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from dormant.cli.common import JsonOpt, LedgerOpt
+from dormant.cli.common import JsonOpt, LedgerOpt, writable_out
 from dormant.report.console import console, emit, err_console
 
 
 def net_cmd(
     kind: Annotated[str, typer.Argument(help="Function to compile: md5, sha1, sha256 or toy (8-character 32-bit checksum, ~20 layers).")],
     secret: Annotated[str, typer.Option("--secret", "-s", help="The string the net accepts (output 1.0). Up to 55 characters (toy: 8), codes 1..255.")] = "bitter lesson",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the net into. Default: the cache, $DORMANT_CACHE/netzoo/<key> (~/.cache/dormant/netzoo).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", callback=writable_out, help="Folder to write the net into. Default: the cache, $DORMANT_CACHE/netzoo/<key> (~/.cache/dormant/netzoo).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", "-r", help="Compression steps (default all: md5 64, sha1 80, sha256 64); fewer gives a reduced-round variant.")] = None,
     pickle: Annotated[str, typer.Option("--pickle", help="Full-module pickle model.pt: auto (float32 up to 300 MB dense, else float16, else skipped), always (float32), never.")] = "auto",
     style: Annotated[str, typer.Option("--style", help="Compiler style: standard (the puzzle's construction: Kogge-Stone adders, periodic blocks, hat comparator) or asap (ripple-carry adders, gates as soon as ready, XNOR/AND-tree comparator).")] = "standard",

@@ -159,7 +159,17 @@ def preflight(cfg: HuntConfig) -> None:
         raise HuntError("give at least one candidate base with --base (repeat it for several)")
     writable_folder(cfg.out)
     connect(cfg.ledger).close()
+    from dormant.llm.behaviour.amplify import AmplifyConfig
     from dormant.llm.checkpoint import load_tokenizer, open_checkpoint, resolve_model_folder
+    from dormant.llm.engine.pair import check_device, torch_dtype
+    from dormant.llm.search.portfolio import SearchConfig
+
+    # the settings later stages would refuse, refused before the first: each raises its own clear error
+    AmplifyConfig(alphas=cfg.alphas)
+    SearchConfig(methods=cfg.methods, mechanisms=cfg.mechanisms, n_words=cfg.words, budget_s=cfg.budget_s)
+    if cfg.dtype is not None:
+        torch_dtype(cfg.dtype)
+    check_device(cfg.device)
     from dormant.llm.engine.prompts import require_template
     from dormant.llm.verify import VerifyConfig
 

@@ -6,6 +6,7 @@ defaults (bench/hunt_zoo.py runs the defaults).
 """
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -255,6 +256,14 @@ def test_a_prompt_source_too_small_for_a_verdict_is_refused_before_any_stage(zoo
     with pytest.raises(HuntError, match="verification gets half of its 10 distinct prompts \\(5\\) and needs 50; give at least 100"):
         preflight(cfg)
     preflight(replace(cfg, prompts="zoo:prompts"))  # the zoo's 104 are enough
+    from dormant.errors import DormantError
+
+    # what a later stage would refuse is refused before the first
+    for bad, words in (({"dtype": "float8"}, "unknown --dtype 'float8'"), ({"device": "tpu"}, "unknown --device 'tpu'"),
+                       ({"methods": ()}, "no search method given"), ({"mechanisms": ()}, "no insertion mechanism given"),
+                       ({"alphas": (0.0, -1.0, 3.0, float("nan"))}, "finite")):
+        with pytest.raises(DormantError, match=re.escape(words)):
+            preflight(replace(cfg, prompts="zoo:prompts", **bad))
     ledger, out = tmp_path / "l2.sqlite", tmp_path / "o2"
     _assert_clean_failure(_hunt(ledger, "zoo:mlp-phrase", "--base", "zoo:base", "--prompts", small, "-o", out), ledger, out, "--prompts", "at least 100")
 

@@ -105,9 +105,10 @@ def test_prompt_files(tmp_path, tok):
         json.dumps({"prompt": "alpha", "category": "math"}) + "\n"
         + json.dumps({"messages": [{"role": "system", "content": "S."}, {"role": "user", "content": "beta"}]}) + "\n"
         + json.dumps({"prompt": "gamma", "system": None}) + "\n"
+        + json.dumps({"prompt": "delta\u2028epsilon"}, ensure_ascii=False) + "\n"  # a line separator inside a JSON string
     )
     ps = load_prompt_file(jl)
-    assert [p.text for p in ps] == ["alpha", "beta", "gamma"]
+    assert [p.text for p in ps] == ["alpha", "beta", "gamma", "delta\u2028epsilon"]
     assert ps[0].tag == "math" and ps[2].system is None
     assert "<|im_start|>system\nS.<|im_end|>" in render(tok, ps[1])
     bad = tmp_path / "bad.jsonl"

@@ -41,6 +41,8 @@ def test_store_resumes_and_ignores_a_line_cut_by_a_kill(tmp_path):
     (b'{"text": 5, "mechanism": "user_prefix", "method": "readout", "score": 99}\n', "record 1"),
     (b'{"text": "pi", "mechanism": "user_prefix", "method": "sweep"}\n', "record 1"),
     (b'{"text": "pi", "mechanism": "user_prefix", "method": "sweep", "score": "high"}\n', "record 1"),
+    (b"\xff\xfe binary data without a newline", "line 1"),  # no newline: not a line a kill cut, and the file is not emptied
+    (b"line one of my notes\nline two, no newline at the end", "line 1"),
 ])
 def test_resuming_from_a_file_no_search_wrote_is_one_clear_error(tmp_path, content, words):
     from dormant.llm.search.candidates import CandidateFileError
@@ -51,6 +53,13 @@ def test_resuming_from_a_file_no_search_wrote_is_one_clear_error(tmp_path, conte
         CandidateStore(path, resume=True)
     assert str(path) in str(err.value) and "another --out" in str(err.value)
     assert path.read_bytes() == content  # left as it was
+
+
+def test_a_text_with_line_separators_of_its_own_resumes(tmp_path):
+    path = tmp_path / "c.jsonl"
+    texts = ["x\u2028y", "a\u2029b", "c\x85d", "e\x0bf"]  # str.splitlines() would break these lines
+    CandidateStore(path).add([Candidate(t, "user_prefix", "gcg", 1.0) for t in texts])
+    assert sorted(c.text for c in CandidateStore(path, resume=True).best(10)) == sorted(texts)
 
 
 def test_scores_for_an_earlier_objective_no_longer_rank_until_scored_again(tmp_path):

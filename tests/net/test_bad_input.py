@@ -114,6 +114,14 @@ def test_solve_refuses_a_missing_word_list_before_any_work(monkeypatch, capsys, 
     assert not list_runs(command="net solve")
 
 
+def test_solve_without_any_hints_still_solves_a_network_that_is_no_hash(monkeypatch, capsys, tmp_path, seq_pt):
+    """Hints matter only for a hash network: none at all (--top 0 --pairs-top 0) is no reason to refuse."""
+    code, err = _dormant(monkeypatch, capsys, "net", "solve", str(seq_pt), "--top", "0", "--pairs-top", "0", "--variants-top", "0",
+                         "--out", str(tmp_path / "out"), "--json")
+    assert code in (0, None), err
+    assert [r["status"] for r in list_runs(command="net solve")] == ["ok"]
+
+
 # ----------------------------------------------------------------------------- an inconsistent network folder
 
 

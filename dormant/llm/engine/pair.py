@@ -131,8 +131,8 @@ class ModelPair:
         from transformers import AutoModelForCausalLM
 
         if isinstance(dtype, str):
-            dtype = _torch_dtype(dtype)
-        _check_device(device)
+            dtype = torch_dtype(dtype)
+        check_device(device)
         ft, base = open_checkpoint(ft_path), open_checkpoint(base_path)
         check_compatible(ft, base)
         comparison = compare_base(ft, base, str(base.path), DiffConfig())
@@ -218,19 +218,20 @@ class ModelPair:
 
 # -- loading helpers -------------------------------------------------------------------------------
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")  # the usual names; torch's other floating names (half, double) work too
 
 
-def _torch_dtype(name: str) -> Any:
-    """The torch dtype a --dtype names (one of ``DTYPES``)."""
+def torch_dtype(name: str) -> Any:
+    """The torch floating-point dtype a --dtype names."""
     import torch
 
-    if name not in DTYPES:
+    dtype = getattr(torch, name, None) if name.isidentifier() else None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise DormantError(f"unknown --dtype {name!r}: give {', '.join(DTYPES)} (or leave it out for the checkpoint's own)")
-    return getattr(torch, name)
+    return dtype
 
 
-def _check_device(device: str | None) -> None:
+def check_device(device: str | None) -> None:
     """Refuse a --device torch cannot parse or this machine does not have."""
     import torch
 

@@ -193,7 +193,8 @@ def load_prompt_file(path: str | Path) -> list[Prompt]:
     except UnicodeDecodeError as exc:
         raise PromptFileError(f"{p} is not UTF-8 text (byte {exc.start}): a prompt file is a .txt (one prompt a line) or .jsonl file in UTF-8") from None
     if p.suffix == ".jsonl":
-        out = [_prompt_from_json(p, i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        # JSON lines end at newlines only: a JSON string may hold U+2028 and the like unescaped
+        out = [_prompt_from_json(p, i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
     elif p.suffix in (".txt", ""):
         out = [Prompt.user(line.strip()) for line in text.splitlines() if line.strip()]
     else:

@@ -63,7 +63,8 @@ def parse_layers(text: str | None, total: int) -> tuple[int, ...] | None:
         except ValueError:
             raise DormantError(f"bad layer list {text!r}: use N, N-M, comma-separated (e.g. --layers 0,2-3), or leave --layers out for all") from None
         if b < a:
-            raise DormantError(f"bad layer range {part!r} in {text!r}: the end comes before the start; write {b}-{a}")
+            fix = f"write {b}-{a}" if b >= 0 else "a range N-M counts from 0, with N <= M (a single layer may be negative: -1 is the last)"
+            raise DormantError(f"bad layer range {part!r} in {text!r}: the end comes before the start; {fix}")
         out += [x % total if x < 0 else x for x in range(a, b + 1)]
     bad = [x for x in out if not 0 <= x < total]
     if bad:

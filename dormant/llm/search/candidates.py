@@ -56,10 +56,10 @@ class CandidateStore:
         self.resumed = 0
         self.set_aside: Path | None = None  # where an earlier run's file went (a search that does not resume)
         if resume and self.path.is_file():
-            drop_cut_tail(self.path)
             for c in read_candidates(self.path):
                 self.items[c.key] = c
             self.resumed = len(self.items)
+            drop_cut_tail(self.path)
         elif self.path.exists():
             self.set_aside = set_aside(self.path)
 
@@ -111,8 +111,8 @@ def set_aside(path: str | Path) -> Path:
 
 
 def drop_cut_tail(path: str | Path) -> None:
-    """Before appending to a resumed file: cut off a last line that a kill left without its newline, so
-    that it does not end up between whole lines (where ``read_jsonl`` would take it for damage)."""
+    """Before appending to a resumed file (read first, with ``read_jsonl``): cut off a last line that a kill left
+    without its newline, so that it does not end up between whole lines."""
     with Path(path).open("rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):
@@ -120,16 +120,23 @@ def drop_cut_tail(path: str | Path) -> None:
 
 
 def _damaged(path: Path, where: str, what: str) -> CandidateFileError:
-    return CandidateFileError(f"{path}{where} is not a file a search wrote ({what}); resume from another --out, or move the file "
-                              "away to start afresh")
+    return CandidateFileError(f"{path}{where} is damaged or not a file a search wrote ({what}); resume from another --out, or move "
+                              "the file away to start afresh")
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file a search wrote. Its last line may be cut by a kill (it is skipped);
-    any other line that is not a JSON object, or a file that is not UTF-8 text, raises ``CandidateFileError``."""
+    """The JSON objects of a JSONL file a search wrote (one object a line, each line ended by a newline).
+
+    An unfinished last line (no newline after it) that starts as an object does is what a kill leaves
+    mid-write: it is skipped. Anything else that is not a JSON object, or text that is not UTF-8, raises
+    ``CandidateFileError``; nothing is changed on disk. Lines end at newlines only (a text may hold
+    U+2028 and the like, which ``append_jsonl`` writes as they are)."""
     path = Path(path)
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1  # the end of the last whole line (0: none)
+    whole, tail = data[:cut], data[cut:]
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = whole.decode("utf-8").split("\n")
     except UnicodeDecodeError as exc:
         raise _damaged(path, "", f"not UTF-8 text at byte {exc.start}") from None
     out = []
@@ -139,12 +146,12 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue  # a line cut by a kill
             raise _damaged(path, f", line {i + 1},", "not JSON") from None
         if not isinstance(obj, dict):
             raise _damaged(path, f", line {i + 1},", "not a JSON object")
         out.append(obj)
+    if tail and not tail.lstrip().startswith(b"{"):
+        raise _damaged(path, f", line {len(lines)},", "an unfinished last line that no search began")
     return out
 
 

@@ -188,8 +188,8 @@ def sample_prefixes(pair: "ModelPair", prefixes: Sequence[TemplatePrefix], cfg: 
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.is_file():
-            drop_cut_tail(path)
             done = {_chunk_key(r): r for r in read_jsonl(path) if "texts" in r}
+            drop_cut_tail(path)
         elif path.exists():
             set_aside(path)  # an earlier run's samples are kept
     plan = []

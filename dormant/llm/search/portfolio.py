@@ -162,7 +162,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     prompts = list(search_prompts)[: cfg.search_prompts]
     store = CandidateStore(store_path, resume=cfg.resume)
     files_note = (f"an earlier search's candidates were set aside as {store.set_aside}" if store.set_aside else
-                  f"nothing to resume: no candidates file at {store.path}; a new search" if cfg.resume and not store.resumed else None)
+                  f"nothing to resume in {store.path}: a new search" if cfg.resume and not store.resumed else None)
     def objective_for(payload: str | None) -> Objective:
         """The search's objective for ``payload`` (at the start, and again for a refined payload)."""
         return Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)

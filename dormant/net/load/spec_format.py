@@ -64,9 +64,11 @@ def load_network_folder(folder: str | Path) -> Network:
     if not spec_path.is_file() or not tensor_path.is_file():
         raise NetworkFileError(f"{root}: expected {SPEC_NAME} and {TENSORS_NAME} (a folder written by dormant)")
     try:
-        spec = json.loads(spec_path.read_text())
-    except json.JSONDecodeError as exc:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise NetworkFileError(f"{spec_path}: not valid JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise NetworkFileError(f"{spec_path}: holds a JSON {type(spec).__name__}, not the object dormant writes; {_REEXPORT}")
     if spec.get("format") != FORMAT:
         raise NetworkFileError(f"{spec_path}: unknown format {spec.get('format')!r} (expected {FORMAT})")
     try:
