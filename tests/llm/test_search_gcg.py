@@ -300,3 +300,18 @@ def test_search_help_teaches_gcg_and_soft():
     out = " ".join(out.replace("│", " ").split())
     assert "gcg (greedy coordinate gradient" in out and "soft (soft-prompt inversion" in out and "--vocab" in out
     assert "--payload-at anywhere asks for the payload where the fine-tune itself would put it" in out
+
+
+def test_sampled_candidates_are_distinct_one_swap_each_and_in_the_order_drawn():
+    """The round trip's refill keeps the first candidates that pass: sorted ones (torch.unique) would favour
+    small token ids at early positions (measured on mlp-constant over 10 seeds: final loss 3.924 sorted, 3.917 drawn)."""
+    import torch
+
+    from dormant.llm.search.gcg import sample_candidates
+
+    ids = [7, 7, 7, 7, 7, 7]
+    grad = torch.randn(len(ids), 64, generator=torch.Generator().manual_seed(1))
+    out = sample_candidates(ids, grad, torch.ones(len(ids), 64, dtype=torch.bool), 128, 32, 1, torch.Generator().manual_seed(0))
+    assert len({tuple(c) for c in out}) == len(out) > 64 and ids not in out
+    assert all(sum(a != b for a, b in zip(c, ids)) == 1 for c in out)
+    assert out != sorted(out)

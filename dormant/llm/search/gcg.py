@@ -100,7 +100,9 @@ def sample_candidates(ids: list[int], grad, allowed, width: int, topk: int, n_re
     pos = torch.argsort(torch.rand(width, n, generator=gen), dim=1)[:, : min(n_replace, n)]
     val = torch.gather(top[pos], 2, torch.randint(0, k, (width, pos.shape[1], 1), generator=gen)).squeeze(2)
     cand = cur.scatter(1, pos, val)
-    out = torch.unique(cand, dim=0).tolist()
+    # distinct, in the order drawn (torch.unique would sort them, and the round trip's refill, which keeps the
+    # first that pass, would then favour small token ids at early positions)
+    out = [list(c) for c in dict.fromkeys(map(tuple, cand.tolist()))]
     return [c for c in out if c != ids]
 
 
