@@ -114,9 +114,12 @@ def drop_cut_tail(path: str | Path) -> None:
     """Before appending to a resumed file (read first, with ``read_jsonl``): cut off a last line that a kill left
     without its newline, so that it does not end up between whole lines."""
     with Path(path).open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0 or (fh.seek(size - 1) is not None and fh.read(1) == b"\n"):
+            return  # empty, or whole lines only: the usual case reads one byte, not the file again
+        fh.seek(0)
         data = fh.read()
-        if data and not data.endswith(b"\n"):
-            fh.truncate(data.rfind(b"\n") + 1)
+        fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _damaged(path: Path, where: str, what: str) -> CandidateFileError:
