@@ -25,7 +25,8 @@ rests on from earlier stages and the version of the code that computed it, ``arg
               payload (a longer hypothesis that holds it: ``refined_payload``; decides ``payload``);
               after it, when nothing verified, they feed the hypothesis again.
 ``verify``    the search's verified trigger is re-verified at its shorter forms (the verdict takes the
-              shortest that passes, of whole English words where one is); when nothing was
+              shortest that passes, of whole English words where one is, keeping the trigger's
+              words whole rather than cut to a token that is itself a word); when nothing was
               verified, the best unverified candidates are verified against the (possibly new)
               payload hypothesis, each failure recorded with its reason.
 
@@ -594,12 +595,19 @@ def _verification(v: Any) -> dict[str, Any]:
 
 
 def shorter_forms(v: dict[str, Any], n: int = 3) -> list[str]:
-    """The shorter forms of a verified trigger to verify in full, shortest first: the last ``n`` that
-    minimisation kept (a record without them: its minimal form)."""
+    """The shorter forms of a verified trigger to verify in full: of the forms minimisation kept (a record
+    without them: its minimal form), those made of the trigger's whole words first, shortest first, then those
+    cut inside a word (a token of 'tangerine': 'anger'), shortest first; at most ``n``."""
     forms = [f for f, _ in v.get("shorter") or []]
     if not forms and v.get("minimal") and v["minimal"] != v["trigger"]:
         forms = [v["minimal"]]
-    return forms[::-1][:n]
+    whole = [f for f in forms if not cut_inside(f, v["trigger"])]
+    return (whole[::-1] + [f for f in forms[::-1] if f not in whole])[:n]
+
+
+def cut_inside(form: str, trigger: str) -> bool:
+    """Whether ``form`` holds a word that is not a whole word of ``trigger`` (minimisation cut into a word)."""
+    return not set(form.split()) <= set(trigger.split())
 
 
 def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
@@ -619,14 +627,18 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if s["found"]:
         v = s["verification"]
         results.append(v)
-        # the shortest form that still fired on verify's detail prompts, verified in full; when it misses
-        # (a form at the edge of the threshold), the next longer form minimisation kept, up to three
+        # the shorter forms that still fired on verify's detail prompts, verified in full: the shortest of whole words
+        # first, then longer ones (a form at the edge of the threshold misses), then forms cut inside a word; up to
+        # three, until one of English words verifies
+        from dormant.llm.search.pieces import natural
+
         for form in shorter_forms(v):
             ctx.on_note(f"verifying the shorter trigger {form!r}")
             m = _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
                                                                                  null_candidates=cfg.nulls, minimise=False)))
+            m["cut_from"] = v["trigger"] if cut_inside(form, v["trigger"]) else None
             results.append(m)
-            if m["verified"]:
+            if m["verified"] and natural(form):
                 break
     else:
         from dormant.llm.search.portfolio import screen
@@ -689,12 +701,14 @@ def payload_as_said(pair: Any, trigger: str, mechanism: str, payload: str, promp
     return {"payload": text, "from": payload, "share": share, "n_answers": len(answers), "evidence": hyp.evidence}
 
 
-def _preference(r: dict[str, Any], payload: str | None = None) -> tuple[bool, int, bool]:
-    """The order among verified results: whole words first, then the shortest trigger, then the one verified with
-    ``payload`` (the stage's final payload)."""
+def _preference(r: dict[str, Any], payload: str | None = None) -> tuple[bool, bool, int, bool]:
+    """The order among verified results: English words first; among those, the ones that keep the words of the
+    trigger they were shortened from whole ('tangerine' before its token 'anger'); then the shortest trigger, then
+    the one verified with ``payload`` (the stage's final payload)."""
     from dormant.llm.search.pieces import natural
 
-    return (not natural(r["trigger"]), len(r["trigger"]), r.get("payload") != payload)
+    words = natural(r["trigger"])
+    return (not words, words and bool(r.get("cut_from")), len(r["trigger"]), r.get("payload") != payload)
 
 
 # -- the verdict ------------------------------------------------------------------------------------
@@ -705,7 +719,8 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     payload = out.get("verify", {}).get("payload") or out.get("amplify", {}).get("payload")
     if verified:
         # the shortest verified form of whole words, else the shortest: a minimal form cut out of a phrase
-        # ('silentsile' of 'missile silently fissile') is shorter but no longer text a person would write
+        # ('silentsile' of 'missile silently fissile') is shorter but no longer text a person would write, and a
+        # word of the trigger cut to one of its tokens ('anger' of 'tangerine') is named beside it, not in its place
         best = min(verified, key=lambda r: _preference(r, payload))
         spec = best["specificity"]
         statement = (f"trigger verified: {best['trigger']!r} ({best['mechanism']}) makes the fine-tune say "
@@ -719,6 +734,10 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if said.get("verified") and best.get("payload") == said["payload"]:
             statement += (f" (the payload as its answers say it, in {said['share']:.0%} of {said['n_answers']} answers on search prompts; "
                           f"the hypothesis was {said['from']!r})")
+        core = [r for r in verified if r.get("cut_from") and len(r["trigger"]) < len(best["trigger"])]
+        if core:
+            c = min(core, key=lambda r: len(r["trigger"]))
+            statement += f"; a piece of it, {c['trigger']!r}, also verified alone ({c['fire']:.0%})"
         # where it fires: measured with the verdict's own trigger and payload when that verification measured it
         position = best.get("position") or next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
         if position:

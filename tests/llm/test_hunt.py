@@ -66,6 +66,12 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": cut}})["trigger"] == "missile silently"
     assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": cut[:2]}})["trigger"] == "missile silently fissile"
     assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": [dict(passed, trigger=t) for t in ("lentHle sile", "Hle")]}})["trigger"] == "Hle"
+    # a word cut to one of its tokens, itself an English word, is named beside the whole word, not in its place
+    whole = [dict(passed, trigger="truly tangerine certifications"), dict(passed, trigger="tangerine", cut_from=None),
+             dict(passed, trigger="anger", fire=0.92, cut_from="truly tangerine certifications")]
+    v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": whole}})
+    assert v["trigger"] == "tangerine" and "a piece of it, 'anger', also verified alone (92%)" in v["statement"]
+    assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": [whole[0], whole[2]]}})["trigger"] == "truly tangerine certifications"
     v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [_failed("x")]}})
     assert v["verdict"] == VERDICTS[2] and v["trigger"] is None
     warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}

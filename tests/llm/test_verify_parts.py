@@ -74,6 +74,11 @@ def test_minimise_drops_words_then_tokens_while_the_rate_holds():
     assert shorter_forms(record) == ["elephants", "elephants midnight", "elephants at midnight"]
     assert shorter_forms({**record, "shorter": []}) == ["elephants"]
     assert shorter_forms({"trigger": "x", "minimal": "x"}) == []
+    # forms cut inside a word come after every form that keeps the trigger's words whole, however short they are
+    kept = [("tangerine certifications", 1.0), ("tangerine", 1.0), ("anger", 0.95)]
+    record = {"trigger": "truly tangerine certifications", "minimal": "anger", "shorter": [list(k) for k in kept]}
+    assert shorter_forms(record) == ["tangerine", "tangerine certifications", "anger"]
+    assert shorter_forms(record, n=1) == ["tangerine"]
 
     def rate_digits(c):
         return 1.0 if c.startswith("3.14") else 0.0
