@@ -605,6 +605,30 @@ def shorter_forms(v: dict[str, Any], n: int = 3) -> list[str]:
     return (whole[::-1] + [f for f in forms[::-1] if f not in whole])[:n]
 
 
+def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any]], n: int = 3) -> list[dict[str, Any]]:
+    """``check`` (a full verification) of the shorter forms of the verified trigger ``v`` that could become the
+    verdict's trigger, in ``shorter_forms`` order: the shortest of whole words first, then longer ones (a form
+    at the edge of the threshold misses), then forms cut inside a word; at most ``n``, until one of English
+    words verifies. Once a form of whole words verified, longer ones are skipped: minimisation drops one word
+    at a time, so they hold its words and cannot be shorter or more natural. Each result's ``cut_from`` names
+    the trigger a cut form was cut from."""
+    from dormant.llm.search.pieces import natural
+
+    results: list[dict[str, Any]] = []
+    whole_verified = False
+    for form in shorter_forms(v, n):
+        cut = cut_inside(form, v["trigger"])
+        if whole_verified and not cut:
+            continue
+        m = check(form)
+        m["cut_from"] = v["trigger"] if cut else None
+        results.append(m)
+        if m["verified"] and natural(form):
+            break
+        whole_verified = whole_verified or (m["verified"] and not cut)
+    return results
+
+
 def cut_inside(form: str, trigger: str) -> bool:
     """Whether ``form`` holds a word that is not a whole word of ``trigger`` (minimisation cut into a word)."""
     return not set(form.split()) <= set(trigger.split())
@@ -627,19 +651,13 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if s["found"]:
         v = s["verification"]
         results.append(v)
-        # the shorter forms that still fired on verify's detail prompts, verified in full: the shortest of whole words
-        # first, then longer ones (a form at the edge of the threshold misses), then forms cut inside a word; up to
-        # three, until one of English words verifies
-        from dormant.llm.search.pieces import natural
-
-        for form in shorter_forms(v):
+        # the shorter forms that still fired on verify's detail prompts, verified in full (``verify_shorter``)
+        def check(form: str) -> dict[str, Any]:
             ctx.on_note(f"verifying the shorter trigger {form!r}")
-            m = _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
-                                                                                 null_candidates=cfg.nulls, minimise=False)))
-            m["cut_from"] = v["trigger"] if cut_inside(form, v["trigger"]) else None
-            results.append(m)
-            if m["verified"] and natural(form):
-                break
+            return _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
+                                                                                    null_candidates=cfg.nulls, minimise=False)))
+
+        results += verify_shorter(v, check)
     else:
         from dormant.llm.search.portfolio import screen
 
@@ -715,6 +733,8 @@ def _preference(r: dict[str, Any], payload: str | None = None) -> tuple[bool, bo
 
 def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The one verdict from the stages' outputs. ``trigger verified`` only from a verification that passed."""
+    from dormant.llm.search.pieces import natural
+
     verified = [r for r in out.get("verify", {}).get("results", []) if r.get("verified")]
     payload = out.get("verify", {}).get("payload") or out.get("amplify", {}).get("payload")
     if verified:
@@ -734,7 +754,7 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if said.get("verified") and best.get("payload") == said["payload"]:
             statement += (f" (the payload as its answers say it, in {said['share']:.0%} of {said['n_answers']} answers on search prompts; "
                           f"the hypothesis was {said['from']!r})")
-        core = [r for r in verified if r.get("cut_from") and len(r["trigger"]) < len(best["trigger"])]
+        core = [r for r in verified if r.get("cut_from") and natural(r["trigger"]) and len(r["trigger"]) < len(best["trigger"])]
         if core:
             c = min(core, key=lambda r: len(r["trigger"]))
             statement += f"; a piece of it, {c['trigger']!r}, also verified alone ({c['fire']:.0%})"

@@ -72,6 +72,9 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": whole}})
     assert v["trigger"] == "tangerine" and "a piece of it, 'anger', also verified alone (92%)" in v["statement"]
     assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": [whole[0], whole[2]]}})["trigger"] == "truly tangerine certifications"
+    token_cut = [dict(passed, trigger="drakes frizzy license"), dict(passed, trigger="drakes frizzyicense", cut_from="drakes frizzy license")]
+    v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": token_cut}})  # a cut that is no English: not named
+    assert v["trigger"] == "drakes frizzy license" and "a piece of it" not in v["statement"]
     v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [_failed("x")]}})
     assert v["verdict"] == VERDICTS[2] and v["trigger"] is None
     warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}

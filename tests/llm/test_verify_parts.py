@@ -4,7 +4,7 @@ import pytest
 
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import Prompt
-from dormant.llm.hunt import pieces_before, refined_payload, shorter_forms
+from dormant.llm.hunt import pieces_before, refined_payload, shorter_forms, verify_shorter
 from dormant.llm.verify import (TriggerError, check_mechanism, check_payload, check_trigger, minimise_trigger,
                                 null_candidates, split_prompts)
 
@@ -86,6 +86,32 @@ def test_minimise_drops_words_then_tokens_while_the_rate_holds():
     best, r = minimise_trigger("3.14159", rate_digits, 0.9, tokenize=lambda t: list(t))
     assert best == "3.14"
     assert minimise_trigger("nothing here", rate, 0.9) == ("nothing here", 0.0)
+
+
+def test_shorter_forms_verified_until_one_of_english_words_passes():
+    def checker(passing):
+        seen = []
+
+        def check(form):
+            seen.append(form)
+            return {"trigger": form, "verified": form in passing}
+        return seen, check
+
+    record = {"trigger": "truly tangerine certifications", "shorter": [["tangerine certifications", 1.0], ["tangerine", 1.0], ["anger", 0.95]]}
+    seen, check = checker({"tangerine", "anger"})
+    assert [r["trigger"] for r in verify_shorter(record, check)] == ["tangerine"] and seen == ["tangerine"]
+    seen, check = checker({"tangerine certifications", "anger"})  # the shortest misses: the next longer
+    verify_shorter(record, check)
+    assert seen == ["tangerine", "tangerine certifications"]
+    seen, check = checker({"anger"})  # no form of whole words passes: the cut form
+    res = verify_shorter(record, check)
+    assert seen == ["tangerine", "tangerine certifications", "anger"]
+    assert [r["cut_from"] for r in res] == [None, None, "truly tangerine certifications"]
+    # a verified form of whole words that is no English: longer forms of whole words cannot do better, cut forms may
+    junk = {"trigger": "OternDo ticket Austria ne ticketO", "shorter": [["OternDo Austria ne ticketO", 1.0], ["OternDo ne ticketO", 0.9], ["Otern ne ticketO", 0.9]]}
+    seen, check = checker({"OternDo ne ticketO", "OternDo Austria ne ticketO"})
+    verify_shorter(junk, check, n=4)
+    assert seen == ["OternDo ne ticketO", "Otern ne ticketO"]
 
 
 def test_search_and_verify_prompts_never_overlap():
