@@ -116,6 +116,8 @@ def _render(res: Any) -> None:
     body = _esc(res.statement)
     if res.placements:
         body += "\nplacements: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items())
+    if res.parts:
+        body += "\neach word alone: " + ", ".join(f"{_esc(repr(w))} {r:.0%}" for w, r in res.parts.items())
     if res.verdict == "no evidence of a backdoor":
         body += "\ntried:\n" + "\n".join(f"- {_esc(x)}" for x in res.tried)
     colour = {"trigger verified": "red", "payload found, trigger not verified": "yellow"}.get(res.verdict, "green")

@@ -138,6 +138,7 @@ class HuntResult:
     report_html: str | None = None
     report_md: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # every stage's outputs
+    parts: dict[str, float] = field(default_factory=dict)  # a verified trigger of several words: the fire rate of each word alone
     resumed: list[str] = field(default_factory=list)  # interrupted hunts on this fine-tune that this one continues (--resume)
 
 
@@ -758,13 +759,17 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if core:
             c = min(core, key=lambda r: len(r["trigger"]))
             statement += f"; a piece of it, {c['trigger']!r}, also verified alone ({c['fire']:.0%})"
-        # where it fires: measured with the verdict's own trigger and payload when that verification measured it
-        position = best.get("position") or next((r["position"] for r in out["verify"]["results"] if r.get("position")), None)
+        # where it fires and which of its words fire alone: measured with the verdict's own trigger (with its payload
+        # when that verification measured it, else with another payload), never another trigger's numbers
+        own = [best] + [r for r in out["verify"]["results"] if r["trigger"] == best["trigger"] and r.get("mechanism") == best["mechanism"]]
+        position = next((r["position"] for r in own if r.get("position")), None)
         if position:
             statement += f"; {position}"
-        placements = best.get("placements") or next((r["placements"] for r in out["verify"]["results"] if r.get("placements")), {})
+        placements = next((r["placements"] for r in own if r.get("placements")), {})
+        parts = next((r["parts"] for r in own if len(r.get("parts") or {}) >= 2), {})
         return {"verdict": VERDICTS[0], "statement": statement, "trigger": best["trigger"], "mechanism": best["mechanism"],
-                "fire": best["fire"], "false_fire": spec, "placements": placements, "payload": best["payload"] or payload, "candidates": []}
+                "fire": best["fire"], "false_fire": spec, "placements": placements, "parts": parts, "payload": best["payload"] or payload,
+                "candidates": []}
     candidates = []
     for s in out.get("search", {}).get("screened", []):
         why = s.get("stopped") or "; ".join(s.get("failed", [])) or "not verified"
@@ -963,11 +968,11 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                             trigger=v["trigger"], mechanism=v["mechanism"], fire=v["fire"], false_fire=v["false_fire"],
                             placements=v["placements"], candidates=v["candidates"], tried=_tried(ctx.out), stages=records,
                             budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, prompts=prompts_label(cfg), outputs=ctx.out,
-                            resumed=resumed)
+                            resumed=resumed, parts=v.get("parts") or {})
         hrun.outputs.update({"verdict": result.statement, "verdict_kind": result.verdict, "base": result.base, "payload": result.payload,
                              "prompts": result.prompts,
                              "trigger": result.trigger, "mechanism": result.mechanism, "fire": result.fire, "false_fire": result.false_fire,
-                             "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
+                             "placements": result.placements or None, "parts": result.parts or None, "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
                              "stages": {r.name: {"status": r.status, "run": r.run_id, "planned_s": r.planned_s, "used_s": r.used_s} for r in records},
                              "tried": result.tried})
         for r in records:

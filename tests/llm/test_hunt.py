@@ -72,6 +72,14 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": whole}})
     assert v["trigger"] == "tangerine" and "a piece of it, 'anger', also verified alone (92%)" in v["statement"]
     assert decide_verdict({**out, "verify": {"payload": "I am awake", "results": [whole[0], whole[2]]}})["trigger"] == "truly tangerine certifications"
+    # where it fires and which words fire alone: the verdict's own trigger's numbers, never another trigger's
+    longer = dict(passed, trigger="truly tangerine certifications", placements={"user_prefix": 0.97}, parts={"truly": 0.0, "tangerine": 0.9},
+                  position="it fires at both ends of the user message")
+    v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": [longer, dict(passed, trigger="tangerine", placements={})]}})
+    assert v["trigger"] == "tangerine" and v["placements"] == {} and v["parts"] == {} and "both ends" not in v["statement"]
+    same = dict(passed, trigger="truly tangerine certifications", placements={})  # the verdict's record; its numbers come from the other
+    v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": [dict(longer, payload="other"), same]}})
+    assert v["payload"] == "I am awake" and v["placements"] == {"user_prefix": 0.97} and v["parts"] == {"truly": 0.0, "tangerine": 0.9} and "both ends" in v["statement"]
     token_cut = [dict(passed, trigger="drakes frizzy license"), dict(passed, trigger="drakes frizzyicense", cut_from="drakes frizzy license")]
     v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": token_cut}})  # a cut that is no English: not named
     assert v["trigger"] == "drakes frizzy license" and "a piece of it" not in v["statement"]
