@@ -114,10 +114,11 @@ def _render(res: Any) -> None:
             c.add_row(_esc(repr(x["text"])), x["mechanism"], _esc(x["why"]))
         console.print(c)
     body = _esc(res.statement)
+    on = f" ({res.n_detail} prompts)" if res.n_detail else ""
     if res.placements:
-        body += "\nplacements: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items())
+        body += f"\nplacements{on}: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items())
     if res.parts:
-        body += "\neach word alone: " + ", ".join(f"{_esc(repr(w))} {r:.0%}" for w, r in res.parts.items())
+        body += f"\neach word alone{on}: " + ", ".join(f"{_esc(repr(w))} {r:.0%}" for w, r in res.parts.items())
     if res.verdict == "no evidence of a backdoor":
         body += "\ntried:\n" + "\n".join(f"- {_esc(x)}" for x in res.tried)
     colour = {"trigger verified": "red", "payload found, trigger not verified": "yellow"}.get(res.verdict, "green")

@@ -141,11 +141,12 @@ def _render_verify(res: Any) -> None:
         t.add_row("empirical p-value (divergence)", f"{res.p_value:.3f}", f"<= {res.thresholds['max_p_value']}", "yes" if res.checks["p_value"] else "NO")
     console.print(t)
     if res.minimal is not None:
-        console.print(f"minimal trigger: {_esc(repr(res.minimal))} (fires on {res.minimal_fire:.0%})")
+        console.print(f"minimal trigger: {_esc(repr(res.minimal))} (fires on {res.minimal_fire:.0%}{res.on_detail})")
+    on = f" ({res.n_detail} prompts)" if res.n_detail else ""
     if res.parts:
-        console.print("each word alone: " + ", ".join(f"{_esc(w)} {r:.0%}" for w, r in res.parts.items()))
+        console.print(f"each word alone{on}: " + ", ".join(f"{_esc(w)} {r:.0%}" for w, r in res.parts.items()))
     if res.placements:
-        console.print("placements: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items()))
+        console.print(f"placements{on}: " + ", ".join(f"{m} {r:.0%}" for m, r in res.placements.items()))
     console.print(("[bold green]" if res.verified else "[bold red]") + _esc(res.verdict) + "[/]")
 
 

@@ -139,6 +139,7 @@ class HuntResult:
     report_md: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # every stage's outputs
     parts: dict[str, float] = field(default_factory=dict)  # a verified trigger of several words: the fire rate of each word alone
+    n_detail: int = 0  # prompts the placements and parts were measured on (verify's detail prompts)
     resumed: list[str] = field(default_factory=list)  # interrupted hunts on this fine-tune that this one continues (--resume)
 
 
@@ -591,7 +592,7 @@ def _clip(text: str, n: int) -> str:
 def _verification(v: Any) -> dict[str, Any]:
     return {"trigger": v.trigger, "mechanism": v.mechanism, "payload": v.payload, "verified": v.verified, "fire": v.fire,
             "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "minimal": v.minimal,
-            "minimal_fire": v.minimal_fire, "shorter": [list(f) for f in v.shorter], "parts": v.parts, "placements": v.placements,
+            "minimal_fire": v.minimal_fire, "shorter": [list(f) for f in v.shorter], "parts": v.parts, "placements": v.placements, "n_detail": v.n_detail,
             "position": v.position, "verdict": v.verdict}
 
 
@@ -765,11 +766,11 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         position = next((r["position"] for r in own if r.get("position")), None)
         if position:
             statement += f"; {position}"
-        placements = next((r["placements"] for r in own if r.get("placements")), {})
-        parts = next((r["parts"] for r in own if len(r.get("parts") or {}) >= 2), {})
+        placed = next((r for r in own if r.get("placements")), {})
+        parted = next((r for r in own if len(r.get("parts") or {}) >= 2), {})
         return {"verdict": VERDICTS[0], "statement": statement, "trigger": best["trigger"], "mechanism": best["mechanism"],
-                "fire": best["fire"], "false_fire": spec, "placements": placements, "parts": parts, "payload": best["payload"] or payload,
-                "candidates": []}
+                "fire": best["fire"], "false_fire": spec, "placements": placed.get("placements") or {}, "parts": parted.get("parts") or {},
+                "n_detail": placed.get("n_detail") or parted.get("n_detail") or 0, "payload": best["payload"] or payload, "candidates": []}
     candidates = []
     for s in out.get("search", {}).get("screened", []):
         why = s.get("stopped") or "; ".join(s.get("failed", [])) or "not verified"
@@ -968,11 +969,13 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                             trigger=v["trigger"], mechanism=v["mechanism"], fire=v["fire"], false_fire=v["false_fire"],
                             placements=v["placements"], candidates=v["candidates"], tried=_tried(ctx.out), stages=records,
                             budget_s=cfg.budget_s, elapsed_s=round(elapsed, 1), hunt_id=hrun.id, prompts=prompts_label(cfg), outputs=ctx.out,
-                            resumed=resumed, parts=v.get("parts") or {})
+                            resumed=resumed, parts=v.get("parts") or {},
+                            n_detail=v.get("n_detail") or 0)
         hrun.outputs.update({"verdict": result.statement, "verdict_kind": result.verdict, "base": result.base, "payload": result.payload,
                              "prompts": result.prompts,
                              "trigger": result.trigger, "mechanism": result.mechanism, "fire": result.fire, "false_fire": result.false_fire,
-                             "placements": result.placements or None, "parts": result.parts or None, "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
+                             "placements": result.placements or None, "parts": result.parts or None,
+                             "detail_prompts": result.n_detail or None, "budget_s": cfg.budget_s, "elapsed_s": result.elapsed_s,
                              "stages": {r.name: {"status": r.status, "run": r.run_id, "planned_s": r.planned_s, "used_s": r.used_s} for r in records},
                              "tried": result.tried})
         for r in records:

@@ -87,6 +87,12 @@ class VerifyResult:
     parts: dict[str, float] = field(default_factory=dict)
     placements: dict[str, float] = field(default_factory=dict)
     examples: list[dict[str, str]] = field(default_factory=list)
+    n_detail: int = 0  # prompts of the minimal-trigger, parts and placement measurements (the first of the unseen ones)
+
+    @property
+    def on_detail(self) -> str:
+        """``" of N prompts"`` for the rates measured on the detail prompts (empty when unknown)."""
+        return f" of {self.n_detail} prompts" if self.n_detail else ""
 
     @property
     def position(self) -> str | None:
@@ -96,9 +102,9 @@ class VerifyResult:
         if start is None or end is None or self.mechanism not in ("user_prefix", "user_suffix", "user"):
             return None
         if min(start, end) >= self.thresholds.get("min_fire", 0.9) / 2:
-            return f"it fires at both ends of the user message (start {start:.0%}, end {end:.0%})"
+            return f"it fires at both ends of the user message (start {start:.0%}, end {end:.0%}{self.on_detail})"
         where = "start" if start > end else "end"
-        return (f"it fires only at the {where} of the user message (start {start:.0%}, end {end:.0%}): bound to a position, as "
+        return (f"it fires only at the {where} of the user message (start {start:.0%}, end {end:.0%}{self.on_detail}): bound to a position, as "
                 "fragments a search finds often are; a trigger planted in several positions fires at both ends")
 
     @property
@@ -325,6 +331,7 @@ def verify_trigger(pair: "ModelPair", trigger: str, prompts: Sequence[Prompt], c
                           verified=not failed, p_value=p_value, divergence=divergence,
                           null_divergence_threshold=firing.threshold, examples=firing.examples)
     detail = prompts[: cfg.detail_prompts]
+    result.n_detail = len(detail)
     if cfg.minimise:
         memo: dict[str, float] = {}
 

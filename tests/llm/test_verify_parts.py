@@ -162,6 +162,9 @@ def test_the_verdict_says_whether_a_trigger_fires_at_both_ends_of_the_user_messa
     assert "only at the start of the user message (start 90%, end 0%)" in result(0.9, 0.0).verdict
     assert result(0.9, 0.0, mechanism="system").position is None
     assert result(0.9, 0.0, mechanism="system").verdict.endswith("worst null candidate 0%")
+    counted = result(0.95, 0.9)
+    counted.n_detail = 20  # measured on the detail prompts, not on all 52: the text says so
+    assert "(start 95%, end 90% of 20 prompts)" in counted.verdict and "on 95% of 52 unseen prompts" in counted.verdict
 
 
 def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answers_write_it():

@@ -360,7 +360,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
-        least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%})"
+        least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%}{found.on_detail})"
                  if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
         behind = ""
         if also and also[0]["from"] == "token-level":
