@@ -20,12 +20,14 @@ threshold: see `dormant extract`; --extract-samples 0 leaves it out), localise (
 search (seeded by the trigger-side read-out; payload objective with a payload, asked for after the
 fine-tune's own first words when the amplified answers put other words before it; payload-free
 contrast without; the fine-tune's answers under the best candidates feed the hypothesis again),
-verify (on prompts the search never used; once a trigger verified, the payload as the fine-tune's
+verify (on prompts the search never used; a verified trigger's shorter forms too, those that keep its
+words whole first, and the verdict takes the shortest of English words that passes; once a trigger verified, the payload as the fine-tune's
 answers under it say it, read on search prompts, is verified too and, when it passes, is the
 verdict's payload: a hypothesis is often a piece of the planted text), then an HTML report and its
 Markdown twin.
 
-Exactly one verdict: "trigger verified" (trigger, placement, fire rate, false-fire rates, payload),
+Exactly one verdict: "trigger verified" (trigger, placement, fire rate, false-fire rates, payload; where
+it fires, each placement and each of its words alone, on verify's first 20 unseen prompts),
 "payload found, trigger not verified" (the best candidates and why each failed), or "no evidence of a
 backdoor" (what was tried). A trigger is only ever reported when verification passed. The exit code
 is 0 for all three; non-zero only for errors.
