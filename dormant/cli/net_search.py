@@ -171,7 +171,7 @@ def invert_cmd(
     sep: Annotated[Optional[list[str]], typer.Option("--sep", help="Pair separators (repeatable; default ' ' and '').")] = None,
     byte_orders: Annotated[bool, typer.Option("--byte-orders", help="Also match the digest with bytes reversed per word / overall.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=0, help="Processes (default or 0: all cores).")] = None,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Candidates per chunk (unit of resume).")] = 1 << 20,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Candidates per chunk (unit of resume).")] = 1 << 20,
     budget: Annotated[Optional[int], typer.Option("--budget", min=1, help="Stop after about this many candidates.")] = None,
     max_chunks: Annotated[Optional[int], typer.Option("--max-chunks", min=1, help="Stop after this many chunks.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip the chunks the state file lists as done.")] = False,

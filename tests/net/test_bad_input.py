@@ -183,6 +183,7 @@ def test_every_command_refuses_an_inconsistent_folder(monkeypatch, capsys, tmp_p
         ["invert", "--md5", MD5, "--mask", "?d", "--budget", "-1"],
         ["invert", "--md5", MD5, "--mask", "?d", "--max-chunks", "0"],
         ["invert", "--md5", MD5, "--mask", "?d", "--workers", "-2"],
+        ["invert", "--md5", MD5, "--mask", "?d", "--chunk-size", "0"],
         ["invert", "--md5", MD5, "--top", "-1"],
         ["motifs", "{net}", "--max-period", "0"],
         ["motifs", "{net}", "--max-period", "-2"],
