@@ -44,8 +44,7 @@ def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top
            **more):
     """The preimage search's hints from the options ``invert`` and ``solve`` share, plus ``more``;
     checked (masks, lengths, word lists and, with ``need_candidates``, that they give any) before anything is written."""
-    from dormant.net.invert.candidates import Hints, build_space, parse_mask
-    from dormant.net.invert.wordlists import load_wordlist
+    from dormant.net.invert.candidates import Hints, build_space
 
     hints = Hints(
         masks=list(mask or []),
@@ -56,13 +55,8 @@ def _hints(mask: list[str] | None, words: list[Path] | None, top: int, pairs_top
         variants_top=variants_top,
         **more,
     )
-    if need_candidates:
-        build_space(hints)
-    else:  # solve: the hints matter only if the network turns out to be a hash (whose own target may need none)
-        for m in hints.masks:
-            parse_mask(m)
-        for path in hints.word_files:
-            load_wordlist(path)
+    # solve: the hints matter only if the network turns out to be a hash, so none at all is no error there
+    build_space(hints, allow_empty=not need_candidates)
     return hints
 
 

@@ -762,7 +762,8 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
             statement += f"; a piece of it, {c['trigger']!r}, also verified alone ({c['fire']:.0%})"
         # where it fires and which of its words fire alone: measured with the verdict's own trigger (with its payload
         # when that verification measured it, else with another payload), never another trigger's numbers
-        own = [best] + [r for r in out["verify"]["results"] if r["trigger"] == best["trigger"] and r.get("mechanism") == best["mechanism"]]
+        own = [best] + [r for r in out["verify"]["results"]
+                        if r is not best and r["trigger"] == best["trigger"] and r.get("mechanism") == best["mechanism"]]
         position = next((r["position"] for r in own if r.get("position")), None)
         if position:
             statement += f"; {position}"

@@ -115,8 +115,11 @@ def drop_cut_tail(path: str | Path) -> None:
     without its newline, so that it does not end up between whole lines."""
     with Path(path).open("rb+") as fh:
         size = fh.seek(0, os.SEEK_END)
-        if size == 0 or (fh.seek(size - 1) is not None and fh.read(1) == b"\n"):
-            return  # empty, or whole lines only: the usual case reads one byte, not the file again
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return  # whole lines only: the usual case reads one byte, not the file again
         fh.seek(0)
         data = fh.read()
         fh.truncate(data.rfind(b"\n") + 1)

@@ -359,8 +359,10 @@ def dictionary_space(words: list[str], hints: Hints, name: str) -> Space:
     return space
 
 
-def build_space(hints: Hints) -> Space:
-    """All candidates that ``hints`` ask for, most likely first. Raises ``HintError`` if none."""
+def build_space(hints: Hints, *, allow_empty: bool = False) -> Space:
+    """All candidates that ``hints`` ask for, most likely first. Raises ``HintError`` if none (unless
+    ``allow_empty``: the hints are then only checked, as ``net solve`` does before it knows whether the
+    network is a hash that needs them)."""
     from dormant.net.invert.wordlists import english_words, load_wordlist
 
     space = Space()
@@ -377,6 +379,6 @@ def build_space(hints: Hints) -> Space:
     if hints.uses_english:
         space.extend(dictionary_space(english_words(hints.english_top), hints, "english"))
     space.products = [p for p in space.products if p.size > 0]
-    if not space.products:
+    if not space.products and not allow_empty:
         raise HintError("the hints give no candidates: add a mask, a charset, a word list or the English list")
     return space
