@@ -214,7 +214,7 @@ def delta_cmd(
     ft: Annotated[str, typer.Argument(help="The fine-tuned model: folder, .safetensors file, locally cached Hub id or zoo:NAME.")],
     base: Annotated[str, typer.Option("--base", "-b", help="Its base (find it with `dormant diff`).")],
     top_k: Annotated[int, typer.Option(min=1, help="Singular values computed for matrices larger than --exact-max-dim.")] = 64,
-    exact_max_dim: Annotated[int, typer.Option(min=0, help="Full SVD when the smaller dimension is at most this.")] = 1024,
+    exact_max_dim: Annotated[int, typer.Option(min=0, help="Every singular value (from the Gram matrix of the smaller side) when the smaller dimension is at most this.")] = 1024,
     floor_ratio: Annotated[float, typer.Option(min=0.0, help="Top-k spectra: LoRA rank = singular values above this multiple of the noise edge.")] = 2.0,
     vectors: Annotated[int, typer.Option(min=0, help="Singular vectors read through the vocabulary per module.")] = 2,
     top_tokens: Annotated[int, typer.Option(min=1, help="Tokens listed at each end of each read-out.")] = 20,

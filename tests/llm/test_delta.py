@@ -119,3 +119,22 @@ def test_cli_delta_refuses_a_base_of_another_shape(planted, tmp_path):
     r = CliRunner().invoke(app, ["delta", str(planted["ft"]), "--base", str(wide), "-o", str(tmp_path / "out"), "--ledger", str(tmp_path / "l.sqlite")])
     assert r.exit_code != 0 and "shape" in str(r.exception) and "one architecture" in str(r.exception), (r.exit_code, r.output, r.exception)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_the_exact_spectrum_from_the_gram_matrix_matches_the_svd():
+    from dormant.llm.weights.delta import gram_svd
+
+    g = torch.Generator().manual_seed(2)
+    for shape in ((120, 700), (700, 120)):
+        d = torch.randn(shape[0], 5, generator=g) @ torch.randn(5, shape[1], generator=g) + 1e-4 * torch.randn(*shape, generator=g)
+        u, s, v = gram_svd(d, keep=8, block=256)  # several blocks
+        ref = torch.linalg.svdvals(d.double())
+        assert s.shape == (120,) and u.shape == (shape[0], 8) and v.shape == (shape[1], 8)
+        assert torch.allclose(s.double(), ref, rtol=1e-5, atol=1e-9 * float(ref[0]))
+        # the vectors are singular vectors: d v = s u, orthonormal
+        assert torch.allclose(d @ v, u * s[:8], atol=1e-4 * float(ref[0]))
+        assert torch.allclose(u.mT @ u, torch.eye(8), atol=1e-5) and torch.allclose(v.mT @ v, torch.eye(8), atol=1e-5)
+    z = torch.zeros(10, 30)
+    z[0, 0] = 1.0  # rank one: the vectors of the zero singular values stay zero, not NaN
+    u, s, v = gram_svd(z, keep=3)
+    assert float(s[0]) == 1.0 and torch.isfinite(u).all() and torch.isfinite(v).all() and float(v[:, 1:].abs().sum()) == 0

@@ -2,7 +2,8 @@
 
 For every modified 2-D tensor, ``delta = W_ft - W_base`` is decomposed:
 
-* **spectrum**: all singular values when ``min(shape) <= exact_max_dim`` (``torch.linalg.svd``),
+* **spectrum**: all singular values when ``min(shape) <= exact_max_dim`` (``gram_svd``: the
+  eigenvalues of the float64 Gram matrix of the smaller side),
   otherwise the top ``top_k`` by randomized SVD (``torch.svd_lowrank``, a few power iterations);
 * **effective rank** at 90/95/99% energy: the fewest singular values whose squares hold that
   share of ``||delta||_F^2`` (known exactly from the Frobenius norm even when only the top-k are
@@ -128,11 +129,41 @@ class DeltaResult:
     comparison: BaseComparison = field(repr=False)
 
 
+def gram_svd(delta: torch.Tensor, keep: int, block: int = 8192) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(U_keep, S, V_keep)``: every singular value of ``delta`` and the top ``keep`` singular vectors, from the
+    eigendecomposition of the float64 Gram matrix of its smaller side (accumulated over blocks of ``block``
+    rows of the larger side, so no float64 copy of the whole delta is made). The squares of the singular values
+    are the Gram's eigenvalues, accurate to ~1e-13 of the largest in float64; on a 896 x 4864 delta it takes a
+    fifth of the time of ``torch.linalg.svd`` (``bench/bench_delta_svd.py``). Vectors of singular values
+    below 1e-12 of the largest are left zero (their directions are not determined)."""
+    wide = delta.shape[0] <= delta.shape[1]
+    d = delta if wide else delta.mT  # [small, large]
+    n = d.shape[0]
+    g = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(0, d.shape[1], block):
+        part = d[:, i : i + block].double()
+        g += part @ part.mT
+    evals, evecs = torch.linalg.eigh(g)
+    order = torch.arange(n - 1, -1, -1)
+    s = evals[order].clamp(min=0).sqrt()
+    k = min(keep, n)
+    small = evecs[:, order[:k]]  # [n, k]: the singular vectors on the smaller side
+    large = torch.zeros(d.shape[1], k, dtype=torch.float64)
+    ok = s[:k] > s[0] * 1e-12 if n else s[:k] > 0
+    for i in range(0, d.shape[1], block):
+        large[i : i + block] = d[:, i : i + block].double().mT @ small
+    large[:, ok] /= s[:k][ok]
+    large[:, ~ok] = 0
+    small, large, s = small.to(delta.dtype), large.to(delta.dtype), s.to(delta.dtype)
+    return (small, s, large) if wide else (large, s, small)
+
+
 def singular_decomposition(delta: torch.Tensor, config: DeltaConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """``(U, S, V, exact)``: full SVD for small matrices, randomized top-k otherwise."""
+    """``(U, S, V, exact)``: every singular value for small matrices (``gram_svd``; U and V hold the top
+    ``max(top_k, keep_vectors)`` vectors), the randomized top-k otherwise."""
     if min(delta.shape) <= config.exact_max_dim:
-        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
-        return u, s, vh.mT, True
+        u, s, v = gram_svd(delta, max(config.top_k, config.keep_vectors))
+        return u, s, v, True
     torch.manual_seed(config.seed)
     q = min(config.top_k + 8, min(delta.shape))
     u, s, v = torch.svd_lowrank(delta, q=q, niter=config.niter)
