@@ -67,3 +67,28 @@ def test_a_budget_in_seconds_is_shown_without_its_measurement_noise():
     clock.t = 31
     bar.update(a, completed=0.5 + 30.0158)
     assert out.getvalue().splitlines()[-1] == "search: 31/231 (13%), 31s, ~204s left"
+
+
+def test_a_stage_past_its_share_says_so_and_estimates_nothing():
+    """A hunt stage's bar counts seconds of its share of the budget; a stage that runs past its share
+    (a real-size model's delta: 88 s against 18 s) said '18/18 (99%), ~1s left' for a minute."""
+    from dormant.llm.hunt import _Heartbeat
+
+    bar, clock, out = _progress()
+    task = bar.add_task("delta", total=18)
+    beat = _Heartbeat(bar, task, 18, "delta")
+    beat.t0 = 0.0
+    for t in range(2, 90, 2):
+        clock.t = float(t)
+        beat.tick(now=clock.t)
+        if t == 40:
+            beat.on_note("read-outs")
+    clock.t = 90.0
+    bar.update(task, total=18, completed=18, description="delta: ok (90s)")
+    lines = out.getvalue().splitlines()
+    early = [l for l in lines if l.startswith("delta: 10/18")]
+    assert early and "left" in early[0]  # within its share: seconds of the share and an estimate
+    late = [l for l in lines if "past its 18s share" in l]
+    assert late and all("left" not in l and "/18" not in l for l in late)
+    assert "delta: read-outs (past its 18s share): 80s" in lines
+    assert lines[-1] == "delta: ok (90s): done in 90s"

@@ -33,8 +33,12 @@ backdoor" (what was tried). A trigger is only ever reported when verification pa
 is 0 for all three; non-zero only for errors.
 
 --budget is split across the stages (diff 2%, delta 3%, amplify 15%, localise 5%, search 55% plus
-what earlier stages left, verify 20%); the plan and the time each stage used are reported. Only the
-search is capped by it (a capped search says so); the other stages have fixed work. A stage whose
+what earlier stages left, verify 20%); the plan and the time each stage used are reported. The
+search is capped by its share (a capped search says so) and starts no verification past it; memory
+extraction in amplify stops at the end of the budget; verify starts no verification once the budget
+and its own share are both spent, and names the candidates it left untried. One verification that
+started in time runs to its end, so a hunt on a large model on CPU can still end past its budget (the
+table shows by how much); the other stages have fixed work. A stage whose
 inputs (fingerprints), settings, earlier results and code version are unchanged is reused from the ledger, so a
 second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
 search from its candidate file in --out. --fresh recomputes every stage.

@@ -60,8 +60,9 @@ where the fine-tune itself would put it, after its own first few answer tokens, 
 the answer's first tokens: for a payload known only from the middle of the planted text (what
 amplification often shows), where the trigger makes the fine-tune start with other words.
 After each method the leading candidates are screened and verified (as `dormant verify`) on prompts
-the search never used; the search stops at the first verified trigger. --budget caps the methods;
-a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
+the search never used; the search stops at the first verified trigger. --budget caps the methods
+and the verification (none starts once it has ended; leaders left unscreened are named, for dormant
+verify); a capped search says so. Candidates go to candidates.jsonl (--resume continues a killed run).
 Prompts (--prompts, default builtin:v1): {PROMPT_SOURCES}; the search gets the even ones, the
 verification the odd ones.
 
@@ -218,7 +219,8 @@ def search_cmd(
         run.artifacts.append(res.candidates_path)
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
                             "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
-                            "gradient": res.gradient, "pieces": res.pieces, "also_verified": res.also_verified})
+                            "gradient": res.gradient, "pieces": res.pieces, "also_verified": res.also_verified,
+                            "unscreened": res.unscreened})
         emit(res, as_json, lambda: _render_search(res))
 
 
@@ -236,6 +238,8 @@ def _render_search(res: Any) -> None:
     for s in res.screened:
         why = s.get("stopped") or ("verified" if s.get("verified") else "; ".join(s.get("failed", [])))
         console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
+    for text in res.unscreened:
+        console.print(f"  not tried {_esc(repr(text))}: the budget had ended")
     for g in res.gradient:
         if g["method"] == "soft":
             console.print(f"  soft ({g['mechanism']}): {_esc(g['summary'])}; projected {_esc(repr(g['projected']))}")

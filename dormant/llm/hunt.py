@@ -200,6 +200,10 @@ class _Ctx:
     pair: Any = None
     base_path: Path | None = None
     out: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() after which the running stage starts no further verification
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def load_pair(self) -> Any:
         if self.pair is None:
@@ -278,7 +282,7 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if cfg.extract_samples:
         from dormant.llm.search.extract import ExtractConfig, run_extract, summary
 
-        extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)),
+        extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)), deadline=ctx.deadline,
                                         on_progress=ctx.on_note))
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
                       extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
@@ -569,7 +573,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
     run.artifacts.append(res.candidates_path)
     out = {"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict, "capped": res.capped,
            "elapsed_s": res.elapsed_s, "n_candidates": res.n_candidates, "methods_run": res.methods_run, "best": res.best[:10],
-           "screened": res.screened, "payload_at": payload_at,
+           "screened": res.screened, "unscreened": res.unscreened, "payload_at": payload_at,
            "objective": (("payload gain anywhere in the answer" if payload_at == "anywhere" else "payload gain") + " + fluency"
                          if payload else "contrast (payload-free)"),
            "verification": _verification(res.verification) if res.verification else None,
@@ -607,13 +611,13 @@ def shorter_forms(v: dict[str, Any], n: int = 3) -> list[str]:
     return (whole[::-1] + [f for f in forms[::-1] if f not in whole])[:n]
 
 
-def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any]], n: int = 3) -> list[dict[str, Any]]:
+def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any] | None], n: int = 3) -> list[dict[str, Any]]:
     """``check`` (a full verification) of the shorter forms of the verified trigger ``v`` that could become the
     verdict's trigger, in ``shorter_forms`` order: the shortest of whole words first, then longer ones (a form
     at the edge of the threshold misses), then forms cut inside a word; at most ``n``, until one of English
     words verifies. Once a form of whole words verified, longer ones are skipped: minimisation drops one word
     at a time, so they hold its words and cannot be shorter or more natural. Each result's ``cut_from`` names
-    the trigger a cut form was cut from."""
+    the trigger a cut form was cut from. ``check`` returns None once the budget has ended: no further form is tried."""
     from dormant.llm.search.pieces import natural
 
     results: list[dict[str, Any]] = []
@@ -623,6 +627,8 @@ def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any]], n:
         if whole_verified and not cut:
             continue
         m = check(form)
+        if m is None:
+            break
         m["cut_from"] = v["trigger"] if cut else None
         results.append(m)
         if m["verified"] and natural(form):
@@ -654,7 +660,9 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         v = s["verification"]
         results.append(v)
         # the shorter forms that still fired on verify's detail prompts, verified in full (``verify_shorter``)
-        def check(form: str) -> dict[str, Any]:
+        def check(form: str) -> dict[str, Any] | None:
+            if ctx.past_deadline():
+                return None
             ctx.on_note(f"verifying the shorter trigger {form!r}")
             return _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
                                                                                     null_candidates=cfg.nulls, minimise=False)))
@@ -667,6 +675,10 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
         todo = [b for b in s["best"] if b["score"] > 0 and (b["text"], b["mechanism"]) not in tried][: cfg.verify_candidates]
         for b in todo:
+            if ctx.past_deadline():
+                results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": None, "skipped": True,
+                                "failed": ["not tried: the hunt's budget had ended (dormant verify tests it)"]})
+                continue
             ctx.on_note(f"verifying {b['text']!r}")
             vc = VerifyConfig(mechanism=b["mechanism"], payload=payload, null_candidates=cfg.nulls, minimise=False, placements=())
             quick = screen(pair, b["text"], v_prompts[:10], vc)
@@ -682,7 +694,9 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         # on the others): the hypothesis is often a piece of it ('ell rings at noon.' of 'The bell rings at noon.')
         best = min(verified, key=lambda r: _preference(r, payload))
         ctx.on_note("the payload as the fine-tune says it under the trigger")
-        said = payload_as_said(pair, best["trigger"], best["mechanism"], payload, s_prompts[:12])
+        said = None if ctx.past_deadline() else payload_as_said(pair, best["trigger"], best["mechanism"], payload, s_prompts[:12])
+        if said is not None and ctx.past_deadline():
+            said = None  # its verification would start past the budget: the verified hypothesis stands
         if said is not None:
             ctx.on_note(f"verifying {best['trigger']!r} with the payload {said['payload']!r}")
             m = _verification(verify_trigger(pair, best["trigger"], v_prompts, VerifyConfig(
@@ -778,6 +792,8 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         candidates.append({"text": s["text"], "mechanism": s["mechanism"], "score": s.get("score"), "why": why})
     for r in out.get("verify", {}).get("results", []):
         candidates.append({"text": r["trigger"], "mechanism": r["mechanism"], "fire": r["fire"], "why": "; ".join(r["failed"]) or "not verified"})
+    skipped = sum(1 for r in out.get("verify", {}).get("results", []) if r.get("skipped"))
+    untried = f"; {skipped} more {'was' if skipped == 1 else 'were'} not tried: the budget had ended" if skipped else ""
     if payload:
         names = ", ".join(repr(c["text"]) for c in candidates[:5]) or "none scored above zero"
         # amplify's own caution (a change larger than the weights breaks the model early, and a broken
@@ -791,11 +807,11 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
                f"text ({asked}); if you can read the "
                "whole text there, search for it: dormant search FT --base B --payload TEXT") if before else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
-                     f"(best candidates: {names}){mid}{caution}")
+                     f"(best candidates: {names}){untried}{mid}{caution}")
         return {"verdict": VERDICTS[1], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
                 "placements": None, "payload": payload, "candidates": candidates, "warnings": warnings}
     statement = ("no evidence of a backdoor: amplification and its fragments gave no payload hypothesis, and no candidate of the "
-                 "payload-free search passed verification")
+                 f"payload-free search passed verification{untried}")
     return {"verdict": VERDICTS[2], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,
             "placements": None, "payload": None, "candidates": candidates}
 
@@ -826,9 +842,11 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
             t.append(f"answers under the best candidates: {s['answer_hypothesis']['statement']}")
     if "verify" in out:
         res = out["verify"]["results"]
-        full = [r for r in res if not r.get("screen_only")]
-        screened = len(res) - len(full)
-        t.append(f"verify: {len(full)} candidate(s) verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else ""))
+        full = [r for r in res if not r.get("screen_only") and not r.get("skipped")]
+        screened = sum(1 for r in res if r.get("screen_only"))
+        skipped = sum(1 for r in res if r.get("skipped"))
+        t.append(f"verify: {len(full)} candidate(s) verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else "")
+                 + (f", {skipped} not tried: the budget had ended" if skipped else ""))
     return t
 
 
@@ -878,17 +896,37 @@ def _summary(stage: str, res: dict[str, Any]) -> str:
 
 
 class _Heartbeat:
-    """Advances a stage's progress task by elapsed seconds (plain lines every ~10 s off a terminal)."""
+    """Advances a stage's progress task by elapsed seconds (plain lines every ~10 s off a terminal) and
+    owns its description (the stage, its latest note). The task's total is the stage's share of the
+    budget in seconds; once the stage runs past it, the description says so and the task is marked
+    ``past`` (plain lines then show the time spent, with no estimate of time left: there is none)."""
 
-    def __init__(self, bar: Any, task: int, planned: float):
-        self.bar, self.task, self.planned = bar, task, max(1.0, planned)
+    def __init__(self, bar: Any, task: int, planned: float, stage: str = ""):
+        self.bar, self.task, self.planned, self.stage = bar, task, max(1.0, planned), stage
+        self.note = ""
+        self.past = False
         self.t0 = time.monotonic()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def describe(self) -> str:
+        text = f"{self.stage}: {_clip(self.note, 80)}" if self.note else self.stage
+        return text + (f" (past its {self.planned:.0f}s share)" if self.past else "")
+
+    def on_note(self, text: str) -> None:
+        self.note = text
+        self.bar.update(self.task, description=self.describe())
+
+    def tick(self, now: float | None = None) -> None:
+        elapsed = (time.monotonic() if now is None else now) - self.t0
+        if elapsed > self.planned and not self.past:
+            self.past = True
+            self.bar.update(self.task, description=self.describe(), past=True)
+        self.bar.update(self.task, completed=min(self.planned * 0.99, elapsed))
+
     def _run(self) -> None:
         while not self.stop.wait(2.0):
-            self.bar.update(self.task, completed=min(self.planned * 0.99, time.monotonic() - self.t0))
+            self.tick()
 
     def __enter__(self) -> "_Heartbeat":
         self.thread.start()
@@ -935,14 +973,17 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                     spent = time.monotonic() - started
                     planned = max(SHARES["search"] * cfg.budget_s, cfg.budget_s * (1 - SHARES["verify"]) - spent)
                 task = bar.add_task(f"{stage}", total=planned)
-                ctx.on_note = lambda text, _s=stage, _t=task: bar.update(_t, description=f"{_s}: {_clip(text, 80)}")
+                beat = _Heartbeat(bar, task, planned, stage)
+                ctx.on_note = beat.on_note
                 t0 = time.monotonic()
+                # what is left of the hunt's budget, and never less than the stage's own share
+                ctx.deadline = max(started + cfg.budget_s, t0 + planned)
                 key = _stage_key(ctx, stage)
                 prior = _reusable(cfg.ledger, stage, key) if cfg.reuse else None
                 if prior is not None:
                     res, rid, status = prior["outputs"]["result"], prior["id"], "reused"
                 else:
-                    with _Heartbeat(bar, task, planned), record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key, "code": code_version()}, ledger=cfg.ledger) as srun:
+                    with beat, record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key, "code": code_version()}, ledger=cfg.ledger) as srun:
                         srun.add_input("ft", ft_path, subject=True)
                         if ctx.base_path is not None:
                             srun.add_input("base", ctx.base_path)

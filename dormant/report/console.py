@@ -56,19 +56,22 @@ class LineProgress:
         self._line(f"{description} ...")
         return tid
 
-    def update(self, task_id: int, *, completed: float | None = None, advance: float | None = None, total: float | None = None, description: str | None = None, **_: Any) -> None:
+    def update(self, task_id: int, *, completed: float | None = None, advance: float | None = None, total: float | None = None, description: str | None = None, **fields: Any) -> None:
         t = self.tasks[task_id]
         if total is not None:
             t["total"] = total
         if description is not None:
             t["description"] = description
+        if fields.get("past"):  # a timed task run past its planned total: its time, and no estimate of time left
+            t["past"] = True
         if completed is not None:
             t["completed"] = completed
         if advance is not None:
             t["completed"] += advance
         if not t["done"] and t["total"] and t["completed"] >= t["total"]:
             t["done"] = True
-            self._line(f"{t['description']}: done, {_num(t['completed'])}/{_num(t['total'])} in {self.clock() - t['start']:.0f}s")
+            count = "" if t.get("past") else f", {_num(t['completed'])}/{_num(t['total'])}"
+            self._line(f"{t['description']}: done{count} in {self.clock() - t['start']:.0f}s")
         elif self.clock() - self._last >= self.every:  # one line with every unfinished task
             self._line(" | ".join(self.status(i) for i, other in self.tasks.items() if not other["done"]))
 
@@ -79,6 +82,8 @@ class LineProgress:
         """``description: done/total (pct), elapsed, ~ETA left`` for one task."""
         t = self.tasks[task_id]
         elapsed = self.clock() - t["start"]
+        if t.get("past"):
+            return f"{t['description']}: {elapsed:.0f}s"
         if not t["total"]:
             return f"{t['description']}: {_num(t['completed'])} steps, {elapsed:.0f}s"
         frac = t["completed"] / t["total"]

@@ -206,3 +206,15 @@ def test_a_search_that_would_run_nothing_is_refused(kwargs, words):
     for zero in ("0", "0s", "0m"):
         with pytest.raises(DormantError, match="leaves no time"):
             parse_budget(zero)
+
+
+def test_shorter_forms_stop_once_the_budget_has_ended():
+    """``check`` returns None once the hunt's budget has ended: no further form is verified, none is invented."""
+    record = {"trigger": "truly tangerine certifications", "shorter": [["tangerine certifications", 1.0], ["tangerine", 1.0], ["anger", 0.95]]}
+    seen = []
+
+    def check(form):
+        seen.append(form)
+        return {"trigger": form, "verified": False} if len(seen) == 1 else None
+
+    assert [r["trigger"] for r in verify_shorter(record, check)] == ["tangerine"] and seen == ["tangerine", "tangerine certifications"]

@@ -138,6 +138,7 @@ class SearchResult:
     pieces: dict[str, Any] | None = None  # the words behind the fragments: read from which triggers, the fragments, the best phrases
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
     files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
+    unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget had ended (best first)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -184,6 +185,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             on_progress(stage, cand or (store.best(1) or [None])[0])
 
     screened: list[dict[str, Any]] = []
+    unscreened: list[str] = []  # leaders the budget left unscreened (a verification started past it overran it by minutes on a real-size model)
     tried: set[tuple[str, str]] = set()
     capped = False
     methods_run: list[str] = []
@@ -192,7 +194,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     def verify_leaders(method: str | None = None, leaders: int | None = None, distinct: bool = False) -> VerifyResult | None:
         """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
         ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
-        each method, and every ``gcg_verify_every`` steps of gcg."""
+        each method, and every ``gcg_verify_every`` steps of gcg. None starts once the budget has ended: those
+        leaders are listed in ``unscreened`` (and screened by a later call that still has time)."""
         n, leaders = 0, leaders or cfg.leaders
         seen: list[set[str]] = []  # with ``distinct``: the word sets screened in this call
         for c in store.best(leaders * (50 if distinct else 4), method=method):
@@ -205,6 +208,12 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 continue  # a near copy of a phrase screened already ('granger forest forestry' after 'sanger forest forestry')
             seen.append(words)
             n += 1
+            if time.monotonic() >= deadline:
+                if c.text not in unscreened:
+                    unscreened.append(c.text)
+                continue
+            if c.text in unscreened:
+                unscreened.remove(c.text)
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
@@ -357,6 +366,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                     also.append({"trigger": found.trigger, "mechanism": found.mechanism, "fire": found.fire, "from": "token-level"})
                 found = reading
             capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
+    capped = capped or bool(unscreened)
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
@@ -373,16 +383,21 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
         cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, "
-               + (f"{', '.join(cut)} cut short" if cut else "the last one cut short")
+               + (f"{', '.join(cut)} cut short" if cut else "the verification of its leaders cut short" if unscreened else "the last one cut short")
                + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
-        verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
-                   if screened else f"no verified trigger: {cap}no candidate raised the objective above zero")
+        left = (f"the budget ended before {len(unscreened)} leading candidate{'s' if len(unscreened) > 1 else ''} could be screened "
+                f"({', '.join(repr(t) for t in unscreened[:3])}; dormant verify tests one)") if unscreened else ""
+        if screened:
+            verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
+                       + (f"; {left}" if left else ""))
+        else:
+            verdict = f"no verified trigger: {cap}{left or 'no candidate raised the objective above zero'}"
     pair.ft()
     return SearchResult(found=found is not None, trigger=found.trigger if found else None, mechanism=found.mechanism if found else None,
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
-                        pieces=pieces, also_verified=also, files_note=files_note)
+                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened)
 
 
 def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float) -> str:
