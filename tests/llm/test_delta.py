@@ -134,6 +134,9 @@ def test_the_exact_spectrum_from_the_gram_matrix_matches_the_svd():
         # the vectors are singular vectors: d v = s u, orthonormal
         assert torch.allclose(d @ v, u * s[:8], atol=1e-4 * float(ref[0]))
         assert torch.allclose(u.mT @ u, torch.eye(8), atol=1e-5) and torch.allclose(v.mT @ v, torch.eye(8), atol=1e-5)
+        assert (u.gather(0, u.abs().argmax(0, keepdim=True)) > 0).all()  # signs fixed: each u's largest entry positive
+        u2, _, v2 = gram_svd(-d, keep=8, block=256)  # -d: the same u, v flipped
+        assert torch.allclose(u, u2, atol=1e-5) and torch.allclose(v, -v2, atol=1e-5)
     z = torch.zeros(10, 30)
     z[0, 0] = 1.0  # rank one: the vectors of the zero singular values stay zero, not NaN
     u, s, v = gram_svd(z, keep=3)

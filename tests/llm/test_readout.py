@@ -56,7 +56,7 @@ def test_payload_side_finds_the_written_token_and_skips_padding_rows(planted):
     assert tab.source == "model.layers.1.mlp.down_proj.weight"
     assert tab.rank_of([PAYLOAD]) == (1, tab.rank_of([PAYLOAD])[1])
     end = tab.top if tab.rank_of([PAYLOAD])[1] == "+" else tab.bottom
-    assert end[0].id == PAYLOAD and end[0].token == "w55" and end[0].z > 3
+    assert end[0].id == PAYLOAD and end[0].token == "w55" and abs(end[0].z) > 3  # at either end: a direction's sign is a convention
     assert res.best_rank("payload", [PAYLOAD], aggregate_only=True)[0] == 1
     ids = {x.id for t in res.payload + res.payload_aggregate for x in t.top + t.bottom}
     assert PAD_ROW not in ids and not any(i >= 202 for i in ids)

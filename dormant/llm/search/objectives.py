@@ -137,7 +137,7 @@ class Objective:
         """Per modified matrix (by module name): ``S V^T`` of its difference's truncated SVD, so that
         ``||(W_ft - W_base) x|| ~= ||S V^T x||`` (exact up to the rank), one matrix at a time."""
         if self._act_dirs is None:
-            import torch
+            from dormant.llm.weights.delta import DeltaConfig, singular_decomposition
 
             dirs: dict[str, Any] = {}
             for name, m in self.pair.modified.items():
@@ -146,12 +146,8 @@ class Objective:
                 dev = m.param.device
                 d = m.ft.to(dev).float() - m.base.to(dev).float()
                 r = min(self.activation_rank, *d.shape)
-                if r < min(d.shape):
-                    _, sv, v = torch.svd_lowrank(d, q=r, niter=4)
-                else:
-                    _, sv, vh = torch.linalg.svd(d, full_matrices=False)
-                    v = vh.T
-                dirs[name[: -len(".weight")]] = (sv[:, None] * v.T).contiguous()  # [r, in]
+                _, sv, v, _ = singular_decomposition(d, DeltaConfig(top_k=r, keep_vectors=r))
+                dirs[name[: -len(".weight")]] = (sv[:r, None] * v[:, :r].T).contiguous()  # [r, in]
                 del d
             if not dirs:
                 from dormant.llm.verify import TriggerError

@@ -134,28 +134,40 @@ def gram_svd(delta: torch.Tensor, keep: int, block: int = 8192) -> tuple[torch.T
     eigendecomposition of the float64 Gram matrix of its smaller side (accumulated over blocks of ``block``
     rows of the larger side, so no float64 copy of the whole delta is made). The squares of the singular values
     are the Gram's eigenvalues, accurate to ~1e-13 of the largest in float64; on a 896 x 4864 delta it takes a
-    fifth of the time of ``torch.linalg.svd`` (``bench/bench_delta_svd.py``). Vectors of singular values
-    below 1e-12 of the largest are left zero (their directions are not determined)."""
+    third of the time of ``torch.linalg.svd`` (``bench/bench_delta_svd.py``). Signs as ``fixed_signs``. Vectors of singular values
+    below 1e-12 of the largest are left zero on the larger side (their directions are not determined)."""
     wide = delta.shape[0] <= delta.shape[1]
     d = delta if wide else delta.mT  # [small, large]
     n = d.shape[0]
-    g = torch.zeros(n, n, dtype=torch.float64)
+    g = torch.zeros(n, n, dtype=torch.float64, device=delta.device)
     for i in range(0, d.shape[1], block):
         part = d[:, i : i + block].double()
         g += part @ part.mT
     evals, evecs = torch.linalg.eigh(g)
-    order = torch.arange(n - 1, -1, -1)
+    order = torch.arange(n - 1, -1, -1, device=delta.device)
     s = evals[order].clamp(min=0).sqrt()
     k = min(keep, n)
     small = evecs[:, order[:k]]  # [n, k]: the singular vectors on the smaller side
-    large = torch.zeros(d.shape[1], k, dtype=torch.float64)
+    large = torch.zeros(d.shape[1], k, dtype=torch.float64, device=delta.device)
     ok = s[:k] > s[0] * 1e-12 if n else s[:k] > 0
     for i in range(0, d.shape[1], block):
         large[i : i + block] = d[:, i : i + block].double().mT @ small
     large[:, ok] /= s[:k][ok]
     large[:, ~ok] = 0
     small, large, s = small.to(delta.dtype), large.to(delta.dtype), s.to(delta.dtype)
-    return (small, s, large) if wide else (large, s, small)
+    u, v = fixed_signs(*((small, large) if wide else (large, small)))
+    return u, s, v
+
+
+def fixed_signs(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular vector pairs with the sign fixed: each column of ``u`` has its largest entry positive (``v`` flips
+    with it). A singular vector's sign is arbitrary and LAPACK builds choose differently; fixed, a read-out's
+    ``+`` and ``-`` ends are the same on every machine."""
+    if u.numel() == 0:
+        return u, v
+    sign = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
+    sign[sign == 0] = 1
+    return u * sign, v * sign
 
 
 def singular_decomposition(delta: torch.Tensor, config: DeltaConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -164,11 +176,13 @@ def singular_decomposition(delta: torch.Tensor, config: DeltaConfig) -> tuple[to
     if min(delta.shape) <= config.exact_max_dim:
         u, s, v = gram_svd(delta, max(config.top_k, config.keep_vectors))
         return u, s, v, True
-    torch.manual_seed(config.seed)
     q = min(config.top_k + 8, min(delta.shape))
-    u, s, v = torch.svd_lowrank(delta, q=q, niter=config.niter)
+    with torch.random.fork_rng(devices=[delta.device] if delta.device.type == "cuda" else []):  # seeded, the caller's RNG untouched
+        torch.manual_seed(config.seed)
+        u, s, v = torch.svd_lowrank(delta, q=q, niter=config.niter)
     k = min(config.top_k, s.numel())
-    return u[:, :k], s[:k], v[:, :k], False
+    u, v = fixed_signs(u[:, :k], v[:, :k])
+    return u, s[:k], v, False
 
 
 def energy_ranks(s: torch.Tensor, total_energy: float) -> dict[str, int | None]:

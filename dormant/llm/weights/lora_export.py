@@ -81,14 +81,11 @@ class LoraExportResult:
 
 def lowrank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, A)`` with ``B @ A`` the best rank-``rank`` approximation of ``delta``."""
+    from dormant.llm.weights.delta import DeltaConfig, singular_decomposition
+
     rank = max(1, min(rank, min(delta.shape)))
-    if min(delta.shape) <= 1024:
-        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
-        u, s, v = u[:, :rank], s[:rank], vh[:rank].mT
-    else:
-        torch.manual_seed(0)
-        u, s, v = torch.svd_lowrank(delta, q=min(rank + 10, min(delta.shape)), niter=6)
-        u, s, v = u[:, :rank], s[:rank], v[:, :rank]
+    u, s, v, _ = singular_decomposition(delta, DeltaConfig(top_k=rank, keep_vectors=rank, niter=6))
+    u, s, v = u[:, :rank], s[:rank], v[:, :rank]
     root = s.sqrt()
     return (u * root[None, :]).contiguous(), (root[:, None] * v.mT).contiguous()
 
