@@ -159,7 +159,7 @@ def gram_svd(delta: torch.Tensor, keep: int, block: int = 8192) -> tuple[torch.T
     return u, s, v
 
 
-def fixed_signs(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_signs(u: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Singular vector pairs with the sign fixed: each column of ``u`` has its largest entry positive (``v`` flips
     with it). A singular vector's sign is arbitrary and LAPACK builds choose differently; fixed, a read-out's
     ``+`` and ``-`` ends are the same on every machine."""
@@ -167,7 +167,7 @@ def fixed_signs(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.T
         return u, v
     sign = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
     sign[sign == 0] = 1
-    return u * sign, v * sign
+    return u * sign, None if v is None else v * sign
 
 
 def singular_decomposition(delta: torch.Tensor, config: DeltaConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:

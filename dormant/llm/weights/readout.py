@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from dormant.llm.checkpoint import Checkpoint, load_tokenizer
-from dormant.llm.weights.delta import DeltaResult, Spectrum
+from dormant.llm.weights.delta import DeltaResult, Spectrum, fixed_signs
 from dormant.llm.weights.names import INPUT_SIDE, OUTPUT_SIDE, parse_name
 
 
@@ -211,7 +211,7 @@ def _aggregate(columns: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch
     m = torch.cat(columns, dim=1).double()
     u, s, _ = torch.linalg.svd(m, full_matrices=False)
     n = min(n, s.numel())
-    return u[:, :n].float(), s[:n].float()
+    return fixed_signs(u[:, :n])[0].float(), s[:n].float()
 
 
 def _select_layers(spectra: list[Spectrum], comps: set[str], limit: int | None, last: bool) -> list[Spectrum]:
