@@ -1,4 +1,4 @@
-"""Hunt every micro-zoo variant and print, per variant: base picked, payload, trigger and fire rates, verdict, time.
+"""Hunt every micro-zoo variant and print, per variant: base picked, payload, trigger and fire rates, verdict, time, each stage's seconds used of its share.
 
 Each variant is hunted against both candidate bases (base-sibling first, so diff has to choose).
 The planted answer (from the zoo's manifests, which the hunt never reads) is printed beside each
@@ -53,11 +53,12 @@ def main() -> None:
             rows.append((name + (" (system)" if mech == ("system",) else ""), "base" if right_base else Path(res.base).name, f"{res.payload!r}" + (" (planted)" if same else " (near the planted)" if near else ""),
                          repr(res.trigger) if res.trigger else "-", fire, res.verdict,
                          "; ".join(f"{c['text']!r}: {c['why']}" for c in res.candidates[:2]) or "-", f"{dt:.0f}s",
+                         ", ".join(f"{st.name} {st.used_s:.0f}/{st.planned_s:.0f}" for st in res.stages),
                          f"planted: {key.get('trigger')!r} -> {planted!r}"))
             print(" | ".join(rows[-1]), flush=True)
     print()
-    print("| variant | base picked | payload | trigger | fire (false fires) | verdict | best candidates (unverified) | time | planted |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| variant | base picked | payload | trigger | fire (false fires) | verdict | best candidates (unverified) | time | stage s used/planned | planted |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")
 
