@@ -40,7 +40,8 @@ and its own share are both spent, and names the candidates it left untried. One 
 started in time runs to its end, so a hunt on a large model on CPU can still end past its budget (the
 table shows by how much); the other stages have fixed work. A stage whose
 inputs (fingerprints), settings, earlier results and code version are unchanged is reused from the ledger, so a
-second hunt, or one after a kill, redoes nothing finished; --resume also continues an interrupted
+second hunt, or one after a kill, redoes nothing finished (a stage the budget cut short is redone when
+--budget is larger than the one that cut it); --resume also continues an interrupted
 search from its candidate file in --out. --fresh recomputes every stage.
 
 --prompts (default builtin:v1): {PROMPT_SOURCES}. The search and the verification use its even and

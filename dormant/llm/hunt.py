@@ -310,7 +310,7 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
             "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
             "before": before,
-            "extract": extracted["verdict"]}
+            "extract": extracted["verdict"], "extract_capped": bool(extracted.get("capped"))}
 
 
 def pieces_before(payload: str, texts: list[str], hypothesis: str | None) -> list[str]:
@@ -852,14 +852,25 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
 
 # -- stage bookkeeping ------------------------------------------------------------------------------
 
-def _reusable(ledger: Any, stage: str, key: str) -> dict[str, Any] | None:
-    """The newest successful, still valid ledger run of ``stage`` with this key."""
+def _reusable(ledger: Any, stage: str, key: str, budget_s: float | None = None) -> dict[str, Any] | None:
+    """The newest successful, still valid ledger run of ``stage`` with this key; one whose work the budget cut
+    (``cut_by_budget``) only under a budget no larger than the one that cut it (more time buys more work)."""
     from dormant.ledger import list_runs
 
     for r in list_runs(ledger, limit=200, command=stage, check_files=True):
-        if r["status"] == "ok" and (r.get("args") or {}).get("stage_key") == key and not r["invalidated"] and "result" in (r.get("outputs") or {}):
+        args, outputs = r.get("args") or {}, r.get("outputs") or {}
+        if r["status"] == "ok" and args.get("stage_key") == key and not r["invalidated"] and "result" in outputs:
+            if budget_s is not None and cut_by_budget(outputs["result"]) and budget_s > (args.get("budget_s") or 0):
+                continue
             return r
     return None
+
+
+def cut_by_budget(result: dict[str, Any]) -> bool:
+    """Whether a stage's result is short of its work because the budget ended: a capped search or one that left
+    leaders unscreened, memory extraction cut in amplify, candidates verify left untried."""
+    return bool(result.get("capped") or result.get("unscreened") or result.get("extract_capped")
+                or any(r.get("skipped") for r in result.get("results") or []))
 
 
 def _stage_key(ctx: _Ctx, stage: str) -> str:
@@ -979,11 +990,12 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                 # what is left of the hunt's budget, and never less than the stage's own share
                 ctx.deadline = max(started + cfg.budget_s, t0 + planned)
                 key = _stage_key(ctx, stage)
-                prior = _reusable(cfg.ledger, stage, key) if cfg.reuse else None
+                prior = _reusable(cfg.ledger, stage, key, cfg.budget_s) if cfg.reuse else None
                 if prior is not None:
                     res, rid, status = prior["outputs"]["result"], prior["id"], "reused"
                 else:
-                    with beat, record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key, "code": code_version()}, ledger=cfg.ledger) as srun:
+                    with beat, record_run(stage, {"ft": cfg.ft, "hunt": hrun.id, "stage_key": key, "code": code_version(), "budget_s": cfg.budget_s},
+                                                ledger=cfg.ledger) as srun:
                         srun.add_input("ft", ft_path, subject=True)
                         if ctx.base_path is not None:
                             srun.add_input("base", ctx.base_path)

@@ -322,6 +322,28 @@ def test_a_stage_computed_by_other_code_is_not_reused(monkeypatch):
     assert all(a != b for a, b in zip(now, [H._stage_key(ctx, s) for s in H.STAGES]))
 
 
+def test_a_stage_the_budget_cut_is_redone_under_a_larger_budget_only(tmp_path):
+    """A capped search (or a verify that left candidates untried) is reused under the same or a smaller budget; a
+    larger one buys the work the budget cut, so the stage runs again. A stage that finished its work is reused."""
+    from dormant import ledger
+    from dormant.llm.hunt import _reusable
+
+    db = tmp_path / "l.sqlite"
+
+    def stage(name: str, result: dict, budget: float) -> str:
+        with ledger.record_run(name, {"stage_key": f"k-{name}", "budget_s": budget}, ledger=db) as r:
+            r.outputs["result"] = result
+        return r.id
+
+    cut = stage("search", {"found": False, "capped": True}, 300)
+    whole = stage("localise", {"summary": "layers 2, 3"}, 300)
+    untried = stage("verify", {"results": [{"trigger": "x", "skipped": True}]}, 300)
+    assert _reusable(db, "search", "k-search", 300)["id"] == cut and _reusable(db, "search", "k-search", 120)["id"] == cut
+    assert _reusable(db, "search", "k-search", 900) is None
+    assert _reusable(db, "verify", "k-verify", 900) is None and _reusable(db, "verify", "k-verify", 300)["id"] == untried
+    assert _reusable(db, "localise", "k-localise", 900)["id"] == whole
+
+
 def test_resume_finds_the_killed_hunt_by_its_arguments(tmp_path):
     """A hunt killed before it ended never wrote its subject: --resume finds it by the fine-tune it was given."""
     from dormant import ledger
