@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +60,8 @@ def main() -> None:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             planted = man.get("trigger")
             words = [w for w in (planted or "").lower().replace(".", " ").split() if len(w) > 1 or w.isdigit()]
-            held = sum(w in (res.trigger or "").lower() for w in words)
+            # a planted word counts only whole ('blue' is not held by 'blueberries', nor 'and' by 'candle')
+            held = sum(bool(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", (res.trigger or "").lower())) for w in words)
             v = res.verification
             fire = (f"{v.fire:.0%} (base {v.specificity['base_with_trigger']:.0%}, no trigger {v.specificity['ft_without_trigger']:.0%}, "
                     f"null {v.specificity['null_max']:.0%})") if v is not None else "-"
@@ -74,7 +76,7 @@ def main() -> None:
                 method_rows.append((name, m, "ran" if m in res.methods_run else "not run", "verified" if won else "-",
                                     f"{best.text!r} {best.score:.2f}" if best else "-", f"{res.cpu_seconds.get(m, 0):.0f}"))
     print()
-    print("| variant | placement | verified | trigger | planted words held | fire (false fires) | | CPU s | wall s | planted |")
+    print("| variant | placement | verified | trigger | planted words held (whole) | fire (false fires) | | CPU s | wall s | planted |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(x.replace("|", "/").replace("\n", "\\n") for x in r) + " |")
