@@ -132,10 +132,11 @@ class DeltaResult:
 def gram_svd(delta: torch.Tensor, keep: int, block: int = 8192) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U_keep, S, V_keep)``: every singular value of ``delta`` and the top ``keep`` singular vectors, from the
     eigendecomposition of the float64 Gram matrix of its smaller side (accumulated over blocks of ``block``
-    rows of the larger side, so no float64 copy of the whole delta is made). The squares of the singular values
-    are the Gram's eigenvalues, accurate to ~1e-13 of the largest in float64; on a 896 x 4864 delta it takes a
-    third of the time of ``torch.linalg.svd`` (``bench/bench_delta_svd.py``). Signs as ``fixed_signs``. Vectors of singular values
-    below 1e-12 of the largest are left zero on the larger side (their directions are not determined)."""
+    columns of the larger side, so no float64 copy of the whole delta is made). The squares of the singular
+    values are the Gram's eigenvalues, accurate to ~1e-13 of the largest in float64; on a 896 x 4864 delta it
+    takes a third of the time of ``torch.linalg.svd`` (``bench/bench_delta_svd.py``). Signs as ``fixed_signs``.
+    Vectors of singular values below 1e-12 of the largest are left zero on the larger side (their directions
+    are not determined)."""
     wide = delta.shape[0] <= delta.shape[1]
     d = delta if wide else delta.mT  # [small, large]
     n = d.shape[0]
