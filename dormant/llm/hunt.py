@@ -854,19 +854,19 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
 
 def _reusable(ledger: Any, stage: str, key: str, budget_s: float | None = None) -> dict[str, Any] | None:
     """The newest successful, still valid ledger run of ``stage`` with this key; one whose work the budget cut
-    (``cut_by_budget``) only under a budget no larger than the one that cut it (more time buys more work)."""
+    (``stage_cut_by_budget``) only under a budget no larger than the one that cut it (more time buys more work)."""
     from dormant.ledger import list_runs
 
     for r in list_runs(ledger, limit=200, command=stage, check_files=True):
         args, outputs = r.get("args") or {}, r.get("outputs") or {}
         if r["status"] == "ok" and args.get("stage_key") == key and not r["invalidated"] and "result" in outputs:
-            if budget_s is not None and cut_by_budget(outputs["result"]) and budget_s > (args.get("budget_s") or 0):
+            if budget_s is not None and stage_cut_by_budget(outputs["result"]) and budget_s > (args.get("budget_s") or 0):
                 continue
             return r
     return None
 
 
-def cut_by_budget(result: dict[str, Any]) -> bool:
+def stage_cut_by_budget(result: dict[str, Any]) -> bool:
     """Whether a stage's result is short of its work because the budget ended: a capped search or one that left
     leaders unscreened, memory extraction cut in amplify, candidates verify left untried."""
     return bool(result.get("capped") or result.get("unscreened") or result.get("extract_capped")
