@@ -14,7 +14,7 @@ runs it (its worker threads), once with the baseline put in ``gram_svd``'s place
 No absolute-time claims.
 
     .venv/bin/python bench/bench_delta_svd.py                 # 12 matrices, 1 thread
-    .venv/bin/python bench/bench_delta_svd.py --matrices 72 --threads 2
+    .venv/bin/python bench/bench_delta_svd.py --threads 2     # as dormant delta runs on 2 cores (torch's default threads)
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def main() -> None:
     t_svd = t_gram = 0.0
     worst = 0.0
     agree = 0
+    shape = ""
     for name in names:
         d = difference(ft, base, name)
+        shape = shape or "x".join(map(str, d.shape))
         t = time.perf_counter()
         _, s_ref, _ = torch.linalg.svd(d, full_matrices=False)
         t_svd += time.perf_counter() - t
@@ -56,7 +58,6 @@ def main() -> None:
         same = (lora_rank_estimate(s, d.shape)[0] == lora_rank_estimate(s_ref, d.shape)[0]
                 and energy_ranks(s, total) == energy_ranks(s_ref, total))
         agree += same
-    shape = "x".join(map(str, difference(ft, base, names[0]).shape))
     print(f"{len(names)} modified matrices of the real-shape fine-tune (first: {names[0]}, {shape}), {args.threads} thread(s)")
     print(f"  torch.linalg.svd (baseline): {t_svd:.2f}s")
     print(f"  gram_svd:                    {t_gram:.2f}s")
@@ -78,7 +79,8 @@ def main() -> None:
         runs[label] = (time.perf_counter() - t, res.rank_summary)
     delta_mod.gram_svd = ours
     (a, sa), (b, sb) = runs.values()
-    print(f"analyse_delta on all {len(res.spectra)} modified matrices ({delta_mod.DeltaConfig().workers} worker threads): "
+    print(f"analyse_delta on all {len(res.spectra)} modified matrices ({delta_mod.DeltaConfig().workers} worker threads, "
+          f"{args.threads} intra-op thread(s) each): "
           f"baseline {a:.1f}s, gram_svd {b:.1f}s, speed-up {a / b:.2f}x; same summary: {sa == sb} ({sb})")
 
 

@@ -200,7 +200,7 @@ class _Ctx:
     pair: Any = None
     base_path: Path | None = None
     out: dict[str, dict[str, Any]] = field(default_factory=dict)
-    deadline: float | None = None  # time.monotonic() after which the running stage starts no further verification
+    deadline: float | None = None  # time.monotonic() after which the running stage starts no further verification or extraction chunk
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline

@@ -195,7 +195,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
         ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
         each method, and every ``gcg_verify_every`` steps of gcg. None starts once the budget has ended: those
-        leaders are listed in ``unscreened`` (and screened by a later call that still has time)."""
+        leaders are listed in ``unscreened``."""
         n, leaders = 0, leaders or cfg.leaders
         seen: list[set[str]] = []  # with ``distinct``: the word sets screened in this call
         for c in store.best(leaders * (50 if distinct else 4), method=method):
@@ -212,8 +212,6 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if c.text not in unscreened:
                     unscreened.append(c.text)
                 continue
-            if c.text in unscreened:
-                unscreened.remove(c.text)
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
