@@ -27,7 +27,7 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 
 SEARCH_HELP = f"""Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
-Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg,pieces): readout (the
+Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg,climb,pieces): readout (the
 tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
 extraction, as `dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes
 far more often than the base; its trigger-side n-grams and their words are scored with the
@@ -43,11 +43,17 @@ without a payload, of the change activation) to --gcg-width single-token swaps a
 the prompt, and moves to the best; leaders are verified every 10 steps), soft (soft-prompt
 inversion, only when asked: free embeddings optimised for the same value, then projected to the
 nearest allowed tokens; it reports the value before and after projection, and the gap is usually
-large: the optimum lies between tokens), pieces (last, while the budget lasts: the whole words
-behind the letter fragments of the verified trigger, or of gcg's best when none verified: every
-word of the word list and the vocabulary that holds a fragment ('lent' -> 'silent', 'cast' ->
-'castle'), scored alone, then grown into phrases by the beam; its best phrases are verified, and
-one that verifies is reported in place of a token-level trigger, which is kept as also verified).
+large: the optimum lies between tokens), climb (once a trigger verified: gcg from it along the change
+activation alone, which keeps rising toward what the change was trained on where the payload's gain
+has saturated; the whole words it keeps are grown into phrases scored by the objective plus the
+activation, and the best are verified; its best text and most persistent words go to pieces), pieces (last, while the
+budget lasts: the whole words behind the letter fragments of the verified trigger and of what the
+climb kept, or of gcg's best when none verified: every word of the word list and the vocabulary that holds a fragment ('lent' ->
+'silent', 'cast' -> 'castle'), scored alone, then grown into phrases by the beam; its best phrases
+are verified). The climb's and pieces' phrases are verified strongest first (change activation on
+16 search prompts); of the triggers that verified, the one reported is of whole words where one is,
+and of those the one that switches the change on most strongly (a preference, not a proof); the
+others are listed as also verified.
 --vocab limits gcg and soft to printable ascii tokens,
 words (a space then letters) or all real tokens. Objective (--objective):
 payload (log-likelihood gain of the payload under the fine-tune, minus how far the candidate lifts
@@ -155,7 +161,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft; pieces runs last.")] = "readout,extract,sweep,beam,gcg,pieces",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,beam,gcg,climb,pieces",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search (user_prefix, user_suffix, user: both ends, system, ...).")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     payload_at: Annotated[str, typer.Option("--payload-at", help="Where in the answer the payload is asked for: start (its first tokens), or anywhere (after the fine-tune's own first few tokens: for a payload that may be the middle of the planted text; costs about two more passes per candidate).")] = "start",
@@ -219,7 +225,7 @@ def search_cmd(
         run.artifacts.append(res.candidates_path)
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
                             "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
-                            "gradient": res.gradient, "pieces": res.pieces, "also_verified": res.also_verified,
+                            "gradient": res.gradient, "climb": res.climb, "pieces": res.pieces, "also_verified": res.also_verified,
                             "unscreened": res.unscreened})
         emit(res, as_json, lambda: _render_search(res))
 
@@ -246,13 +252,24 @@ def _render_search(res: Any) -> None:
         else:
             console.print(f"  gcg ({g['mechanism']}): {_esc(repr(g['init']))} {g['init_value']:.3g} -> {_esc(repr(g['best']))} "
                           f"{g['best_value']:.3g} in {g['steps']} steps ({g['rejected']} swaps failed re-encoding; stopped: {g['stopped']})")
+    if res.climb is not None:
+        c = res.climb
+        best = ", ".join(f"{_esc(repr(b['text']))} {b['score']:.3g}" for b in c["phrases"][:3]) or "none"
+        console.print(f"  climb: {_esc(repr(c['start']))} -> {_esc(repr(c['best']))}, change activation {c['start_value']:.3g} -> "
+                      f"{c['best_value']:.3g} in {c['steps']} steps (stopped: {c['stopped']}); words kept: {_esc(', '.join(c['words'][:8])) or 'none'}; "
+                      f"best phrases {best}" + (f"; verified {_esc(repr(c['verified']))}" if c.get("verified") else ""))
     if res.pieces is not None:
         p = res.pieces
         best = ", ".join(f"{_esc(repr(b['text']))} {b['score']:.3g}" for b in p["best"][:3]) or "none"
         console.print(f"  pieces: {len(p['fragments'])} fragments of {_esc(repr(p['from'][0]))}, {p['words']} words holding them; "
                       f"best phrases {best}" + (f"; verified {_esc(repr(p['verified']))}" if p.get("verified") else ""))
+        if p.get("of_climb"):
+            q = p["of_climb"]
+            best = ", ".join(f"{_esc(repr(b['text']))} {b['score']:.3g}" for b in q["best"][:3]) or "none"
+            console.print(f"  pieces of the climb: {len(q['fragments'])} fragments of what it kept ({_esc(', '.join(q['from'][:4]))}...), "
+                          f"{q['words']} words holding them; best phrases {best}" + (f"; verified {_esc(repr(q['verified']))}" if q.get("verified") else ""))
     for a in res.also_verified:
-        console.print(f"  also verified: {_esc(repr(a['trigger']))} ({a['mechanism']}, {a['fire']:.0%}; {a['from']})")
+        console.print(f"  also verified: {_esc(repr(a['trigger']))} ({a['mechanism']}, {a['fire']:.0%}; {a['from']}; {_esc(a['why'])})")
     if res.verification is not None:
         _render_verify(res.verification)
     if res.extracted is not None:

@@ -7,12 +7,17 @@ verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and 
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding);
 soft-prompt inversion runs only when asked (``methods`` naming ``soft``). Last, while the budget
-lasts, ``pieces`` reads the whole words behind the fragments of the verified trigger (or, when none
-verified, of GCG's best candidates) and verifies its best phrases: a verified phrase of whole words
-is reported as the trigger in place of a token-level one (which is kept, ``also_verified``), since
-a natural trigger is what was most likely planted and what a user can read. A budget caps the
-methods (checked between chunks, beam steps and GCG steps); a capped search says so. Every
-scored candidate goes to the JSONL store; ``resume`` continues a killed run.
+lasts: ``climb`` follows the change activation alone by GCG from the verified trigger, grows the
+words it keeps into phrases and verifies the best (``dormant.llm.search.climb``); ``pieces`` reads
+the whole words behind the fragments of the verified trigger and of what the climb kept (or, when
+none verified, of GCG's best candidates) and verifies its best phrases. A verified phrase of whole
+words is reported as the trigger in place of a token-level one (which is kept, ``also_verified``),
+since a natural trigger is what was most likely planted and what a user can read; of the verified
+triggers of whole words, the one that switches the change on most strongly (``climb.activation`` on
+the search prompts) is reported, since the payload's gain barely tells them apart (``strongest``;
+see ``climb`` for where this finds the planted text and where not). A budget caps the methods
+(checked between chunks, beam steps and GCG steps); a capped search says so. Every scored
+candidate goes to the JSONL store; ``resume`` continues a killed run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
+from dormant.llm.search.climb import ClimbConfig
 from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
@@ -36,8 +42,8 @@ from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_m
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft", "pieces")
-DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg", "pieces")
+METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft", "climb", "pieces")
+DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg", "climb", "pieces")
 
 
 class SearchBudgetError(DormantError):
@@ -102,6 +108,7 @@ class SearchConfig:
     refine_again: float = 0.4  # share of the time left when gcg starts after which gcg pauses to refine again (0: only before gcg)
     rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
     pieces: PiecesConfig = field(default_factory=PiecesConfig)  # the words behind the fragments of a token-level trigger
+    climb: ClimbConfig = field(default_factory=ClimbConfig)  # from the verified trigger along the change's activation: phrases, and words for pieces
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -136,6 +143,7 @@ class SearchResult:
     payload: str | None = None  # the payload searched for at the end (``refined_from``: the one given, when refined)
     refined_from: str | None = None
     pieces: dict[str, Any] | None = None  # the words behind the fragments: read from which triggers, the fragments, the best phrases
+    climb: dict[str, Any] | None = None  # the climb from the verified trigger: start, best, activations, words kept, phrases, what verified
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
     files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
     unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget had ended (best first)
@@ -191,23 +199,27 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     methods_run: list[str] = []
     gradient: list[dict[str, Any]] = []
 
-    def verify_leaders(method: str | None = None, leaders: int | None = None, distinct: bool = False) -> VerifyResult | None:
+    def verify_leaders(method: str | None = None, leaders: int | None = None, distinct: bool = False,
+                       rank: Callable[[list[Candidate]], list[Candidate]] | None = None) -> VerifyResult | None:
         """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
         ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
-        each method, and every ``gcg_verify_every`` steps of gcg. None starts once the budget has ended: those
-        leaders are listed in ``unscreened``."""
-        n, leaders = 0, leaders or cfg.leaders
-        seen: list[set[str]] = []  # with ``distinct``: the word sets screened in this call
-        for c in store.best(leaders * (50 if distinct else 4), method=method):
-            if n >= leaders:
+        each method, and every ``gcg_verify_every`` steps of gcg. ``rank``: reorders the best ``4 x leaders`` such
+        candidates before the first ``leaders`` are taken. None starts once the budget has ended: those leaders are
+        listed in ``unscreened``."""
+        leaders = leaders or cfg.leaders
+        seen: list[set[str]] = []  # with ``distinct``: the word sets taken in this call
+        pool: list[Candidate] = []
+        for c in store.best(leaders * (50 if distinct else 4) * (4 if rank else 1), method=method):
+            if len(pool) >= leaders * (4 if rank else 1):
                 break
             if (c.text, c.mechanism) in tried or c.score <= 0:
                 continue
             words = set(c.text.lower().split())
             if distinct and any(2 * len(words & w) >= len(words) for w in seen):
-                continue  # a near copy of a phrase screened already ('granger forest forestry' after 'sanger forest forestry')
+                continue  # a near copy of a phrase taken already ('granger forest forestry' after 'sanger forest forestry')
             seen.append(words)
-            n += 1
+            pool.append(c)
+        for c in (rank(pool) if rank and pool else pool)[:leaders]:
             if time.monotonic() >= deadline:
                 if c.text not in unscreened:
                     unscreened.append(c.text)
@@ -338,43 +350,90 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 methods_run.append(method)
                 seconds[method] = round(time.process_time() - m_start, 1)
                 break
-        elif method == "pieces":
-            continue  # after the others (below): it reads their best trigger
+        elif method in ("climb", "pieces"):
+            continue  # after the others (below): they start from their verified trigger
         methods_run.append(method)
         found = verify_leaders()
         seconds[method] = round(time.process_time() - m_start, 1)
         if found:
             break
     pieces: dict[str, Any] | None = None
+    climbed: dict[str, Any] | None = None
     also: list[dict[str, Any]] = []
+    readings: list[tuple[VerifyResult, str]] = []  # further triggers verified after ``found``, each with the method that gave it
+    strength: dict[str, float] = {}  # change activation of the phrases ranked below
+    act_obj = (objective.subset(list(search_prompts)[: max(cfg.climb.rank_prompts, cfg.search_prompts)], mechanism=found.mechanism)
+               if found is not None else None)
+
+    def by_activation(cands: list[Candidate]) -> list[Candidate]:
+        """The strongest first: of phrases that all raise the payload, the ones that switch the change on most
+        (on mlp-word-pair, over 32 prompts, 'silent castle' 0.17, 'fissile missile tensile' 0.11; over 8 others,
+        0.23 for the latter: few prompts make a noisy ranking)."""
+        from dormant.llm.search.climb import activation
+
+        strength.update(zip([c.text for c in cands], activation(act_obj, [c.text for c in cands])))
+        return sorted(cands, key=lambda c: -strength[c.text])
+
+    if found is not None and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
+        from dormant.llm.search.climb import run_climb
+
+        m_start, n_screened = time.process_time(), len(screened)
+        note(f"climb: the change's activation from {found.trigger!r}")
+        weights = dict(objective.weights)
+        weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
+        c = run_climb(objective.variant(mechanism=found.mechanism, weights=weights), found.trigger, store, cfg.climb,
+                      prompts=list(search_prompts)[: max(cfg.climb.prompts, cfg.search_prompts)], deadline=deadline)
+        reading = verify_leaders(method="climb", leaders=cfg.climb.leaders, distinct=True, rank=by_activation) if c.phrases else None
+        climbed = {"start": c.start, "best": c.best_text, "start_value": c.start_value, "best_value": c.best_value, "steps": c.steps,
+                   "stopped": c.stopped, "words": c.words, "phrases": [{"text": p.text, "score": p.score} for p in c.phrases[:5]],
+                   "screened": screened[n_screened:], "verified": reading.trigger if reading else None}
+        if reading is not None:
+            readings.append((reading, "climb"))
+        methods_run.append("climb")
+        seconds["climb"] = round(time.process_time() - m_start, 1)
+        capped = cut_by_budget("climb", c.stopped == "deadline" or time.monotonic() >= deadline) or capped
     if "pieces" in cfg.methods and time.monotonic() < deadline:
-        from_texts = ([found.trigger] if found else
-                      [c.text for c in store.best(len(store), method="gcg") if c.mechanism == objective.mechanism][:3])
-        if from_texts:
-            m_start, n_screened = time.process_time(), len(screened)
-            pieces, reading = _pieces(objective.variant(mechanism=found.mechanism) if found else objective, from_texts, store, cfg,
-                                      deadline, note, verify_leaders)
+        # from the verified trigger; then from what the climb kept: its best text (where it rose) and its most persistent
+        # words (mlp-word-pair: 'cast' stays in the climb's steps but not in its best text; the words behind it give 'castle')
+        kept = (([climbed["best"]] if climbed["best_value"] > climbed["start_value"] else []) + climbed["words"][: cfg.climb.pieces_words]
+                if climbed else [])
+        passes = ([[found.trigger]] + ([kept] if kept else []) if found else
+                  [[c.text for c in store.best(len(store), method="gcg") if c.mechanism == objective.mechanism][:3]])
+        m_start = time.process_time()
+        for k, from_texts in enumerate(passes):
+            if not from_texts or time.monotonic() >= deadline:
+                break
+            n_screened = len(screened)
+            part, reading = _pieces(objective.variant(mechanism=found.mechanism) if found else objective, from_texts, store, cfg,
+                                    deadline, note, verify_leaders, rank=by_activation if found else None)
+            part["screened"] = screened[n_screened:]
+            if k == 0:
+                pieces = part
+            else:
+                pieces["of_climb"] = part  # (its phrases are verified with the first pass's untried ones, strongest first)
+            if reading is not None and found is None:
+                found = reading
+            elif reading is not None:
+                readings.append((reading, "pieces" if k == 0 else "pieces of the climb"))
+        if pieces is not None:
             methods_run.append("pieces")
             seconds["pieces"] = round(time.process_time() - m_start, 1)
-            pieces["screened"] = screened[n_screened:]
-            if reading is not None and found is not None and pieces["natural_already"]:
-                also.append({"trigger": reading.trigger, "mechanism": reading.mechanism, "fire": reading.fire, "from": "pieces"})
-            elif reading is not None:
-                if found is not None:
-                    also.append({"trigger": found.trigger, "mechanism": found.mechanism, "fire": found.fire, "from": "token-level"})
-                found = reading
             capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
+    if found is not None and readings:
+        from dormant.llm.search.climb import activation
+
+        verified = [(found, "verified first")] + readings
+        found, also = strongest(verified, activation(act_obj, [v.trigger for v, _ in verified]))
+    for e in screened:
+        if e["text"] in strength:
+            e["activation"] = strength[e["text"]]
     capped = capped or bool(unscreened)
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
         least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%}{found.on_detail})"
                  if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
-        behind = ""
-        if also and also[0]["from"] == "token-level":
-            behind = f"; it is the whole words behind the fragments of {also[0]['trigger']!r}, which verified too ({also[0]['fire']:.0%})"
-        elif also:
-            behind = f"; {also[0]['trigger']!r}, whole words holding its letters, verified too ({also[0]['fire']:.0%})"
+        behind = "".join(f"; {a['trigger']!r} ({a['from']}) verified too ({a['fire']:.0%}; {a['why']})" for a in also)
         short = _cut_short(capped, cut, [m for m in cfg.methods if m not in methods_run], cfg.budget_s)
         verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}{short}. It works as a trigger; its effect alone cannot tell "
                    "whether it is the one planted (searches often find other strings that force the same payload)")
@@ -395,7 +454,23 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
-                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened)
+                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed)
+
+
+def strongest(verified: list[tuple[VerifyResult, str]], activations: Sequence[float]) -> tuple[VerifyResult, list[dict[str, Any]]]:
+    """Of the verified triggers (each with where it came from, the first verified first) the one reported: whole words
+    before token-level text, then the higher change activation (``activations``, in the same order; ties: the earlier);
+    and the others' ``also_verified`` entries, each with why it was not reported."""
+    from dormant.llm.search.pieces import natural
+
+    order = sorted(range(len(verified)), key=lambda i: (not natural(verified[i][0].trigger), -activations[i], i))
+    top = order[0]
+    also = [{"trigger": verified[i][0].trigger, "mechanism": verified[i][0].mechanism, "fire": verified[i][0].fire, "from": verified[i][1],
+             "activation": activations[i], "reported_activation": activations[top],
+             "why": ("not whole words" if not natural(verified[i][0].trigger) else
+                     f"switches the change on less: activation {activations[i]:.2f} against {activations[top]:.2f}")}
+            for i in order[1:]]
+    return verified[top][0], also
 
 
 def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float) -> str:
@@ -416,9 +491,10 @@ def _pieces_failed(pieces: dict[str, Any] | None) -> str:
 
 
 def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, cfg: SearchConfig, deadline: float,
-            note: Callable[..., None], verify_leaders: Callable[..., VerifyResult | None]) -> tuple[dict[str, Any], VerifyResult | None]:
-    """Run ``pieces`` on ``from_texts`` (with the beam's fluency weight) and verify its best phrases; the first
-    phrase that verifies is returned (the caller keeps a trigger that was whole words already, ``natural_already``)."""
+            note: Callable[..., None], verify_leaders: Callable[..., VerifyResult | None],
+            rank: Callable[[list[Candidate]], list[Candidate]] | None = None) -> tuple[dict[str, Any], VerifyResult | None]:
+    """Run ``pieces`` on ``from_texts`` (with the beam's fluency weight) and verify its best phrases (in ``rank``'s order,
+    when given); the first phrase that verifies is returned (the caller reports one of the verified triggers: ``strongest``)."""
     from dormant.llm.search.pieces import natural, run_pieces, word_pool
 
     weights = dict(objective.weights)
@@ -430,11 +506,11 @@ def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, 
     words = set(pool)
     out: dict[str, Any] = {"from": from_texts, "fragments": res.fragments, "words": sum(len(w) for w in res.words.values()),
                            "best": [{"text": c.text, "score": c.score} for c in res.best[:5]], "verified": None,
-                           "natural_already": all(natural(t, words) for t in from_texts)}
+                           "natural_already": natural(from_texts[0], words)}  # (the verified trigger, when there is one)
     if not res.best or time.monotonic() >= deadline:
         out["skipped"] = "no word holds its fragments" if not res.best else "the budget ended"
         return out, None
-    found = verify_leaders(method="pieces", leaders=cfg.pieces.leaders, distinct=True)
+    found = verify_leaders(method="pieces", leaders=cfg.pieces.leaders, distinct=True, rank=rank)
     if found is not None:
         out["verified"] = found.trigger
     return out, found
@@ -573,4 +649,5 @@ def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: Verif
     return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger",
+           "strongest"]
