@@ -78,5 +78,8 @@ def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_activation_
         acts = [e["activation"] for e in part["screened"]]
         assert acts == sorted(acts, reverse=True) and all(e.get("activation") is not None for e in part["screened"])
     assert res.found and natural(res.trigger) and "sil" in res.trigger.lower(), res.verdict  # whole words, in place of the junk
-    assert res.also_verified[0]["trigger"] == junk and res.also_verified[0]["why"] == "not whole words"
+    # the others are listed, whole words first, each with why: the junk last
+    assert res.also_verified[-1]["trigger"] == junk and res.also_verified[-1]["why"] == "not whole words"
+    for a in res.also_verified[:-1]:
+        assert natural(a["trigger"]) and a["why"].startswith("switches the change on less") and a["activation"] <= a["reported_activation"]
     assert f"{junk!r} (verified first) verified too (" in res.verdict and "; not whole words)" in res.verdict
