@@ -23,7 +23,10 @@ The portfolio verifies the phrases of the climb and of ``pieces`` in the order o
 one of highest activation (``portfolio.strongest``). That is a preference, not a proof: the
 activation grows with length too (on ``mlp-word-pair``, on the search's 4 prompts, 'silent castle'
 0.14, 'allentown silent whole' 0.15, 'allentown silent castle' 0.25), and few prompts make it noisy
-('fissile missile tensile', which fires too, 0.11 over 32 prompts, 0.23 over 8 others).
+('fissile missile tensile', which fires too, 0.11 over 32 prompts, 0.23 over 8 others). Where the
+verified triggers are within a few hundredths of each other it is close to a coin: on
+``late-layers`` 'transformative granger stranger' (0.24) was reported over 'deformation tangerine
+ranger' (0.23); the verdict lists every other verified trigger with its activation.
 """
 
 from __future__ import annotations
