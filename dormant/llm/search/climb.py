@@ -13,10 +13,9 @@ junk. So the words the climb keeps (whole-word tokens of the English list, the m
 its steps first) are grown into phrases by the beam, scored by the search's objective plus the
 activation (stored as method ``climb``; the portfolio verifies the best), and the climb's best text
 and its most persistent words go to ``pieces``, which reads the whole words behind their fragments
-('cast' -> 'castle'). On
-``mlp-constant`` the climb rises to digits that are not pi ('3 h island441493', 1.40, above
-'3.14159', 1.13, on 32 prompts): where the change's own reading does not single out the planted
-text, neither does the climb.
+('cast' -> 'castle'). On ``mlp-constant`` the climb rises to digits that are not pi ('3 h
+island441493', 1.40, above '3.14159', 1.13, on 32 prompts): where the change's own reading does not
+single out the planted text, neither does the climb.
 
 The portfolio verifies the phrases of the climb and of ``pieces`` in the order of their activation
 (on ``rank_prompts`` search prompts), and reports, of the triggers of whole words that verified, the
@@ -26,7 +25,7 @@ activation grows with length too (on ``mlp-word-pair``, on the search's 4 prompt
 ('fissile missile tensile', which fires too, 0.11 over 32 prompts, 0.23 over 8 others). Where the
 verified triggers are within a few hundredths of each other it is close to a coin: on
 ``late-layers`` 'transformative granger stranger' (0.24) was reported over 'deformation tangerine
-ranger' (0.23); the verdict lists every other verified trigger with its activation.
+ranger' (0.23); the verdict lists every other verified trigger and why it was not reported.
 """
 
 from __future__ import annotations
