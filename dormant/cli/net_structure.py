@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -210,8 +211,16 @@ def export_cmd(
         raise OutputFolderError(f"{outdir} is a file, not a folder; give a new or existing folder as OUTDIR")
     with record_run("net export", {"source": str(source), "outdir": str(outdir)}, ledger=ledger) as run:
         _add_input(run, source)
-        net = load_network(source)
-        folder = export_network(net, writable_folder(outdir, "OUTDIR"))
+        created = not outdir.exists()
+        folder = writable_folder(outdir, "OUTDIR")  # before the load: an unwritable folder costs nothing
+        try:
+            net = load_network(source)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # a folder this command made, still empty: nothing is left behind
+            raise
+        folder = export_network(net, folder)
         run.artifacts.append(str(folder))
         result = {"source": str(source), "format": net.fmt, "outdir": str(folder), "layers": len(net.layers), "widths": net.widths, "adapter": net.adapter, "warnings": net.warnings}
         run.outputs.update({"format": net.fmt, "layers": len(net.layers), "outdir": str(folder)})

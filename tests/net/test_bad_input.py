@@ -87,6 +87,26 @@ def test_export_into_an_existing_file(monkeypatch, capsys, tmp_path, seq_pt):
     assert blocker.read_text() == "x"
 
 
+def test_export_refuses_an_unwritable_folder_before_loading_and_leaves_no_folder_after_a_bad_file(monkeypatch, capsys, tmp_path, seq_pt):
+    import dormant.net.load.loaders as loaders
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+
+    def never(*a, **k):
+        raise AssertionError("the network was loaded before OUTDIR was checked")
+
+    monkeypatch.setattr(loaders, "load_network", never)
+    code, err = _dormant(monkeypatch, capsys, "net", "export", str(seq_pt), str(blocker / "sub"))
+    _assert_error(code, err, "cannot be written", "OUTDIR")
+    monkeypatch.undo()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a pickle")
+    code, err = _dormant(monkeypatch, capsys, "net", "export", str(bad), str(tmp_path / "new"))
+    _assert_error(code, err, "bad.pt")
+    assert not (tmp_path / "new").exists()  # the folder it made for the export is gone again
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
