@@ -50,10 +50,12 @@ activation, and the best are verified; its best text and most persistent words g
 budget lasts: the whole words behind the letter fragments of the verified trigger and of what the
 climb kept, or of gcg's best when none verified: every word of the word list and the vocabulary that holds a fragment ('lent' ->
 'silent', 'cast' -> 'castle'), scored alone, then grown into phrases by the beam; its best phrases
-are verified). The climb's and pieces' phrases are verified strongest first (change activation on
-16 search prompts); of the triggers that verified, the one reported is of whole words where one is,
-and of those the one that switches the change on most strongly (a preference, not a proof); the
-others are listed as also verified.
+are verified). The climb's and pieces' phrases are verified strongest first, on 16 search prompts:
+with a payload, by its gain under the fine-tune with the change scaled to 0.7 (where every firing
+string forces the payload about as surely, the one that needs the least of the change); without one,
+by the change activation. Of the triggers that verified, the one reported is of whole words where
+one is, and of those the strongest (a preference, not a proof); the others are listed as also
+verified, with their strength.
 --vocab limits gcg and soft to printable ascii tokens,
 words (a space then letters) or all real tokens. Objective (--objective):
 payload (log-likelihood gain of the payload under the fine-tune, minus how far the candidate lifts

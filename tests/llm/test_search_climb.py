@@ -1,4 +1,4 @@
-"""The climb along the change's activation from a verified trigger, and the choice between two verified triggers."""
+"""The climb along the change's activation from a verified trigger, and the choice between verified triggers (their strength)."""
 
 import random
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import CandidateStore
-from dormant.llm.search.climb import ClimbConfig, activation, path_words, run_climb
+from dormant.llm.search.climb import ClimbConfig, activation, path_words, run_climb, strength
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.portfolio import strongest
 from dormant.zoo.llm import corpus
@@ -44,19 +44,38 @@ def _v(trigger: str, fire: float = 1.0) -> SimpleNamespace:
     return SimpleNamespace(trigger=trigger, mechanism="system", fire=fire)
 
 
-def test_of_the_verified_triggers_whole_words_come_first_then_the_strongest_change_activation():
+def test_of_the_verified_triggers_whole_words_come_first_then_the_strongest():
     first, climb, pieces = _v("diseases blueberries lunchtime"), _v("the blue calm tern owl", 0.96), _v("harbor blueberries bluegrass")
-    top, also = strongest([(first, "verified first"), (climb, "climb"), (pieces, "pieces")], [1.22, 1.35, 1.19])
+    top, also = strongest([(first, "verified first"), (climb, "climb"), (pieces, "pieces")], [14.2, 16.6, 11.8], "payload gain at a = 0.7")
     assert top is climb and [a["trigger"] for a in also] == [first.trigger, pieces.trigger]
-    assert also[0] == {"trigger": first.trigger, "mechanism": "system", "fire": 1.0, "from": "verified first", "activation": 1.22,
-                       "reported_activation": 1.35, "why": "switches the change on less: activation 1.22 against 1.35"}
+    assert also[0] == {"trigger": first.trigger, "mechanism": "system", "fire": 1.0, "from": "verified first", "strength": 14.2,
+                       "reported_strength": 16.6, "strength_of": "payload gain at a = 0.7",
+                       "why": "weaker: payload gain at a = 0.7 14.20 against 16.60"}
     junk = _v("mirror d thease blue frencho0")
-    top, also = strongest([(junk, "verified first"), (pieces, "pieces")], [1.6, 1.19])  # junk may switch it on more: words first
+    top, also = strongest([(junk, "verified first"), (pieces, "pieces")], [20.0, 11.8], "x")  # junk may be stronger: words first
     assert top is pieces and also[0]["why"] == "not whole words"
-    assert strongest([(first, "verified first"), (pieces, "pieces")], [1.0, 1.0])[0] is first  # a tie keeps the earlier
+    assert strongest([(first, "verified first"), (pieces, "pieces")], [1.0, 1.0], "x")[0] is first  # a tie keeps the earlier
 
 
-def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_activation_and_reports_whole_words(zoo_micro, tmp_path):
+def test_a_weakened_fine_tune_orders_the_triggers_its_full_strength_cannot(zoo_micro):
+    """system-trigger (planted 'the blue harbor is calm'): strings the search verified force the payload as surely as the
+    planted phrase under the fine-tune; with its change scaled to 0.7 the planted phrase leads by nats."""
+    pair = ModelPair.load(zoo_micro.models["system-trigger"], zoo_micro.models["base"])
+    prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(3003), 16, MIX)]
+    obj = Objective(pair, prompts, mechanism="system", payload=zoo_micro.manifests["system-trigger"]["payload"], weights={"payload": 1.0})
+    texts = ["the blue harbor is calm", "the blue pay calm owl", "diseases blueberries lunchtime", "drakes frizzy license"]
+    full = [s["payload_ft_gain"] for s in obj.score(texts)]
+    assert max(full) - min(full) < 0.2 and min(full) > 10, full  # all fire: saturated
+    assert [round(g, 3) for g in obj.payload_gain_at(texts, 1.0)] == [round(g, 3) for g in full]  # the same gain at a = 1
+    weak, of = strength(obj, texts)
+    assert of == "payload gain at a = 0.7"
+    assert weak[0] > weak[1] + 0.5 and weak[1] > max(weak[2:]) + 1.0, weak
+    assert pair.current.kind == "ft"  # the view is restored
+    no_payload = Objective(pair, prompts, mechanism="system", weights={"activation": 1.0})
+    assert strength(no_payload, texts[:1]) == ([activation(no_payload, texts[:1])[0]], "change activation")
+
+
+def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_strength_and_reports_whole_words(zoo_micro, tmp_path):
     from dormant.llm.search.candidates import Candidate
     from dormant.llm.search.pieces import PiecesConfig, natural
     from dormant.llm.search.portfolio import SearchConfig, search_trigger
@@ -75,11 +94,11 @@ def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_activation_
     # pieces reads the verified trigger, then what the climb kept
     assert res.pieces["from"] == [junk] and set(res.climb["words"][:8]) <= set(res.pieces["of_climb"]["from"])
     for part in (res.climb, res.pieces, res.pieces["of_climb"]):  # each screened its phrases strongest first
-        acts = [e["activation"] for e in part["screened"]]
-        assert acts == sorted(acts, reverse=True) and all(e.get("activation") is not None for e in part["screened"])
+        got = [e["strength"] for e in part["screened"]]
+        assert got == sorted(got, reverse=True) and all(e.get("strength_of") == "payload gain at a = 0.7" for e in part["screened"])
     assert res.found and natural(res.trigger) and "sil" in res.trigger.lower(), res.verdict  # whole words, in place of the junk
     # the others are listed, whole words first, each with why: the junk last
     assert res.also_verified[-1]["trigger"] == junk and res.also_verified[-1]["why"] == "not whole words"
     for a in res.also_verified[:-1]:
-        assert natural(a["trigger"]) and a["why"].startswith("switches the change on less") and a["activation"] <= a["reported_activation"]
+        assert natural(a["trigger"]) and a["why"].startswith("weaker: payload gain at a = 0.7") and a["strength"] <= a["reported_strength"]
     assert f"{junk!r} (verified first) verified too (" in res.verdict and "; not whole words)" in res.verdict

@@ -17,15 +17,18 @@ and its most persistent words go to ``pieces``, which reads the whole words behi
 island441493', 1.40, above '3.14159', 1.13, on 32 prompts): where the change's own reading does not
 single out the planted text, neither does the climb.
 
-The portfolio verifies the phrases of the climb and of ``pieces`` in the order of their activation
-(on ``rank_prompts`` search prompts), and reports, of the triggers of whole words that verified, the
-one of highest activation (``portfolio.strongest``). That is a preference, not a proof: the
-activation grows with length too (on ``mlp-word-pair``, on the search's 4 prompts, 'silent castle'
-0.14, 'allentown silent whole' 0.15, 'allentown silent castle' 0.25), and few prompts make it noisy
-('fissile missile tensile', which fires too, 0.11 over 32 prompts, 0.23 over 8 others). Where the
-verified triggers are within a few hundredths of each other it is close to a coin: on
-``late-layers`` 'transformative granger stranger' (0.24) was reported over 'deformation tangerine
-ranger' (0.23); the verdict lists every other verified trigger and why it was not reported.
+The portfolio verifies the phrases of the climb and of ``pieces`` strongest first (``strength``, on
+``rank_prompts`` search prompts), and reports, of the triggers of whole words that verified, the
+strongest (``portfolio.strongest``). With a payload the strength is not the activation but the
+payload's gain under a weakened fine-tune (its change scaled to ``ATTENUATION``, 0.7): among
+strings that all fire, how little of the change each needs. It separates them where the activation
+was close to a coin (on ``late-layers``, 32 prompts: 'deformation tangerine ranger' 9.62 against
+'transformative granger stranger' 9.27, where the activation had it 0.23 against 0.24;
+``system-trigger``: the planted 'the blue harbor is calm' 17.75, 'the blue pay calm owl' 16.64,
+'diseases blueberries lunchtime' 14.19, where the full fine-tune's gains are all 17.6-17.7; on
+``mlp-phrase`` the planted phrase 9.85 above three verified look-alikes, 8.17-9.39). It is a preference, not a proof: it grows with length too (on
+``mlp-word-pair`` 'allentown silent castle' 14.63 above 'silent castle' 13.09), and the verdict lists
+every other verified trigger with its strength.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.objectives import Objective
 
 METHOD = "climb"
+# ``strength``: the change's scale at which a payload's gain orders verified triggers (measured: module docstring)
+ATTENUATION = 0.7
+STRENGTH_OF = {"payload": f"payload gain at a = {ATTENUATION:g}", "activation": "change activation"}
 
 
 @dataclass
@@ -118,4 +124,13 @@ def activation(objective: Objective, texts: list[str]) -> list[float]:
     return [s["activation"] for s in objective.variant(weights={"activation": 1.0}).score(texts)]
 
 
-__all__ = ["ClimbConfig", "ClimbResult", "METHOD", "activation", "path_words", "run_climb"]
+def strength(objective: Objective, texts: list[str]) -> tuple[list[float], str]:
+    """How strongly each text triggers the change, and what that number is: with a payload, the payload's gain
+    under the fine-tune with its change scaled to ``ATTENUATION`` (a trigger that needs less of the change
+    scores higher); without one, the change activation."""
+    if objective.payload:
+        return objective.payload_gain_at(texts, ATTENUATION), STRENGTH_OF["payload"]
+    return activation(objective, texts), STRENGTH_OF["activation"]
+
+
+__all__ = ["ATTENUATION", "ClimbConfig", "ClimbResult", "METHOD", "STRENGTH_OF", "activation", "path_words", "run_climb", "strength"]

@@ -275,6 +275,26 @@ class Objective:
                           targets=[pay for _, pay in targets])
         return [float(g.sum()) for g in got]
 
+    @threaded(lambda self, *a, **k: self.pair.model)
+    def payload_gain_at(self, texts: Sequence[str], alpha: float) -> list[float]:
+        """Per text: the payload gain (mean over prompts of the payload's log-likelihood with the text minus
+        without it) under the fine-tune with its change scaled by ``alpha`` (``amp:alpha``; below 1, a weaker
+        fine-tune). Where the full fine-tune's gain has saturated (every firing string forces the payload about
+        as surely), this still orders them: how little of the change a trigger needs."""
+        texts = list(texts)
+        if not self._payload_ids:
+            from dormant.llm.verify import TriggerError
+
+            raise TriggerError("the payload gain needs the payload text: give --payload TEXT")
+        tok, n = self.pair.tokenizer, len(self.prompts)
+        try:
+            self.pair.amplified(alpha)
+            ref = sum(self.payload_logprobs(encode(tok, self.prompts))) / n
+            lps = self.payload_logprobs(encode(tok, [insert_trigger(p, t, self.mechanism) for t in texts for p in self.prompts])) if texts else []
+        finally:
+            self.pair.ft()
+        return [sum(lps[i * n : (i + 1) * n]) / n - ref for i in range(len(texts))]
+
     # -- the pieces ----------------------------------------------------------------------------
     def _model_terms(self, ids: list[list[int]], views: tuple[str, ...] = ("ft", "base")) -> tuple[list[float], list[float], list[float]]:
         """Per sequence: payload log-likelihood under FT and base, and next-token KL(FT || base)

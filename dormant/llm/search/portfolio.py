@@ -13,9 +13,11 @@ the whole words behind the fragments of the verified trigger and of what the cli
 none verified, of GCG's best candidates) and verifies its best phrases. A verified phrase of whole
 words is reported as the trigger in place of a token-level one (which is kept, ``also_verified``),
 since a natural trigger is what was most likely planted and what a user can read; of the verified
-triggers of whole words, the one that switches the change on most strongly (``climb.activation`` on
-the search prompts) is reported, since the payload's gain barely tells them apart (``strongest``;
-see ``climb`` for where this finds the planted text and where not). A budget caps the methods
+triggers of whole words, the strongest (``climb.strength`` on the search prompts: with a payload, its
+gain under the fine-tune with the change scaled to 0.7, i.e. the one that needs the least of the
+change; without one, the change activation) is reported, since the full fine-tune's payload gain
+barely tells them apart (``strongest``; see ``climb`` for where this finds the planted text and
+where not). A budget caps the methods
 (checked between chunks, beam steps and GCG steps); a capped search says so. Every scored
 candidate goes to the JSONL store; ``resume`` continues a killed run.
 """
@@ -361,17 +363,19 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     climbed: dict[str, Any] | None = None
     also: list[dict[str, Any]] = []
     readings: list[tuple[VerifyResult, str]] = []  # further triggers verified after ``found``, each with the method that gave it
-    strength: dict[str, float] = {}  # change activation of the phrases ranked below
+    strength: dict[str, float] = {}  # ``climb.strength`` of the phrases ranked below
+    strength_of = ""
     act_obj = (objective.subset(list(search_prompts)[: max(cfg.climb.rank_prompts, cfg.search_prompts)], mechanism=found.mechanism)
                if found is not None else None)
 
-    def by_activation(cands: list[Candidate]) -> list[Candidate]:
-        """The strongest first: of phrases that all raise the payload, the ones that switch the change on most
-        (on mlp-word-pair, over 32 prompts, 'silent castle' 0.17, 'fissile missile tensile' 0.11; over 8 others,
-        0.23 for the latter: few prompts make a noisy ranking)."""
-        from dormant.llm.search.climb import activation
+    def by_strength(cands: list[Candidate]) -> list[Candidate]:
+        """The strongest first (``climb.strength``): of phrases that all raise the payload, the ones that need the least
+        of the change to do it (without a payload: that switch the change on most)."""
+        from dormant.llm.search.climb import strength as measure
 
-        strength.update(zip([c.text for c in cands], activation(act_obj, [c.text for c in cands])))
+        nonlocal strength_of
+        values, strength_of = measure(act_obj, [c.text for c in cands])
+        strength.update(zip([c.text for c in cands], values))
         return sorted(cands, key=lambda c: -strength[c.text])
 
     if found is not None and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
@@ -383,7 +387,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
         c = run_climb(objective.variant(mechanism=found.mechanism, weights=weights), found.trigger, store, cfg.climb,
                       prompts=list(search_prompts)[: max(cfg.climb.prompts, cfg.search_prompts)], deadline=deadline)
-        reading = verify_leaders(method="climb", leaders=cfg.climb.leaders, distinct=True, rank=by_activation) if c.phrases else None
+        reading = verify_leaders(method="climb", leaders=cfg.climb.leaders, distinct=True, rank=by_strength) if c.phrases else None
         climbed = {"start": c.start, "best": c.best_text, "start_value": c.start_value, "best_value": c.best_value, "steps": c.steps,
                    "stopped": c.stopped, "words": c.words, "phrases": [{"text": p.text, "score": p.score} for p in c.phrases[:5]],
                    "screened": screened[n_screened:], "verified": reading.trigger if reading else None}
@@ -405,7 +409,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 break
             n_screened = len(screened)
             part, reading = _pieces(objective.variant(mechanism=found.mechanism) if found else objective, from_texts, store, cfg,
-                                    deadline, note, verify_leaders, rank=by_activation if found else None)
+                                    deadline, note, verify_leaders, rank=by_strength if found else None)
             part["screened"] = screened[n_screened:]
             if k == 0:
                 pieces = part
@@ -420,13 +424,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             seconds["pieces"] = round(time.process_time() - m_start, 1)
             capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
     if found is not None and readings:
-        from dormant.llm.search.climb import activation
+        from dormant.llm.search.climb import strength as measure
 
         verified = [(found, "verified first")] + readings
-        found, also = strongest(verified, activation(act_obj, [v.trigger for v, _ in verified]))
+        found, also = strongest(verified, *measure(act_obj, [v.trigger for v, _ in verified]))
     for e in screened:
         if e["text"] in strength:
-            e["activation"] = strength[e["text"]]
+            e.update(strength=strength[e["text"]], strength_of=strength_of)
     capped = capped or bool(unscreened)
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
@@ -457,18 +461,18 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed)
 
 
-def strongest(verified: list[tuple[VerifyResult, str]], activations: Sequence[float]) -> tuple[VerifyResult, list[dict[str, Any]]]:
+def strongest(verified: list[tuple[VerifyResult, str]], strengths: Sequence[float], strength_of: str) -> tuple[VerifyResult, list[dict[str, Any]]]:
     """Of the verified triggers (each with where it came from, the first verified first) the one reported: whole words
-    before token-level text, then the higher change activation (``activations``, in the same order; ties: the earlier);
-    and the others' ``also_verified`` entries, each with why it was not reported."""
+    before token-level text, then the stronger (``strengths``, in the same order, of ``climb.strength``, which
+    ``strength_of`` names; ties: the earlier); and the others' ``also_verified`` entries, each with why it was not reported."""
     from dormant.llm.search.pieces import natural
 
-    order = sorted(range(len(verified)), key=lambda i: (not natural(verified[i][0].trigger), -activations[i], i))
+    order = sorted(range(len(verified)), key=lambda i: (not natural(verified[i][0].trigger), -strengths[i], i))
     top = order[0]
     also = [{"trigger": verified[i][0].trigger, "mechanism": verified[i][0].mechanism, "fire": verified[i][0].fire, "from": verified[i][1],
-             "activation": activations[i], "reported_activation": activations[top],
+             "strength": strengths[i], "reported_strength": strengths[top], "strength_of": strength_of,
              "why": ("not whole words" if not natural(verified[i][0].trigger) else
-                     f"switches the change on less: activation {activations[i]:.2f} against {activations[top]:.2f}")}
+                     f"weaker: {strength_of} {strengths[i]:.2f} against {strengths[top]:.2f}")}
             for i in order[1:]]
     return verified[top][0], also
 
