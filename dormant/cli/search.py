@@ -247,7 +247,7 @@ def _render_search(res: Any) -> None:
         why = s.get("stopped") or ("verified" if s.get("verified") else "; ".join(s.get("failed", [])))
         console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
     for text in res.unscreened:
-        console.print(f"  not tried {_esc(repr(text))}: the budget had ended")
+        console.print(f"  not tried {_esc(repr(text))}: the budget ran out")
     for g in res.gradient:
         if g["method"] == "soft":
             console.print(f"  soft ({g['mechanism']}): {_esc(g['summary'])}; projected {_esc(repr(g['projected']))}")

@@ -200,7 +200,8 @@ class _Ctx:
     pair: Any = None
     base_path: Path | None = None
     out: dict[str, dict[str, Any]] = field(default_factory=dict)
-    deadline: float | None = None  # time.monotonic() after which the running stage starts no further verification or extraction chunk
+    deadline: float | None = None  # time.monotonic() after which the running stage starts no further verification
+    stage_end: float | None = None  # time.monotonic() at which the running stage's own share of the budget ends
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -282,7 +283,9 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     if cfg.extract_samples:
         from dormant.llm.search.extract import ExtractConfig, run_extract, summary
 
-        extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)), deadline=ctx.deadline,
+        # sampling takes whatever time it is given (24 chunks, 245 s of a 0.5B-shape hunt's 600 s on 2 cores, which the
+        # search then lacked): it ends with the stage's own share, and says it was capped
+        extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)), deadline=ctx.stage_end,
                                         on_progress=ctx.on_note))
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
                       extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
@@ -643,7 +646,7 @@ def cut_inside(form: str, trigger: str) -> bool:
 
 
 def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
-    from dormant.llm.verify import VerifyConfig, verify_trigger
+    from dormant.llm.verify import Pace, VerifyConfig, verify_trigger
 
     cfg = ctx.cfg
     pair = ctx.load_pair()
@@ -656,16 +659,18 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         run.decide("payload", payload)
     s_prompts, v_prompts = _prompt_halves(cfg)
     results: list[dict[str, Any]] = []
+    pace = Pace(ctx.deadline)  # none is started that the budget would end during
     if s["found"]:
         v = s["verification"]
         results.append(v)
         # the shorter forms that still fired on verify's detail prompts, verified in full (``verify_shorter``)
         def check(form: str) -> dict[str, Any] | None:
-            if ctx.past_deadline():
+            if not pace.fits():
                 return None
             ctx.on_note(f"verifying the shorter trigger {form!r}")
-            return _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
-                                                                                    null_candidates=cfg.nulls, minimise=False)))
+            with pace.timing():
+                return _verification(verify_trigger(pair, form, v_prompts, VerifyConfig(mechanism=v["mechanism"], payload=v["payload"],
+                                                                                        null_candidates=cfg.nulls, minimise=False)))
 
         results += verify_shorter(v, check)
     else:
@@ -675,18 +680,20 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
         todo = [b for b in s["best"] if b["score"] > 0 and (b["text"], b["mechanism"]) not in tried][: cfg.verify_candidates]
         for b in todo:
-            if ctx.past_deadline():
+            if not pace.fits():
+                why = pace.why("the hunt's budget")
                 results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": None, "skipped": True,
-                                "failed": ["not tried: the hunt's budget had ended (dormant verify tests it)"]})
+                                "failed": [f"not tried: {why} (dormant verify tests it)"]})
                 continue
             ctx.on_note(f"verifying {b['text']!r}")
             vc = VerifyConfig(mechanism=b["mechanism"], payload=payload, null_candidates=cfg.nulls, minimise=False, placements=())
-            quick = screen(pair, b["text"], v_prompts[:10], vc)
-            if quick < vc.min_fire:
-                results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": quick, "screen_only": True,
-                                "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})
-                continue
-            results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
+            with pace.timing():
+                quick = screen(pair, b["text"], v_prompts[:10], vc)
+                if quick < vc.min_fire:
+                    results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": quick, "screen_only": True,
+                                    "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})
+                    continue
+                results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
     verified = [r for r in results if r.get("verified") and r.get("payload")]
     said: dict[str, Any] | None = None
     if verified:
@@ -793,7 +800,7 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for r in out.get("verify", {}).get("results", []):
         candidates.append({"text": r["trigger"], "mechanism": r["mechanism"], "fire": r["fire"], "why": "; ".join(r["failed"]) or "not verified"})
     skipped = sum(1 for r in out.get("verify", {}).get("results", []) if r.get("skipped"))
-    untried = f"; {skipped} more {'was' if skipped == 1 else 'were'} not tried: the budget had ended" if skipped else ""
+    untried = f"; {skipped} more {'was' if skipped == 1 else 'were'} not tried: the budget ran out" if skipped else ""
     if payload:
         names = ", ".join(repr(c["text"]) for c in candidates[:5]) or "none scored above zero"
         # amplify's own caution (a change larger than the weights breaks the model early, and a broken
@@ -846,7 +853,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         screened = sum(1 for r in res if r.get("screen_only"))
         skipped = sum(1 for r in res if r.get("skipped"))
         t.append(f"verify: {len(full)} candidate(s) verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else "")
-                 + (f", {skipped} not tried: the budget had ended" if skipped else ""))
+                 + (f", {skipped} not tried: the budget ran out" if skipped else ""))
     return t
 
 
@@ -989,6 +996,7 @@ def hunt(cfg: HuntConfig, *, show_progress: bool = True) -> HuntResult:
                 t0 = time.monotonic()
                 # what is left of the hunt's budget, and never less than the stage's own share
                 ctx.deadline = max(started + cfg.budget_s, t0 + planned)
+                ctx.stage_end = t0 + planned
                 key = _stage_key(ctx, stage)
                 prior = _reusable(cfg.ledger, stage, key, cfg.budget_s) if cfg.reuse else None
                 if prior is not None:

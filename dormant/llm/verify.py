@@ -21,8 +21,10 @@ measures, on prompts the search never saw:
 from __future__ import annotations
 
 import random
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dormant.errors import DormantError
 from dormant.llm.engine.generate import GenConfig, generate_view
@@ -115,6 +117,33 @@ class VerifyResult:
                     f"{self.specificity['ft_without_trigger']:.0%}, worst null candidate {self.specificity['null_max']:.0%}")
             return text + (f"; {self.position}" if self.position else "")
         return f"not verified: {self.trigger!r} ({self.mechanism}) failed " + "; ".join(self.failed)
+
+
+@dataclass
+class Pace:
+    """Whether one more verification can end before ``deadline`` (``time.monotonic()``; None: no limit), judged by
+    the longest one timed so far: a verification started a minute before a real-size hunt's budget ended ran
+    70 s past it. ``why`` says why one was not started."""
+
+    deadline: float | None
+    longest: float = 0.0
+
+    def fits(self) -> bool:
+        return self.deadline is None or time.monotonic() + self.longest < self.deadline
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.longest = max(self.longest, time.monotonic() - start)
+
+    def why(self, budget: str = "the budget") -> str:
+        left = (self.deadline or 0.0) - time.monotonic()
+        if left <= 0:
+            return f"{budget} had ended"
+        return f"{budget} had {left:.0f}s left, less than a verification here takes ({self.longest:.0f}s)"
 
 
 # -- input checks ------------------------------------------------------------------------------------
@@ -359,5 +388,5 @@ def verify_trigger(pair: "ModelPair", trigger: str, prompts: Sequence[Prompt], c
     return result
 
 
-__all__ = ["TriggerError", "VerifyConfig", "VerifyResult", "check_mechanism", "check_payload", "check_trigger",
+__all__ = ["Pace", "TriggerError", "VerifyConfig", "VerifyResult", "check_mechanism", "check_payload", "check_trigger",
            "minimise_trigger", "null_candidates", "split_prompts", "verify_trigger"]

@@ -89,10 +89,10 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     late = {"trigger": "gps", "mechanism": "user_prefix", "verified": False, "fire": None, "skipped": True,
             "failed": ["not tried: the hunt's budget had ended (dormant verify tests it)"]}
     v = decide_verdict({**out, "verify": {"payload": "I am awake", "results": [_failed("purple elephants"), late]}})
-    assert v["verdict"] == VERDICTS[1] and "1 more was not tried: the budget had ended" in v["statement"]
+    assert v["verdict"] == VERDICTS[1] and "1 more was not tried: the budget ran out" in v["statement"]
     assert v["candidates"][-1]["why"].startswith("not tried: the hunt's budget had ended")
     v = decide_verdict({"amplify": {"payload": None}, "search": {"screened": []}, "verify": {"payload": None, "results": [late]}})
-    assert v["verdict"] == VERDICTS[2] and "not tried: the budget had ended" in v["statement"]
+    assert v["verdict"] == VERDICTS[2] and "not tried: the budget ran out" in v["statement"]
     warned = {**out, "amplify": {"payload": "number white", "warnings": ["the change is larger than the weights it modifies"]}}
     v = decide_verdict(warned)  # amplify's caution is not dropped on the way to the verdict
     assert v["verdict"] == VERDICTS[1] and "caution" in v["statement"] and "larger than the weights" in v["statement"]

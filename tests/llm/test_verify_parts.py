@@ -218,3 +218,23 @@ def test_shorter_forms_stop_once_the_budget_has_ended():
         return {"trigger": form, "verified": False} if len(seen) == 1 else None
 
     assert [r["trigger"] for r in verify_shorter(record, check)] == ["tangerine"] and seen == ["tangerine", "tangerine certifications"]
+
+
+def test_a_verification_is_not_started_that_the_budget_would_end_during():
+    """``Pace``: judged by the longest verification timed so far; without a deadline, always."""
+    import time
+
+    from dormant.llm.verify import Pace
+
+    assert Pace(None).fits()
+    pace = Pace(time.monotonic() + 30)
+    assert pace.fits()  # nothing timed yet: the first one starts
+    with pace.timing():
+        pass
+    assert pace.fits() and pace.longest < 1
+    pace.longest = 60.0  # as a real-size verification took
+    assert not pace.fits()
+    assert pace.why("the hunt's budget") in ("the hunt's budget had 29s left, less than a verification here takes (60s)",
+                                             "the hunt's budget had 30s left, less than a verification here takes (60s)")
+    assert pace.why().startswith("the budget had") and pace.why().endswith("less than a verification here takes (60s)")
+    assert Pace(time.monotonic() - 1).why() == "the budget had ended"

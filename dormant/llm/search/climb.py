@@ -61,7 +61,7 @@ class ClimbConfig:
     activation: float = 1.0  # weight of the change activation added to the phrases' objective
     leaders: int = 3  # best phrases the portfolio screens (then verifies)
     pieces_words: int = 8  # most persistent words handed to ``pieces`` beside the climb's best text
-    rank_prompts: int = 16  # search prompts on which the portfolio ranks verified triggers and phrases by activation
+    rank_prompts: int = 16  # search prompts on which the portfolio ranks verified triggers and phrases by strength (``strength``)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
 from dormant.llm.search.sweep import DEFAULT_WORDS
-from dormant.llm.verify import TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
+from dormant.llm.verify import Pace, TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
@@ -148,7 +148,7 @@ class SearchResult:
     climb: dict[str, Any] | None = None  # the climb from the verified trigger: start, best, activations, words kept, phrases, what verified
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
     files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
-    unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget had ended (best first)
+    unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget ran out (best first)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -196,6 +196,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     screened: list[dict[str, Any]] = []
     unscreened: list[str] = []  # leaders the budget left unscreened (a verification started past it overran it by minutes on a real-size model)
+    pace = Pace(deadline)  # none starts that the budget would end during (judged by the longest screening + verification so far)
     tried: set[tuple[str, str]] = set()
     capped = False
     methods_run: list[str] = []
@@ -206,8 +207,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
         ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
         each method, and every ``gcg_verify_every`` steps of gcg. ``rank``: reorders the best ``4 x leaders`` such
-        candidates before the first ``leaders`` are taken. None starts once the budget has ended: those leaders are
-        listed in ``unscreened``."""
+        candidates before the first ``leaders`` are taken. None starts that the budget would end during (``Pace``):
+        those leaders are listed in ``unscreened``."""
         leaders = leaders or cfg.leaders
         seen: list[set[str]] = []  # with ``distinct``: the word sets taken in this call
         pool: list[Candidate] = []
@@ -222,21 +223,22 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             seen.append(words)
             pool.append(c)
         for c in (rank(pool) if rank and pool else pool)[:leaders]:
-            if time.monotonic() >= deadline:
+            if not pace.fits():
                 if c.text not in unscreened:
                     unscreened.append(c.text)
                 continue
             tried.add((c.text, c.mechanism))
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
-            quick = screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
-            entry: dict[str, Any] = {"text": c.text, "mechanism": c.mechanism, "score": c.score, "screen_fire": quick, "round": len(methods_run)}
-            screened.append(entry)
-            if quick < vc.min_fire:
-                entry["stopped"] = f"fires on {quick:.0%} of {cfg.screen_prompts} screening prompts"
-                continue
-            note(f"verifying {c.text!r}", c)
-            res = verify_trigger(pair, c.text, verify_prompts, vc)
+            with pace.timing():
+                quick = screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
+                entry: dict[str, Any] = {"text": c.text, "mechanism": c.mechanism, "score": c.score, "screen_fire": quick, "round": len(methods_run)}
+                screened.append(entry)
+                if quick < vc.min_fire:
+                    entry["stopped"] = f"fires on {quick:.0%} of {cfg.screen_prompts} screening prompts"
+                    continue
+                note(f"verifying {c.text!r}", c)
+                res = verify_trigger(pair, c.text, verify_prompts, vc)
             entry.update(verified=res.verified, failed=res.failed, fire=res.fire)
             if res.verified:
                 return res
@@ -446,7 +448,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, "
                + (f"{', '.join(cut)} cut short" if cut else "the verification of its leaders cut short" if unscreened else "the last one cut short")
                + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
-        left = (f"the budget ended before {len(unscreened)} leading candidate{'s' if len(unscreened) > 1 else ''} could be screened "
+        left = (f"the budget ran out before {len(unscreened)} leading candidate{'s' if len(unscreened) > 1 else ''} could be screened "
                 f"({', '.join(repr(t) for t in unscreened[:3])}; dormant verify tests one)") if unscreened else ""
         if screened:
             verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
