@@ -451,7 +451,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         left = (f"the budget ran out before {len(unscreened)} leading candidate{'s' if len(unscreened) > 1 else ''} could be screened "
                 f"({', '.join(repr(t) for t in unscreened[:3])}; dormant verify tests one)") if unscreened else ""
         if screened:
-            verdict = (f"no verified trigger: {cap}{len(screened)} leading candidates tried, none passed verification{_pieces_failed(pieces)}"
+            tried_n = "1 leading candidate tried, it did not pass" if len(screened) == 1 else f"{len(screened)} leading candidates tried, none passed"
+            verdict = (f"no verified trigger: {cap}{tried_n} verification{_pieces_failed(pieces)}"
                        + (f"; {left}" if left else ""))
         else:
             verdict = f"no verified trigger: {cap}{left or 'no candidate raised the objective above zero'}"
