@@ -34,11 +34,12 @@ is 0 for all three; non-zero only for errors.
 
 --budget is split across the stages (diff 2%, delta 3%, amplify 15%, localise 5%, search 55% plus
 what earlier stages left, verify 20%); the plan and the time each stage used are reported. The
-search is capped by its share (a capped search says so) and starts no verification past it; memory
-extraction in amplify stops at the end of the budget; verify starts no verification once the budget
-and its own share are both spent, and names the candidates it left untried. One verification that
-started in time runs to its end, so a hunt on a large model on CPU can still end past its budget (the
-table shows by how much); the other stages have fixed work. A stage whose
+search is capped by its share (a capped search says so); memory extraction in amplify stops at the
+end of amplify's share; the search and verify start no verification that the time left (the budget,
+or a stage's own share where that ends later) would end during, judged by the longest one so far,
+and name the candidates they left untried. How long one takes is known only once one has run, so
+the first can still end past the budget, and a hunt on a large model on CPU with it (the table shows by how much; a
+0.5B-shape hunt on 2 cores with --budget 10m used 595 s); the other stages have fixed work. A stage whose
 inputs (fingerprints), settings, earlier results and code version are unchanged is reused from the ledger, so a
 second hunt, or one after a kill, redoes nothing finished (a stage the budget cut short is redone when
 --budget is larger than the one that cut it); --resume also continues an interrupted

@@ -245,7 +245,8 @@ def _render_search(res: Any) -> None:
     console.print(t)
     for s in res.screened:
         why = s.get("stopped") or ("verified" if s.get("verified") else "; ".join(s.get("failed", [])))
-        console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}): {_esc(why)}")
+        strength = f"; {s['strength_of']} {s['strength']:.2f}" if s.get("strength") is not None else ""
+        console.print(f"  tried {_esc(repr(s['text']))} ({s['mechanism']}{_esc(strength)}): {_esc(why)}")
     for text in res.unscreened:
         console.print(f"  not tried {_esc(repr(text))}: the budget ran out")
     for g in res.gradient:

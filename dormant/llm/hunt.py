@@ -36,7 +36,9 @@ a successful, still-valid ledger run is reused, not recomputed; ``resume`` also 
 interrupted search from its candidate file. A hunt killed outright leaves its runs ``running``; the
 next read of the ledger stores them as ``interrupted`` (their process is gone, ``dormant.owner``), so
 they are never reused: a resumed hunt redoes them and names the hunts it continues (``resumed``).
-The budget is split across stages; each stage's plan and use are reported.
+The budget is split across stages; each stage's plan and use are reported. Memory extraction inside
+``amplify`` ends with that stage's share; no verification starts that the time left would end during
+(``verify.Pace``).
 
 Prompts: amplification and localisation always use the first ``probes`` of the built-in probe set
 (spread over its categories): a payload leaks under amplification on prompts unlike the fine-tune's

@@ -26,9 +26,12 @@ was close to a coin (on ``late-layers``, 32 prompts: 'deformation tangerine rang
 'transformative granger stranger' 9.27, where the activation had it 0.23 against 0.24;
 ``system-trigger``: the planted 'the blue harbor is calm' 17.75, 'the blue pay calm owl' 16.64,
 'diseases blueberries lunchtime' 14.19, where the full fine-tune's gains are all 17.6-17.7; on
-``mlp-phrase`` the planted phrase 9.85 above three verified look-alikes, 8.17-9.39). It is a preference, not a proof: it grows with length too (on
-``mlp-word-pair`` 'allentown silent castle' 14.63 above 'silent castle' 13.09), and the verdict lists
-every other verified trigger with its strength.
+``mlp-phrase`` the planted phrase 9.85 above three verified look-alikes, 8.17-9.39). It is a
+preference, not a proof: it grows with length too (on ``mlp-word-pair`` 'allentown silent castle'
+14.63 above 'silent castle' 13.09; on ``late-layers`` 'tangerine' alone 9.17, below the phrases), and
+optimised it is maximised by junk like every objective here (word by word from 'the blue pay calm
+owl': 'died blue taylor taylor taylor'), so it orders what the other methods found and is not
+searched on. The verdict lists every other verified trigger with its strength.
 """
 
 from __future__ import annotations
