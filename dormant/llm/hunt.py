@@ -854,7 +854,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
         full = [r for r in res if not r.get("screen_only") and not r.get("skipped")]
         screened = sum(1 for r in res if r.get("screen_only"))
         skipped = sum(1 for r in res if r.get("skipped"))
-        t.append(f"verify: {len(full)} candidate(s) verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else "")
+        t.append(f"verify: {len(full)} candidate{'' if len(full) == 1 else 's'} verified in full" + (f", {screened} stopped at the 10-prompt screen" if screened else "")
                  + (f", {skipped} not tried: the budget ran out" if skipped else ""))
     return t
 
