@@ -102,3 +102,7 @@ def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_strength_an
     for a in res.also_verified[:-1]:
         assert natural(a["trigger"]) and a["why"].startswith("weaker: payload gain at a = 0.7") and a["strength"] <= a["reported_strength"]
     assert f"{junk!r} (verified first) verified too (" in res.verdict and "; not whole words)" in res.verdict
+    # one number per text: a verified phrase's strength is the one it was screened with
+    quoted = {e["text"]: e["strength"] for part in (res.climb, res.pieces, res.pieces["of_climb"]) for e in part["screened"]}
+    both = [a for a in res.also_verified if a["trigger"] in quoted]
+    assert both and all(a["strength"] == quoted[a["trigger"]] for a in both) and res.also_verified[0]["reported_strength"] == quoted[res.trigger]

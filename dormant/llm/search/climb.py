@@ -127,13 +127,17 @@ def activation(objective: Objective, texts: list[str]) -> list[float]:
     return [s["activation"] for s in objective.variant(weights={"activation": 1.0}).score(texts)]
 
 
+def strength_of(objective: Objective) -> str:
+    """What ``strength`` measures under ``objective``."""
+    return STRENGTH_OF["payload" if objective.payload else "activation"]
+
+
 def strength(objective: Objective, texts: list[str]) -> tuple[list[float], str]:
-    """How strongly each text triggers the change, and what that number is: with a payload, the payload's gain
-    under the fine-tune with its change scaled to ``ATTENUATION`` (a trigger that needs less of the change
-    scores higher); without one, the change activation."""
-    if objective.payload:
-        return objective.payload_gain_at(texts, ATTENUATION), STRENGTH_OF["payload"]
-    return activation(objective, texts), STRENGTH_OF["activation"]
+    """How strongly each text triggers the change, and what that number is (``strength_of``): with a payload, the
+    payload's gain under the fine-tune with its change scaled to ``ATTENUATION`` (a trigger that needs less of
+    the change scores higher); without one, the change activation."""
+    values = objective.payload_gain_at(texts, ATTENUATION) if objective.payload else activation(objective, texts)
+    return values, strength_of(objective)
 
 
-__all__ = ["ATTENUATION", "ClimbConfig", "ClimbResult", "METHOD", "STRENGTH_OF", "activation", "path_words", "run_climb", "strength"]
+__all__ = ["ATTENUATION", "ClimbConfig", "ClimbResult", "METHOD", "STRENGTH_OF", "activation", "path_words", "run_climb", "strength", "strength_of"]

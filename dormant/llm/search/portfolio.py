@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from dormant.errors import DormantError
 from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
-from dormant.llm.search.climb import ClimbConfig
+from dormant.llm.search.climb import ClimbConfig, strength_of
+from dormant.llm.search.climb import strength as climb_strength
 from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
@@ -210,10 +211,11 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         candidates before the first ``leaders`` are taken. None starts that the budget would end during (``Pace``):
         those leaders are listed in ``unscreened``."""
         leaders = leaders or cfg.leaders
+        want = leaders * (4 if rank else 1)  # candidates taken (``rank`` reorders them first)
         seen: list[set[str]] = []  # with ``distinct``: the word sets taken in this call
         pool: list[Candidate] = []
-        for c in store.best(leaders * (50 if distinct else 4) * (4 if rank else 1), method=method):
-            if len(pool) >= leaders * (4 if rank else 1):
+        for c in store.best(want * (50 if distinct else 4), method=method):
+            if len(pool) >= want:
                 break
             if (c.text, c.mechanism) in tried or c.score <= 0:
                 continue
@@ -365,19 +367,21 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     climbed: dict[str, Any] | None = None
     also: list[dict[str, Any]] = []
     readings: list[tuple[VerifyResult, str]] = []  # further triggers verified after ``found``, each with the method that gave it
-    strength: dict[str, float] = {}  # ``climb.strength`` of the phrases ranked below
-    strength_of = ""
+    strength: dict[str, float] = {}  # ``climb.strength`` of each text measured (phrases ranked, triggers verified)
     act_obj = (objective.subset(list(search_prompts)[: max(cfg.climb.rank_prompts, cfg.search_prompts)], mechanism=found.mechanism)
                if found is not None else None)
+
+    def measured(texts: list[str]) -> list[float]:
+        """``climb.strength`` of each text on ``act_obj``, each measured once (the record quotes one number per text)."""
+        new = [t for t in dict.fromkeys(texts) if t not in strength]
+        if new:
+            strength.update(zip(new, climb_strength(act_obj, new)[0]))
+        return [strength[t] for t in texts]
 
     def by_strength(cands: list[Candidate]) -> list[Candidate]:
         """The strongest first (``climb.strength``): of phrases that all raise the payload, the ones that need the least
         of the change to do it (without a payload: that switch the change on most)."""
-        from dormant.llm.search.climb import strength as measure
-
-        nonlocal strength_of
-        values, strength_of = measure(act_obj, [c.text for c in cands])
-        strength.update(zip([c.text for c in cands], values))
+        measured([c.text for c in cands])
         return sorted(cands, key=lambda c: -strength[c.text])
 
     if found is not None and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
@@ -426,13 +430,11 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             seconds["pieces"] = round(time.process_time() - m_start, 1)
             capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
     if found is not None and readings:
-        from dormant.llm.search.climb import strength as measure
-
         verified = [(found, "verified first")] + readings
-        found, also = strongest(verified, *measure(act_obj, [v.trigger for v, _ in verified]))
+        found, also = strongest(verified, measured([v.trigger for v, _ in verified]), strength_of(act_obj))
     for e in screened:
         if e["text"] in strength:
-            e.update(strength=strength[e["text"]], strength_of=strength_of)
+            e.update(strength=strength[e["text"]], strength_of=strength_of(act_obj))
     capped = capped or bool(unscreened)
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
@@ -502,7 +504,7 @@ def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, 
             rank: Callable[[list[Candidate]], list[Candidate]] | None = None) -> tuple[dict[str, Any], VerifyResult | None]:
     """Run ``pieces`` on ``from_texts`` (with the beam's fluency weight) and verify its best phrases (in ``rank``'s order,
     when given); the first phrase that verifies is returned (the caller reports one of the verified triggers: ``strongest``)."""
-    from dormant.llm.search.pieces import natural, run_pieces, word_pool
+    from dormant.llm.search.pieces import run_pieces, word_pool
 
     weights = dict(objective.weights)
     weights["fluency"] = weights.get("fluency", 0.0) + cfg.beam_fluency
@@ -510,10 +512,8 @@ def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, 
     note(f"pieces: the words behind the fragments of {from_texts[0]!r}")
     res = run_pieces(objective.variant(weights=weights), from_texts, store, cfg.pieces, words=pool, deadline=deadline,
                      on_step=lambda beam: note("pieces", beam[0]))
-    words = set(pool)
     out: dict[str, Any] = {"from": from_texts, "fragments": res.fragments, "words": sum(len(w) for w in res.words.values()),
-                           "best": [{"text": c.text, "score": c.score} for c in res.best[:5]], "verified": None,
-                           "natural_already": natural(from_texts[0], words)}  # (the verified trigger, when there is one)
+                           "best": [{"text": c.text, "score": c.score} for c in res.best[:5]], "verified": None}
     if not res.best or time.monotonic() >= deadline:
         out["skipped"] = "no word holds its fragments" if not res.best else "the budget ended"
         return out, None
