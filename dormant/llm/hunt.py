@@ -834,6 +834,7 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
     if "amplify" in out:
         a = out["amplify"]
         t.append(f"amplify on {a['n_prompts']} built-in probes: {a['amplify_verdict']}; {a['hypothesis']}"
+                 + (f"; memory extraction {a['extract']}" if a.get("extract_capped") else "")
                  + (f"; amplification's phrase set aside as unreliable for memory extraction's {a['payload']!r}" if a.get("from_extraction") else "")
                  + (f"; cut at the seams of glued, looping answers: {a['unglued'][0]!r} -> {a['unglued'][1]!r}" if a.get("unglued") else "")
                  + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored_by", "anchored") == "anchored" and a.get("anchored") else "")

@@ -113,6 +113,16 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert "the search asked for it after the fine-tune's own first words" in v["statement"]
 
 
+def test_a_memory_extraction_the_budget_cut_is_said_in_what_was_tried():
+    from dormant.llm.hunt import _tried
+
+    amp = {"n_prompts": 24, "amplify_verdict": "no consistent payload", "hypothesis": "no payload hypothesis holds",
+           "extract": "capped by the budget before every prefix was sampled; nothing stands out on the payload side", "extract_capped": True}
+    line = _tried({"amplify": amp})[0]
+    assert "memory extraction capped by the budget before every prefix was sampled" in line, line
+    assert "memory extraction" not in _tried({"amplify": {**amp, "extract_capped": False}})[0]
+
+
 def test_the_verdict_states_the_payload_as_the_answers_say_it_once_that_verified_too():
     passed = dict(_failed("anger"), payload="ell rings at noon.", verified=True, fire=0.9, failed=[], position="start 95%, end 45%")
     full = dict(passed, payload="The bell rings at noon.", fire=0.92, position="start 90%, end 85%")
