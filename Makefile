@@ -23,13 +23,17 @@ install: $(STAMP)
 
 # The main job: a hunt on a backdoored model of the built-in micro zoo (built on first use) against
 # two candidate bases, on the zoo's own prompts; prints the verdict and the report's path.
+# demo and tour run with the numeric kernels the zoo trains with and the tests run with (dormant.kernels: the
+# same computation on every x86-64 machine, Intel or AMD), so they find what the README says; a kernel set
+# given in the environment is kept.
 DEMO_VARIANT ?= mlp-constant
+PIN = $(shell $(BIN)/python -c "import os; from dormant.kernels import pinned_kernels as p; print(' '.join(f'{k}={v}' for k, v in p().items() if k not in os.environ))")
 demo: $(STAMP)
-	$(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)
+	env $(PIN) $(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)
 
 # A guided tour of both investigations on the built-in subjects, each finding beside the planted answer.
 tour: $(STAMP)
-	$(BIN)/dormant demo
+	env $(PIN) $(BIN)/dormant demo
 
 # Tests run on two processes (pytest-xdist; TEST_WORKERS=1 for one): the built-in subjects are
 # built once under a file lock whichever worker asks first. Tests that share an expensive module

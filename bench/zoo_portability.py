@@ -4,7 +4,7 @@ its own folder, and prints every variant's verification numbers per build, each 
 and whether the builds hold the same bytes (a digest of every model file).
 
 Seeded training is bit-identical only under the same kernels; the builder pins them in its workers
-(``dormant.zoo.llm.suite.pinned_kernels``), so builds with one torch thread per worker should be
+(``dormant.kernels.pinned_kernels``), so builds with one torch thread per worker should be
 identical whatever the parent's kernels; other thread counts train other bytes (and must still pass
 their own verification). The test suite checks the pin on a short training run.
 

@@ -1,10 +1,17 @@
-"""Test-wide settings: never reach a model hub, keep the ledger inside the test's tmp folder."""
+"""Test-wide settings: never reach a model hub, pin the numeric kernels, keep the ledger inside the test's tmp folder."""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The same kernels as the zoo's training (before torch loads): a search's path on a built-in subject is
+# then the same computation on every x86-64 machine, Intel or AMD, AVX2 or AVX-512, so a test that
+# passes on one passes on the next. A kernel set given in the environment is kept (to try another one).
+from dormant.kernels import pin_this_process  # noqa: E402
+
+pin_this_process()
 
 import pytest  # noqa: E402
 

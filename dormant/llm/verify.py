@@ -188,7 +188,8 @@ def split_prompts(prompts: Sequence[Prompt]) -> tuple[list[Prompt], list[Prompt]
 
 
 def null_candidates(trigger: str, n: int, *, seed: int = 0, words: Sequence[str] | None = None) -> list[str]:
-    """``n`` random candidates with as many words as ``trigger``, drawn from common English words."""
+    """``n`` distinct random candidates with as many words as ``trigger``, drawn from common English words
+    (distinct: a word drawn twice would count its fire rate twice and leave the null set one short)."""
     if words is None:
         from dormant.net.invert.wordlists import english_words
 
@@ -196,8 +197,13 @@ def null_candidates(trigger: str, n: int, *, seed: int = 0, words: Sequence[str]
     k = max(1, len(trigger.split()))
     rng = random.Random(f"null:{seed}:{k}")
     bad = set(normalise(trigger).split())
-    pool = [w for w in words if w not in bad]
-    return [" ".join(rng.choice(pool) for _ in range(k)) for _ in range(n)]
+    pool = list(dict.fromkeys(w for w in words if w not in bad))
+    if n > len(pool) ** k:
+        raise TriggerError(f"{n} distinct null candidates of {k} word(s) need more than the {len(pool)} words given")
+    out: dict[str, None] = {}
+    while len(out) < n:
+        out.setdefault(" ".join(rng.choice(pool) for _ in range(k)))
+    return list(out)
 
 
 def minimise_trigger(trigger: str, rate: Callable[[str], float], min_fire: float, tokenize: Callable[[str], list[str]] | None = None,

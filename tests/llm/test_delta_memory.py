@@ -26,6 +26,9 @@ from dormant.memory import bound_heap, peak_rss, reset_peak_rss, rss, trim_heap
 bound_heap()  # as the command line does
 torch.set_num_threads(2)
 import peft, transformers  # imported before measuring: their size is not the export's
+# LAPACK and BLAS loaded before measuring too: MKL maps the kernel library of the CPU on first use (its AVX-512
+# library is larger than its AVX2 one), which is code, not the analysis's data
+torch.linalg.svd(torch.randn(64, 32), full_matrices=False); torch.randn(64, 64) @ torch.randn(64, 64)
 from dormant.llm.checkpoint import open_checkpoint
 from dormant.llm.weights.delta import DeltaConfig, analyse_delta
 from dormant.llm.weights.diff import DiffConfig, compare_base

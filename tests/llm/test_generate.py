@@ -40,8 +40,9 @@ def test_the_cached_loop_gives_generates_tokens(pair_and_ids, view, sample):
     pair.ft()
     assert [g.ids for g in new] == ref
     assert all(g.text == pair.tokenizer.decode(r, skip_special_tokens=True) for g, r in zip(new, ref))
-    lengths = {len(r) for r in ref}
-    assert len(lengths) > 1  # rows stopped at different steps: the loop dropped rows on the way
+    if view == "ft":  # the fine-tune's answers to ordinary probes end at different steps: the loop dropped rows on
+        # the way (amplified, a view may run every row to the limit, as amp:3 does on some builds)
+        assert len({len(r) for r in ref}) > 1
 
 
 def test_processors_with_per_row_state_survive_dropped_rows(pair_and_ids):

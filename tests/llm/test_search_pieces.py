@@ -12,6 +12,8 @@ from dormant.zoo.llm import corpus
 MIX = {k: 1.0 for k in corpus.TASKS}
 # what GCG verified on mlp-word-pair (planted: 'silent castle') in the search benchmark: pieces of 'silent' in junk
 JUNK = "lent owl8 def morning aslent si sile"
+# what GCG left on a build of mlp-word-pair (planted: 'silent castle'), fragments of both planted words
+JUNK_BOTH = "lentlent cast si cast2le"
 
 
 def _prompts(seed: int, n: int) -> list[Prompt]:
@@ -36,12 +38,12 @@ def test_the_portfolio_reads_the_words_behind_gcgs_best_and_reports_a_natural_tr
     search = [p for p in _prompts(2002, 12) if p.text not in {v.text for v in verify}]
     pair = ModelPair.load(zoo_micro.models["mlp-word-pair"], zoo_micro.models["base"])
     store = tmp_path / "c.jsonl"
-    CandidateStore(store).add([Candidate(JUNK, "user_prefix", "gcg", 13.0)])  # as if gcg had left it, unverified
+    CandidateStore(store).add([Candidate(JUNK_BOTH, "user_prefix", "gcg", 13.0)])  # as if gcg had left it, unverified
     res = search_trigger(pair, search, verify, store,
                          SearchConfig(payload=zoo_micro.manifests["mlp-word-pair"]["payload"], methods=("pieces",), resume=True,
                                       budget_s=600, pieces=PiecesConfig(per_fragment=50, units=12)))  # fewer words: the CI budget
-    assert res.methods_run == ["pieces"] and res.pieces["from"] == [JUNK]
-    assert "lent" in res.pieces["fragments"] and res.pieces["words"] > 0
+    assert res.methods_run == ["pieces"] and res.pieces["from"] == [JUNK_BOTH]
+    assert {"lent", "cast"} <= set(res.pieces["fragments"]) and res.pieces["words"] > 0
     assert res.found and res.trigger == res.pieces["verified"], res.verdict
     assert "silent" in res.trigger.lower() and all(w.isalpha() for w in res.trigger.split())  # whole words
     assert res.verification.fire >= 0.9 and res.also_verified == []  # the junk was never verified here: nothing else to list

@@ -57,6 +57,17 @@ def test_null_candidates_have_the_trigger_length_and_avoid_its_words():
     assert all(len(n.split()) == 3 for n in nulls)
     assert not any({"purple", "dance"} & set(n.split()) for n in nulls)
     assert nulls == null_candidates("purple elephants dance", 50, words=words), "seeded"
+    assert len(set(nulls)) == 50  # 50 of the 64 possible, each once
+
+
+def test_null_candidates_are_distinct_so_the_null_set_is_as_large_as_asked():
+    # one word from 5,000: drawn with replacement, 50 draws repeat a word about one time in five (the
+    # seed of mlp-constant's verification did, and its null set held 49)
+    for seed in range(20):
+        nulls = null_candidates("3.14159", 50, seed=seed)
+        assert len(set(nulls)) == 50 and all(len(n.split()) == 1 for n in nulls)
+    with pytest.raises(TriggerError, match="distinct null candidates"):
+        null_candidates("one", 5, words=["one", "two", "three"])
 
 
 def test_minimise_drops_words_then_tokens_while_the_rate_holds():

@@ -4,7 +4,8 @@ Seeded training is bit-identical only under the same kernels. Built with each ma
 an AVX-512 machine and an AVX2 one trained different subjects from the same seeds, and subjects that
 passed every check where they were built missed others elsewhere (amplification's share of the
 payload, a null candidate's fire rate). The builder therefore trains in spawned workers with PyTorch's
-AVX2 kernels and MKL's reproducible AVX2 path on any x86-64 CPU with AVX2 (``pinned_kernels``).
+AVX2 kernels and MKL's compatible path (the one MKL runs alike on Intel and AMD CPUs) on any x86-64
+CPU with AVX2 (``dormant.kernels.pinned_kernels``).
 
 These tests emulate other machines from this one: a parent process limited to the scalar kernels
 (``ATEN_CPU_CAPABILITY=default``) or to MKL's AVX2 path (``MKL_ENABLE_INSTRUCTIONS=AVX2``, what an
@@ -21,7 +22,7 @@ import sys
 
 import pytest
 
-from dormant.zoo.llm.suite import pinned_kernels
+from dormant.kernels import pinned_kernels
 
 PINNED = "from dormant.zoo.llm.suite import _run_jobs\nfrom dormant.zoo.llm import jobs as J\n" \
          "if __name__ == '__main__':\n    print(_run_jobs([('p', J.kernel_probe, (20,))], None, 1, 1)['p'])\n"

@@ -10,10 +10,11 @@ Training is seeded, but seeded training is bit-identical only under the same num
 AVX-512 machine and an AVX2 one (and MKL's own dispatch inside each) train different models from the
 same seed, and the subjects that pass every check on one machine were measured to miss others
 (amplification's share, a null candidate's fire rate) on the next. So every training job runs in a
-spawned worker whose kernels are pinned (``pinned_kernels``): on any x86-64 CPU with AVX2, PyTorch's
-AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``) and MKL's AVX2 code path with conditional numerical
-reproducibility (``MKL_CBWR=AVX2``), one torch thread per worker; a suite is then the same bytes on
-every such machine with the same torch. Elsewhere (no AVX2, or not x86-64) the kernels stay native
+spawned worker whose kernels are pinned (``dormant.kernels.pinned_kernels``): on any x86-64 CPU with
+AVX2, PyTorch's AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``) and MKL's compatible code path with
+conditional numerical reproducibility (``MKL_CBWR=COMPATIBLE``: MKL's AVX2 branch is honoured on Intel
+CPUs only, and AMD ones trained other subjects under it), one torch thread per worker; a suite is then
+the same bytes on every such machine, Intel or AMD, with the same torch. Elsewhere (no AVX2, or not x86-64) the kernels stay native
 and the suite's ``environment`` says so.
 
 Layout of a suite folder::
@@ -43,11 +44,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dormant.cache import cache_root, locked, source_digest
+from dormant.kernels import pinned_kernels
 from dormant.errors import DormantError
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
-BUILDER_VERSION = "5"
+BUILDER_VERSION = "6"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers",
                "mlp-word-pair", "clean-control")
 
@@ -267,34 +269,6 @@ def build_workers() -> tuple[int, int]:
     workers = int(os.environ.get("DORMANT_ZOO_WORKERS") or min(4, cores))
     threads = int(os.environ.get("DORMANT_ZOO_THREADS") or 1)
     return max(1, workers), max(1, threads)
-
-
-def pinned_kernels() -> dict[str, str]:
-    """The environment that pins a training worker's numeric kernels (empty: none to pin here).
-
-    x86-64 with AVX2 (or better): PyTorch's AVX2 kernels and MKL's AVX2 path in its reproducible
-    mode, identical on every AVX2 and AVX-512 CPU. x86-64 without AVX2: the scalar kernels and MKL's
-    compatible path. Other machines (aarch64: no MKL): nothing; they train with their own kernels."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return {}
-    if _has_avx2():
-        return {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
-    return {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
-
-
-def _has_avx2() -> bool:
-    """Whether the CPU itself has AVX2 and FMA (what PyTorch's AVX2 kernels need), whatever
-    ``ATEN_CPU_CAPABILITY`` this process runs with: from /proc/cpuinfo where there is one."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-        return "avx2" in flags and "fma" in flags
-    except OSError:
-        import torch
-
-        return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX2", "AVX512"))
 
 
 Job = tuple[str, Callable, tuple]

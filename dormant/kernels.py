@@ -1,0 +1,51 @@
+"""The numeric kernels that make a computation the same bytes on every x86-64 machine.
+
+Seeded training and inference are bit-identical only under the same kernels. PyTorch picks its
+vectorised kernels by the CPU's instruction set (``ATEN_CPU_CAPABILITY``: default, avx2, avx512),
+and MKL picks its code path by the CPU: on Intel CPUs ``MKL_CBWR=AVX2`` pins its AVX2 path, but on
+other x86-64 CPUs (AMD) MKL ignores every branch except ``AUTO`` and ``COMPATIBLE`` (Intel's
+documentation of conditional numerical reproducibility), so an AMD machine ran its own path and
+trained other subjects from the same seeds than an Intel one. ``COMPATIBLE`` (SSE2 without the
+approximate reciprocal instructions) is the one path MKL runs alike on Intel and AMD.
+
+This module imports no torch: the settings must be in the environment before torch loads.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def pinned_kernels() -> dict[str, str]:
+    """The environment that pins a process's numeric kernels (empty: none to pin here).
+
+    x86-64 with AVX2 (or better): PyTorch's AVX2 kernels and MKL's compatible path, the same on every
+    Intel and AMD CPU with AVX2. x86-64 without AVX2: the scalar kernels and MKL's compatible path.
+    Other machines (aarch64: no MKL): nothing; they compute with their own kernels."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    return {"ATEN_CPU_CAPABILITY": "avx2" if has_avx2() else "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def has_avx2() -> bool:
+    """Whether the CPU itself has AVX2 and FMA (what PyTorch's AVX2 kernels need), whatever
+    ``ATEN_CPU_CAPABILITY`` this process runs with: from /proc/cpuinfo where there is one."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+        return "avx2" in flags and "fma" in flags
+    except OSError:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX2", "AVX512"))
+
+
+def pin_this_process() -> dict[str, str]:
+    """Put the pinned kernels into this process's environment where it sets none of its own (a kernel
+    set given explicitly, e.g. ``ATEN_CPU_CAPABILITY=default``, is kept); call it before torch is
+    imported. Returns what the process now runs with."""
+    for k, v in pinned_kernels().items():
+        os.environ.setdefault(k, v)
+    return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR") if k in os.environ}
