@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from dormant.kernels import pin_this_process
+
+pin_this_process()  # the zoo's kernels (before torch loads): what it finds is what any x86-64 machine finds
+
 
 def recovered(planted: str | None, cands: list) -> bool:
     from dormant.llm.engine.payload import fires, normalise

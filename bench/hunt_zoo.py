@@ -16,6 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from dormant.kernels import pin_this_process
+
+pin_this_process()  # the zoo's kernels (before torch loads): what it finds is what any x86-64 machine finds
+
 
 def main() -> None:
     from dormant.llm.engine.payload import fires, normalise
