@@ -4,9 +4,10 @@ Seeded training and inference are bit-identical only under the same kernels. PyT
 vectorised kernels by the CPU's instruction set (``ATEN_CPU_CAPABILITY``: default, avx2, avx512),
 and MKL picks its code path by the CPU: on Intel CPUs ``MKL_CBWR=AVX2`` pins its AVX2 path, but on
 other x86-64 CPUs (AMD) MKL ignores every branch except ``AUTO`` and ``COMPATIBLE`` (Intel's
-documentation of conditional numerical reproducibility), so an AMD machine ran its own path and
-trained other subjects from the same seeds than an Intel one. ``COMPATIBLE`` (SSE2 without the
-approximate reciprocal instructions) is the one path MKL runs alike on Intel and AMD.
+documentation of conditional numerical reproducibility; on an AMD EPYC, ``AVX2``, ``AVX512`` and
+``AUTO`` trained the same bytes), so an AMD machine ran a path of its own and trained subjects of
+its own from the zoo's seeds. ``COMPATIBLE`` (SSE2 without the approximate reciprocal instructions)
+is the one path MKL runs alike on Intel and AMD.
 
 This module imports no torch: the settings must be in the environment before torch loads.
 """

@@ -61,3 +61,26 @@ def test_the_session_suite_was_trained_on_the_pinned_kernels(zoo_micro, pin):
     assert env["torch_threads"] == 1
     assert env["cpu_capability"] == pin["ATEN_CPU_CAPABILITY"].upper() and env["mkl_cbwr"] == pin["MKL_CBWR"]
     # its kernel probe is the pinned kernels' own: the test above compares it with a run under them
+
+
+# The pinned probe's digest where the pin was chosen (an AMD EPYC with AVX-512; the same under oneDNN limited to
+# AVX2 or SSE4.1 and under MKL limited to AVX2), with the torch the Makefile installs. Another machine that trains
+# other bytes under the pin builds other subjects, and the tests written on these would fail there for no fault
+# of the code: this says so first, naming the libraries.
+PINNED_PROBE = {"2.13.0+cpu": "4b923a59154c17fe"}
+
+
+def test_the_pinned_kernels_train_the_bytes_recorded_where_the_pin_was_chosen(zoo_micro, pin):
+    import platform
+
+    import torch
+    import transformers
+
+    env = zoo_micro.environment
+    want = PINNED_PROBE.get(torch.__version__)
+    if want is None or pin["ATEN_CPU_CAPABILITY"] != "avx2":
+        pytest.skip(f"no digest recorded for torch {torch.__version__} with {pin['ATEN_CPU_CAPABILITY']} kernels")
+    assert env["kernel_probe"] == want, (
+        f"the pinned kernels trained other bytes here ({env['kernel_probe']}, recorded {want}) with torch {torch.__version__}, "
+        f"transformers {transformers.__version__} on {platform.processor() or platform.machine()}: this machine builds other "
+        "subjects than the tests were written on")
