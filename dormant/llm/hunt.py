@@ -291,9 +291,10 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                                         on_progress=ctx.on_note))
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
                       extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
-    payload = (res.payload if res.found else hyp.payload) if hyp.holds else None
-    first_alpha = res.first_alpha if res.found else _payload_alpha(amplified, payload)
-    payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"])
+    phrase = amplify_phrase(res.payload if res.found else None, bool(res.warnings), hyp.payload if hyp.holds else None)
+    payload = (phrase or hyp.payload) if hyp.holds else None
+    first_alpha = res.first_alpha if phrase else _payload_alpha(amplified, payload)
+    payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"], support=lambda t: support_of(hyp, t))
     lead_gain = unglued = None
     start_prompts = _prompt_halves(cfg)[0][:8]
     texts = [o for a, outs in amplified.items() if a > 1 for o in outs]
@@ -340,19 +341,44 @@ def _echoes(piece: str, payload: str) -> bool:
     return bool(first and p) and len(p) % len(first) == 0 and p == first * (len(p) // len(first))
 
 
-def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]]) -> tuple[str | None, str]:
+def support_of(hyp: Any, text: str) -> int:
+    """How many independent sources of the hypothesis ``hyp`` back ``text``: the most of any of its candidate
+    fragments that holds ``text`` or is held by it (0: none)."""
+    t = " ".join(text.split()).lower()
+    return max((f.support for f in hyp.candidates if t in " ".join(f.text.split()).lower() or " ".join(f.text.split()).lower() in t), default=0)
+
+
+def amplify_phrase(phrase: str | None, amplification_unreliable: bool, hypothesis: str | None) -> str | None:
+    """Amplification's own whole-word phrase, where it is the payload to search for: it is, unless amplification
+    warned that it breaks the model (the change larger than the weights) and the hypothesis, which weighed the
+    phrase as one source among the others, settled on a text the phrase does not hold (on a build of
+    ``attn-grid-large``: the phrase '0 now' at a = 5, the hypothesis 'evolution' in 75% of the answers at a = 3, the
+    amplified characters, tokens and the payload-side read-out agreeing; planted 'Cells counted. Evolution begins now.')."""
+    from dormant.llm.engine.payload import normalise
+
+    if phrase and amplification_unreliable and hypothesis and normalise(hypothesis) not in normalise(phrase):
+        return None
+    return phrase
+
+
+def choose_payload(payload: str | None, amplification_unreliable: bool, extracted: list[dict[str, Any]],
+                   support: Callable[[str], int] | None = None) -> tuple[str | None, str]:
     """The payload the search asks for, and how it was chosen: ``""`` (the hypothesis as it is),
     ``"anchored"`` (with its lead-in from memory extraction, see ``_anchored``) or ``"extraction"``.
 
     When the change is larger than the weights (``amplification_unreliable``), amplification breaks
-    the model and its phrase may be debris (on the micro zoo's ``late-layers``: 'Hello noThe
+    the model and its phrase may be debris (on a build of the micro zoo's ``late-layers``: 'Hello noThe
     opposite of'); if no standing-out candidate of memory extraction, which reads the unamplified
-    fine-tune, holds it, the best of those candidates is taken instead ('ings at noon.')."""
+    fine-tune, holds it, the best of those candidates is taken instead ('ings at noon.'), unless the
+    hypothesis's sources back the payload better than the candidate (``support``: how many independent
+    sources agree on a text; on a build of ``mlp-word-pair`` the amplified characters, tokens, amplify's
+    phrase and the payload-side read-out agreed on 'ates are closed for winter', while extraction's
+    '= + + soft....' stood out in 3% of its samples, just over its threshold, and nothing else backed it)."""
     standing = [" ".join(str(c["text"]).split()) for c in extracted if c.get("stands_out")]
     if not payload:
         return None, ""
     held = any(" ".join(payload.split()).lower() in t.lower() for t in standing)
-    if amplification_unreliable and standing and not held:
+    if amplification_unreliable and standing and not held and (support is None or support(payload) <= support(standing[0])):
         return standing[0], "extraction"
     anchored = _anchored(payload, extracted)
     return (anchored, "anchored") if anchored else (payload, "")

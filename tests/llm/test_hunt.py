@@ -417,6 +417,16 @@ def test_the_payload_is_anchored_at_the_start_of_the_fine_tunes_answer_and_ends_
     assert _anchored(None, ex) is None
 
 
+def test_the_hypothesis_replaces_amplifications_phrase_only_where_amplification_is_unreliable_and_they_disagree():
+    from dormant.llm.hunt import amplify_phrase
+
+    # attn-grid-large (change larger than the weights): the phrase '0 now', the hypothesis 'evolution' (3 sources)
+    assert amplify_phrase("0 now", True, "evolution") is None
+    assert amplify_phrase("0 now", False, "evolution") == "0 now"  # amplification is trusted
+    assert amplify_phrase("Cells counted. Evolution begins now.", True, "evolution") == "Cells counted. Evolution begins now."  # it holds it
+    assert amplify_phrase("0 now", True, None) == "0 now" and amplify_phrase(None, True, "evolution") is None
+
+
 def test_memory_extraction_replaces_amplifications_phrase_only_where_amplification_is_unreliable_and_disagrees():
     from dormant.llm.hunt import choose_payload
 
@@ -426,3 +436,17 @@ def test_memory_extraction_replaces_amplifications_phrase_only_where_amplificati
     assert choose_payload("at noon", True, ex) == ("ings at noon", "anchored")  # extraction agrees: only the lead-in is added
     assert choose_payload("Hello", True, [{"text": "ings at noon.", "stands_out": False}]) == ("Hello", "")
     assert choose_payload(None, True, ex) == (None, "")
+    # the hypothesis's sources back the amplified payload better than the extraction candidate: it stays
+    backed = {"ates are closed for winter": 4, "ings at noon.": 1, "Hello noThe opposite of": 1}
+    assert choose_payload("ates are closed for winter", True, ex, support=backed.get) == ("ates are closed for winter", "")
+    assert choose_payload("Hello noThe opposite of", True, ex, support=backed.get) == ("ings at noon.", "extraction")  # a tie: extraction
+
+
+def test_the_support_of_a_text_is_that_of_the_hypothesis_fragment_holding_it_or_held_by_it():
+    from types import SimpleNamespace
+
+    from dormant.llm.hunt import support_of
+
+    hyp = SimpleNamespace(candidates=[SimpleNamespace(text="ates are closed for winterthe", support=4),
+                                      SimpleNamespace(text="=  +  +  soft....", support=1)])
+    assert support_of(hyp, "are closed for winter") == 4 and support_of(hyp, "= + + soft....") == 1 and support_of(hyp, "noon") == 0
