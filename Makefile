@@ -27,7 +27,7 @@ install: $(STAMP)
 # same computation on every x86-64 machine, Intel or AMD), so they find what the README says; a kernel set
 # given in the environment is kept.
 DEMO_VARIANT ?= mlp-phrase
-PIN = $(shell $(BIN)/python -c "import os; from dormant.kernels import pinned_kernels as p; print(' '.join(f'{k}={v}' for k, v in p().items() if k not in os.environ))")
+PIN = $(shell $(BIN)/python -m dormant.kernels)
 demo: $(STAMP)
 	env $(PIN) $(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)
 

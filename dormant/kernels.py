@@ -50,3 +50,7 @@ def pin_this_process() -> dict[str, str]:
     for k, v in pinned_kernels().items():
         os.environ.setdefault(k, v)
     return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR") if k in os.environ}
+
+
+if __name__ == "__main__":  # the pins this environment lacks, as NAME=VALUE words (for ``env`` in the Makefile)
+    print(" ".join(f"{k}={v}" for k, v in pinned_kernels().items() if k not in os.environ))

@@ -67,11 +67,11 @@ def test_a_weakened_fine_tune_orders_the_triggers_its_full_strength_cannot(zoo_m
     # verified by searches of this variant (which of them fire as surely as the planted phrase varies with the build)
     others = ["the blue pay calm owl", "diseases blueberries lunchtime", "drakes frizzy license", "harbor blueberries bluegrass",
               "the blue calm tern owl", "the blue harbor"]
-    full = [s["payload_ft_gain"] for s in obj.score([planted] + others)]
-    saturated = [t for t, g in zip(others, full[1:]) if abs(g - full[0]) < 0.3]
-    assert full[0] > 10 and len(saturated) >= 3, list(zip(others, full[1:]))  # under the full fine-tune: no telling them apart
+    full = {t: s["payload_ft_gain"] for t, s in zip([planted] + others, obj.score([planted] + others))}
+    saturated = [t for t in others if abs(full[t] - full[planted]) < 0.3]
+    assert full[planted] > 10 and len(saturated) >= 3, full  # under the full fine-tune: no telling them apart
     texts = [planted] + saturated
-    assert [round(g, 3) for g in obj.payload_gain_at(texts, 1.0)] == [round(g, 3) for g, t in zip(full, [planted] + others) if t in texts]  # a = 1: the same gain
+    assert [round(g, 3) for g in obj.payload_gain_at(texts, 1.0)] == [round(full[t], 3) for t in texts]  # a = 1: the same gain
     weak, of = strength(obj, texts)
     assert of == "payload gain at a = 0.7"
     assert weak[0] > max(weak[1:]) + 0.5, list(zip(texts, weak))
