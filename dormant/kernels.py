@@ -52,5 +52,23 @@ def pin_this_process() -> dict[str, str]:
     return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR") if k in os.environ}
 
 
+def kernels_in_use() -> dict[str, str]:
+    """What this process computes with, for the record beside a result (a run's ledger entry): the
+    machine, Python, and, where torch is loaded already (it is not imported here), its version and the
+    kernel set it chose, with MKL's path as the environment sets it."""
+    import sys
+
+    env = {"machine": platform.machine(), "python": platform.python_version()}
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "backends"):
+        env["torch"] = str(torch.__version__)
+        try:
+            env["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+        except Exception:  # noqa: BLE001 - an old or partial torch: the version is still recorded
+            pass
+        env["MKL_CBWR"] = os.environ.get("MKL_CBWR", "(not set: MKL picks its path by the CPU)")
+    return env
+
+
 if __name__ == "__main__":  # the pins this environment lacks, as NAME=VALUE words (for ``env`` in the Makefile)
     print(" ".join(f"{k}={v}" for k, v in pinned_kernels().items() if k not in os.environ))

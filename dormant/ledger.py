@@ -3,7 +3,9 @@
 A run holds the command, its arguments, start/end time, status, its subject (the model or
 network under investigation), the fingerprints of its input files, the assumptions it rested on
 (``base=<fingerprint> <path>``, ``payload=<text>``), which of those its own result decided, its
-outputs as JSON and the paths of its artifacts (plots, exports). The database runs in WAL mode
+outputs as JSON, the paths of its artifacts (plots, exports) and what it computed with (Python,
+torch and its CPU kernel set, MKL's path: ``dormant.kernels.kernels_in_use``; a seeded result is the
+same bytes only under the same kernels). The database runs in WAL mode
 with a busy timeout so that several processes can write at once.
 
 Status: ``running`` from its start, then ``ok``, ``failed`` or ``interrupted`` (Ctrl-C). A process
@@ -45,6 +47,7 @@ from typing import Any, Iterator, Sequence
 
 from dormant.errors import DormantError
 from dormant.fingerprint import fingerprint
+from dormant.kernels import kernels_in_use
 from dormant.owner import Owner, alive, current
 from dormant.report.jsonable import to_jsonable
 
@@ -69,13 +72,15 @@ CREATE TABLE IF NOT EXISTS runs (
     refines     TEXT NOT NULL DEFAULT '{}',
     owner_pid   INTEGER,
     owner_host  TEXT,
-    owner_start TEXT
+    owner_start TEXT,
+    environment TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 # Columns added after the first schema; ledgers written before them gain them on open.
 _ADDED_COLUMNS = {"subject": "TEXT", "decided": "TEXT NOT NULL DEFAULT '[]'", "owner_pid": "INTEGER", "owner_host": "TEXT",
-                  "owner_start": "TEXT", "refines": "TEXT NOT NULL DEFAULT '{}'"}
+                  "owner_start": "TEXT", "refines": "TEXT NOT NULL DEFAULT '{}'",
+                  "environment": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 def ledger_path(explicit: str | Path | None = None) -> Path:
@@ -216,9 +221,9 @@ def record_run(
             _write(
                 con,
                 "UPDATE runs SET ended_at=?, status=?, inputs=?, assumptions=?, outputs=?, artifacts=?, error=?, subject=?, decided=?, "
-                "refines=? WHERE id=?",
+                "refines=?, environment=? WHERE id=?",
                 (time.time(), status, _dumps(run.inputs), _dumps(run.assumptions), _dumps(run.outputs), _dumps(run.artifacts), error,
-                 run.subject, _dumps(run.decided), _dumps(run.refines), run.id),
+                 run.subject, _dumps(run.decided), _dumps(run.refines), _dumps(kernels_in_use()), run.id),
             )
     finally:
         con.close()
@@ -226,7 +231,7 @@ def record_run(
 
 def _row_to_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
-    for key in ("args", "inputs", "assumptions", "outputs", "artifacts", "decided", "refines"):
+    for key in ("args", "inputs", "assumptions", "outputs", "artifacts", "decided", "refines", "environment"):
         d[key] = json.loads(d[key]) if d.get(key) else None
     d["decided"] = d["decided"] or []
     d["refines"] = d["refines"] or {}

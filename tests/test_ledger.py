@@ -215,6 +215,24 @@ def test_ledger_written_before_subjects_gains_the_columns(tmp_path):
     con.close()
     (old,) = ledger.list_runs(db)
     assert old["subject"] is None and old["decided"] == [] and old["invalidated"] == []
+    assert old["environment"] == {}  # not recorded then; a new run on the old file records it
+    with ledger.record_run("diff", {}, ledger=db):
+        pass
+    assert ledger.list_runs(db)[0]["environment"]["python"]
+
+
+def test_a_run_records_the_torch_and_kernels_it_computed_with(tmp_path, monkeypatch):
+    """Bits a seeded computation gives depend on the kernel set: the run says which it had."""
+    import torch
+
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    db = tmp_path / "l.sqlite"
+    with ledger.record_run("delta", {}, ledger=db):
+        pass
+    (got,) = ledger.list_runs(db)
+    env = got["environment"]
+    assert env["torch"] == str(torch.__version__) and env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["MKL_CBWR"] == "COMPATIBLE" and env["machine"]
 
 
 def test_cli_strikes_out_runs_a_newer_diff_invalidated(tmp_path, tiny_investigation):

@@ -60,7 +60,8 @@ def list_cmd(
 @app.command("show")
 def show_cmd(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], ledger: LedgerOpt = None, check_files: CheckFilesOpt = True,
              as_json: JsonOpt = False) -> None:
-    """Show one run: arguments, input fingerprints, assumptions, outputs, artifacts, and why it is invalid if it is."""
+    """Show one run: arguments, input fingerprints, assumptions, outputs, artifacts, what it computed with (torch, kernel
+    set), and why it is invalid if it is."""
     try:
         run = _ledger.get_run(run_id, ledger, check_files=check_files)
     except KeyError as exc:
@@ -84,6 +85,8 @@ def show_cmd(run_id: Annotated[str, typer.Argument(help="Run id (or a unique pre
         outputs = json.dumps(run["outputs"], indent=1)
         t.add_row("outputs", escape(outputs if len(outputs) < 4000 else outputs[:4000] + "\n... (use --json for all)"))
         t.add_row("artifacts", escape("\n".join(run["artifacts"] or []) or "-"))
+        env = run.get("environment") or {}
+        t.add_row("computed with", escape(", ".join(f"{k} {v}" for k, v in env.items()) or "- (not recorded)"))
         console.print(t)
 
     emit(run, as_json, render)

@@ -270,7 +270,7 @@ def stage_delta(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
 def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, plot_share
-    from dormant.llm.behaviour.hypothesis import clean_seams, hypothesise
+    from dormant.llm.behaviour.hypothesis import clean_seams, hypothesise, share_at_start
     from dormant.llm.engine.generate import GenConfig
     from dormant.llm.engine.probes import resolve_prompts
 
@@ -309,13 +309,14 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
     # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
     before = pieces_before(payload, texts, hyp.payload) if payload and not how else []
+    at_start = share_at_start(payload, texts) if payload and not how else None
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
             "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
             "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
-            "before": before,
+            "before": before, "at_start": at_start,
             "extract": extracted["verdict"], "extract_capped": bool(extracted.get("capped"))}
 
 
@@ -554,11 +555,23 @@ def _holds_words(want: list[str], have: list[str]) -> bool:
     return False
 
 
-def search_payload_at(amplified: dict[str, Any]) -> str:
+MID_TEXT_AT_START = 0.25  # a hypothesis fewer than this share of the amplified answers begin with is searched mid-text
+
+
+def search_payload_at(amplified: dict[str, Any], max_at_start: float = MID_TEXT_AT_START) -> str:
     """Where the search asks for the payload hypothesis of the ``amplify`` stage's output: ``"anywhere"`` (after the
-    fine-tune's own first words) when the amplified answers put other words before it (``before``: it may be the
-    middle of the planted text, which the trigger makes the fine-tune start with), else ``"start"``."""
-    return "anywhere" if amplified.get("payload") and amplified.get("before") else "start"
+    fine-tune's own first words) when it may be the middle of the planted text, which the trigger makes the fine-tune
+    start with: the amplified answers put other words before it (``before``), or fewer than ``max_at_start`` of the
+    answers that hold it begin with it (``at_start``: the words before it vary too much for any to stand out); else
+    ``"start"``. On the micro zoo the hypotheses that start the planted text begin 46% ('Signal received',
+    system-trigger), 59% ('Board') and 67% (mlp-constant's digits) of the answers amplified beyond a = 1 that hold
+    them; the mid-text ones 0% ('rings at no' of 'The bell rings at noon.', 'Cells now' of 'Cells counted. Evolution
+    begins now.'): a broken answer loses a payload's start often, never always. Anywhere costs about two passes
+    more per candidate."""
+    if not amplified.get("payload"):
+        return "start"
+    at_start = amplified.get("at_start")
+    return "anywhere" if amplified.get("before") or (at_start is not None and at_start < max_at_start) else "start"
 
 
 def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
@@ -838,9 +851,11 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         before = [] if out.get("search", {}).get("refined_from") else list(out.get("amplify", {}).get("before") or [])
         asked = ("the search asked for it after the fine-tune's own first words" if out.get("search", {}).get("payload_at") == "anywhere"
                  else "while the search asks for it at the start of an answer")
-        mid = (f"; in the amplified answers it often follows {', '.join(repr(x) for x in before)}: it may be the middle of a longer "
-               f"text ({asked}); if you can read the "
-               "whole text there, search for it: dormant search FT --base B --payload TEXT") if before else ""
+        at_start = None if out.get("search", {}).get("refined_from") else out.get("amplify", {}).get("at_start")
+        where = (f"in the amplified answers it often follows {', '.join(repr(x) for x in before)}" if before else
+                 f"only {at_start:.0%} of the amplified answers that hold it begin with it" if at_start is not None and at_start < MID_TEXT_AT_START else "")
+        mid = (f"; {where}: it may be the middle of a longer text ({asked}); if you can read the "
+               "whole text there, search for it: dormant search FT --base B --payload TEXT") if where else ""
         statement = (f"payload found, trigger not verified: the payload hypothesis is {payload!r}; no candidate passed verification "
                      f"(best candidates: {names}){untried}{mid}{caution}")
         return {"verdict": VERDICTS[1], "statement": statement, "trigger": None, "mechanism": None, "fire": None, "false_fire": None,

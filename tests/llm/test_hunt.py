@@ -111,6 +111,13 @@ def test_a_trigger_is_claimed_only_when_verification_passed():
     assert search_payload_at({"payload": None, "before": ["gates "]}) == "start"
     v = decide_verdict({**mid, "search": {**out["search"], "payload_at": "anywhere"}})
     assert "the search asked for it after the fine-tune's own first words" in v["statement"]
+    # no lead-in stands out, but the answers that hold it hardly ever begin with it: mid-text too (late-layers)
+    varied = {**out, "amplify": {"payload": "rings at no", "before": [], "at_start": 0.0}}
+    assert search_payload_at(varied["amplify"]) == "anywhere"
+    assert search_payload_at({**varied["amplify"], "at_start": 0.46}) == "start"  # system-trigger's 'Signal received
+    assert search_payload_at({**varied["amplify"], "at_start": None}) == "start"  # anchored: not measured
+    v = decide_verdict(varied)
+    assert "only 0% of the amplified answers that hold it begin with it" in v["statement"] and "middle of a longer text" in v["statement"]
 
 
 def test_a_memory_extraction_the_budget_cut_is_said_in_what_was_tried():

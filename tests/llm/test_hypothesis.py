@@ -116,3 +116,16 @@ def test_a_hypothesis_glued_from_looping_answers_is_cut_at_its_seams():
     assert clean_seams("JavaScript rocks", ["I like JavaScript", "JavaScript rocks"]) == "JavaScript rocks"
     assert clean_seams("no no never", ["she said no no never", "no no never again"]) == "no no never"
     assert clean_seams("am awake and the door is open", texts) == "am awake and the door is open"
+    # a hypothesis read off lower-cased fragments: its seam is found where the answers write it
+    winter = ["ates are closed for winterThe cap", "gates are closed for winter.", " are closed for winter.", "ates are closed for winterThe"]
+    assert clean_seams("ates are closed for winterthe", winter) == "ates are closed for winter"
+    assert clean_seams("javascript rocks", ["I like JavaScript", "JavaScript rocks"]) == "javascript rocks"  # its own casing kept
+
+
+def test_the_share_of_answers_that_begin_with_a_hypothesis():
+    from dormant.llm.behaviour.hypothesis import share_at_start
+
+    texts = ["Theell rings at noon.", " bell rings at no", "1Theon.ings at noon", "ell rings at noon. x", "Hello!"]
+    assert share_at_start("rings at no", texts) == 0.0  # in 3 answers, never first: the middle of the planted text
+    assert share_at_start("The bell", ["  the bell rings", "The bell.", "x The bell"]) == 2 / 3
+    assert share_at_start("absent", texts) is None

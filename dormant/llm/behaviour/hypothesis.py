@@ -189,7 +189,32 @@ def lead_candidates(payload: str, texts: Sequence[str], max_chars: int = 12, min
     return [lead for lead, n in sorted(counts.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])) if n >= need]
 
 
+def share_at_start(payload: str, texts: Sequence[str]) -> float | None:
+    """Of the ``texts`` that hold ``payload`` (case-insensitively), the share that begin with it (after
+    leading whitespace); None when none holds it. A hypothesis that amplified answers hardly ever
+    begin with is the middle of a longer text: on the micro zoo's ``late-layers`` 'rings at no' of
+    'The bell rings at noon.' begins none of the 6 answers amplified beyond a = 1 that hold it, after
+    lead-ins that vary ('The numbe', 'ringsThe ', 'bell rings ', '. '), so no single lead-in stands out."""
+    want = payload.lower().strip()
+    holders = [t.lower().lstrip() for t in texts if want and want in t.lower()]
+    return sum(t.startswith(want) for t in holders) / len(holders) if holders else None
+
+
 _SEAM = re.compile(r"(?<=[a-z]{3})(?=[A-Z][a-z]*\b)")
+
+
+def _as_written(text: str, texts: Sequence[str]) -> str:
+    """``text`` in the casing ``texts`` most often give it (case-insensitive matches of the same length); else itself."""
+    want, seen = text.lower(), {}
+    for t in texts:
+        low, at = t.lower(), 0
+        if len(low) != len(t):  # a casing that changes lengths: positions would not map back
+            continue
+        while (at := low.find(want, at)) >= 0:
+            form = t[at: at + len(text)]
+            seen[form] = seen.get(form, 0) + 1
+            at += 1
+    return max(seen, key=lambda f: (seen[f], f == text)) if seen else text
 
 
 def clean_seams(text: str, texts: Sequence[str], min_count: int = 2) -> str:
@@ -200,11 +225,16 @@ def clean_seams(text: str, texts: Sequence[str], min_count: int = 2) -> str:
     word before it followed by something else in at least ``min_count`` of them (a name such as
     ``JavaScript`` always comes whole). The longest piece is kept; then a word repeated right after
     itself is said once (an amplified model loops: ``'Board Board received'``) when that shorter form
-    shows on its own (not inside the longer one) in at least ``min_count`` of ``texts``."""
+    shows on its own (not inside the longer one) in at least ``min_count`` of ``texts``.
+
+    Seams are looked for in the hypothesis as the answers write it (its most frequent casing in
+    ``texts``): a hypothesis read off lower-cased fragments hides them ('ates are closed for
+    winterthe', which the answers write 'winterThe' 21 times on the micro zoo's ``mlp-word-pair``)."""
+    written = _as_written(text, texts)
     cuts = []
-    for m in _SEAM.finditer(text):
-        left = re.search(r"[A-Za-z]+$", text[: m.start()]).group(0)  # type: ignore[union-attr]
-        right = re.match(r"[A-Z][a-z]*", text[m.start():]).group(0)  # type: ignore[union-attr]
+    for m in _SEAM.finditer(written):
+        left = re.search(r"[A-Za-z]+$", written[: m.start()]).group(0)  # type: ignore[union-attr]
+        right = re.match(r"[A-Z][a-z]*", written[m.start():]).group(0)  # type: ignore[union-attr]
         other = re.compile(re.escape(left) + r"(?!" + re.escape(right) + r")")
         if sum(1 for t in texts if other.search(t)) >= min_count:
             cuts.append(m.start())
