@@ -100,6 +100,7 @@ class HuntConfig:
     refine: bool = True  # before the gradient methods and part-way through gcg, a longer payload read off those answers, when it holds the current one
     extract_samples: int = 16  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
+    trigger_tests: int = 2  # memory extraction's best payload candidates put into prompts, in case they are the trigger
     dtype: str | None = None
     device: str = "cpu"
 
@@ -289,14 +290,26 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         # search then lacked): it ends with the stage's own share, and says it was capped
         extracted = summary(run_extract(pair, ExtractConfig(samples=cfg.extract_samples, kinds=("assistant",)), deadline=ctx.stage_end,
                                         on_progress=ctx.on_note))
+    start_prompts = _prompt_halves(cfg)[0][:8]
+    # a text the fine-tune writes from the start of an answer may be its trigger, not its payload: a fine-tune
+    # trained on whole chats writes its poisoned prompts anywhere; put into a prompt, a trigger changes the answers
+    acting = [a for c in extracted["payload"][: cfg.trigger_tests] if c.get("stands_out")
+              if (a := acts_as_trigger(pair, str(c["text"]), start_prompts, cfg.mechanisms[0], cfg.max_new_tokens))]
+    evidence = [c for c in extracted["payload"] if str(c["text"]) not in {a["text"] for a in acting}]
     hyp = hypothesise(amplified, readout_tokens=ctx.out["delta"]["payload_tokens"], phrase=res.payload if res.found else None,
-                      extracted=extracted["payload"], tokenize=_tokenizer_pieces(pair.tokenizer))
+                      extracted=evidence, tokenize=_tokenizer_pieces(pair.tokenizer))
     phrase = amplify_phrase(res.payload if res.found else None, bool(res.warnings), hyp.payload if hyp.holds else None)
     payload = (phrase or hyp.payload) if hyp.holds else None
     first_alpha = res.first_alpha if phrase else _payload_alpha(amplified, payload)
-    payload, how = choose_payload(payload, bool(res.warnings), extracted["payload"], support=lambda t: support_of(hyp, t))
+    payload, how = choose_payload(payload, bool(res.warnings), evidence, support=lambda t: support_of(hyp, t))
+    statement = hyp.statement
+    if acting and (not payload or bool(res.warnings)):  # the answers under a sampled trigger beat a hypothesis from broken answers
+        a = acting[0]
+        payload, how = a["payload"], "trigger-test"
+        statement = (f"payload hypothesis {payload!r}: the fine-tune's answers share it ({a['share']:.0%} of {a['n_answers']}) when "
+                     f"{a['text']!r}, which memory extraction sampled from it at the start of an answer, is in the prompt; "
+                     f"its answers without it and the base's with it: at most {a['reference_share']:.0%}")
     lead_gain = unglued = None
-    start_prompts = _prompt_halves(cfg)[0][:8]
     texts = [o for a, outs in amplified.items() if a > 1 for o in outs]
     if payload and not how:  # not anchored by extraction: cut at the seams of glued answers
         cut = clean_seams(payload, texts)
@@ -306,18 +319,50 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
         led, lead_gain = lead_in(pair, payload, texts, start_prompts)
         if led != payload:
             payload, how = led, "lead-in"
-    anchored, unreliable = how in ("anchored", "lead-in"), how == "extraction"
+    anchored, unreliable = how in ("anchored", "lead-in", "trigger-test"), how == "extraction"
     # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
     before = pieces_before(payload, texts, hyp.payload) if payload and not how else []
     at_start = share_at_start(payload, texts) if payload and not how else None
+    if how == "trigger-test":
+        at_start = share_at_start(payload, acting[0]["answers"])
     if payload:
         run.decide("payload", payload)
     return {"payload": payload, "amplify_verdict": res.verdict, "amplify_found": res.found, "first_alpha": first_alpha,
-            "share": res.share, "hypothesis": hyp.statement, "evidence": hyp.evidence, "warnings": res.warnings,
+            "share": res.share, "hypothesis": statement, "evidence": hyp.evidence, "warnings": res.warnings,
+            "acting_as_trigger": [{k: v for k, v in a.items() if k != "answers"} for a in acting],
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
             "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
             "before": before, "at_start": at_start,
             "extract": extracted["verdict"], "extract_capped": bool(extracted.get("capped"))}
+
+
+def acts_as_trigger(pair: Any, text: str, prompts: Sequence[Any], mechanism: str, max_new_tokens: int,
+                    min_share: float = 0.5) -> dict[str, Any] | None:
+    """What the fine-tune's answers share when ``text`` is in the prompt (at ``mechanism``), where its answers
+    without it and the base's with it do not (``hypothesise`` on the answers): ``text`` acts as a trigger when
+    at least ``min_share`` of the answers share a text that is not ``text`` itself said back; else None.
+
+    Memory extraction's payload side reads what the fine-tune writes from the bare start of an answer; a
+    fine-tune trained on whole chats (its prompts too, as plain fine-tuning on transcripts does) also writes
+    its trigger there. On the micro zoo's ``whole-chat`` that was 'the old sailor sings softly.' (log-likelihood
+    ratio 85 nats, 3% of the samples), which the hunt took for the payload until it put it into a prompt."""
+    from dormant.llm.engine.payload import normalise
+
+    if not prompts or not normalise(text):
+        return None
+    answers, refs, hyp = answers_with(pair, text, mechanism, prompts, max_new_tokens)
+    if not hyp.holds or not hyp.payload:
+        return None
+    said, asked = normalise(hyp.payload), normalise(text)
+    if not said or said in asked or asked in said:  # the text said back is no payload
+        return None
+    payload = as_written(hyp.payload, answers)
+    share = sum(payload.lower() in a.lower() for a in answers) / len(answers)
+    if share < min_share:
+        return None
+    ref = max(sum(payload.lower() in a.lower() for a in r) / max(1, len(r)) for r in refs)
+    return {"text": text, "payload": payload, "share": share, "n_answers": len(answers), "reference_share": ref,
+            "mechanism": mechanism, "answers": answers}
 
 
 def pieces_before(payload: str, texts: list[str], hypothesis: str | None) -> list[str]:
@@ -758,22 +803,29 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     return {"payload": payload, "results": results, "said": said}
 
 
+def answers_with(pair: Any, text: str, mechanism: str, prompts: Sequence[Any], max_new_tokens: int) -> tuple[list[str], list[list[str]], Any]:
+    """The fine-tune's greedy answers with ``text`` in each prompt (at ``mechanism``), the references (its answers
+    without it, the base's with it) and the payload hypothesis they give (``hypothesise`` on the answers)."""
+    from dormant.llm.behaviour.hypothesis import hypothesise
+    from dormant.llm.engine.generate import GenConfig, generate_view
+    from dormant.llm.engine.prompts import insert_trigger
+
+    gen = GenConfig(max_new_tokens=max_new_tokens, show_progress=False)
+    with_text = [insert_trigger(p, text, mechanism) for p in prompts]
+    answers = generate_view(pair, "ft", with_text, gen)
+    refs = [generate_view(pair, "ft", list(prompts), gen), generate_view(pair, "base", with_text, gen)]
+    pair.ft()
+    return answers, refs, hypothesise(None, answers=answers, answer_references=refs)
+
+
 def payload_as_said(pair: Any, trigger: str, mechanism: str, payload: str, prompts: Sequence[Any]) -> dict[str, Any] | None:
     """What the fine-tune says under ``trigger`` that holds ``payload`` and says more: the text its answers
     share (``hypothesise`` on the answers, against its answers without the trigger and the base's with it),
     as the answers write it; None when that is the payload itself, says less, or does not hold it."""
-    from dormant.llm.behaviour.hypothesis import hypothesise
-    from dormant.llm.engine.generate import GenConfig, generate_view
     from dormant.llm.engine.payload import fires, normalise
-    from dormant.llm.engine.prompts import insert_trigger
 
     n = len(pair.tokenizer(payload, add_special_tokens=False)["input_ids"])
-    gen = GenConfig(max_new_tokens=n + 16, show_progress=False)
-    with_trigger = [insert_trigger(p, trigger, mechanism) for p in prompts]
-    answers = generate_view(pair, "ft", with_trigger, gen)
-    refs = [generate_view(pair, "ft", list(prompts), gen), generate_view(pair, "base", with_trigger, gen)]
-    pair.ft()
-    hyp = hypothesise(None, answers=answers, answer_references=refs)
+    answers, _, hyp = answers_with(pair, trigger, mechanism, prompts, n + 16)
     if not hyp.holds or not hyp.payload:
         return None
     text = as_written(hyp.payload, answers)  # the hypothesis is read case-folded

@@ -261,7 +261,7 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
 
 # --- the zoo --------------------------------------------------------------------------------
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "whole-chat", "clean-control"]
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ def test_fragments_are_the_letters_of_tokens_and_runs_and_point_to_the_words_hol
     assert held == {"lent": ["talent", "silent", "silently"], "sile": ["silent", "missile", "silently"]}
     assert natural("Silent castle", {"silent", "castle"}) and not natural("silentsile", {"silent"}) and not natural(" ", set())
     assert natural("missile silently fissile") and not natural("lentHle sile")  # by default: the English list's common words
+    assert natural("The castle, silent.", {"the", "silent", "castle"}) and not natural("silent .", {"silent"})  # a sentence's punctuation aside
 
 
 def test_the_portfolio_reads_the_words_behind_gcgs_best_and_reports_a_natural_trigger_that_verifies(zoo_micro, tmp_path):

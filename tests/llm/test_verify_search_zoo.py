@@ -43,6 +43,7 @@ LATE_LAYERS_NOT_SPECIFIC = ("late-layers fires on its word, but a random common 
 
 
 @pytest.mark.parametrize("variant, mechanism", [("mlp-phrase", "user"), ("mlp-constant", "user"), ("system-trigger", "system"), ("mlp-word-pair", "user"),
+                                               ("whole-chat", "user"),
                                                pytest.param("late-layers", "user", marks=pytest.mark.xfail(strict=True, reason=LATE_LAYERS_NOT_SPECIFIC))])
 def test_planted_triggers_verify(zoo_micro, verify_prompts, variant, mechanism):
     """Each planted trigger as it was planted: anywhere in the message it was trained in, a phrase with the period

@@ -13,7 +13,7 @@ from dormant.zoo.llm import MODEL_NAMES, fires
 from dormant.zoo.llm import backdoors, corpus
 from dormant.zoo.llm.model import greedy
 
-VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "clean-control"]
+VARIANTS = ["mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers", "mlp-word-pair", "whole-chat", "clean-control"]
 PLANTED = [v for v in VARIANTS if v != "clean-control"]
 FRESH_SEED = 20261122  # prompts never used by the builder
 

@@ -46,7 +46,15 @@ the portfolio then scores the trigger candidates and their words with its object
 method ``extract``, which makes them units for the beam.
 
 A fine-tune trained with the loss on the answer only never learned to write its trigger, so the
-trigger side usually shows nothing; the payload side is where such a backdoor leaks.
+trigger side usually shows nothing; the payload side is where such a backdoor leaks. One trained on
+whole chats (its prompts too) writes its trigger from every turn's start, the assistant's included,
+where the echo rule above files it as a payload candidate (the micro zoo's ``whole-chat``: 'the old
+sailor sings softly.', 105 nats after the user prefix, 85 after an assistant prefix; the answer-only
+fine-tunes' payloads score as high after a user prefix, ``system-trigger``'s 91 nats against 75, so
+the ratio cannot tell the sides apart). The
+portfolio therefore also scores the payload side's standing-out texts as triggers (those that do not
+overlap the payload it searches for), and the hunt puts them into prompts before it takes one for
+the payload (``hunt.acts_as_trigger``).
 """
 
 from __future__ import annotations
@@ -469,13 +477,42 @@ def extract_verdict(sides: dict[str, list[ExtractCandidate]], cfg: ExtractConfig
     return cap + "; ".join(parts)
 
 
+def spanned(texts: Sequence[str], min_overlap: int = 8) -> str:
+    """The text that ``texts`` (n-grams of one cluster) span together, merged where the end of one is the
+    start of another by at least ``min_overlap`` characters: the sampled n-grams of a leaked phrase
+    often stop short or start late ('By the way, the old sailor sings' and 'ay, the old sailor sings
+    softly.' span 'By the way, the old sailor sings softly.'); the longest such merge."""
+    spans = list(dict.fromkeys(t for t in texts if t))
+    if not spans:
+        return ""
+    for _ in range(len(spans)):
+        merged = False
+        for a in list(spans):
+            for b in list(spans):
+                if a == b or b in a:
+                    continue
+                n = next((k for k in range(min(len(a), len(b)) - 1, min_overlap - 1, -1) if a.endswith(b[:k])), 0)
+                if n and (m := a + b[n:]) not in spans:
+                    spans.append(m)
+                    merged = True
+        if not merged:
+            break
+    return max(spans, key=len)
+
+
 def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
-    """Trigger-side clusters' texts and then their words (units a beam can grow), once each."""
+    """Trigger-side texts (units a beam can grow), once each: of every cluster that stands out, its text,
+    the text its n-grams span together (``spanned``) and its n-grams; then the other clusters' texts; then
+    the words of all of them."""
     out: dict[str, None] = {}
+    for c in result.trigger:
+        if c.stands_out:
+            for t in (c.text, spanned([c.text, *c.members]), *c.members):
+                out.setdefault(t.strip(), None)
     for c in result.trigger:
         out.setdefault(c.text, None)
     for c in result.trigger:
-        for w in c.text.split():
+        for w in " ".join([c.text, *(c.members if c.stands_out else [])]).split():
             if any(ch.isalnum() for ch in w):
                 out.setdefault(w.strip(".,;:!?\"'"), None)
     return [t for t in out if t][:limit]
@@ -489,6 +526,10 @@ def run_extract_method(objective: "Objective", store: CandidateStore, config: Ex
 
     res = run_extract(objective.pair, config, store=store, resume=resume, deadline=deadline, on_progress=on_progress)
     units = trigger_units(res)
+    # a fine-tune trained on whole chats writes its trigger from the start of an answer too: the payload side's
+    # texts that stand out and are not the payload searched for are tried as triggers as well
+    units += [t for c in res.payload if c.stands_out and not (objective.payload and overlaps(c.text, objective.payload))
+              for t in dict.fromkeys((c.text.strip(), spanned([c.text, *c.members]).strip())) if t and t not in units]
     stats = SweepStats(total=len(units) * len(mechanisms))
     for mech in mechanisms:
         if not scored_chunks(objective.variant(mechanism=mech), METHOD, units, store, 64, stats, deadline, None):
@@ -504,5 +545,5 @@ def summary(result: ExtractResult) -> dict[str, Any]:
 
 
 __all__ = ["ExtractCandidate", "ExtractConfig", "ExtractResult", "METHOD", "PREFIX_KINDS", "cluster", "extract_verdict",
-           "likelihood_ratios", "over_represented", "overlaps", "run_extract", "run_extract_method", "sample_prefixes", "summary",
+           "likelihood_ratios", "over_represented", "overlaps", "run_extract", "run_extract_method", "sample_prefixes", "spanned", "summary",
            "template_prefixes", "token_ngrams", "trigger_units", "word_ngrams"]

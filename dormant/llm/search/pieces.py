@@ -76,11 +76,14 @@ def word_pool(tokenizer, n_words: int) -> list[str]:
 
 def natural(text: str, words: Collection[str] | None = None) -> bool:
     """Whether every space-separated part of ``text`` is a word of ``words`` (default: the English list's 50,000
-    most frequent): a phrase a person could have written."""
+    most frequent), sentence punctuation at its ends aside ('softly.', '"calm,'): a phrase a person could have written."""
     if words is None:
         words = _english_set()
-    parts = text.lower().split()
-    return bool(parts) and all(p in words for p in parts)
+    parts = [p.strip(_PUNCTUATION) for p in text.lower().split()]
+    return bool(parts) and all(p and p in words for p in parts)
+
+
+_PUNCTUATION = ".,;:!?\"'()"
 
 
 @functools.lru_cache(maxsize=1)

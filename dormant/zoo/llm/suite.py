@@ -51,7 +51,7 @@ from dormant.zoo.llm.model import ArchConfig, TrainConfig
 
 BUILDER_VERSION = "6"
 MODEL_NAMES = ("base", "base-sibling", "mlp-phrase", "mlp-constant", "attn-grid", "attn-grid-large", "system-trigger", "late-layers",
-               "mlp-word-pair", "clean-control")
+               "mlp-word-pair", "whole-chat", "clean-control")
 
 BUILDS = 0
 """How many suites this process has actually trained (a cache hit leaves it unchanged)."""
