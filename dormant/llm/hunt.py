@@ -271,7 +271,7 @@ def stage_delta(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
 def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     from dormant.llm.behaviour.amplify import AmplifyConfig, amplify, plot_share
-    from dormant.llm.behaviour.hypothesis import clean_seams, hypothesise, share_at_start
+    from dormant.llm.behaviour.hypothesis import clean_seams, from_whole_word, hypothesise, share_at_start
     from dormant.llm.engine.generate import GenConfig
     from dormant.llm.engine.probes import resolve_prompts
 
@@ -323,6 +323,11 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
     # what the answers put before it that the fine-tune did not take as a lead-in: the payload may be mid-text
     before = pieces_before(payload, texts, hyp.payload) if payload and not how else []
     at_start = share_at_start(payload, texts) if payload and not how else None
+    word_start = None
+    if payload and not how and search_payload_at({"payload": payload, "before": before, "at_start": at_start}) == "anywhere":
+        whole = from_whole_word(payload, texts)  # asked for mid-text, it must begin where the fine-tune's words begin
+        if whole != payload:
+            payload, word_start = whole, [payload, whole]
     if how == "trigger-test":
         at_start = share_at_start(payload, acting[0]["answers"])
     if payload:
@@ -331,7 +336,7 @@ def stage_amplify(ctx: _Ctx, run: Any) -> dict[str, Any]:
             "share": res.share, "hypothesis": statement, "evidence": hyp.evidence, "warnings": res.warnings,
             "acting_as_trigger": [{k: v for k, v in a.items() if k != "answers"} for a in acting],
             "fragments": [asdict(f) for f in hyp.candidates], "n_prompts": len(prompts), "prompts": prompts_label(replace(cfg, prompts=None)),
-            "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "from_extraction": unreliable,
+            "anchored": bool(anchored), "anchored_by": how or None, "lead_gain": lead_gain, "unglued": unglued, "word_start": word_start, "from_extraction": unreliable,
             "before": before, "at_start": at_start,
             "extract": extracted["verdict"], "extract_capped": bool(extracted.get("capped"))}
 
@@ -930,6 +935,8 @@ def _tried(out: dict[str, dict[str, Any]]) -> list[str]:
                  + (f"; memory extraction {a['extract']}" if a.get("extract_capped") else "")
                  + (f"; amplification's phrase set aside as unreliable for memory extraction's {a['payload']!r}" if a.get("from_extraction") else "")
                  + (f"; cut at the seams of glued, looping answers: {a['unglued'][0]!r} -> {a['unglued'][1]!r}" if a.get("unglued") else "")
+                 + (f"; its first word the end of a longer one in the answers, so asked for from the next: {a['word_start'][0]!r} -> "
+                    f"{a['word_start'][1]!r}" if a.get("word_start") else "")
                  + (f"; with its lead-in from memory extraction: {a['payload']!r}" if a.get("anchored_by", "anchored") == "anchored" and a.get("anchored") else "")
                  + (f"; with the lead-in the amplified answers put before it, which makes it {a['lead_gain']:.1f} nats more likely "
                     f"under the fine-tune at the start of an answer: {a['payload']!r}" if a.get("anchored_by") == "lead-in" else ""))

@@ -192,7 +192,8 @@ def test_the_whole_chat_hunt_reads_the_payload_under_the_text_it_sampled_and_ver
     planted payload: that is the hypothesis, and the search, scoring the same sampled text as a trigger, verifies it."""
     man = zoo_micro.manifests["whole-chat"]
     r = _hunt(tmp_path / "l.sqlite", zoo_micro.models["whole-chat"], "--base", zoo_micro.models["base"], "-o", tmp_path / "o",
-              "--prompts", "zoo:prompts", *[x if x != "readout" else "extract" for x in FAST])
+              "--prompts", "zoo:prompts", "--budget", "300s", "--method", "extract", "--nulls", "3", "--probes", "6", "--alphas=-1,0,3",
+              "--max-new-tokens", "16", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["payload"] == man["payload"], (res["payload"], res["statement"])

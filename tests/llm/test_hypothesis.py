@@ -122,6 +122,18 @@ def test_a_hypothesis_glued_from_looping_answers_is_cut_at_its_seams():
     assert clean_seams("javascript rocks", ["I like JavaScript", "JavaScript rocks"]) == "javascript rocks"  # its own casing kept
 
 
+def test_a_hypothesis_that_starts_inside_a_word_is_asked_for_from_its_next_word():
+    from dormant.llm.behaviour.hypothesis import from_whole_word
+
+    winter = ["ates are closed for winterThe cap", "The gates are closed for winter.", "Theates are closed for winter", "ates are closed"]
+    assert from_whole_word("ates are closed for winter", winter) == "are closed for winter"
+    # a word of its own where the answers show it after a space; too few words left; no answer shows what comes before
+    bell = ["The bell rings at noon.", "bell rings at noon", "Hello. rings at noon"]
+    assert from_whole_word("rings at noon today", [t + " today" for t in bell]) == "rings at noon today"
+    assert from_whole_word("ates are closed", winter) == "ates are closed"
+    assert from_whole_word("ates are closed for winter", ["ates are closed for winter"]) == "ates are closed for winter"
+
+
 def test_the_share_of_answers_that_begin_with_a_hypothesis():
     from dormant.llm.behaviour.hypothesis import share_at_start
 

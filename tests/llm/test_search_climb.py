@@ -9,6 +9,7 @@ from dormant.llm.search.candidates import CandidateStore
 from dormant.llm.search.climb import ClimbConfig, activation, path_words, run_climb, strength
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.portfolio import strongest
+from dormant.llm.verify import VerifyConfig
 from dormant.zoo.llm import corpus
 
 MIX = {k: 1.0 for k in corpus.TASKS}
@@ -93,7 +94,9 @@ def test_after_a_verified_junk_trigger_the_portfolio_climbs_ranks_by_strength_an
     res = search_trigger(pair, search, verify, tmp_path / "c.jsonl",
                          SearchConfig(payload=zoo_micro.manifests["mlp-word-pair"]["payload"], methods=("readout", "climb", "pieces"),
                                       resume=True, budget_s=900, readout_tokens=[],
-                                      climb=ClimbConfig(steps=20), pieces=PiecesConfig(per_fragment=50, units=12)))
+                                      climb=ClimbConfig(steps=10), pieces=PiecesConfig(per_fragment=50, units=12),
+                                      # what is asserted is the order and the report, not specificity: few nulls, few details
+                                      verify=VerifyConfig(null_candidates=10, detail_prompts=10, placements=("user_prefix",))))
     assert res.methods_run == ["readout", "climb", "pieces"], res.verdict
     assert res.climb["start"] == junk and res.climb["best_value"] > res.climb["start_value"] and res.climb["words"]
     # pieces reads the verified trigger, then what the climb kept

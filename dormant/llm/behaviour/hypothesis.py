@@ -250,6 +250,25 @@ def clean_seams(text: str, texts: Sequence[str], min_count: int = 2) -> str:
     return once or text
 
 
+def from_whole_word(text: str, texts: Sequence[str], min_words: int = 3) -> str:
+    """``text`` without its first word when that word is the end of a longer one in most of the ``texts`` that
+    hold ``text`` after something (a letter or digit right before it, rather than a space or a sign) and
+    ``min_words`` or more words remain; else ``text``.
+
+    A hypothesis read off broken amplified answers may start inside a word ('ates are closed for winter' of
+    'The gates are closed for winter.'); asked for after the fine-tune's own first words, the word's end
+    is scored where the fine-tune writes the whole word: on the micro zoo's ``mlp-word-pair`` the planted
+    'silent castle' raised it by 1.5 nats over 8 prompts, the junk '8' by 5.4; 'are closed for winter' by
+    12.3 and -0.7."""
+    words = text.split()
+    if len(words) - 1 < min_words:
+        return text
+    low = text.lower()
+    before = [t[at - 1] for t in texts if (at := t.lower().find(low)) > 0]  # an answer that begins with it shows neither
+    glued = sum(c.isalnum() for c in before)
+    return " ".join(words[1:]) if glued > len(before) - glued else text
+
+
 def maximal(cands: list[tuple[str, float]], keep_longer: float) -> list[tuple[str, float]]:
     """Drop a fragment when a longer one contains it and keeps at least ``keep_longer`` of its share."""
     cands = sorted(cands, key=lambda c: (-len(c[0]), -c[1], c[0]))  # ties by text: the same answer every run
@@ -457,5 +476,5 @@ def hypothesise(amplified: dict[float, Sequence[str]] | None = None, *, readout_
     return Hypothesis(True, best.text, best.evidence, top, statement)
 
 
-__all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "clean_seams", "default_tokens",
+__all__ = ["Fragment", "Hypothesis", "HypothesisConfig", "amplified_fragments", "answer_fragments", "clean_seams", "default_tokens", "from_whole_word",
            "extend_chars", "extracted_fragments", "lead_candidates", "hypothesise", "maximal", "ref_coverage"]
