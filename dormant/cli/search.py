@@ -297,7 +297,10 @@ when none does, the output says "nothing stands out" and names both thresholds.
 
 A backdoor trained with the loss on the answer only rarely leaks its trigger this way (the model
 never learned to write it); its payload, which it did learn to write, leaks from the assistant
-prefix. Samples are saved in chunks (--resume continues a killed run); clusters go to
+prefix. One trained on whole chats (its prompts too) writes its trigger from an assistant prefix as
+well, where it is listed as a payload candidate: put a candidate into prompts before taking it for
+the payload (`dormant hunt` does: answers that share a text the references lack mark a trigger).
+Samples are saved in chunks (--resume continues a killed run); clusters go to
 candidates.jsonl (methods extract:trigger and extract:payload). Pass a payload candidate to `dormant
 search --payload`, or run `dormant search --method extract` to score the trigger candidates.
 

@@ -12,7 +12,12 @@ rests on from earlier stages and the version of the code that computed it, ``arg
               its whole-word phrase with character/token fragments, the payload-side read-out and
               memory extraction's payload candidates (``search.extract`` from the assistant
               prefixes; only those above its threshold count) (``behaviour.hypothesis``). Decides
-              ``payload`` when a hypothesis holds.
+              ``payload`` when a hypothesis holds. Each of extraction's best payload candidates is
+              first put into prompts (``acts_as_trigger``): a fine-tune trained on whole chats writes
+              its trigger from the start of an answer too, and where the answers under the text
+              share one its references lack, the text is a trigger and that one the payload. A
+              hypothesis searched mid-text that starts inside a word is asked for from its next word
+              (``behaviour.hypothesis.from_whole_word``).
 ``localise``  with a payload: its share with only each modified layer / block kind amplified
               (``amplify.localise``); without: the change's relative size per layer (from ``diff``).
 ``search``    the portfolio (``search.portfolio``) seeded by the trigger-side read-out, with the

@@ -180,6 +180,10 @@ def test_a_leaked_phrase_is_offered_whole_where_its_sampled_pieces_overlap():
     assert spanned(pieces) == ". By the way, the old sailor sings softly."
     assert spanned(["abc", "xyz"]) in ("abc", "xyz") and spanned([]) == ""
     assert spanned(["the old man", "old manor"]) == "the old man"  # overlaps shorter than 8 characters are chance
+    # a looping answer's n-grams overlap each other round and round: each is used once, so the text stays bounded
+    loop = "Signal received. Standing by for orders. " * 6
+    grams = list(dict.fromkeys(loop[i:i + n] for n in (20, 30, 40) for i in range(0, 200, 3)))
+    assert spanned(grams) in loop and len(spanned(grams)) >= 60
 
     def cand(text, members=(), out=True):
         return ExtractCandidate(text=text, side="trigger", mechanism="user_prefix", prefix="user", lr=40.0, lr_per_token=4.0, ft_share=0.1,

@@ -485,19 +485,23 @@ def spanned(texts: Sequence[str], min_overlap: int = 8) -> str:
     spans = list(dict.fromkeys(t for t in texts if t))
     if not spans:
         return ""
-    for _ in range(len(spans)):
-        merged = False
-        for a in list(spans):
-            for b in list(spans):
-                if a == b or b in a:
-                    continue
-                n = next((k for k in range(min(len(a), len(b)) - 1, min_overlap - 1, -1) if a.endswith(b[:k])), 0)
-                if n and (m := a + b[n:]) not in spans:
-                    spans.append(m)
-                    merged = True
-        if not merged:
-            break
-    return max(spans, key=len)
+
+    def overlap(a: str, b: str) -> int:  # the longest end of a that starts b, at least min_overlap characters
+        return next((k for k in range(min(len(a), len(b)) - 1, min_overlap - 1, -1) if a.endswith(b[:k])), 0)
+
+    best = ""
+    for start in spans:  # from each text, extend to the right by the others, each used once (a looping text stays bounded)
+        text, left = start, [t for t in spans if t != start]
+        while left:
+            ends = [(overlap(text, b), b) for b in left if b not in text]
+            n, b = max(ends, default=(0, ""), key=lambda e: e[0])
+            if not n:
+                break
+            text = text + b[n:]
+            left.remove(b)
+        if len(text) > len(best):
+            best = text
+    return best
 
 
 def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
