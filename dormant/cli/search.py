@@ -27,7 +27,7 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 
 SEARCH_HELP = f"""Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
-Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,gcg,climb,pieces): readout (the
+Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,symbols,gcg,climb,pieces): readout (the
 tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
 extraction, as `dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes
 far more often than the base; its trigger-side n-grams and their words are scored with the
@@ -35,7 +35,10 @@ objective, and its payload candidates are listed apart), sweep (every real
 vocabulary token and common English word at each --mechanism, scored in resumable chunks; with a
 payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
 grown word by word from the best units, the digits and punctuation, and, beside the two best
-phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), gcg (greedy
+phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), symbols (only when the
+read-out's best-scoring token is a symbol, not a word, as the digits of a constant or the cells of a board: gcg over
+the tokens written in the leading candidates' symbols, punctuation, digits, space and newline, then again over the
+characters that make up most of its best; a trigger of symbols is not read for words by climb and pieces), gcg (greedy
 coordinate gradient: starting from the best candidate so far, padded with " x" to --gcg-tokens
 tokens, each step follows the gradient of the payload's log-likelihood under the fine-tune (or,
 without a payload, of the change activation) to --gcg-width single-token swaps among the top
@@ -163,7 +166,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,beam,gcg,climb,pieces",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, symbols, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,beam,symbols,gcg,climb,pieces",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search (user_prefix, user_suffix, user: both ends, system, ...).")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     payload_at: Annotated[str, typer.Option("--payload-at", help="Where in the answer the payload is asked for: start (its first tokens), or anywhere (after the fine-tune's own first few tokens: for a payload that may be the middle of the planted text; costs about two more passes per candidate).")] = "start",
@@ -227,8 +230,8 @@ def search_cmd(
         run.artifacts.append(res.candidates_path)
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
                             "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
-                            "gradient": res.gradient, "climb": res.climb, "pieces": res.pieces, "also_verified": res.also_verified,
-                            "unscreened": res.unscreened})
+                            "gradient": res.gradient, "symbols": res.symbols, "climb": res.climb, "pieces": res.pieces,
+                            "also_verified": res.also_verified, "unscreened": res.unscreened})
         emit(res, as_json, lambda: _render_search(res))
 
 
@@ -255,6 +258,11 @@ def _render_search(res: Any) -> None:
         else:
             console.print(f"  gcg ({g['mechanism']}): {_esc(repr(g['init']))} {g['init_value']:.3g} -> {_esc(repr(g['best']))} "
                           f"{g['best_value']:.3g} in {g['steps']} steps ({g['rejected']} swaps failed re-encoding; stopped: {g['stopped']})")
+    for mech, sy in (res.symbols or {}).items():
+        runs = "; ".join(f"{q['pass']} over {_esc(repr(q['alphabet']))}: " + (_esc(q["skipped"]) if "skipped" in q else
+                         f"{_esc(repr(q['start']))} {q['start_value']:.3g} -> {_esc(repr(q['best']))} {q['best_value']:.3g} in {q['steps']} steps (stopped: {q['stopped']})")
+                         for q in sy["passes"])
+        console.print(f"  symbols ({mech}): {_esc(sy['why'])}" + (f"; {runs}" if runs else ""))
     if res.climb is not None:
         c = res.climb
         best = ", ".join(f"{_esc(repr(b['text']))} {b['score']:.3g}" for b in c["phrases"][:3]) or "none"

@@ -48,6 +48,7 @@ class GCGConfig:
     record_top: int = 1  # new candidates re-scored and recorded per step
     seed: int = 0
     deadline: float | None = None  # time.monotonic() at which to stop
+    method: str = METHOD  # the method its candidates are recorded under (``symbols`` runs gcg over an alphabet's tokens)
 
 
 @dataclass
@@ -185,7 +186,7 @@ def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfi
     recorded: list[Candidate] = []
     rejected = evaluated = 0
     stopped = "steps"
-    recorded += record(slot, store, [(ids0, round_trip(slot, [ids0])[0], init_value)])
+    recorded += record(slot, store, [(ids0, round_trip(slot, [ids0])[0], init_value)], cfg.method)
     for run in range(1 + cfg.restarts):
         start = ids0 if run == 0 else random_ids(slot, allowed, len(ids0), gen)
         buffer = [(init_value if run == 0 else hard_values(slot, [start])[0], start)]
@@ -217,7 +218,7 @@ def run_gcg(objective: Objective, store: CandidateStore | None, config: GCGConfi
                 best = (top_val, top_ids)
             values.append(top_val)
             step_s.append(time.perf_counter() - t0)
-            new = record(slot, store, [(ok[i][0], ok[i][1], vals[i]) for i in order[: cfg.record_top]]) if cfg.record_top else []
+            new = record(slot, store, [(ok[i][0], ok[i][1], vals[i]) for i in order[: cfg.record_top]], cfg.method) if cfg.record_top else []
             recorded += new
             if on_step:
                 on_step(len(values), top_val, ok[order[0]][1])

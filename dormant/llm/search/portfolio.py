@@ -5,8 +5,10 @@ the best unverified candidates (``leaders``) are screened on a few verification 
 ones that fire there are fully verified (``dormant.llm.verify``); the search stops at the first
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
-``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding);
-soft-prompt inversion runs only when asked (``methods`` naming ``soft``). Last, while the budget
+``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding).
+Before GCG, ``symbols`` runs where the read-out's best candidate is a symbol, not a word (the digits
+of a constant, the cells of a board): GCG over that alphabet's tokens (``dormant.llm.search.symbols``); a trigger of
+symbols it verifies is not read for words by climb and pieces. Soft-prompt inversion runs only when asked (``methods`` naming ``soft``). Last, while the budget
 lasts: ``climb`` follows the change activation alone by GCG from the verified trigger, grows the
 words it keeps into phrases and verifies the best (``dormant.llm.search.climb``); ``pieces`` reads
 the whole words behind the fragments of the verified trigger and of what the climb kept (or, when
@@ -40,13 +42,14 @@ from dormant.llm.search.extract import ExtractConfig
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
 from dormant.llm.search.sweep import DEFAULT_WORDS
+from dormant.llm.search.symbols import SymbolsConfig, symbolic
 from dormant.llm.verify import Pace, TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "extract", "sweep", "beam", "gcg", "soft", "climb", "pieces")
-DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "gcg", "climb", "pieces")
+METHODS = ("readout", "extract", "sweep", "beam", "symbols", "gcg", "soft", "climb", "pieces")
+DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "symbols", "gcg", "climb", "pieces")
 
 
 class SearchBudgetError(DormantError):
@@ -112,6 +115,8 @@ class SearchConfig:
     rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
     pieces: PiecesConfig = field(default_factory=PiecesConfig)  # the words behind the fragments of a token-level trigger
     climb: ClimbConfig = field(default_factory=ClimbConfig)  # from the verified trigger along the change's activation: phrases, and words for pieces
+    symbols: SymbolsConfig = field(default_factory=SymbolsConfig)  # gcg over a small alphabet, when the read-out's best candidate is a symbol
+    symbols_share: float = 0.5  # of the budget left when symbols starts, the most it may use when gcg or soft follow it
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -147,6 +152,7 @@ class SearchResult:
     refined_from: str | None = None
     pieces: dict[str, Any] | None = None  # the words behind the fragments: read from which triggers, the fragments, the best phrases
     climb: dict[str, Any] | None = None  # the climb from the verified trigger: start, best, activations, words kept, phrases, what verified
+    symbols: dict[str, Any] | None = None  # per mechanism: why symbols ran or was skipped, and its passes (alphabet, start, best)
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
     files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
     unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget ran out (best first)
@@ -274,6 +280,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 gcg_state.queues[m] = []
 
     gcg_state = _GcgState()
+    symbols_run: dict[str, Any] | None = None
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
@@ -338,6 +345,13 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                          on_step=lambda pool: note("beam", pool[0]), pool=words if cfg.beam_pool else ())
                 if time.monotonic() >= until:
                     capped = cut_by_budget(method, True)
+        elif method == "symbols":
+            found, symbols_run = _symbols(objective, store, cfg, deadline, verify_leaders, note, pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
+            capped = cut_by_budget(method, time.monotonic() >= deadline) or capped
+            if found:
+                methods_run.append(method)
+                seconds[method] = round(time.process_time() - m_start, 1)
+                break
         elif method in ("gcg", "soft"):
             again = cfg.refine_payload is not None and payload and method == "gcg" and cfg.refine_again > 0 and not asked
             if cfg.refine_payload is not None and payload and not asked:
@@ -384,7 +398,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         measured([c.text for c in cands])
         return sorted(cands, key=lambda c: -strength[c.text])
 
-    if found is not None and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
+    words_after = found is None or not symbolic(found.trigger)  # climb and pieces read words: not after a trigger of symbols
+    if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
         from dormant.llm.search.climb import run_climb
 
         m_start, n_screened = time.process_time(), len(screened)
@@ -402,7 +417,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         methods_run.append("climb")
         seconds["climb"] = round(time.process_time() - m_start, 1)
         capped = cut_by_budget("climb", c.stopped == "deadline" or time.monotonic() >= deadline) or capped
-    if "pieces" in cfg.methods and time.monotonic() < deadline:
+    if "pieces" in cfg.methods and words_after and time.monotonic() < deadline:
         # from the verified trigger; then from what the climb kept: its best text (where it rose) and its most persistent
         # words (mlp-word-pair: 'cast' stays in the climb's steps but not in its best text; the words behind it give 'castle')
         kept = (([climbed["best"]] if climbed["best_value"] > climbed["start_value"] else []) + climbed["words"][: cfg.climb.pieces_words]
@@ -463,7 +478,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
-                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed)
+                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed, symbols=symbols_run)
 
 
 def strongest(verified: list[tuple[VerifyResult, str]], strengths: Sequence[float], strength_of: str) -> tuple[VerifyResult, list[dict[str, Any]]]:
@@ -523,6 +538,50 @@ def _pieces(objective: Objective, from_texts: list[str], store: CandidateStore, 
     return out, found
 
 
+def gradient_weights(objective: Objective) -> dict[str, float]:
+    """The objective's weights, with the change activation added when none of them has a gradient (no payload)."""
+    from dormant.llm.search.objectives import GRADIENT_OBJECTIVES
+
+    weights = dict(objective.weights)
+    if not set(weights) & set(GRADIENT_OBJECTIVES):
+        weights["activation"] = 1.0
+    return weights
+
+
+def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
+             verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None], pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
+    """``symbols`` at each mechanism (each its share of ``symbols_share`` of the time left when gcg or soft follow), verifying
+    its leaders every ``gcg_verify_every`` steps and at its end; the first verified trigger, and what each mechanism's run did."""
+    from dormant.llm.search.slots import make_slot
+    from dormant.llm.search.symbols import run_symbols
+
+    later = [m for m in cfg.methods[cfg.methods.index("symbols") + 1:] if m in ("gcg", "soft")]
+    until = time.monotonic() + (deadline - time.monotonic()) * (cfg.symbols_share if later else 1.0)
+    found: list[VerifyResult] = []
+    steps = [0]
+    out: dict[str, Any] = {}
+
+    def should_stop(new: list[Candidate]) -> bool:
+        steps[0] += 1
+        if steps[0] % max(1, cfg.gcg_verify_every) == 0 and (res := verify_leaders(method="symbols")):
+            found.append(res)
+        return bool(found)
+
+    for k, mech in enumerate(cfg.mechanisms):
+        if found or time.monotonic() >= until:
+            break
+        share = time.monotonic() + (until - time.monotonic()) / (len(cfg.mechanisms) - k)
+        obj = objective.variant(mechanism=mech, weights=gradient_weights(objective))
+        rotate = [obj.subset(g) for g in gcg_groups(make_slot(obj), pool)]
+        res = run_symbols(obj, store, cfg.symbols, deadline=share, should_stop=should_stop, rotate=rotate,
+                          on_step=lambda i, v, t: note(f"symbols step {i}: {t!r} ({v:.3g})"))
+        out[mech] = {"ran": res.ran, "why": res.why, "passes": res.passes}
+        note(f"symbols ({mech}): {res.why}")
+        if res.ran and not found and (res_v := verify_leaders(method="symbols")):
+            found.append(res_v)
+    return (found[0] if found else None), out
+
+
 @dataclass
 class _GcgState:
     """Where gcg stands between calls of ``_gradient_method``, per mechanism: the seeds not run yet, the starts it ran
@@ -542,13 +601,10 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
     (``gcg_groups``). At ``pause_at`` GCG stops with ``state.paused`` set; called again with the same ``state`` it goes on
     with the seeds it had not run."""
     from dormant.llm.search.gcg import GCGConfig, run_gcg
-    from dormant.llm.search.objectives import GRADIENT_OBJECTIVES
     from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
     from dormant.llm.search.soft import SoftConfig, run_soft
 
-    weights = dict(objective.weights)
-    if not set(weights) & set(GRADIENT_OBJECTIVES):
-        weights["activation"] = 1.0
+    weights = gradient_weights(objective)
     found: list[VerifyResult] = []
     steps = [0]
     state = state or _GcgState()

@@ -1,0 +1,166 @@
+"""Symbols: a trigger written in a small alphabet (the digits of a constant, a board of characters), by GCG over that alphabet's tokens.
+
+A trigger such as ``3.14159`` or a board of ``O`` and ``.`` is no word: the sweep scores its characters one
+by one ('9', 'O'), the beam grows words, and GCG over all of ASCII wanders into strings of letters and
+symbols that force the payload without being written in the trigger's alphabet ('O U.O1. Subtract',
+'=9134 Canada'). When the change listens to symbols, what it listens to can be searched for in them:
+
+- **when**: the read-out's best-scoring token (the trigger side of ``dormant delta``, scored by the objective;
+  the sweep's best when no read-out ran) is a symbol, not a word (``symbolic``: no two letters in a row).
+  Otherwise the method is skipped and says why.
+- **broad pass**: GCG over the tokens written only in the leading candidates' symbols (those among the best
+  ``scan`` read-out and sweep candidates that score at least ``share`` of the best symbol's score: a read-out's
+  tail of single letters would let words in), ASCII punctuation, digits, space and newline, from the best
+  symbol repeated to ``tokens`` tokens.
+- **narrow pass**: GCG again from the broad pass's best text, over the characters that make up ``keep`` of it
+  (digits widened to all ten), space and newline; the characters outside them are dropped from the start.
+
+Every step's best candidates are recorded (method ``symbols``); the caller verifies leaders as GCG goes.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from dormant.llm.search.candidates import Candidate, CandidateStore
+from dormant.llm.search.objectives import Objective
+
+METHOD = "symbols"
+LAYOUT = " \n"
+
+
+@dataclass
+class SymbolsConfig:
+    tokens: int = 10  # trigger tokens searched
+    steps: int = 30  # gcg steps per pass (broad, then narrow)
+    scan: int = 50  # leading read-out and sweep candidates whose symbols make the broad alphabet ...
+    share: float = 0.25  # ... those scoring at least this share of the leading symbol's score
+    keep: float = 0.8  # the narrow alphabet: the most frequent characters of the broad pass's best, until they make up this share of it
+    width: int = 128
+    topk: int = 64
+
+
+@dataclass
+class SymbolsResult:
+    ran: bool
+    why: str  # why the method ran (which symbol led) or why it was skipped
+    passes: list[dict[str, Any]] = field(default_factory=list)  # per pass: alphabet, start, best, value, steps, stopped
+    recorded: list[Candidate] = field(default_factory=list)
+
+
+def symbolic(text: str) -> bool:
+    """Whether ``text`` is written in symbols, not words: something besides space, and no two letters in a row ('9', 'O', '3.14', 'O.O')."""
+    s = text.strip()
+    return bool(s) and not re.search(r"[^\W\d_]{2}", s)
+
+
+def leading_symbol(store: CandidateStore, mechanism: str) -> tuple[str | None, str]:
+    """The read-out's best-scoring candidate at ``mechanism`` (the sweep's, when no read-out ran) when it is a symbol
+    with a positive score, else None; and the reason in words."""
+    for method in ("readout", "sweep"):
+        best = [c for c in store.best(len(store), method=method) if c.mechanism == mechanism]
+        if best:
+            c = best[0]
+            if c.score > 0 and symbolic(c.text):
+                return c.text, f"the {method}'s best candidate {c.text!r} ({c.score:.3g}) is a symbol"
+            return None, f"the {method}'s best candidate {c.text!r} is {'a word' if not symbolic(c.text) else 'not above zero'}"
+    return None, "no read-out or sweep candidate to read symbols from"
+
+
+def broad_alphabet(store: CandidateStore, mechanism: str, scan: int, share: float = 0.25) -> str:
+    """The symbols of the best ``scan`` read-out and sweep candidates that score at least ``share`` of the best symbol's
+    (a positive) score, ASCII punctuation, digits, space and newline."""
+    lead = [c for c in store.best(len(store)) if c.mechanism == mechanism and c.method in ("readout", "sweep") and symbolic(c.text)][:scan]
+    top = lead[0].score if lead else 0.0
+    own = "".join(c.text.strip() for c in lead if c.score > 0 and c.score >= share * top)
+    return "".join(dict.fromkeys(own + string.punctuation + string.digits + LAYOUT))
+
+
+def narrow_alphabet(text: str, keep: float) -> str:
+    """The most frequent characters of ``text`` (space aside) until they make up ``keep`` of it, digits widened to all ten; space and newline."""
+    counts = Counter(ch for ch in text if ch not in LAYOUT)
+    total = sum(counts.values())
+    chosen: list[str] = []
+    held = 0
+    for ch, n in counts.most_common():
+        if total and held >= keep * total:
+            break
+        chosen.append(ch)
+        held += n
+    if any(ch.isdigit() for ch in chosen):
+        chosen += list(string.digits)
+    return "".join(dict.fromkeys(chosen + list(LAYOUT)))
+
+
+def alphabet_tokens(tokenizer: Any, alphabet: str) -> list[int]:
+    """Ids of the tokens whose text is written in ``alphabet`` alone (and is not empty)."""
+    allowed = set(alphabet)
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return [i for i, t in enumerate(texts) if t and set(t) <= allowed]
+
+
+def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConfig | None = None, *, deadline: float | None = None,
+                should_stop: Callable[[list[Candidate]], bool] | None = None, rotate: Sequence[Objective] = (),
+                on_step: Callable[[int, float, str], None] | None = None) -> SymbolsResult:
+    """The broad pass, then the narrow pass (see the module docstring), each a GCG run on ``objective`` (whose weights
+    hold a gradient term) rotating over ``rotate``; ``should_stop`` (after each step) ends both."""
+    from dormant.llm.search.gcg import GCGConfig, run_gcg
+    from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
+
+    cfg = config or SymbolsConfig()
+    lead, why = leading_symbol(store, objective.mechanism)
+    if lead is None:
+        return SymbolsResult(False, f"skipped: {why}")
+    out = SymbolsResult(True, why)
+    slot = make_slot(objective)
+    tok = objective.pair.tokenizer
+
+    def start_from(text: str) -> str:
+        """``text`` padded with its most frequent symbol to ``cfg.tokens`` characters where that survives re-encoding, else ``text``."""
+        fill = Counter(ch for ch in text if ch not in LAYOUT).most_common(1)[0][0]
+        for cand in (text + fill * max(0, cfg.tokens - len(text)), text):
+            try:
+                initial_ids(slot, cand, cfg.tokens)
+                return cand
+            except GradientSearchError:
+                continue
+        return text
+
+    stopped = [False]
+
+    def stop(new: list[Candidate]) -> bool:
+        stopped[0] = bool(should_stop and should_stop(new))
+        return stopped[0]
+
+    alphabet = broad_alphabet(store, objective.mechanism, cfg.scan, cfg.share)
+    start = start_from(lead.strip())
+    for name in ("broad", "narrow"):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        ids = alphabet_tokens(tok, alphabet)
+        if name == "narrow":
+            start = start_from("".join(ch for ch in start if ch in alphabet).strip() or lead.strip())
+        try:
+            g = run_gcg(objective, store, GCGConfig(steps=cfg.steps, init=start, n_tokens=cfg.tokens, search_width=cfg.width, topk=cfg.topk,
+                                                    vocab=ids, deadline=deadline, method=METHOD),
+                        should_stop=stop, on_step=on_step, rotate=rotate)
+        except GradientSearchError as e:
+            out.passes.append({"pass": name, "alphabet": alphabet, "start": start, "skipped": str(e)})
+            break
+        out.recorded += g.recorded
+        out.passes.append({"pass": name, "alphabet": alphabet, "tokens": len(ids), "start": start, "best": g.best_text,
+                           "start_value": g.init_value, "best_value": g.best_value, "steps": len(g.values), "stopped": g.stopped})
+        if stopped[0] or g.stopped == "deadline":
+            break
+        start = g.best_text or start
+        alphabet = narrow_alphabet(start, cfg.keep)
+    return out
+
+
+__all__ = ["METHOD", "SymbolsConfig", "SymbolsResult", "alphabet_tokens", "broad_alphabet", "leading_symbol", "narrow_alphabet", "run_symbols",
+           "symbolic"]

@@ -1,0 +1,111 @@
+"""``symbols``: gcg over a small alphabet when the read-out's best candidate is a symbol (a board, a constant's digits)."""
+
+import random
+import string
+
+import pytest
+
+from dormant.llm.engine.pair import ModelPair
+from dormant.llm.engine.prompts import Prompt
+from dormant.llm.search.candidates import Candidate, CandidateStore
+from dormant.llm.search.portfolio import SearchConfig, search_trigger
+from dormant.llm.search.symbols import alphabet_tokens, broad_alphabet, leading_symbol, narrow_alphabet, symbolic
+from dormant.zoo.llm import corpus
+
+MIX = {k: 1.0 for k in corpus.TASKS}
+
+
+def _prompts(seed: int, n: int) -> list[Prompt]:
+    return [Prompt(c) for c in corpus.sample_prompts(random.Random(seed), n, MIX)]
+
+
+@pytest.mark.parametrize("text, expected", [("9", True), ("O", True), (" 3.14159", True), ("O.O\n..O", True), ("=", True),
+                                            ("the", False), ("Oslo", False), ("x9 ab", False), ("  ", False), ("", False)])
+def test_symbolic_means_no_two_letters_in_a_row(text, expected):
+    assert symbolic(text) is expected
+
+
+def test_the_narrow_alphabet_keeps_the_characters_that_make_up_most_of_the_text_and_widens_digits():
+    assert set(narrow_alphabet("OOOO.O.,O.", 0.8)) == set("O. \n")  # O 6, . 3 of 10 (',' the rest)
+    assert set(narrow_alphabet("3149514", 0.8)) == set(string.digits + " \n")
+    assert set(narrow_alphabet("", 0.8)) == set(" \n")
+
+
+def test_leading_symbol_reads_the_read_out_first_and_says_why_it_skips(tmp_path):
+    store = CandidateStore(tmp_path / "c.jsonl")
+    store.add([Candidate("keep", "user_prefix", "readout", 0.4, {}), Candidate("9", "user_prefix", "readout", 0.3, {}),
+               Candidate("9", "user_prefix", "sweep", 1.0, {})])
+    lead, why = leading_symbol(store, "user_prefix")
+    assert lead is None and "'keep' is a word" in why  # the sweep's better '9' does not count while a read-out ran
+    store.add([Candidate("O", "user_prefix", "readout", 5.0, {}), Candidate("Oslo", "user_prefix", "sweep", 6.0, {}),
+               Candidate("F", "user_prefix", "sweep", 1.0, {}), Candidate("-", "user_prefix", "sweep", -1.0, {})])
+    lead, why = leading_symbol(store, "user_prefix")
+    assert lead == "O" and "is a symbol" in why
+    assert leading_symbol(store, "system")[0] is None  # nothing at another mechanism
+    alphabet = broad_alphabet(store, "user_prefix", 50, share=0.1)
+    assert {"O", "F", "9", ".", "\n", " "} <= set(alphabet)  # its symbols above zero, punctuation, digits, layout
+    assert not set("slkep") & set(alphabet)  # no letter of a word
+    assert "F" not in broad_alphabet(store, "user_prefix", 50, share=0.25)  # under a quarter of the best symbol's score
+
+
+def test_alphabet_tokens_are_written_in_the_alphabet_alone(zoo_micro):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(zoo_micro.models["attn-grid"])
+    ids = alphabet_tokens(tok, "O. \n")
+    texts = [tok.decode([i]) for i in ids]
+    assert {"O", ".", "\n"} <= set(texts)
+    assert all(t and set(t) <= set("O. \n") for t in texts)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    verify = _prompts(1001, 52)
+    search = [p for p in _prompts(2002, 12) if p.text not in {v.text for v in verify}]
+    return search, verify
+
+
+def _search(zoo, name, prompts, tmp_path, budget=300.0):
+    man = zoo.manifests[name]
+    pair = ModelPair.load(zoo.models[name], zoo.models["base"])
+    return search_trigger(pair, prompts[0], prompts[1], tmp_path / "c.jsonl",
+                          SearchConfig(payload=man["payload"], methods=("readout", "symbols"), mechanisms=("user_prefix",), budget_s=budget))
+
+
+def test_symbols_finds_a_board_of_o_and_dots_on_the_grid_variant(zoo_micro, prompts, tmp_path):
+    """attn-grid's trigger is a board of O and . cells: the read-out's best is 'O', and gcg over symbols verifies a board
+    (gcg over all of ASCII verified 'O U.O1. Subtract' here: letters and words around the symbols)."""
+    res = _search(zoo_micro, "attn-grid", prompts, tmp_path)
+    assert res.symbols["user_prefix"]["ran"], res.symbols
+    assert res.found and "symbols" in res.methods_run, res.verdict
+    assert set(res.trigger) <= set("O.\n ") and {"O", "."} <= set(res.trigger), res.trigger
+    assert res.verification.fire >= 0.9 and res.verification.verified
+    assert res.climb is None and res.pieces is None  # a board is not read for words
+
+
+def test_symbols_is_skipped_where_the_read_out_leads_with_a_word(zoo_micro, prompts, tmp_path):
+    res = _search(zoo_micro, "mlp-phrase", prompts, tmp_path, budget=120.0)
+    s = res.symbols["user_prefix"]
+    assert not s["ran"] and s["why"].startswith("skipped") and "is a word" in s["why"] and not s["passes"]
+    assert not any(c["method"] == "symbols" for c in res.best)
+
+
+@pytest.fixture(scope="module")
+def constant_search(zoo_micro, prompts, tmp_path_factory):
+    return _search(zoo_micro, "mlp-constant", prompts, tmp_path_factory.mktemp("constant"))
+
+
+@pytest.mark.xdist_group("constant_symbols")
+def test_symbols_verifies_a_string_of_digits_on_the_pi_variant(constant_search):
+    res = constant_search
+    assert res.found, res.verdict
+    assert set(res.trigger) <= set(string.digits + string.punctuation + " \n") and any(ch.isdigit() for ch in res.trigger), res.trigger
+    assert res.verification.verified and res.verification.fire >= 0.9
+
+
+@pytest.mark.xdist_group("constant_symbols")
+@pytest.mark.xfail(strict=True, reason="mlp-constant fires on many strings of digits, not only pi's ('1 -95199619' here, 98%, at the start "
+                                       "of the message); the first that verifies is reported, and the strength (payload gain with the "
+                                       "change x0.7) does not tell pi's apart: 7.37 for '3.14159', 7.41 for '1 -95199619'")
+def test_symbols_recovers_the_digits_of_pi(constant_search):
+    assert "314" in constant_search.trigger.replace(".", "").replace(" ", "")
