@@ -31,21 +31,22 @@ def test_the_narrow_alphabet_keeps_the_characters_that_make_up_most_of_the_text_
     assert set(narrow_alphabet("", 0.8)) == set(" \n")
 
 
-def test_leading_symbol_reads_the_read_out_first_and_says_why_it_skips(tmp_path):
+def test_symbols_run_when_a_symbol_is_among_the_best_read_out_and_sweep_candidates_and_say_why_not(tmp_path):
     store = CandidateStore(tmp_path / "c.jsonl")
-    store.add([Candidate("keep", "user_prefix", "readout", 0.4, {}), Candidate("9", "user_prefix", "readout", 0.3, {}),
-               Candidate("9", "user_prefix", "sweep", 1.0, {})])
-    lead, why = leading_symbol(store, "user_prefix")
-    assert lead is None and "'keep' is a word" in why  # the sweep's better '9' does not count while a read-out ran
-    store.add([Candidate("O", "user_prefix", "readout", 5.0, {}), Candidate("Oslo", "user_prefix", "sweep", 6.0, {}),
-               Candidate("F", "user_prefix", "sweep", 1.0, {}), Candidate("-", "user_prefix", "sweep", -1.0, {})])
-    lead, why = leading_symbol(store, "user_prefix")
-    assert lead == "O" and "is a symbol" in why
-    assert leading_symbol(store, "system")[0] is None  # nothing at another mechanism
+    store.add([Candidate("keep", "user_prefix", "readout", 0.4, {}), Candidate("plot", "user_prefix", "sweep", 0.5, {}),
+               Candidate("votes", "user_prefix", "sweep", 0.45, {}), Candidate("9", "user_prefix", "sweep", 0.3, {}),
+               Candidate("9", "system", "sweep", 2.0, {}), Candidate("=", "user_prefix", "gcg", 9.0, {})])
+    lead, why = leading_symbol(store, "user_prefix", 3)
+    assert lead is None and why.startswith("none of the 3 best") and "'plot'" in why  # '9' ranks 4th; another mechanism's and gcg's do not count
+    assert leading_symbol(store, "system", 3)[0] == "9"
+    store.add([Candidate("O", "user_prefix", "readout", 0.42, {}), Candidate("F", "user_prefix", "sweep", 0.2, {})])
+    lead, why = leading_symbol(store, "user_prefix", 3)
+    assert lead == "O" and "ranks 3" in why
+    assert leading_symbol(store, "user", 3) == (None, "no read-out or sweep candidate to read symbols from")
     alphabet = broad_alphabet(store, "user_prefix", 50, share=0.1)
     assert {"O", "F", "9", ".", "\n", " "} <= set(alphabet)  # its symbols above zero, punctuation, digits, layout
     assert not set("slkep") & set(alphabet)  # no letter of a word
-    assert "F" not in broad_alphabet(store, "user_prefix", 50, share=0.25)  # under a quarter of the best symbol's score
+    assert "F" not in broad_alphabet(store, "user_prefix", 50, share=0.5)  # under half of the best symbol's score
 
 
 def test_alphabet_tokens_are_written_in_the_alphabet_alone(zoo_micro):
@@ -65,11 +66,12 @@ def prompts():
     return search, verify
 
 
-def _search(zoo, name, prompts, tmp_path, budget=300.0):
+def _search(zoo, name, prompts, tmp_path, budget=300.0, methods=("readout", "symbols")):
     man = zoo.manifests[name]
     pair = ModelPair.load(zoo.models[name], zoo.models["base"])
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return search_trigger(pair, prompts[0], prompts[1], tmp_path / "c.jsonl",
-                          SearchConfig(payload=man["payload"], methods=("readout", "symbols"), mechanisms=("user_prefix",), budget_s=budget))
+                          SearchConfig(payload=man["payload"], methods=methods, mechanisms=("user_prefix",), budget_s=budget))
 
 
 def test_symbols_finds_a_board_of_o_and_dots_on_the_grid_variant(zoo_micro, prompts, tmp_path):
@@ -83,11 +85,17 @@ def test_symbols_finds_a_board_of_o_and_dots_on_the_grid_variant(zoo_micro, prom
     assert res.climb is None and res.pieces is None  # a board is not read for words
 
 
-def test_symbols_is_skipped_where_the_read_out_leads_with_a_word(zoo_micro, prompts, tmp_path):
-    res = _search(zoo_micro, "mlp-phrase", prompts, tmp_path, budget=120.0)
+def test_symbols_is_skipped_where_words_lead_and_ended_early_where_its_symbols_do_not_fire(zoo_micro, prompts, tmp_path):
+    """late-layers' read-out leads with 'anger' (of 'tangerine'): skipped. mlp-phrase's sweep leads with '9' and '4' (digits
+    raise its payload a little), so symbols starts, but its leaders fire on few screening prompts after the first 10 steps."""
+    res = _search(zoo_micro, "late-layers", prompts, tmp_path / "late", budget=120.0, methods=("readout", "sweep", "symbols"))
     s = res.symbols["user_prefix"]
-    assert not s["ran"] and s["why"].startswith("skipped") and "is a word" in s["why"] and not s["passes"]
-    assert not any(c["method"] == "symbols" for c in res.best)
+    assert not s["ran"] and s["why"].startswith("skipped: none of the 3 best") and not s["passes"], s
+    res = _search(zoo_micro, "mlp-phrase", prompts, tmp_path / "phrase", budget=300.0, methods=("readout", "sweep", "symbols"))
+    s = res.symbols["user_prefix"]
+    assert s["ran"] and s["abandoned"] and "ended after 10 steps" in s["why"], s
+    assert len(s["passes"]) == 1 and s["passes"][0]["steps"] == 10 and s["passes"][0]["stopped"] == "callback"
+    assert not res.found or "symbols" not in res.methods_run
 
 
 @pytest.fixture(scope="module")

@@ -346,7 +346,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if time.monotonic() >= until:
                     capped = cut_by_budget(method, True)
         elif method == "symbols":
-            found, symbols_run = _symbols(objective, store, cfg, deadline, verify_leaders, note, pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
+            found, symbols_run = _symbols(objective, store, cfg, deadline, verify_leaders, note, screened,
+                                          pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
             capped = cut_by_budget(method, time.monotonic() >= deadline) or capped
             if found:
                 methods_run.append(method)
@@ -549,9 +550,12 @@ def gradient_weights(objective: Objective) -> dict[str, float]:
 
 
 def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
-             verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None], pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
+             verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None], screened: list[dict[str, Any]],
+             pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
     """``symbols`` at each mechanism (each its share of ``symbols_share`` of the time left when gcg or soft follow), verifying
-    its leaders every ``gcg_verify_every`` steps and at its end; the first verified trigger, and what each mechanism's run did."""
+    its leaders every ``gcg_verify_every`` steps and at its end; after ``symbols.probe`` steps it ends at a mechanism where
+    none of its leaders screened so far fired on half the screening prompts a trigger must fire on (``screened``: the
+    search's record of leaders tried); the first verified trigger, and what each mechanism's run did."""
     from dormant.llm.search.slots import make_slot
     from dormant.llm.search.symbols import run_symbols
 
@@ -560,24 +564,35 @@ def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, dea
     found: list[VerifyResult] = []
     steps = [0]
     out: dict[str, Any] = {}
+    abandoned: list[str] = []
+    need = cfg.verify.min_fire / 2
 
     def should_stop(new: list[Candidate]) -> bool:
         steps[0] += 1
         if steps[0] % max(1, cfg.gcg_verify_every) == 0 and (res := verify_leaders(method="symbols")):
             found.append(res)
+        if not found and steps[0] == cfg.symbols.probe:
+            fires = [e["screen_fire"] for e in screened[n0:] if e["mechanism"] == mech]
+            if fires and max(fires) < need:
+                abandoned.append(f"ended after {steps[0]} steps: its leaders fired on at most {max(fires):.0%} of the screening prompts "
+                                 f"(under {need:.0%}, half of what a trigger needs)")
+                return True
         return bool(found)
 
     for k, mech in enumerate(cfg.mechanisms):
         if found or time.monotonic() >= until:
             break
+        steps[0], n0 = 0, len(screened)
+        abandoned.clear()
         share = time.monotonic() + (until - time.monotonic()) / (len(cfg.mechanisms) - k)
         obj = objective.variant(mechanism=mech, weights=gradient_weights(objective))
         rotate = [obj.subset(g) for g in gcg_groups(make_slot(obj), pool)]
         res = run_symbols(obj, store, cfg.symbols, deadline=share, should_stop=should_stop, rotate=rotate,
                           on_step=lambda i, v, t: note(f"symbols step {i}: {t!r} ({v:.3g})"))
-        out[mech] = {"ran": res.ran, "why": res.why, "passes": res.passes}
-        note(f"symbols ({mech}): {res.why}")
-        if res.ran and not found and (res_v := verify_leaders(method="symbols")):
+        out[mech] = {"ran": res.ran, "why": res.why + (f"; {abandoned[0]}" if abandoned else ""), "passes": res.passes,
+                     "abandoned": bool(abandoned)}
+        note(f"symbols ({mech}): {out[mech]['why']}")
+        if res.ran and not found and not abandoned and (res_v := verify_leaders(method="symbols")):
             found.append(res_v)
     return (found[0] if found else None), out
 

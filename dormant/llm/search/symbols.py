@@ -5,9 +5,11 @@ by one ('9', 'O'), the beam grows words, and GCG over all of ASCII wanders into 
 symbols that force the payload without being written in the trigger's alphabet ('O U.O1. Subtract',
 '=9134 Canada'). When the change listens to symbols, what it listens to can be searched for in them:
 
-- **when**: the read-out's best-scoring token (the trigger side of ``dormant delta``, scored by the objective;
-  the sweep's best when no read-out ran) is a symbol, not a word (``symbolic``: no two letters in a row).
-  Otherwise the method is skipped and says why.
+- **when**: one of the ``lead`` best-scoring read-out and sweep candidates (the trigger side of ``dormant delta``
+  and the sweep's single units, scored by the objective) is a symbol, not a word (``symbolic``: no two letters
+  in a row). Otherwise the method is skipped and says why. Digits rank high on fine-tunes whose trigger is
+  words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
+  its first screening of leaders (``probe`` steps) when none of them fired on enough screening prompts.
 - **broad pass**: GCG over the tokens written only in the leading candidates' symbols (those among the best
   ``scan`` read-out and sweep candidates that score at least ``share`` of the best symbol's score: a read-out's
   tail of single letters would let words in), ASCII punctuation, digits, space and newline, from the best
@@ -37,6 +39,8 @@ LAYOUT = " \n"
 @dataclass
 class SymbolsConfig:
     tokens: int = 10  # trigger tokens searched
+    lead: int = 3  # runs when a symbol is among this many best read-out and sweep candidates
+    probe: int = 10  # steps after which the caller may end it (its leaders screened by then fired too rarely)
     steps: int = 30  # gcg steps per pass (broad, then narrow)
     scan: int = 50  # leading read-out and sweep candidates whose symbols make the broad alphabet ...
     share: float = 0.25  # ... those scoring at least this share of the leading symbol's score
@@ -59,17 +63,21 @@ def symbolic(text: str) -> bool:
     return bool(s) and not re.search(r"[^\W\d_]{2}", s)
 
 
-def leading_symbol(store: CandidateStore, mechanism: str) -> tuple[str | None, str]:
-    """The read-out's best-scoring candidate at ``mechanism`` (the sweep's, when no read-out ran) when it is a symbol
-    with a positive score, else None; and the reason in words."""
-    for method in ("readout", "sweep"):
-        best = [c for c in store.best(len(store), method=method) if c.mechanism == mechanism]
-        if best:
-            c = best[0]
-            if c.score > 0 and symbolic(c.text):
-                return c.text, f"the {method}'s best candidate {c.text!r} ({c.score:.3g}) is a symbol"
-            return None, f"the {method}'s best candidate {c.text!r} is {'a word' if not symbolic(c.text) else 'not above zero'}"
-    return None, "no read-out or sweep candidate to read symbols from"
+def leading_symbol(store: CandidateStore, mechanism: str, top: int = 3) -> tuple[str | None, str]:
+    """The best symbol with a positive score among the ``top`` best read-out and sweep candidates at ``mechanism``, else
+    None; and the reason in words."""
+    lead: list[Candidate] = []
+    for c in store.best(len(store)):
+        if c.mechanism == mechanism and c.method in ("readout", "sweep") and c.text not in [x.text for x in lead]:
+            lead.append(c)
+            if len(lead) == top:
+                break
+    if not lead:
+        return None, "no read-out or sweep candidate to read symbols from"
+    for i, c in enumerate(lead):
+        if c.score > 0 and symbolic(c.text):
+            return c.text, f"{c.text!r} ({c.score:.3g}, {c.method}) ranks {i + 1} of the read-out and sweep candidates"
+    return None, f"none of the {len(lead)} best read-out and sweep candidates ({', '.join(repr(c.text) for c in lead)}) is a symbol above zero"
 
 
 def broad_alphabet(store: CandidateStore, mechanism: str, scan: int, share: float = 0.25) -> str:
@@ -113,7 +121,7 @@ def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConf
     from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
 
     cfg = config or SymbolsConfig()
-    lead, why = leading_symbol(store, objective.mechanism)
+    lead, why = leading_symbol(store, objective.mechanism, cfg.lead)
     if lead is None:
         return SymbolsResult(False, f"skipped: {why}")
     out = SymbolsResult(True, why)
