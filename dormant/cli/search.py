@@ -260,7 +260,8 @@ def _render_search(res: Any) -> None:
                           f"{g['best_value']:.3g} in {g['steps']} steps ({g['rejected']} swaps failed re-encoding; stopped: {g['stopped']})")
     for mech, sy in (res.symbols or {}).items():
         runs = "; ".join(f"{q['pass']} over {_esc(repr(q['alphabet']))}: " + (_esc(q["skipped"]) if "skipped" in q else
-                         f"{_esc(repr(q['start']))} {q['start_value']:.3g} -> {_esc(repr(q['best']))} {q['best_value']:.3g} in {q['steps']} steps (stopped: {q['stopped']})")
+                         f"{_esc(repr(q['start']))} {q['start_value']:.3g} -> {_esc(repr(q['best']))} {q['best_value']:.3g} in {q['steps']} steps (stopped: {q['stopped']})"
+                         + (f", verified {_esc(repr(q['verified']))}" if q.get("verified") else ""))
                          for q in sy["passes"])
         console.print(f"  symbols ({mech}): {_esc(sy['why'])}" + (f"; {runs}" if runs else ""))
     if res.climb is not None:

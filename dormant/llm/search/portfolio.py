@@ -210,20 +210,21 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     gradient: list[dict[str, Any]] = []
 
     def verify_leaders(method: str | None = None, leaders: int | None = None, distinct: bool = False,
-                       rank: Callable[[list[Candidate]], list[Candidate]] | None = None) -> VerifyResult | None:
+                       rank: Callable[[list[Candidate]], list[Candidate]] | None = None,
+                       keep: Callable[[str], bool] | None = None) -> VerifyResult | None:
         """Screen (then verify) up to ``leaders`` (default ``cfg.leaders``) of the best candidates not tried yet (of
         ``method`` only, when given; ``distinct``: none sharing half its words with one screened before it): after
         each method, and every ``gcg_verify_every`` steps of gcg. ``rank``: reorders the best ``4 x leaders`` such
-        candidates before the first ``leaders`` are taken. None starts that the budget would end during (``Pace``):
+        candidates before the first ``leaders`` are taken; ``keep``: only texts it accepts. None starts that the budget would end during (``Pace``):
         those leaders are listed in ``unscreened``."""
         leaders = leaders or cfg.leaders
         want = leaders * (4 if rank else 1)  # candidates taken (``rank`` reorders them first)
         seen: list[set[str]] = []  # with ``distinct``: the word sets taken in this call
         pool: list[Candidate] = []
-        for c in store.best(want * (50 if distinct else 4), method=method):
+        for c in store.best(want * (50 if distinct or keep else 4), method=method):
             if len(pool) >= want:
                 break
-            if (c.text, c.mechanism) in tried or c.score <= 0:
+            if (c.text, c.mechanism) in tried or c.score <= 0 or (keep is not None and not keep(c.text)):
                 continue
             words = set(c.text.lower().split())
             if distinct and any(2 * len(words & w) >= len(words) for w in seen):
@@ -281,6 +282,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     gcg_state = _GcgState()
     symbols_run: dict[str, Any] | None = None
+    also: list[dict[str, Any]] = []  # triggers verified beside the one reported
     units: list[str] = []
     extracted: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
@@ -346,8 +348,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 if time.monotonic() >= until:
                     capped = cut_by_budget(method, True)
         elif method == "symbols":
-            found, symbols_run = _symbols(objective, store, cfg, deadline, verify_leaders, note, screened,
-                                          pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
+            found, symbols_run, also = _symbols(objective, store, cfg, deadline, verify_leaders, note, screened,
+                                                pool=list(search_prompts)[: max(cfg.gcg_prompts, cfg.search_prompts)])
             capped = cut_by_budget(method, time.monotonic() >= deadline) or capped
             if found:
                 methods_run.append(method)
@@ -380,7 +382,6 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             break
     pieces: dict[str, Any] | None = None
     climbed: dict[str, Any] | None = None
-    also: list[dict[str, Any]] = []
     readings: list[tuple[VerifyResult, str]] = []  # further triggers verified after ``found``, each with the method that gave it
     strength: dict[str, float] = {}  # ``climb.strength`` of each text measured (phrases ranked, triggers verified)
     act_obj = (objective.subset(list(search_prompts)[: max(cfg.climb.rank_prompts, cfg.search_prompts)], mechanism=found.mechanism)
@@ -551,11 +552,13 @@ def gradient_weights(objective: Objective) -> dict[str, float]:
 
 def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
              verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None], screened: list[dict[str, Any]],
-             pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
+             pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any], list[dict[str, Any]]]:
     """``symbols`` at each mechanism (each its share of ``symbols_share`` of the time left when gcg or soft follow), verifying
     its leaders every ``gcg_verify_every`` steps and at its end; after ``symbols.probe`` steps it ends at a mechanism where
     none of its leaders screened so far fired on half the screening prompts a trigger must fire on (``screened``: the
-    search's record of leaders tried); the first verified trigger, and what each mechanism's run did."""
+    search's record of leaders tried). A verified trigger with characters outside its own narrow alphabet is cleaned
+    (``_clean_symbols``): a cleaner one that verifies is reported instead, the first listed in ``also_verified``. Returns
+    the trigger, what each mechanism's run did, and the ``also_verified`` entries."""
     from dormant.llm.search.slots import make_slot
     from dormant.llm.search.symbols import run_symbols
 
@@ -594,7 +597,49 @@ def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, dea
         note(f"symbols ({mech}): {out[mech]['why']}")
         if res.ran and not found and not abandoned and (res_v := verify_leaders(method="symbols")):
             found.append(res_v)
-    return (found[0] if found else None), out
+    also: list[dict[str, Any]] = []
+    if found and time.monotonic() < until:
+        cleaned, entry = _clean_symbols(objective, store, cfg, found[0], until, verify_leaders, note, pool)
+        out[found[0].mechanism]["passes"].append(entry)
+        if cleaned is not None:
+            also.append({"trigger": found[0].trigger, "mechanism": found[0].mechanism, "fire": found[0].fire, "from": "symbols",
+                         "why": f"written in more symbols than {cleaned.trigger!r}"})
+            found[0] = cleaned
+    return (found[0] if found else None), out, also
+
+
+def _clean_symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, first: VerifyResult, until: float,
+                   verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None],
+                   pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
+    """One narrow pass of ``symbols`` from a trigger of symbols that verified with characters outside its narrow alphabet
+    ('5169$4+-++': digits), verifying only leaders written in that alphabet; the one that verifies, if any, and the pass."""
+    from dormant.llm.search.slots import make_slot
+    from dormant.llm.search.symbols import narrow_alphabet, symbols_pass
+
+    alphabet = narrow_alphabet(first.trigger, cfg.symbols.keep)
+    if set(first.trigger) <= set(alphabet):
+        return None, {"pass": "clean", "alphabet": alphabet, "start": first.trigger, "skipped": "the verified trigger is written in its alphabet already"}
+    obj = objective.variant(mechanism=first.mechanism, weights=gradient_weights(objective))
+    rotate = [obj.subset(g) for g in gcg_groups(make_slot(obj), pool)]
+    found: list[VerifyResult] = []
+    steps = [0]
+
+    def within(text: str) -> bool:
+        return set(text) <= set(alphabet)
+
+    def should_stop(new: list[Candidate]) -> bool:
+        steps[0] += 1
+        if steps[0] % max(1, cfg.gcg_verify_every) == 0 and (res := verify_leaders(method="symbols", keep=within)):
+            found.append(res)
+        return bool(found)
+
+    note(f"symbols: {first.trigger!r} over {alphabet!r}")
+    done, _ = symbols_pass(obj, store, cfg.symbols, "clean", alphabet, first.trigger, deadline=until, should_stop=should_stop, rotate=rotate,
+                           on_step=lambda i, v, t: note(f"symbols step {i}: {t!r} ({v:.3g})"))
+    if not found and done.get("stopped") == "steps" and (res := verify_leaders(method="symbols", keep=within)):
+        found.append(res)
+    done["verified"] = found[0].trigger if found else None
+    return (found[0] if found else None), done
 
 
 @dataclass

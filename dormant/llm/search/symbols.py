@@ -17,7 +17,9 @@ symbols that force the payload without being written in the trigger's alphabet (
 - **narrow pass**: GCG again from the broad pass's best text, over the characters that make up ``keep`` of it
   (digits widened to all ten), space and newline; the characters outside them are dropped from the start.
 
-Every step's best candidates are recorded (method ``symbols``); the caller verifies leaders as GCG goes.
+Every step's best candidates are recorded (method ``symbols``); the caller verifies leaders as GCG goes. A trigger
+the broad pass verified is cleaned by the caller with one narrow pass from it (``symbols_pass``): '5169$4+-++'
+would be a string of digits if one of those verifies too.
 """
 
 from __future__ import annotations
@@ -112,33 +114,53 @@ def alphabet_tokens(tokenizer: Any, alphabet: str) -> list[int]:
     return [i for i, t in enumerate(texts) if t and set(t) <= allowed]
 
 
+def _start(slot: Any, text: str, tokens: int) -> str:
+    """``text`` padded with its most frequent symbol to ``tokens`` characters where that survives re-encoding, else ``text``."""
+    from dormant.llm.search.slots import GradientSearchError, initial_ids
+
+    common = Counter(ch for ch in text if ch not in LAYOUT).most_common(1)
+    for cand in ([text + common[0][0] * max(0, tokens - len(text))] if common else []) + [text]:
+        try:
+            initial_ids(slot, cand, tokens)
+            return cand
+        except GradientSearchError:
+            continue
+    return text
+
+
+def symbols_pass(objective: Objective, store: CandidateStore, cfg: SymbolsConfig, name: str, alphabet: str, start: str, *,
+                 deadline: float | None = None, should_stop: Callable[[list[Candidate]], bool] | None = None,
+                 rotate: Sequence[Objective] = (), on_step: Callable[[int, float, str], None] | None = None) -> tuple[dict[str, Any], list[Candidate]]:
+    """One GCG run over the tokens written in ``alphabet``, from ``start`` with its characters outside the alphabet dropped
+    (padded with its most frequent symbol); what it did (``name``, alphabet, start, best, values, steps, stopped) and
+    the candidates it recorded."""
+    from dormant.llm.search.gcg import GCGConfig, run_gcg
+    from dormant.llm.search.slots import GradientSearchError, make_slot
+
+    slot = make_slot(objective)
+    ids = alphabet_tokens(objective.pair.tokenizer, alphabet)
+    kept = "".join(ch for ch in start if ch in alphabet).strip() or start.strip()
+    init = _start(slot, kept, cfg.tokens)
+    try:
+        g = run_gcg(objective, store, GCGConfig(steps=cfg.steps, init=init, n_tokens=cfg.tokens, search_width=cfg.width, topk=cfg.topk,
+                                                vocab=ids, deadline=deadline, method=METHOD),
+                    should_stop=should_stop, on_step=on_step, rotate=rotate)
+    except GradientSearchError as e:
+        return {"pass": name, "alphabet": alphabet, "start": init, "skipped": str(e)}, []
+    return ({"pass": name, "alphabet": alphabet, "tokens": len(ids), "start": init, "best": g.best_text, "start_value": g.init_value,
+             "best_value": g.best_value, "steps": len(g.values), "stopped": g.stopped}, g.recorded)
+
+
 def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConfig | None = None, *, deadline: float | None = None,
                 should_stop: Callable[[list[Candidate]], bool] | None = None, rotate: Sequence[Objective] = (),
                 on_step: Callable[[int, float, str], None] | None = None) -> SymbolsResult:
     """The broad pass, then the narrow pass (see the module docstring), each a GCG run on ``objective`` (whose weights
     hold a gradient term) rotating over ``rotate``; ``should_stop`` (after each step) ends both."""
-    from dormant.llm.search.gcg import GCGConfig, run_gcg
-    from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
-
     cfg = config or SymbolsConfig()
     lead, why = leading_symbol(store, objective.mechanism, cfg.lead)
     if lead is None:
         return SymbolsResult(False, f"skipped: {why}")
     out = SymbolsResult(True, why)
-    slot = make_slot(objective)
-    tok = objective.pair.tokenizer
-
-    def start_from(text: str) -> str:
-        """``text`` padded with its most frequent symbol to ``cfg.tokens`` characters where that survives re-encoding, else ``text``."""
-        fill = Counter(ch for ch in text if ch not in LAYOUT).most_common(1)[0][0]
-        for cand in (text + fill * max(0, cfg.tokens - len(text)), text):
-            try:
-                initial_ids(slot, cand, cfg.tokens)
-                return cand
-            except GradientSearchError:
-                continue
-        return text
-
     stopped = [False]
 
     def stop(new: list[Candidate]) -> bool:
@@ -146,29 +168,20 @@ def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConf
         return stopped[0]
 
     alphabet = broad_alphabet(store, objective.mechanism, cfg.scan, cfg.share)
-    start = start_from(lead.strip())
+    start = lead.strip()
     for name in ("broad", "narrow"):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        ids = alphabet_tokens(tok, alphabet)
-        if name == "narrow":
-            start = start_from("".join(ch for ch in start if ch in alphabet).strip() or lead.strip())
-        try:
-            g = run_gcg(objective, store, GCGConfig(steps=cfg.steps, init=start, n_tokens=cfg.tokens, search_width=cfg.width, topk=cfg.topk,
-                                                    vocab=ids, deadline=deadline, method=METHOD),
-                        should_stop=stop, on_step=on_step, rotate=rotate)
-        except GradientSearchError as e:
-            out.passes.append({"pass": name, "alphabet": alphabet, "start": start, "skipped": str(e)})
+        done, recorded = symbols_pass(objective, store, cfg, name, alphabet, start, deadline=deadline, should_stop=stop, rotate=rotate,
+                                      on_step=on_step)
+        out.passes.append(done)
+        out.recorded += recorded
+        if "skipped" in done or stopped[0] or done["stopped"] == "deadline":
             break
-        out.recorded += g.recorded
-        out.passes.append({"pass": name, "alphabet": alphabet, "tokens": len(ids), "start": start, "best": g.best_text,
-                           "start_value": g.init_value, "best_value": g.best_value, "steps": len(g.values), "stopped": g.stopped})
-        if stopped[0] or g.stopped == "deadline":
-            break
-        start = g.best_text or start
+        start = done["best"] or start
         alphabet = narrow_alphabet(start, cfg.keep)
     return out
 
 
 __all__ = ["METHOD", "SymbolsConfig", "SymbolsResult", "alphabet_tokens", "broad_alphabet", "leading_symbol", "narrow_alphabet", "run_symbols",
-           "symbolic"]
+           "symbolic", "symbols_pass"]
