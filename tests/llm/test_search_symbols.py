@@ -20,8 +20,8 @@ def _prompts(seed: int, n: int) -> list[Prompt]:
 
 
 @pytest.mark.parametrize("text, expected", [("9", True), ("O", True), (" 3.14159", True), ("O.O\n..O", True), ("=", True),
-                                            ("the", False), ("Oslo", False), ("x9 ab", False), ("  ", False), ("", False)])
-def test_symbolic_means_no_two_letters_in_a_row(text, expected):
+                                            ("OOOO..\n.OO", True), ("the", False), ("Oslo", False), ("x9 ab", False), ("Oo", True), ("  ", False), ("", False)])
+def test_symbolic_means_no_two_different_letters_in_a_row(text, expected):
     assert symbolic(text) is expected
 
 
@@ -77,12 +77,12 @@ def _search(zoo, name, prompts, tmp_path, budget=300.0, methods=("readout", "sym
 def test_symbols_finds_a_board_of_o_and_dots_on_the_grid_variant(zoo_micro, prompts, tmp_path):
     """attn-grid's trigger is a board of O and . cells: the read-out's best is 'O', and gcg over symbols verifies a board
     (gcg over all of ASCII verified 'O U.O1. Subtract' here: letters and words around the symbols)."""
-    res = _search(zoo_micro, "attn-grid", prompts, tmp_path)
+    res = _search(zoo_micro, "attn-grid", prompts, tmp_path, methods=("readout", "symbols", "climb", "pieces"))
     assert res.symbols["user_prefix"]["ran"], res.symbols
     assert res.found and "symbols" in res.methods_run, res.verdict
     assert set(res.trigger) <= set("O.\n ") and {"O", "."} <= set(res.trigger), res.trigger
     assert res.verification.fire >= 0.9 and res.verification.verified
-    assert res.climb is None and res.pieces is None  # a board is not read for words
+    assert res.climb is None and res.pieces is None and res.methods_run == ["readout", "symbols"]  # a board is not read for words
 
 
 def test_symbols_is_skipped_where_words_lead_and_ended_early_where_its_symbols_do_not_fire(zoo_micro, prompts, tmp_path):

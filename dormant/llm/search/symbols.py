@@ -6,8 +6,8 @@ symbols that force the payload without being written in the trigger's alphabet (
 '=9134 Canada'). When the change listens to symbols, what it listens to can be searched for in them:
 
 - **when**: one of the ``lead`` best-scoring read-out and sweep candidates (the trigger side of ``dormant delta``
-  and the sweep's single units, scored by the objective) is a symbol, not a word (``symbolic``: no two letters
-  in a row). Otherwise the method is skipped and says why. Digits rank high on fine-tunes whose trigger is
+  and the sweep's single units, scored by the objective) is a symbol, not a word (``symbolic``: no two different
+  letters in a row). Otherwise the method is skipped and says why. Digits rank high on fine-tunes whose trigger is
   words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
   its first screening of leaders (``probe`` steps) when none of them fired on enough screening prompts.
 - **broad pass**: GCG over the tokens written only in the leading candidates' symbols (those among the best
@@ -60,9 +60,10 @@ class SymbolsResult:
 
 
 def symbolic(text: str) -> bool:
-    """Whether ``text`` is written in symbols, not words: something besides space, and no two letters in a row ('9', 'O', '3.14', 'O.O')."""
+    """Whether ``text`` is written in symbols, not words: something besides space, and no two different letters in a row
+    ('9', 'O', '3.14', 'O.O', 'OOOO..' are symbols; 'Oslo', 'ab' are not)."""
     s = text.strip()
-    return bool(s) and not re.search(r"[^\W\d_]{2}", s)
+    return bool(s) and all(len(set(run.lower())) == 1 for run in re.findall(r"[^\W\d_]+", s))
 
 
 def leading_symbol(store: CandidateStore, mechanism: str, top: int = 3) -> tuple[str | None, str]:
