@@ -35,10 +35,12 @@ objective, and its payload candidates are listed apart), sweep (every real
 vocabulary token and common English word at each --mechanism, scored in resumable chunks; with a
 payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
 grown word by word from the best units, the digits and punctuation, and, beside the two best
-phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), symbols (only when the
-read-out's best-scoring token is a symbol, not a word, as the digits of a constant or the cells of a board: gcg over
-the tokens written in the leading candidates' symbols, punctuation, digits, space and newline, then again over the
-characters that make up most of its best; a trigger of symbols is not read for words by climb and pieces), gcg (greedy
+phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), symbols (only when a symbol,
+not a word, is among the three best read-out and sweep candidates, as the digits of a constant or the cells of a
+board: gcg over the tokens written in the leading symbols, punctuation, digits, space and newline, then again over
+the characters that make up most of its best; it ends after 10 steps where none of its leaders fired on half the
+screening prompts a trigger needs; a verified trigger with stray symbols is cleaned by one more such pass; a trigger
+of symbols is not read for words by climb and pieces), gcg (greedy
 coordinate gradient: starting from the best candidate so far, padded with " x" to --gcg-tokens
 tokens, each step follows the gradient of the payload's log-likelihood under the fine-tune (or,
 without a payload, of the change activation) to --gcg-width single-token swaps among the top
