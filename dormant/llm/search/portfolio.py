@@ -6,9 +6,11 @@ ones that fire there are fully verified (``dormant.llm.verify``); the search sto
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding).
-Before GCG, ``symbols`` runs where the read-out's best candidate is a symbol, not a word (the digits
-of a constant, the cells of a board): GCG over that alphabet's tokens (``dormant.llm.search.symbols``); a trigger of
-symbols it verifies is not read for words by climb and pieces. Soft-prompt inversion runs only when asked (``methods`` naming ``soft``). Last, while the budget
+Before GCG, ``symbols`` runs where a symbol, not a word, is among the three best read-out and sweep
+candidates (the digits of a constant, the cells of a board): GCG over that alphabet's tokens
+(``dormant.llm.search.symbols``), ended after its first screening where its leaders fire too rarely;
+a trigger of symbols is not read for words by climb and pieces. Soft-prompt inversion runs only
+when asked (``methods`` naming ``soft``). Last, while the budget
 lasts: ``climb`` follows the change activation alone by GCG from the verified trigger, grows the
 words it keeps into phrases and verifies the best (``dormant.llm.search.climb``); ``pieces`` reads
 the whole words behind the fragments of the verified trigger and of what the climb kept (or, when
@@ -115,7 +117,7 @@ class SearchConfig:
     rescore: int = 64  # on a refined payload, the best candidates so far scored again for it (the others no longer rank)
     pieces: PiecesConfig = field(default_factory=PiecesConfig)  # the words behind the fragments of a token-level trigger
     climb: ClimbConfig = field(default_factory=ClimbConfig)  # from the verified trigger along the change's activation: phrases, and words for pieces
-    symbols: SymbolsConfig = field(default_factory=SymbolsConfig)  # gcg over a small alphabet, when the read-out's best candidate is a symbol
+    symbols: SymbolsConfig = field(default_factory=SymbolsConfig)  # gcg over a small alphabet, when a symbol leads the read-out and sweep
     symbols_share: float = 0.5  # of the budget left when symbols starts, the most it may use when gcg or soft follow it
 
     def __post_init__(self) -> None:
