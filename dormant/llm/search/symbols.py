@@ -5,8 +5,8 @@ by one ('9', 'O'), the beam grows words, and GCG over all of ASCII wanders into 
 symbols that force the payload without being written in the trigger's alphabet ('O U.O1. Subtract',
 '=9134 Canada'). When the change listens to symbols, what it listens to can be searched for in them:
 
-- **when**: one of the ``lead`` best-scoring read-out and sweep candidates (the trigger side of ``dormant delta``
-  and the sweep's single units, scored by the objective) is a symbol, not a word (``symbolic``: no two different
+- **when**: one of the ``lead`` best-scoring read-out candidates (the trigger side of ``dormant delta``, scored by
+  the objective) or of the sweep's single units is a symbol, not a word (``symbolic``: no two different
   letters in a row). Otherwise the method is skipped and says why. Digits rank high on fine-tunes whose trigger is
   words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
   its first screening of leaders (``probe`` steps) when none of them fired on enough screening prompts.
@@ -41,7 +41,7 @@ LAYOUT = " \n"
 @dataclass
 class SymbolsConfig:
     tokens: int = 10  # trigger tokens searched
-    lead: int = 3  # runs when a symbol is among this many best read-out and sweep candidates
+    lead: int = 3  # runs when a symbol is among this many best read-out candidates, or this many best of the sweep
     probe: int = 10  # steps after which the caller may end it (its leaders screened by then fired too rarely)
     steps: int = 30  # gcg steps per pass (broad, then narrow)
     scan: int = 50  # leading read-out and sweep candidates whose symbols make the broad alphabet ...
@@ -67,20 +67,19 @@ def symbolic(text: str) -> bool:
 
 
 def leading_symbol(store: CandidateStore, mechanism: str, top: int = 3) -> tuple[str | None, str]:
-    """The best symbol with a positive score among the ``top`` best read-out and sweep candidates at ``mechanism``, else
-    None; and the reason in words."""
-    lead: list[Candidate] = []
-    for c in store.best(len(store)):
-        if c.mechanism == mechanism and c.method in ("readout", "sweep") and c.text not in [x.text for x in lead]:
-            lead.append(c)
-            if len(lead) == top:
-                break
-    if not lead:
+    """The best symbol with a positive score among the ``top`` best read-out candidates or the ``top`` best sweep
+    candidates at ``mechanism``, else None; and the reason in words."""
+    leads: dict[str, list[Candidate]] = {}
+    for method in ("readout", "sweep"):
+        leads[method] = [c for c in store.best(len(store), method=method) if c.mechanism == mechanism][:top]
+    found = [(c, m, i) for m, cs in leads.items() for i, c in enumerate(cs) if c.score > 0 and symbolic(c.text)]
+    if found:
+        c, m, i = max(found, key=lambda f: f[0].score)
+        return c.text, f"{c.text!r} ({c.score:.3g}) ranks {i + 1} of the {'read-out' if m == 'readout' else 'sweep'}'s candidates"
+    if not any(leads.values()):
         return None, "no read-out or sweep candidate to read symbols from"
-    for i, c in enumerate(lead):
-        if c.score > 0 and symbolic(c.text):
-            return c.text, f"{c.text!r} ({c.score:.3g}, {c.method}) ranks {i + 1} of the read-out and sweep candidates"
-    return None, f"none of the {len(lead)} best read-out and sweep candidates ({', '.join(repr(c.text) for c in lead)}) is a symbol above zero"
+    named = "; ".join(f"{'read-out' if m == 'readout' else 'sweep'}: {', '.join(repr(c.text) for c in cs)}" for m, cs in leads.items() if cs)
+    return None, f"no symbol above zero leads the read-out or the sweep (their {top} best: {named})"
 
 
 def broad_alphabet(store: CandidateStore, mechanism: str, scan: int, share: float = 0.25) -> str:
