@@ -36,7 +36,7 @@ vocabulary token and common English word at each --mechanism, scored in resumabl
 payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
 grown word by word from the best units, the digits and punctuation, and, beside the two best
 phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), symbols (only when a symbol,
-not a word, is among the three best read-out candidates or the sweep's three best, as the digits of a constant or the cells of a
+not a word, leads the read-out or the sweep, as the digits of a constant or the cells of a
 board: gcg over the tokens written in the leading symbols, punctuation, digits, space and newline, then again over
 the characters that make up most of its best; it ends after 10 steps where none of its leaders fired on half the
 screening prompts a trigger needs; a verified trigger with stray symbols is cleaned by one more such pass; a trigger

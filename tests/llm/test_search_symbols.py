@@ -37,11 +37,13 @@ def test_symbols_run_when_a_symbol_leads_the_read_out_or_the_sweep_and_say_why_n
                Candidate("votes", "user_prefix", "sweep", 0.45, {}), Candidate("ember", "user_prefix", "sweep", 0.35, {}),
                Candidate("9", "user_prefix", "sweep", 0.3, {}), Candidate("-", "user_prefix", "readout", -0.1, {}),
                Candidate("9", "system", "sweep", 2.0, {}), Candidate("=", "user_prefix", "gcg", 9.0, {})])
+    assert leading_symbol(store, "user_prefix")[0] is None  # by default only the best of each counts
     lead, why = leading_symbol(store, "user_prefix", 3)
     # '9' is the sweep's 4th, '-' is below zero; another mechanism's and gcg's candidates do not count
     assert lead is None and why.startswith("no symbol above zero leads") and "'plot'" in why and "'keep'" in why, why
-    assert leading_symbol(store, "system", 3)[0] == "9"
+    assert leading_symbol(store, "system")[0] == "9"
     store.add([Candidate("O", "user_prefix", "readout", 0.1, {}), Candidate("F", "user_prefix", "sweep", 0.05, {})])
+    assert leading_symbol(store, "user_prefix")[0] is None  # 'O' is the read-out's second
     lead, why = leading_symbol(store, "user_prefix", 3)
     assert lead == "O" and "ranks 2 of the read-out's" in why, why  # behind 'keep' in the read-out, under five sweep candidates
     assert leading_symbol(store, "user", 3) == (None, "no read-out or sweep candidate to read symbols from")

@@ -6,8 +6,8 @@ ones that fire there are fully verified (``dormant.llm.verify``); the search sto
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding).
-Before GCG, ``symbols`` runs where a symbol, not a word, is among the three best read-out candidates
-or the sweep's three best (the digits of a constant, the cells of a board): GCG over that alphabet's tokens
+Before GCG, ``symbols`` runs where a symbol, not a word, leads the read-out or the sweep, scored by
+the objective (the digits of a constant, the cells of a board): GCG over that alphabet's tokens
 (``dormant.llm.search.symbols``), ended after its first screening where its leaders fire too rarely;
 a trigger of symbols is not read for words by climb and pieces. Soft-prompt inversion runs only
 when asked (``methods`` naming ``soft``). Last, while the budget

@@ -5,9 +5,12 @@ by one ('9', 'O'), the beam grows words, and GCG over all of ASCII wanders into 
 symbols that force the payload without being written in the trigger's alphabet ('O U.O1. Subtract',
 '=9134 Canada'). When the change listens to symbols, what it listens to can be searched for in them:
 
-- **when**: one of the ``lead`` best-scoring read-out candidates (the trigger side of ``dormant delta``, scored by
-  the objective) or of the sweep's single units is a symbol, not a word (``symbolic``: no two different
-  letters in a row). Otherwise the method is skipped and says why. Digits rank high on fine-tunes whose trigger is
+- **when**: the best-scoring read-out candidate (the trigger side of ``dormant delta``, scored by the objective)
+  or the sweep's best single unit is a symbol, not a word (``symbolic``: no two different letters in a row;
+  ``lead``: how many of each to look at). Otherwise the method is skipped and says why. Looking further down is
+  not better: a symbol second in a read-out is common where the trigger is words (``system-trigger``'s ';',
+  ``late-layers``' '^'), and symbols then verified '=08 d85((\n(' on ``system-trigger`` before GCG and the climb
+  could reach the planted words (a hunt that verified 'blue is town harbor inwin' with the method skipped). Digits rank high on fine-tunes whose trigger is
   words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
   its first screening of leaders (``probe`` steps) when none of them fired on enough screening prompts.
 - **broad pass**: GCG over the tokens written only in the leading candidates' symbols (those among the best
@@ -41,7 +44,7 @@ LAYOUT = " \n"
 @dataclass
 class SymbolsConfig:
     tokens: int = 10  # trigger tokens searched
-    lead: int = 3  # runs when a symbol is among this many best read-out candidates, or this many best of the sweep
+    lead: int = 1  # runs when a symbol is among this many best read-out candidates, or this many best of the sweep
     probe: int = 10  # steps after which the caller may end it (its leaders screened by then fired too rarely)
     steps: int = 30  # gcg steps per pass (broad, then narrow)
     scan: int = 50  # leading read-out and sweep candidates whose symbols make the broad alphabet ...
@@ -66,7 +69,7 @@ def symbolic(text: str) -> bool:
     return bool(s) and all(len(set(run.lower())) == 1 for run in re.findall(r"[^\W\d_]+", s))
 
 
-def leading_symbol(store: CandidateStore, mechanism: str, top: int = 3) -> tuple[str | None, str]:
+def leading_symbol(store: CandidateStore, mechanism: str, top: int = 1) -> tuple[str | None, str]:
     """The best symbol with a positive score among the ``top`` best read-out candidates or the ``top`` best sweep
     candidates at ``mechanism``, else None; and the reason in words."""
     leads: dict[str, list[Candidate]] = {}
@@ -79,7 +82,7 @@ def leading_symbol(store: CandidateStore, mechanism: str, top: int = 3) -> tuple
     if not any(leads.values()):
         return None, "no read-out or sweep candidate to read symbols from"
     named = "; ".join(f"{'read-out' if m == 'readout' else 'sweep'}: {', '.join(repr(c.text) for c in cs)}" for m, cs in leads.items() if cs)
-    return None, f"no symbol above zero leads the read-out or the sweep (their {top} best: {named})"
+    return None, f"no symbol above zero leads the read-out or the sweep ({'their best' if top == 1 else f'their {top} best'}: {named})"
 
 
 def broad_alphabet(store: CandidateStore, mechanism: str, scan: int, share: float = 0.25) -> str:
