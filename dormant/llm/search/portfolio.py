@@ -552,6 +552,16 @@ def gradient_weights(objective: Objective) -> dict[str, float]:
     return weights
 
 
+def _gradient_objective(objective: Objective, mechanism: str, weights: dict[str, float], pool: Sequence[Prompt]) -> tuple[Objective, Any, list[Objective]]:
+    """``objective`` at ``mechanism`` with ``weights``, its gradient slot, and the same objective on each group of ``pool``
+    that GCG rotates over (``gcg_groups``; none for an empty pool)."""
+    from dormant.llm.search.slots import make_slot
+
+    obj = objective.variant(mechanism=mechanism, weights=weights)
+    slot = make_slot(obj)
+    return obj, slot, [obj.subset(g) for g in gcg_groups(slot, pool)] if pool else []
+
+
 def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
              verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None], screened: list[dict[str, Any]],
              pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any], list[dict[str, Any]]]:
@@ -561,7 +571,6 @@ def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, dea
     search's record of leaders tried). A verified trigger with characters outside its own narrow alphabet is cleaned
     (``_clean_symbols``): a cleaner one that verifies is reported instead, the first listed in ``also_verified``. Returns
     the trigger, what each mechanism's run did, and the ``also_verified`` entries."""
-    from dormant.llm.search.slots import make_slot
     from dormant.llm.search.symbols import run_symbols
 
     later = [m for m in cfg.methods[cfg.methods.index("symbols") + 1:] if m in ("gcg", "soft")]
@@ -590,8 +599,7 @@ def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, dea
         steps[0], n0 = 0, len(screened)
         abandoned.clear()
         share = time.monotonic() + (until - time.monotonic()) / (len(cfg.mechanisms) - k)
-        obj = objective.variant(mechanism=mech, weights=gradient_weights(objective))
-        rotate = [obj.subset(g) for g in gcg_groups(make_slot(obj), pool)]
+        obj, _, rotate = _gradient_objective(objective, mech, gradient_weights(objective), pool)
         res = run_symbols(obj, store, cfg.symbols, deadline=share, should_stop=should_stop, rotate=rotate,
                           on_step=lambda i, v, t: note(f"symbols step {i}: {t!r} ({v:.3g})"))
         out[mech] = {"ran": res.ran, "why": res.why + (f"; {abandoned[0]}" if abandoned else ""), "passes": res.passes,
@@ -614,15 +622,13 @@ def _clean_symbols(objective: Objective, store: CandidateStore, cfg: SearchConfi
                    verify_leaders: Callable[..., VerifyResult | None], note: Callable[..., None],
                    pool: Sequence[Prompt]) -> tuple[VerifyResult | None, dict[str, Any]]:
     """One narrow pass of ``symbols`` from a trigger of symbols that verified with characters outside its narrow alphabet
-    ('5169$4+-++': digits), verifying only leaders written in that alphabet; the one that verifies, if any, and the pass."""
-    from dormant.llm.search.slots import make_slot
+    ('5169$4+-++': '$' and '-' outside), verifying only leaders written in that alphabet; the one that verifies, if any, and the pass."""
     from dormant.llm.search.symbols import narrow_alphabet, symbols_pass
 
     alphabet = narrow_alphabet(first.trigger, cfg.symbols.keep)
     if set(first.trigger) <= set(alphabet):
         return None, {"pass": "clean", "alphabet": alphabet, "start": first.trigger, "skipped": "the verified trigger is written in its alphabet already"}
-    obj = objective.variant(mechanism=first.mechanism, weights=gradient_weights(objective))
-    rotate = [obj.subset(g) for g in gcg_groups(make_slot(obj), pool)]
+    obj, _, rotate = _gradient_objective(objective, first.mechanism, gradient_weights(objective), pool)
     found: list[VerifyResult] = []
     steps = [0]
 
@@ -636,7 +642,7 @@ def _clean_symbols(objective: Objective, store: CandidateStore, cfg: SearchConfi
         return bool(found)
 
     note(f"symbols: {first.trigger!r} over {alphabet!r}")
-    done, _ = symbols_pass(obj, store, cfg.symbols, "clean", alphabet, first.trigger, deadline=until, should_stop=should_stop, rotate=rotate,
+    done = symbols_pass(obj, store, cfg.symbols, "clean", alphabet, first.trigger, deadline=until, should_stop=should_stop, rotate=rotate,
                            on_step=lambda i, v, t: note(f"symbols step {i}: {t!r} ({v:.3g})"))
     if not found and done.get("stopped") == "steps" and (res := verify_leaders(method="symbols", keep=within)):
         found.append(res)
@@ -663,7 +669,7 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
     (``gcg_groups``). At ``pause_at`` GCG stops with ``state.paused`` set; called again with the same ``state`` it goes on
     with the seeds it had not run."""
     from dormant.llm.search.gcg import GCGConfig, run_gcg
-    from dormant.llm.search.slots import GradientSearchError, initial_ids, make_slot
+    from dormant.llm.search.slots import GradientSearchError, initial_ids
     from dormant.llm.search.soft import SoftConfig, run_soft
 
     weights = gradient_weights(objective)
@@ -685,9 +691,7 @@ def _gradient_method(method: str, objective: Objective, store: CandidateStore, c
         if mech in state.done:
             continue
         until = time.monotonic() + (deadline - time.monotonic()) / (len(cfg.mechanisms) - k)  # this mechanism's share of what is left
-        obj = objective.variant(mechanism=mech, weights=weights)
-        slot = make_slot(obj)
-        rotate = [obj.subset(g) for g in gcg_groups(slot, pool)] if method == "gcg" else []
+        obj, slot, rotate = _gradient_objective(objective, mech, weights, pool if method == "gcg" else ())
         inits = []
         for c in store.best(min(len(store), 500)):  # the best distinct seeds that survive re-encoding, best first
             if c.mechanism != mech or c.method not in ("sweep", "beam", "readout") or c.text in inits:

@@ -10,8 +10,8 @@ symbols that force the payload without being written in the trigger's alphabet (
   ``lead``: how many of each to look at). Otherwise the method is skipped and says why. Looking further down is
   not better: a symbol second in a read-out is common where the trigger is words (``system-trigger``'s ';',
   ``late-layers``' '^'), and symbols then verified '=08 d85((\n(' on ``system-trigger`` before GCG and the climb
-  could reach the planted words (a hunt that verified 'blue is town harbor inwin' with the method skipped). Digits rank high on fine-tunes whose trigger is
-  words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
+  could reach the planted words (a hunt that verified 'blue is town harbor inwin' with the method skipped).
+  Digits rank high on fine-tunes whose trigger is words too (on the micro zoo's ``mlp-phrase`` '9' and '4' lead the sweep), so the caller ends the method after
   its first screening of leaders (``probe`` steps) when none of them fired on enough screening prompts.
 - **broad pass**: GCG over the tokens written only in the leading candidates' symbols (those among the best
   ``scan`` read-out and sweep candidates that score at least ``share`` of the best symbol's score: a read-out's
@@ -21,8 +21,8 @@ symbols that force the payload without being written in the trigger's alphabet (
   (digits widened to all ten), space and newline; the characters outside them are dropped from the start.
 
 Every step's best candidates are recorded (method ``symbols``); the caller verifies leaders as GCG goes. A trigger
-the broad pass verified is cleaned by the caller with one narrow pass from it (``symbols_pass``): '5169$4+-++'
-would be a string of digits if one of those verifies too.
+the broad pass verified is cleaned by the caller with one narrow pass from it (``symbols_pass``): on
+``mlp-constant``'s hunt '5169$4+-++' verified first and '5166$9++++' was reported.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class SymbolsResult:
     ran: bool
     why: str  # why the method ran (which symbol led) or why it was skipped
     passes: list[dict[str, Any]] = field(default_factory=list)  # per pass: alphabet, start, best, value, steps, stopped
-    recorded: list[Candidate] = field(default_factory=list)
 
 
 def symbolic(text: str) -> bool:
@@ -133,10 +132,10 @@ def _start(slot: Any, text: str, tokens: int) -> str:
 
 def symbols_pass(objective: Objective, store: CandidateStore, cfg: SymbolsConfig, name: str, alphabet: str, start: str, *,
                  deadline: float | None = None, should_stop: Callable[[list[Candidate]], bool] | None = None,
-                 rotate: Sequence[Objective] = (), on_step: Callable[[int, float, str], None] | None = None) -> tuple[dict[str, Any], list[Candidate]]:
+                 rotate: Sequence[Objective] = (), on_step: Callable[[int, float, str], None] | None = None) -> dict[str, Any]:
     """One GCG run over the tokens written in ``alphabet``, from ``start`` with its characters outside the alphabet dropped
-    (padded with its most frequent symbol); what it did (``name``, alphabet, start, best, values, steps, stopped) and
-    the candidates it recorded."""
+    (padded with its most frequent symbol), its candidates recorded in ``store``; what it did (``name``, alphabet, start,
+    best, values, steps, stopped)."""
     from dormant.llm.search.gcg import GCGConfig, run_gcg
     from dormant.llm.search.slots import GradientSearchError, make_slot
 
@@ -149,9 +148,9 @@ def symbols_pass(objective: Objective, store: CandidateStore, cfg: SymbolsConfig
                                                 vocab=ids, deadline=deadline, method=METHOD),
                     should_stop=should_stop, on_step=on_step, rotate=rotate)
     except GradientSearchError as e:
-        return {"pass": name, "alphabet": alphabet, "start": init, "skipped": str(e)}, []
-    return ({"pass": name, "alphabet": alphabet, "tokens": len(ids), "start": init, "best": g.best_text, "start_value": g.init_value,
-             "best_value": g.best_value, "steps": len(g.values), "stopped": g.stopped}, g.recorded)
+        return {"pass": name, "alphabet": alphabet, "start": init, "skipped": str(e)}
+    return {"pass": name, "alphabet": alphabet, "tokens": len(ids), "start": init, "best": g.best_text, "start_value": g.init_value,
+            "best_value": g.best_value, "steps": len(g.values), "stopped": g.stopped}
 
 
 def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConfig | None = None, *, deadline: float | None = None,
@@ -175,10 +174,8 @@ def run_symbols(objective: Objective, store: CandidateStore, config: SymbolsConf
     for name in ("broad", "narrow"):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        done, recorded = symbols_pass(objective, store, cfg, name, alphabet, start, deadline=deadline, should_stop=stop, rotate=rotate,
-                                      on_step=on_step)
+        done = symbols_pass(objective, store, cfg, name, alphabet, start, deadline=deadline, should_stop=stop, rotate=rotate, on_step=on_step)
         out.passes.append(done)
-        out.recorded += recorded
         if "skipped" in done or stopped[0] or done["stopped"] == "deadline":
             break
         start = done["best"] or start
