@@ -613,7 +613,8 @@ def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, dea
         out[found[0].mechanism]["passes"].append(entry)
         if cleaned is not None:
             also.append({"trigger": found[0].trigger, "mechanism": found[0].mechanism, "fire": found[0].fire, "from": "symbols",
-                         "why": f"written in more symbols than {cleaned.trigger!r}"})
+                         "why": f"holds {', '.join(repr(ch) for ch in sorted(set(found[0].trigger) - set(entry['alphabet'])))}, outside the "
+                                f"characters that make up most of it, which {cleaned.trigger!r} keeps to"})
             found[0] = cleaned
     return (found[0] if found else None), out, also
 
