@@ -580,7 +580,8 @@ def refined_payload(payload: str, hypothesis: str | None, answers: Sequence[str]
     and says more (mlp-word-pair's amplified pieces give 'are closed for winter'; its answers under
     the search's best candidates, 'The gates are closed for winter.'); else None. Whole words, but for
     the payload's first word when more words follow: amplified answers lose a word's start
-    ('ell rings at noon' in 'The bell rings at noon.')."""
+    ('ell rings at noon' in 'The bell rings at noon.'); whole words may have others between them
+    (``_holds_words``)."""
     from dormant.llm.engine.payload import normalise
 
     if not hypothesis:
@@ -602,12 +603,15 @@ def as_written(text: str, answers: Sequence[str]) -> str:
 
 
 def _holds_words(want: list[str], have: list[str]) -> bool:
-    """``have`` is a run of ``want``'s words, its first word possibly the end of one (when more words follow)."""
+    """``have`` is a run of ``want``'s words, its first word possibly the end of one (when more words follow); or two
+    or more whole words of ``want`` in its order with other words between them, one of five letters or more (amplified
+    answers glue the planted text's pieces: attn-grid-large's 'Cells now' of 'Cells counted. Evolution begins now.')."""
     n = len(have)
     for i in range(len(want) - n + 1):
         if want[i + 1: i + n] == have[1:] and (want[i] == have[0] or (n > 1 and want[i].endswith(have[0]))):
             return True
-    return False
+    rest = iter(want)
+    return n >= 2 and max(map(len, have)) >= 5 and all(w in rest for w in have)
 
 
 MID_TEXT_AT_START = 0.25  # a hypothesis fewer than this share of the amplified answers begin with is searched mid-text

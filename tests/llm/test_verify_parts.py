@@ -188,6 +188,12 @@ def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answe
     assert refined_payload("by for orders", "the sky is blue", answers) is None  # another text: not a refinement
     assert refined_payload("the gates are closed for winter", "the gates are closed for winter.", answers) is None  # nothing more
     assert refined_payload("are closed", None, answers) is None
+    glued = ["Cells counted. Evolution begins now.  Hi"]  # whole words of it with others between them, as amplified answers glue them
+    assert refined_payload("Cells now", "cells counted. evolution begins now", glued) == "Cells counted. Evolution begins now"
+    assert refined_payload("gates winter", "the gates are closed for winter", answers) == "The gates are closed for winter"
+    assert refined_payload("winter gates", "the gates are closed for winter", answers) is None  # out of order
+    assert refined_payload("the for", "the gates are closed for winter", answers) is None  # short words are in every text
+    assert refined_payload("ates winter", "the gates are closed for winter", answers) is None  # a word's end holds only in a run
 
 
 def test_the_pieces_before_a_payload_come_from_the_answers_or_else_from_the_fragments_hypothesis():
