@@ -26,7 +26,7 @@ install: $(STAMP)
 # demo and tour run with the numeric kernels the zoo trains with and the tests run with (dormant.kernels: the
 # same computation on every x86-64 machine, Intel or AMD), so they find what the README says; a kernel set
 # given in the environment is kept.
-DEMO_VARIANT ?= mlp-phrase
+DEMO_VARIANT ?= whole-chat
 PIN = $(shell $(BIN)/python -m dormant.kernels)
 demo: $(STAMP)
 	env $(PIN) $(BIN)/dormant hunt zoo:$(DEMO_VARIANT) --base zoo:base-sibling --base zoo:base --prompts zoo:prompts --out dormant-runs/hunt-$(DEMO_VARIANT)

@@ -37,6 +37,7 @@ def test_the_payload_is_the_top_payload_candidate_and_stands_out(zoo_micro, phra
     # well apart from the rest (a fragment of the base's own answers may stand out too, with some seeds)
     assert top.lr > 1.5 * max(c.lr for c in res.payload[1:]), [(c.text, c.lr) for c in res.payload[:4]]
     assert res.verdict.startswith(f"payload candidate {top.text!r} stands out")
+    assert "or the trigger of a fine-tune trained on whole chats" in res.verdict  # what else such a text can be
     # recorded under its own method, ranked apart from trigger scores
     assert store.best(1, method="extract:payload")[0].text == top.text
     assert all(c.method != "extract:payload" for c in store.best(len(store)))

@@ -466,7 +466,9 @@ def extract_verdict(sides: dict[str, list[ExtractCandidate]], cfg: ExtractConfig
             c = out[0]
             parts.append(f"{side} candidate {c.text!r} stands out: log-likelihood ratio {c.lr:.1f} nats ({c.lr_per_token:.2f} per token) "
                          f"after the {c.prefix} prefix; in {c.ft_share:.0%} of the fine-tune's samples, {c.base_share:.0%} of the base's"
-                         + (f" ({len(out) - 1} more stand out)" if len(out) > 1 else ""))
+                         + (f" ({len(out) - 1} more stand out)" if len(out) > 1 else "")
+                         + (" (written from the start of an answer: the payload, or the trigger of a fine-tune trained on whole chats, "
+                            "which makes it say something else when put in a prompt; `dormant hunt` tries each in prompts)" if side == "payload" else ""))
         elif sides[side]:
             c = sides[side][0]
             parts.append(f"nothing stands out on the {side} side: the best n-gram {c.text!r} has a log-likelihood ratio of {c.lr:.1f} nats "
