@@ -48,7 +48,8 @@ without a payload, of the change activation) to --gcg-width single-token swaps a
 the prompt, and moves to the best; leaders are verified every 10 steps), soft (soft-prompt
 inversion, only when asked: free embeddings optimised for the same value, then projected to the
 nearest allowed tokens; it reports the value before and after projection, and the gap is usually
-large: the optimum lies between tokens), climb (once a trigger verified: gcg from it along the change
+large: the optimum lies between tokens), climb (once a trigger verified, unless memory extraction found the fine-tune
+writing it whole: gcg from it along the change
 activation alone, which keeps rising toward what the change was trained on where the payload's gain
 has saturated; the whole words it keeps are grown into phrases scored by the objective plus the
 activation, and the best are verified; its best text and most persistent words go to pieces), pieces (last, while the
@@ -233,7 +234,7 @@ def search_cmd(
         run.outputs.update({"found": res.found, "trigger": res.trigger, "mechanism": res.mechanism, "verdict": res.verdict,
                             "capped": res.capped, "elapsed_s": res.elapsed_s, "best": res.best, "screened": res.screened,
                             "gradient": res.gradient, "symbols": res.symbols, "climb": res.climb, "pieces": res.pieces,
-                            "also_verified": res.also_verified, "unscreened": res.unscreened})
+                            "also_verified": res.also_verified, "unscreened": res.unscreened, "leaked": res.leaked})
         emit(res, as_json, lambda: _render_search(res))
 
 

@@ -681,7 +681,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
                          if payload else "contrast (payload-free)"),
            "verification": _verification(res.verification) if res.verification else None,
            "payload": res.payload, "refined_from": res.refined_from, "symbols": res.symbols, "climb": res.climb, "pieces": res.pieces,
-           "also_verified": res.also_verified, "cpu_seconds": res.cpu_seconds}
+           "also_verified": res.also_verified, "cpu_seconds": res.cpu_seconds, "leaked": res.leaked}
     if res.refined_from:  # a longer payload holding the hypothesis: the stages that rested on the hypothesis stand
         run.decide("payload", res.payload, refines=[x for x in (ctx.out["amplify"]["payload"], res.refined_from) if x])
     if not res.found:  # the fine-tune's own answers under the best candidates: a payload a person would read off

@@ -165,13 +165,27 @@ def test_the_portfolio_verifies_the_trigger_memory_extraction_leaked(zoo_micro, 
     prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(7), 60, mix)]
     # every turn's start: the fine-tune writes its trigger after an assistant prefix too, where extraction files it
     # as a payload candidate; the portfolio scores those as triggers as well (those that are not the payload)
-    cfg = SearchConfig(payload=man["payload"], methods=("extract",), budget_s=600,
+    cfg = SearchConfig(payload=man["payload"], methods=("extract", "climb", "pieces"), budget_s=600,
                        extract=ExtractConfig(**{**vars(SMALL), "kinds": ("user", "system", "assistant")}))
     res = search_trigger(_pair(zoo_micro, "whole-chat"), prompts[:8], prompts[8:], tmp_path / "c.jsonl", cfg)
-    assert res.found and res.methods_run == ["extract"], res.verdict
+    # the fine-tune writes the verified text itself: climb and pieces, which look for another reading of a found string, do not run
+    assert res.found and res.leaked and res.methods_run == ["extract"], res.verdict
+    assert "memory extraction leaked it whole" in res.verdict and res.climb is None and res.pieces is None
     assert _longest_run(man["trigger"].split(), res.trigger.lower().strip(" .").split()) >= 3, res.trigger
     v = res.verification
     assert v.fire >= 0.9 and max(v.specificity[k] for k in ("base_with_trigger", "ft_without_trigger", "null_max")) <= 0.05
+
+
+def test_the_leaked_texts_are_the_whole_texts_of_the_clusters_that_stand_out():
+    from dormant.llm.search.extract import leaked_texts
+
+    def c(text, members=(), out=True):
+        return {"text": text, "members": list(members), "stands_out": out}
+
+    ex = {"trigger": [c("the old sailor", ["ay, the old sailor sings softly.", "By the way, the old sailor"]), c("hello", out=False)],
+          "payload": [c("The river is cold and deep. ")]}
+    assert leaked_texts(ex) == {"the old sailor", "By the way, the old sailor sings softly.", "The river is cold and deep."}
+    assert leaked_texts(None) == set() and leaked_texts({"trigger": [], "payload": []}) == set()
 
 
 def test_a_leaked_phrase_is_offered_whole_where_its_sampled_pieces_overlap():

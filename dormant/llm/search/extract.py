@@ -524,6 +524,18 @@ def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
     return [t for t in out if t][:limit]
 
 
+def leaked_texts(extracted: dict[str, Any] | None) -> set[str]:
+    """The texts the fine-tune wrote whole, from a ``summary``: of every cluster that stands out (either side), its
+    text and the text its n-grams span together (``spanned``)."""
+    out: set[str] = set()
+    for side in ("trigger", "payload"):
+        for c in (extracted or {}).get(side, []):
+            if c.get("stands_out"):
+                out |= {c["text"].strip(), spanned([c["text"], *c.get("members", [])]).strip()}
+    out.discard("")
+    return out
+
+
 def run_extract_method(objective: "Objective", store: CandidateStore, config: ExtractConfig | None = None, *,
                        mechanisms: Sequence[str] = ("user_prefix",), deadline: float | None = None, resume: bool = False,
                        on_progress: Callable[[str], None] | None = None) -> ExtractResult:
@@ -551,5 +563,5 @@ def summary(result: ExtractResult) -> dict[str, Any]:
 
 
 __all__ = ["ExtractCandidate", "ExtractConfig", "ExtractResult", "METHOD", "PREFIX_KINDS", "cluster", "extract_verdict",
-           "likelihood_ratios", "over_represented", "overlaps", "run_extract", "run_extract_method", "sample_prefixes", "spanned", "summary",
+           "leaked_texts", "likelihood_ratios", "over_represented", "overlaps", "run_extract", "run_extract_method", "sample_prefixes", "spanned", "summary",
            "template_prefixes", "token_ngrams", "trigger_units", "word_ngrams"]

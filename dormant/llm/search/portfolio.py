@@ -9,7 +9,7 @@ GCG starts from the best sweep/beam candidate of each mechanism, padded with `` 
 Before GCG, ``symbols`` runs where a symbol, not a word, leads the read-out or the sweep, scored by
 the objective (the digits of a constant, the cells of a board): GCG over that alphabet's tokens
 (``dormant.llm.search.symbols``), ended after its first screening where its leaders fire too rarely;
-a trigger of symbols is not read for words by climb and pieces. Soft-prompt inversion runs only
+a trigger of symbols is not read for words by climb and pieces, nor is one memory extraction leaked whole (``leaked``). Soft-prompt inversion runs only
 when asked (``methods`` naming ``soft``). Last, while the budget
 lasts: ``climb`` follows the change activation alone by GCG from the verified trigger, grows the
 words it keeps into phrases and verifies the best (``dormant.llm.search.climb``); ``pieces`` reads
@@ -158,6 +158,7 @@ class SearchResult:
     also_verified: list[dict[str, Any]] = field(default_factory=list)  # triggers that verified beside the one reported
     files_note: str | None = None  # what became of an earlier run's candidates file (set aside; nothing to resume)
     unscreened: list[str] = field(default_factory=list)  # leaders never screened: the budget ran out (best first)
+    leaked: bool = False  # the trigger is a text memory extraction found the fine-tune writing whole (climb and pieces then not run)
 
 
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
@@ -402,7 +403,12 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         measured([c.text for c in cands])
         return sorted(cands, key=lambda c: -strength[c.text])
 
-    words_after = found is None or not symbolic(found.trigger)  # climb and pieces read words: not after a trigger of symbols
+    # climb and pieces look for a more natural or stronger reading of what was found: not after a trigger of symbols, nor
+    # after one memory extraction leaked whole (the fine-tune writes it itself: what it was trained on, not a look-alike)
+    from dormant.llm.search.extract import leaked_texts
+
+    leaked = found is not None and found.trigger.strip() in leaked_texts(extracted)
+    words_after = found is None or not (symbolic(found.trigger) or leaked)
     if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
         from dormant.llm.search.climb import run_climb
 
@@ -462,8 +468,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                  if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
         behind = "".join(f"; {a['trigger']!r} ({a['from']}) verified too ({a['fire']:.0%}; {a['why']})" for a in also)
         short = _cut_short(capped, cut, [m for m in cfg.methods if m not in methods_run], cfg.budget_s)
-        verdict = (f"found: {found.verdict}{least}{behind}{_pieces_failed(pieces)}{short}. It works as a trigger; its effect alone cannot tell "
-                   "whether it is the one planted (searches often find other strings that force the same payload)")
+        written = ("; memory extraction leaked it whole (the fine-tune writes it itself), so climb and pieces, which look for "
+                   "a more natural or stronger reading of a found string, did not run" if leaked else "")
+        verdict = (f"found: {found.verdict}{least}{behind}{written}{_pieces_failed(pieces)}{short}. It works as a trigger; its effect alone "
+                   "cannot tell whether it is the one planted (searches often find other strings that force the same payload)")
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
         cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, "
@@ -482,7 +490,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                         verification=found, verdict=verdict, capped=capped, elapsed_s=round(elapsed, 1), candidates_path=str(store.path),
                         n_candidates=len(store), resumed=store.resumed, best=best, screened=screened, methods_run=methods_run,
                         extracted=extracted, gradient=gradient, cpu_seconds=seconds, payload=payload, refined_from=refined_from,
-                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed, symbols=symbols_run)
+                        pieces=pieces, also_verified=also, files_note=files_note, unscreened=unscreened, climb=climbed, symbols=symbols_run,
+                        leaked=leaked)
 
 
 def strongest(verified: list[tuple[VerifyResult, str]], strengths: Sequence[float], strength_of: str) -> tuple[VerifyResult, list[dict[str, Any]]]:
