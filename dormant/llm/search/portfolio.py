@@ -40,7 +40,7 @@ from dormant.llm.engine.prompts import MECHANISMS, Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.climb import ClimbConfig, strength_of
 from dormant.llm.search.climb import strength as climb_strength
-from dormant.llm.search.extract import ExtractConfig
+from dormant.llm.search.extract import ExtractConfig, leaked_texts
 from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
 from dormant.llm.search.sweep import DEFAULT_WORDS
@@ -405,8 +405,6 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     # climb and pieces look for a more natural or stronger reading of what was found: not after a trigger of symbols, nor
     # after one memory extraction leaked whole (the fine-tune writes it itself: what it was trained on, not a look-alike)
-    from dormant.llm.search.extract import leaked_texts
-
     leaked = found is not None and found.trigger.strip() in leaked_texts(extracted)
     words_after = found is None or not (symbolic(found.trigger) or leaked)
     if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
