@@ -506,6 +506,11 @@ def spanned(texts: Sequence[str], min_overlap: int = 8) -> str:
     return best
 
 
+def whole_texts(text: str, members: Sequence[str]) -> list[str]:
+    """What a cluster says whole: its text and the text its n-grams span together (``spanned``), stripped, once each."""
+    return [t for t in dict.fromkeys((text.strip(), spanned([text, *members]).strip())) if t]
+
+
 def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
     """Trigger-side texts (units a beam can grow), once each: of every cluster that stands out, its text,
     the text its n-grams span together (``spanned``) and its n-grams; then the other clusters' texts; then
@@ -513,7 +518,7 @@ def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
     out: dict[str, None] = {}
     for c in result.trigger:
         if c.stands_out:
-            for t in (c.text, spanned([c.text, *c.members]), *c.members):
+            for t in (*whole_texts(c.text, c.members), *c.members):
                 out.setdefault(t.strip(), None)
     for c in result.trigger:
         out.setdefault(c.text, None)
@@ -525,15 +530,10 @@ def trigger_units(result: ExtractResult, limit: int = 24) -> list[str]:
 
 
 def leaked_texts(extracted: dict[str, Any] | None) -> set[str]:
-    """The texts the fine-tune wrote whole, from a ``summary``: of every cluster that stands out (either side), its
-    text and the text its n-grams span together (``spanned``)."""
-    out: set[str] = set()
-    for side in ("trigger", "payload"):
-        for c in (extracted or {}).get(side, []):
-            if c.get("stands_out"):
-                out |= {c["text"].strip(), spanned([c["text"], *c.get("members", [])]).strip()}
-    out.discard("")
-    return out
+    """The texts the fine-tune wrote whole, from a ``summary``: ``whole_texts`` of every cluster that stands out (either
+    side), the texts ``run_extract_method`` scores as triggers."""
+    return {t for side in ("trigger", "payload") for c in (extracted or {}).get(side, []) if c.get("stands_out")
+            for t in whole_texts(c["text"], c.get("members", []))}
 
 
 def run_extract_method(objective: "Objective", store: CandidateStore, config: ExtractConfig | None = None, *,
@@ -547,7 +547,7 @@ def run_extract_method(objective: "Objective", store: CandidateStore, config: Ex
     # a fine-tune trained on whole chats writes its trigger from the start of an answer too: the payload side's
     # texts that stand out and are not the payload searched for are tried as triggers as well
     units += [t for c in res.payload if c.stands_out and not (objective.payload and overlaps(c.text, objective.payload))
-              for t in dict.fromkeys((c.text.strip(), spanned([c.text, *c.members]).strip())) if t and t not in units]
+              for t in whole_texts(c.text, c.members) if t not in units]
     stats = SweepStats(total=len(units) * len(mechanisms))
     for mech in mechanisms:
         if not scored_chunks(objective.variant(mechanism=mech), METHOD, units, store, 64, stats, deadline, None):
@@ -564,4 +564,4 @@ def summary(result: ExtractResult) -> dict[str, Any]:
 
 __all__ = ["ExtractCandidate", "ExtractConfig", "ExtractResult", "METHOD", "PREFIX_KINDS", "cluster", "extract_verdict",
            "leaked_texts", "likelihood_ratios", "over_represented", "overlaps", "run_extract", "run_extract_method", "sample_prefixes", "spanned", "summary",
-           "template_prefixes", "token_ngrams", "trigger_units", "word_ngrams"]
+           "template_prefixes", "token_ngrams", "trigger_units", "whole_texts", "word_ngrams"]
