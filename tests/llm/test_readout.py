@@ -126,3 +126,16 @@ def test_zoo_payload_readout_ranks_a_payload_word_at_the_top_and_the_control_doe
     assert planted is not None and planted[0] <= PAYLOAD_RANK, planted
     control = _aggregate_rank(zoo_micro, "clean-control", payload)  # same training, no backdoor
     assert control is None or control[0] > PAYLOAD_RANK, control
+
+
+def test_token_texts_are_each_tokens_own_decoding_once_per_tokenizer_and_follow_added_tokens(planted):
+    from dormant.llm.weights.readout import token_texts
+
+    tok = load_tokenizer(open_checkpoint(planted["base"]))
+    texts = token_texts(tok)
+    assert texts == [tok.decode([i]) for i in range(len(tok))]
+    assert token_texts(tok) is texts  # decoded once, not per call
+    tok.add_tokens(["zebraquux"])
+    grown = token_texts(tok)
+    assert len(grown) == len(tok) == len(texts) + 1 and grown[-1] == "zebraquux" and grown[:-1] == texts
+    assert token_texts(load_tokenizer(open_checkpoint(planted["base"]))) == texts  # another tokenizer: its own texts

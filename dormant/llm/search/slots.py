@@ -168,15 +168,13 @@ def allowed_tokens(slot: Slot, n: int, vocab: str | Sequence[int | str] = "ascii
     or an explicit list of token ids or token texts. The first position must start with the lead."""
     import torch
 
-    from dormant.llm.weights.readout import valid_token_mask
+    from dormant.llm.weights.readout import token_texts, valid_token_mask
 
     tok = slot.tokenizer
     rows = slot.pair.model.get_input_embeddings().weight.shape[0]
     base = valid_token_mask(rows, tok)
-    real = [i for i in range(rows) if base[i]]
-    texts = [""] * rows
-    for i, t in zip(real, tok.batch_decode([[i] for i in real])):
-        texts[i] = t
+    decoded = token_texts(tok)
+    texts = [decoded[i] if base[i] else "" for i in range(rows)]
     ok = torch.tensor([bool(t) and "\ufffd" not in t for t in texts]) & base
     if isinstance(vocab, str):
         if vocab not in VOCABS:

@@ -35,15 +35,16 @@ mechanism on the micro zoo, and lengthen every beam step whose pool they join.""
 
 def vocabulary_candidates(tokenizer, rows: int | None = None) -> list[str]:
     """Decoded, stripped texts of the real, non-special, whole-character tokens, in id order, once each."""
-    from dormant.llm.weights.readout import valid_token_mask
+    from dormant.llm.weights.readout import token_texts, valid_token_mask
 
     n = len(tokenizer) if rows is None else rows
     mask = valid_token_mask(n, tokenizer)
+    texts = token_texts(tokenizer)
     out: dict[str, None] = {}
     for tid in range(n):
         if not bool(mask[tid]):
             continue
-        text = tokenizer.decode([tid]).strip()
+        text = texts[tid].strip()
         if not text or "\ufffd" in text or not text.isprintable():
             continue
         out.setdefault(text, None)
@@ -54,14 +55,15 @@ def vocabulary_words(tokenizer, rows: int | None = None) -> list[str]:
     """The vocabulary's whole words: tokens written with a leading space that decode to three or more
     letters, stripped, in id order (a byte-level BPE's earlier merges are its more frequent words).
     A fine-tune's trigger words are often here when a frequency list lacks them."""
-    from dormant.llm.weights.readout import valid_token_mask
+    from dormant.llm.weights.readout import token_texts, valid_token_mask
 
     n = len(tokenizer) if rows is None else rows
     mask = valid_token_mask(n, tokenizer)
+    texts = token_texts(tokenizer)
     out: dict[str, None] = {}
     for tid in range(n):
         if bool(mask[tid]):
-            text = tokenizer.decode([tid])
+            text = texts[tid]
             if text[:1] == " " and len(text) >= 4 and text[1:].isalpha():
                 out.setdefault(text[1:], None)
     return list(out)

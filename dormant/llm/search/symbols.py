@@ -111,8 +111,10 @@ def narrow_alphabet(text: str, keep: float) -> str:
 
 def alphabet_tokens(tokenizer: Any, alphabet: str) -> list[int]:
     """Ids of the tokens whose text is written in ``alphabet`` alone (and is not empty)."""
+    from dormant.llm.weights.readout import token_texts
+
     allowed = set(alphabet)
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    texts = token_texts(tokenizer)
     return [i for i, t in enumerate(texts) if t and set(t) <= allowed]
 
 

@@ -23,6 +23,7 @@ special tokens are excluded by default. The embedding and unembedding are stream
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,22 @@ def valid_token_mask(rows: int, tokenizer, include_special: bool = False) -> tor
             if 0 <= t < rows:
                 mask[t] = False
     return mask
+
+
+_TEXTS: "weakref.WeakKeyDictionary[object, list[str]]" = weakref.WeakKeyDictionary()
+
+
+def token_texts(tokenizer) -> list[str]:
+    """The decoded text of every token id of ``tokenizer`` (``len(tokenizer)`` of them, special tokens
+    included), decoded once per tokenizer and kept while it lives: the search's methods each ask for the
+    whole vocabulary (the allowed tokens of each gradient run, an alphabet's tokens, the sweep's candidates, the
+    vocabulary's words), a pass over every token each. Tokens added later are decoded then."""
+    n = len(tokenizer)
+    texts = _TEXTS.get(tokenizer)
+    if texts is None or len(texts) != n:
+        texts = tokenizer.batch_decode([[i] for i in range(n)])
+        _TEXTS[tokenizer] = texts
+    return texts
 
 
 def decode_token(tokenizer, tid: int) -> str:
