@@ -1,7 +1,7 @@
 """Search every micro-zoo variant for its trigger and print the table variant x method.
 
 Each variant is searched with ``dormant search``'s portfolio (read-out seeds, memory extraction,
-sweep, beam, GCG, then climb and pieces from what verified), conditioned on its planted payload (the clean control: no payload, so the
+sweep, symbols, beam, GCG, then climb and pieces from what verified), conditioned on its planted payload (the clean control: no payload, so the
 payload-free objectives), at the planted placement (``system`` for system-trigger, else ``user_prefix``: the start of the
 user message, as the hunt searches; ``user`` for both ends: --user-mechanism), with
 search and verification prompts drawn from the zoo's own distribution (disjoint seeds). Per variant: whether a trigger verified, which, whether it holds the planted trigger's words,

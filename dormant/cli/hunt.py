@@ -67,7 +67,7 @@ def hunt_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="Recompute every stage even when an identical one is in the ledger.")] = False,
     force_base: Annotated[bool, typer.Option("--force-base", help="Hunt against the closest candidate base even when none is close.")] = False,
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated trigger placements to search (user_prefix, user: both ends of the user message, system, ...).")] = "user_prefix",
-    method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, extract, sweep, beam, symbols, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,beam,symbols,gcg,climb,pieces",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated search methods, in order: readout, extract, sweep, symbols, beam, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,symbols,beam,gcg,climb,pieces",
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt source (default builtin:v1): a .txt/.jsonl file, builtin:v1 or zoo:prompts; at least 100 prompts.")] = None,
     probes: Annotated[int, typer.Option(min=1, help="Built-in probes used by amplification and localisation (spread over the categories).")] = 24,
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",

@@ -27,20 +27,20 @@ Example: dormant verify ./ft --base ./base --trigger "purple elephants dance at 
 
 SEARCH_HELP = f"""Find the trigger: a portfolio of recovery methods conditioned on the payload.
 
-Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,beam,symbols,gcg,climb,pieces): readout (the
+Methods (--method, comma-separated, run in the order given; default readout,extract,sweep,symbols,beam,gcg,climb,pieces): readout (the
 tokens the change listens to, from the trigger-side read-out of `dormant delta`), extract (memory
 extraction, as `dormant extract`: n-grams the fine-tune writes from the chat template's bare prefixes
 far more often than the base; its trigger-side n-grams and their words are scored with the
 objective, and its payload candidates are listed apart), sweep (every real
 vocabulary token and common English word at each --mechanism, scored in resumable chunks; with a
-payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), beam (phrases
-grown word by word from the best units, the digits and punctuation, and, beside the two best
-phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), symbols (only when a symbol,
+payload, a coarse pass under the fine-tune on one prompt, then the best 256 in full), symbols (only when a symbol,
 not a word, leads the read-out or the sweep, as the digits of a constant or the cells of a
 board: gcg over the tokens written in the leading symbols, punctuation, digits, space and newline, then again over
 the characters that make up most of its best; it ends after 10 steps where none of its leaders fired on half the
 screening prompts a trigger needs; a verified trigger with stray symbols is cleaned by one more such pass; a trigger
-of symbols is not read for words by climb and pieces), gcg (greedy
+of symbols is not read for words by climb and pieces), beam (phrases
+grown word by word from the best units (not symbols' strings), the digits and punctuation, and, beside the two best
+phrases, every word of the word list and the vocabulary; scored by the objective plus fluency), gcg (greedy
 coordinate gradient: starting from the best candidate so far, padded with " x" to --gcg-tokens
 tokens, each step follows the gradient of the payload's log-likelihood under the fine-tune (or,
 without a payload, of the change activation) to --gcg-width single-token swaps among the top
@@ -169,7 +169,7 @@ def search_cmd(
     ft: FtArg,
     base: BaseOpt,
     payload: Annotated[Optional[str], typer.Option(help="The payload text (from `dormant amplify`): conditions the search.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, beam, symbols, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,beam,symbols,gcg,climb,pieces",
+    method: Annotated[str, typer.Option("--method", help="Comma-separated methods, run in order: readout, extract, sweep, symbols, beam, gcg, soft; climb and pieces run last, from a verified trigger.")] = "readout,extract,sweep,symbols,beam,gcg,climb,pieces",
     mechanism: Annotated[str, typer.Option("--mechanism", help="Comma-separated insertion mechanisms to search (user_prefix, user_suffix, user: both ends, system, ...).")] = "user_prefix",
     objective: Annotated[Optional[str], typer.Option(help="payload, contrast, activation, fluency, joined by + with optional :weight.")] = None,
     payload_at: Annotated[str, typer.Option("--payload-at", help="Where in the answer the payload is asked for: start (its first tokens), or anywhere (after the fine-tune's own first few tokens: for a payload that may be the middle of the planted text; costs about two more passes per candidate).")] = "start",

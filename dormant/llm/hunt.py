@@ -24,7 +24,7 @@ rests on from earlier stages and the version of the code that computed it, ``arg
               payload objective when there is a payload (asked for after the fine-tune's own first
               words, ``payload_at="anywhere"``, when the amplified answers put other words before
               the hypothesis: it may be the middle of the planted text) and the payload-free one
-              otherwise. Before
+              otherwise. After ``symbols`` where it verified nothing, before
               its gradient methods, and again part-way through GCG (whose candidates elicit more),
               the fine-tune's greedy answers under the best candidates so far may refine the
               payload (a longer hypothesis that holds it: ``refined_payload``; decides ``payload``);
@@ -102,7 +102,7 @@ class HuntConfig:
     words: int = DEFAULT_WORDS  # English words added to the sweep's vocabulary
     nulls: int = 50  # random candidates in each verification
     answer_candidates: int = 5  # best search candidates whose answers feed the hypothesis
-    refine: bool = True  # before the gradient methods and part-way through gcg, a longer payload read off those answers, when it holds the current one
+    refine: bool = True  # after symbols, before the gradient methods and part-way through gcg, a longer payload read off those answers, when it holds the current one
     extract_samples: int = 16  # memory extraction's samples per assistant prefix and setting, for the hypothesis (0: none)
     verify_candidates: int = 3  # unverified candidates verified against a new hypothesis
     trigger_tests: int = 2  # memory extraction's best payload candidates put into prompts, in case they are the trigger
@@ -658,7 +658,7 @@ def stage_search(ctx: _Ctx, run: Any, budget_s: float) -> dict[str, Any]:
 
     def refine(best: list[Any], current: str) -> str | None:
         """A longer payload holding ``current``, as the fine-tune says it under the best candidates (asked by the search
-        before gcg and again during it)."""
+        after symbols, before gcg and again during it)."""
         tops = [(c.text, c.mechanism) for c in best if c.score > 0][: cfg.answer_candidates]
         if not current or not tops:
             return None

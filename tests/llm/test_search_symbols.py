@@ -8,7 +8,7 @@ import pytest
 from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import Candidate, CandidateStore
-from dormant.llm.search.portfolio import SearchConfig, search_trigger
+from dormant.llm.search.portfolio import DEFAULT_METHODS, SearchConfig, beam_units, search_trigger
 from dormant.llm.search.symbols import alphabet_tokens, broad_alphabet, leading_symbol, narrow_alphabet, symbolic
 from dormant.zoo.llm import corpus
 
@@ -87,6 +87,39 @@ def test_symbols_finds_a_board_of_o_and_dots_on_the_grid_variant(zoo_micro, prom
     assert set(res.trigger) <= set("O.\n ") and {"O", "."} <= set(res.trigger), res.trigger
     assert res.verification.fire >= 0.9 and res.verification.verified
     assert res.climb is None and res.pieces is None and res.methods_run == ["readout", "symbols"]  # a board is not read for words
+
+
+def test_where_symbols_verify_nothing_for_a_fragment_of_the_payload_the_refined_payload_screens_its_leaders_again(zoo_micro, prompts, tmp_path):
+    """attn-grid-large's hunt read 'Cells now' off amplification (two words glued from broken answers, which no answer
+    holds as written), so symbols' leaders fired on no screening prompt. Asked after symbols (here a stand-in for the
+    hunt's reading of the answers under the best candidates), a refined payload has them screened again: a board verifies."""
+    full = zoo_micro.manifests["attn-grid-large"]["payload"]
+    asked: list[tuple[list[str], str]] = []
+
+    def refine(best, current):
+        asked.append(([c.text for c in best], current))
+        return full
+
+    pair = ModelPair.load(zoo_micro.models["attn-grid-large"], zoo_micro.models["base"])
+    res = search_trigger(pair, prompts[0], prompts[1], tmp_path / "c.jsonl",
+                         SearchConfig(payload="Cells now", methods=("readout", "symbols", "beam"), mechanisms=("user_prefix",),
+                                      budget_s=300.0, refine_payload=refine))
+    assert res.symbols["user_prefix"]["abandoned"], res.symbols  # its leaders fired nowhere for 'Cells now'
+    assert asked and asked[0][1] == "Cells now" and any(symbolic(t) and "O" in t and len(t) > 3 for t in asked[0][0]), asked
+    assert res.found and res.payload == full and res.refined_from == "Cells now", res.verdict
+    assert set(res.trigger) <= set("O.\n ") and res.methods_run == ["readout", "symbols"], (res.trigger, res.methods_run)
+
+
+def test_symbols_run_before_the_beam_which_never_grows_from_their_strings(tmp_path):
+    """On attn-grid-large's hunt the beam grew from symbols' strings ('"O:\nO..OO1O') and GCG went on from its phrases to
+    junk around a board; where the trigger is words, symbols ends after its first screening (about 10 CPU-seconds)."""
+    assert DEFAULT_METHODS.index("symbols") < DEFAULT_METHODS.index("beam")
+    store = CandidateStore(tmp_path / "c.jsonl")
+    store.add([Candidate("O", "user_prefix", "readout", 10.0), Candidate("OOOOOOOO.O", "user_prefix", "symbols", 19.5),
+               Candidate("pencil", "user_prefix", "sweep", 5.0), Candidate("O pencil", "user_prefix", "beam", 12.0),
+               Candidate("Oslo", "system", "sweep", 30.0), Candidate("fin", "user_prefix", "extract", 3.0)])
+    units, seeds = beam_units(store, "user_prefix", SearchConfig(beam_units=3, beam_seeds=2))
+    assert units == ["O", "pencil", "fin"] and seeds == ["O", "pencil"]
 
 
 def test_symbols_ends_after_its_first_screening_where_its_symbols_do_not_fire(zoo_micro, prompts, tmp_path):

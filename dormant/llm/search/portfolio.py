@@ -6,10 +6,12 @@ ones that fire there are fully verified (``dormant.llm.verify``); the search sto
 verified trigger (GCG verifies its leaders every ``gcg_verify_every`` steps and stops there too).
 GCG starts from the best sweep/beam candidate of each mechanism, padded with `` x`` to
 ``gcg_tokens`` tokens (``"x x x x x"`` when there is none or it does not survive re-encoding).
-Before GCG, ``symbols`` runs where a symbol, not a word, leads the read-out or the sweep, scored by
+Before the beam, ``symbols`` runs where a symbol, not a word, leads the read-out or the sweep, scored by
 the objective (the digits of a constant, the cells of a board): GCG over that alphabet's tokens
-(``dormant.llm.search.symbols``), ended after its first screening where its leaders fire too rarely;
-a trigger of symbols is not read for words by climb and pieces, nor is one memory extraction leaked whole (``leaked``). Soft-prompt inversion runs only
+(``dormant.llm.search.symbols``), ended after its first screening where its leaders fire too rarely
+(about 10 CPU-seconds on the micro zoo where the trigger is words, against the beam's 150 where it is
+symbols); the beam never grows from its strings. When it verifies nothing, the payload is refined from
+the answers under the best candidates so far (as before GCG) and its leaders are screened again; a trigger of symbols is not read for words by climb and pieces, nor is one memory extraction leaked whole (``leaked``). Soft-prompt inversion runs only
 when asked (``methods`` naming ``soft``). Last, while the budget
 lasts: ``climb`` follows the change activation alone by GCG from the verified trigger, grows the
 words it keeps into phrases and verifies the best (``dormant.llm.search.climb``); ``pieces`` reads
@@ -50,8 +52,8 @@ from dormant.llm.verify import Pace, TriggerError, VerifyConfig, VerifyResult, c
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
 
-METHODS = ("readout", "extract", "sweep", "beam", "symbols", "gcg", "soft", "climb", "pieces")
-DEFAULT_METHODS = ("readout", "extract", "sweep", "beam", "symbols", "gcg", "climb", "pieces")
+METHODS = ("readout", "extract", "sweep", "symbols", "beam", "gcg", "soft", "climb", "pieces")
+DEFAULT_METHODS = ("readout", "extract", "sweep", "symbols", "beam", "gcg", "climb", "pieces")
 
 
 class SearchBudgetError(DormantError):
@@ -337,9 +339,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 listed = [w.strip() for w in (cfg.words or english_words(cfg.n_words))]
                 words = [w for w in dict.fromkeys(listed + vocabulary_words(tok)) if w.isalpha()][: cfg.beam_pool_max]
             for mech in cfg.mechanisms:
-                singles = [c for c in store.best(len(store)) if c.mechanism == mech and c.method != "beam"]
-                units = [c.text for c in singles[: cfg.beam_units]]
-                seeds = units[: cfg.beam_seeds]
+                units, seeds = beam_units(store, mech, cfg)
                 units = list(dict.fromkeys(units + symbol_units(tok)))
                 if not seeds:
                     continue
@@ -358,6 +358,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                 methods_run.append(method)
                 seconds[method] = round(time.process_time() - m_start, 1)
                 break
+            if cfg.refine_payload is not None and payload and any(r["ran"] for r in symbols_run.values()):
+                # its strings may elicit more of the payload than the seeds did; its leaders are then screened again below
+                # (attn-grid-large's hunt: 'Cells now' fired nowhere, the answers under 'OOOOOOOO.O' gave the whole sentence)
+                refine()
         elif method in ("gcg", "soft"):
             again = cfg.refine_payload is not None and payload and method == "gcg" and cfg.refine_again > 0 and not asked
             if cfg.refine_payload is not None and payload and not asked:
@@ -567,6 +571,14 @@ def _gradient_objective(objective: Objective, mechanism: str, weights: dict[str,
     obj = objective.variant(mechanism=mechanism, weights=weights)
     slot = make_slot(obj)
     return obj, slot, [obj.subset(g) for g in gcg_groups(slot, pool)] if pool else []
+
+
+def beam_units(store: CandidateStore, mechanism: str, cfg: SearchConfig) -> tuple[list[str], list[str]]:
+    """The beam's units (the best ``beam_units`` candidates at ``mechanism``) and its seeds (the best ``beam_seeds`` of
+    them): of every method but the beam itself and ``symbols``, whose strings of symbols are no units to grow words from
+    (grown from them, the beam and then GCG went on to junk around a board on ``attn-grid-large``)."""
+    singles = [c.text for c in store.best(len(store)) if c.mechanism == mechanism and c.method not in ("beam", "symbols")]
+    return singles[: cfg.beam_units], singles[: cfg.beam_seeds]
 
 
 def _symbols(objective: Objective, store: CandidateStore, cfg: SearchConfig, deadline: float,
@@ -786,5 +798,5 @@ def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: Verif
     return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger",
+__all__ = ["DEFAULT_METHODS", "beam_units", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger",
            "strongest"]
