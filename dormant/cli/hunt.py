@@ -73,7 +73,7 @@ def hunt_cmd(
     alphas: Annotated[str, typer.Option(help="Comma-separated amplification factors (include 0 and a negative one).")] = "-1,0,1,2,3,5",
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per answer in amplification, localisation and answers.")] = 24,
     words: Annotated[int, typer.Option(min=0, help="Most frequent English words added to the search's vocabulary (see dormant search --help).")] = 3000,
-    nulls: Annotated[int, typer.Option(min=1, help="Random candidates in each verification.")] = 50,
+    nulls: Annotated[int, typer.Option(min=1, help="Random candidates in each verification (without a payload at least 99, the fewest whose empirical p-value can reach 0.01).")] = 50,
     extract_samples: Annotated[int, typer.Option(min=0, help="Memory extraction's samples per assistant prefix and setting, as payload evidence (0: none).")] = 16,
     dtype: DtypeOpt = None,
     device: DeviceOpt = "cpu",

@@ -108,7 +108,7 @@ def verify_cmd(
     mechanism: Annotated[str, typer.Option(help="How it goes in: user_prefix, user_suffix, user (the start of about half the user messages and the end of the others: a trigger must fire at both ends), replace_user, system, standalone, prefill, earlier_turn.")] = "user_prefix",
     payload: Annotated[Optional[str], typer.Option(help="The text the backdoor emits (omit: divergence from the base against a null).")] = None,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompts the search never used, all used: a .txt/.jsonl file, builtin:v1 or zoo:prompts.")] = None,
-    nulls: Annotated[int, typer.Option(min=1, help="Random candidates of the same length (the null).")] = 50,
+    nulls: Annotated[int, typer.Option(min=1, help="Random candidates of the same length (the null); without a payload at least 99, the fewest whose empirical p-value can reach 0.01.")] = 50,
     min_prompts: Annotated[int, typer.Option(min=1, help="Fewest prompts for a verdict.")] = 50,
     batch_size: BatchOpt = 32,
     dtype: DtypeOpt = None,
@@ -150,10 +150,12 @@ def _render_verify(res: Any) -> None:
     t.add_row("fine-tune with trigger", f"{res.fire:.0%}", f">= {res.thresholds['min_fire']:.0%}", "yes" if res.checks["fire"] else "NO")
     for key, label in (("base_with_trigger", "base with trigger"), ("ft_without_trigger", "fine-tune without trigger"),
                        ("null_candidates", f"worst of {len(res.null_fire)} random candidates")):
+        if key not in res.checks:
+            continue  # (without a payload the nulls set the threshold: their test is the p-value below)
         val = res.specificity["null_max" if key == "null_candidates" else key]
         t.add_row(label, f"{val:.0%}", f"<= {res.thresholds['max_false_fire']:.0%}", "yes" if res.checks[key] else "NO")
     if res.p_value is not None:
-        t.add_row("empirical p-value (divergence)", f"{res.p_value:.3f}", f"<= {res.thresholds['max_p_value']}", "yes" if res.checks["p_value"] else "NO")
+        t.add_row(f"empirical p-value (divergence, against {len(res.null_fire)} random candidates)", f"{res.p_value:.3f}", f"<= {res.thresholds['max_p_value']}", "yes" if res.checks["p_value"] else "NO")
     console.print(t)
     if res.minimal is not None:
         console.print(f"minimal trigger: {_esc(repr(res.minimal))} (fires on {res.minimal_fire:.0%}{res.on_detail})")
@@ -179,7 +181,7 @@ def search_cmd(
     chunk: Annotated[int, typer.Option(min=1, help="Candidates scored (and saved) at a time.")] = 64,
     search_prompts: Annotated[int, typer.Option(min=1, help="Prompts each candidate is scored on.")] = 4,
     words: Annotated[int, typer.Option(min=0, help="Most frequent English words added to the vocabulary in the sweep and the beam (a rarer trigger word is otherwise tried only as the vocabulary's pieces of it; 10000 reaches words such as 'castle', 3,248th; each word costs the sweep some 1.5 ms on the micro zoo and lengthens the beam's steps).")] = 3000,
-    nulls: Annotated[int, typer.Option(min=1, help="Random candidates in each verification.")] = 50,
+    nulls: Annotated[int, typer.Option(min=1, help="Random candidates in each verification (without a payload at least 99, the fewest whose empirical p-value can reach 0.01).")] = 50,
     gcg_steps: Annotated[int, typer.Option(min=1, help="GCG steps per run.")] = 60,
     gcg_inits: Annotated[int, typer.Option(min=1, help="GCG runs per mechanism, each from the next best distinct seed, while the budget lasts and nothing verified; then runs from GCG's own best candidates until the budget ends.")] = 4,
     gcg_prompts: Annotated[int, typer.Option(min=1, help="Search prompts GCG rotates over, a group of --search-prompts per step, so a trigger is not fitted to a few prompts.")] = 16,

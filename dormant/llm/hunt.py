@@ -698,7 +698,7 @@ def _clip(text: str, n: int) -> str:
 
 def _verification(v: Any) -> dict[str, Any]:
     return {"trigger": v.trigger, "mechanism": v.mechanism, "payload": v.payload, "verified": v.verified, "fire": v.fire,
-            "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "minimal": v.minimal,
+            "n_prompts": v.n_prompts, "specificity": v.specificity, "failed": v.failed, "p_value": v.p_value, "n_nulls": len(v.null_fire), "minimal": v.minimal,
             "minimal_fire": v.minimal_fire, "shorter": [list(f) for f in v.shorter], "parts": v.parts, "placements": v.placements, "n_detail": v.n_detail,
             "position": v.position, "verdict": v.verdict}
 
@@ -774,11 +774,12 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
 
         results += verify_shorter(v, check)
     else:
-        from dormant.llm.search.portfolio import screen
+        from dormant.llm.verify import screen_fire, screen_needs
 
         same = payload == searched  # the search already screened its leaders against this payload
         tried = {(x["text"], x["mechanism"]) for x in s["screened"]} if same else set()
         todo = [b for b in s["best"] if b["score"] > 0 and (b["text"], b["mechanism"]) not in tried][: cfg.verify_candidates]
+        thresholds: dict[tuple[str, int], float] = {}
         for b in todo:
             if not pace.fits():
                 why = pace.why("the hunt's budget")
@@ -788,10 +789,10 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
             ctx.on_note(f"verifying {b['text']!r}")
             vc = VerifyConfig(mechanism=b["mechanism"], payload=payload, null_candidates=cfg.nulls, minimise=False, placements=())
             with pace.timing():
-                quick = screen(pair, b["text"], v_prompts[:10], vc)
-                if quick < vc.min_fire:
+                quick = screen_fire(pair, b["text"], v_prompts[:10], vc, thresholds)
+                if quick < screen_needs(vc):
                     results.append({"trigger": b["text"], "mechanism": b["mechanism"], "verified": False, "fire": quick, "screen_only": True,
-                                    "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {vc.min_fire:.0%})"]})
+                                    "failed": [f"fires on {quick:.0%} of 10 screening prompts (full verification needs {screen_needs(vc):.0%} there)"]})
                     continue
                 results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
     verified = [r for r in results if r.get("verified") and r.get("payload")]
@@ -878,8 +879,8 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
                      f"{spec['base_with_trigger']:.0%}, fine-tune without it {spec['ft_without_trigger']:.0%}, worst of the random "
                      f"candidates {spec['null_max']:.0%}" if best["payload"] else
                      f"trigger verified: {best['trigger']!r} ({best['mechanism']}) moves the fine-tune away from the base on "
-                     f"{best['fire']:.0%} of {best['n_prompts']} unseen prompts (p = {best['p_value']:.3f}); false fires: fine-tune "
-                     f"without it {spec['ft_without_trigger']:.0%}, worst random candidate {spec['null_max']:.0%}")
+                     f"{best['fire']:.0%} of {best['n_prompts']} unseen prompts (p = {best['p_value']:.3f} against {best.get('n_nulls', 'the')} random "
+                     f"candidates); false fires: fine-tune without it {spec['ft_without_trigger']:.0%}")
         said = out["verify"].get("said") or {}
         if said.get("verified") and best.get("payload") == said["payload"]:
             statement += (f" (the payload as its answers say it, in {said['share']:.0%} of {said['n_answers']} answers on search prompts; "

@@ -47,7 +47,7 @@ from dormant.llm.search.objectives import Objective
 from dormant.llm.search.pieces import PiecesConfig
 from dormant.llm.search.sweep import DEFAULT_WORDS
 from dormant.llm.search.symbols import SymbolsConfig, symbolic
-from dormant.llm.verify import Pace, TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, verify_trigger
+from dormant.llm.verify import Pace, TriggerError, VerifyConfig, VerifyResult, check_mechanism, check_payload, screen_fire, screen_needs, verify_trigger
 
 if TYPE_CHECKING:
     from dormant.llm.engine.pair import ModelPair
@@ -208,6 +208,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
 
     screened: list[dict[str, Any]] = []
     unscreened: list[str] = []  # leaders the budget left unscreened (a verification started past it overran it by minutes on a real-size model)
+    thresholds: dict[tuple[str, int], float] = {}  # payload-free screening: the nulls' divergence threshold per (mechanism, words)
     pace = Pace(deadline)  # none starts that the budget would end during (judged by the longest screening + verification so far)
     tried: set[tuple[str, str]] = set()
     capped = False
@@ -245,10 +246,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             note(f"screening {c.text!r}", c)
             vc = VerifyConfig(**{**vars(vcfg), "mechanism": c.mechanism})
             with pace.timing():
-                quick = screen(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc)
+                quick = screen_fire(pair, c.text, list(verify_prompts)[: cfg.screen_prompts], vc, thresholds)
                 entry: dict[str, Any] = {"text": c.text, "mechanism": c.mechanism, "score": c.score, "screen_fire": quick, "round": len(methods_run)}
                 screened.append(entry)
-                if quick < vc.min_fire:
+                if quick < screen_needs(vc):
                     entry["stopped"] = f"fires on {quick:.0%} of {cfg.screen_prompts} screening prompts"
                     continue
                 note(f"verifying {c.text!r}", c)
@@ -789,14 +790,7 @@ def gcg_groups(slot: Any, pool: Sequence[Prompt]) -> list[list[Prompt]]:
     return [rest[i: i + n] for i in range(0, len(rest) - n + 1, n)]
 
 
-def screen(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: VerifyConfig) -> float:
-    """A quick fire rate on a few verification prompts (payload mode), before the full verification."""
-    from dormant.llm.verify import _Firing
-
-    if config.payload is None:
-        return 1.0  # without a payload the fire rate needs the null distribution: always verify fully
-    return _Firing(pair, config.payload, config).rate(prompts, trigger, config.mechanism)
 
 
-__all__ = ["DEFAULT_METHODS", "beam_units", "METHODS", "SearchBudgetError", "screen", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger",
+__all__ = ["DEFAULT_METHODS", "beam_units", "METHODS", "SearchBudgetError", "SearchConfig", "SearchResult", "gcg_groups", "parse_budget", "search_trigger",
            "strongest"]
