@@ -337,8 +337,8 @@ def screen_fire(pair: "ModelPair", trigger: str, prompts: list[Prompt], config: 
                 thresholds: dict[tuple[str, int], float] | None = None) -> float:
     """A quick fire rate of ``trigger`` on a few prompts, before a full verification. With a payload: how often the
     fine-tune says it. Without one: how often its divergence from the base passes the ``null_quantile`` of the
-    divergences of ``null_candidates`` random candidates with as many words, on the same prompts; the threshold is
-    kept in ``thresholds`` per (mechanism, number of words), so a search pays for the nulls once per length."""
+    divergences of ``free_nulls(config)`` random candidates with as many words (at least 99), on the same prompts; the
+    threshold is kept in ``thresholds`` per (mechanism, number of words), so a search pays for the nulls once per length."""
     firing = _Firing(pair, config.payload, config)
     if config.payload is None:
         key = (config.mechanism, max(1, len(trigger.split())))
