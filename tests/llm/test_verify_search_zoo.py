@@ -110,7 +110,7 @@ def test_a_capped_search_says_it_was_capped_and_keeps_its_candidates(zoo_micro, 
     res = search_trigger(_pair(zoo_micro, "mlp-constant"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
                          SearchConfig(payload=man["payload"], methods=("sweep",), budget_s=4, chunk=16, leaders=1, sweep_coarse_prompts=0))
     assert res.capped and "capped by the budget" in res.verdict and not res.found
-    assert "(ran sweep, sweep cut short)" in res.verdict, res.verdict  # the method the budget cut, named
+    assert "(ran sweep; cut short: sweep)" in res.verdict, res.verdict  # the method the budget cut, named
     # no leader is screened once the budget has ended (on a real-size model one verification takes minutes): they are named
     assert res.unscreened and not res.screened and "could be screened" in res.verdict and repr(res.unscreened[0]) in res.verdict
     total = len(sweep_candidates(ModelPair.load(zoo_micro.models["base"], zoo_micro.models["base"]).tokenizer))

@@ -477,8 +477,9 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
                    "cannot tell whether it is the one planted (searches often find other strings that force the same payload)")
     else:
         not_run = [m for m in cfg.methods if m not in methods_run]
-        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}, "
-               + (f"{', '.join(cut)} cut short" if cut else "the verification of its leaders cut short" if unscreened else "the last one cut short")
+        cap = (f"capped by the budget of {cfg.budget_s:.0f}s (ran {', '.join(methods_run) or 'no method'}"
+               + (f"; cut short: {', '.join(cut)}" if cut else "; the verification of its leaders was cut short" if unscreened
+                  else "; the last one was cut short")
                + (f"; never ran {', '.join(not_run)}" if not_run else "") + "); ") if capped else ""
         left = (f"the budget ran out before {len(unscreened)} leading candidate{'s' if len(unscreened) > 1 else ''} could be screened "
                 f"({', '.join(repr(t) for t in unscreened[:3])}; dormant verify tests one)") if unscreened else ""
