@@ -209,3 +209,28 @@ def test_a_leaked_phrase_is_offered_whole_where_its_sampled_pieces_overlap():
     units = trigger_units(res)
     assert units[:3] == [pieces[0], ". By the way, the old sailor sings softly.", pieces[1]]
     assert "after" in units and "softly" in units  # a member's words too, for the beam
+
+
+def test_the_portfolio_scores_each_extracted_text_once_where_two_payload_side_clusters_say_the_same(monkeypatch):
+    """Two payload-side clusters that stand out with the same whole text (the fine-tune writes it after two prefixes)
+    give the search one unit to score, not two copies in the same chunk."""
+    from types import SimpleNamespace
+
+    from dormant.llm.search import extract, sweep
+
+    def cand(text, side, members=()):
+        return ExtractCandidate(text=text, side=side, mechanism="assistant" if side == "payload" else "user_prefix", prefix="user",
+                                lr=40.0, lr_per_token=4.0, ft_share=0.1, base_share=0.0, level="word", stands_out=True, members=list(members))
+
+    res = extract.ExtractResult(trigger=[cand("the old sailor", "trigger")],
+                                payload=[cand("the old sailor sings", "payload"), cand("the old sailor sings", "payload"),
+                                         cand("The river is cold", "payload")],
+                                verdict="", thresholds={}, prefixes={}, skipped_prefixes=[], n_samples={}, chunks=0, resumed_chunks=0,
+                                capped=False, elapsed_s=0.0)
+    monkeypatch.setattr(extract, "run_extract", lambda *a, **k: res)
+    scored: list[list[str]] = []
+    monkeypatch.setattr(sweep, "scored_chunks", lambda obj, method, texts, *a: scored.append(list(texts)) or True)
+    objective = SimpleNamespace(pair=None, payload="The river is cold and deep.", variant=lambda **k: SimpleNamespace(mechanism="user_prefix"))
+    extract.run_extract_method(objective, None, ExtractConfig())
+    assert len(scored) == 1 and scored[0].count("the old sailor sings") == 1, scored
+    assert "the old sailor" in scored[0] and "The river is cold" not in scored[0]  # the payload searched for is not a trigger

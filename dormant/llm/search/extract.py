@@ -546,8 +546,8 @@ def run_extract_method(objective: "Objective", store: CandidateStore, config: Ex
     units = trigger_units(res)
     # a fine-tune trained on whole chats writes its trigger from the start of an answer too: the payload side's
     # texts that stand out and are not the payload searched for are tried as triggers as well
-    units += [t for c in res.payload if c.stands_out and not (objective.payload and overlaps(c.text, objective.payload))
-              for t in whole_texts(c.text, c.members) if t not in units]
+    units = list(dict.fromkeys(units + [t for c in res.payload if c.stands_out and not (objective.payload and overlaps(c.text, objective.payload))
+                                        for t in whole_texts(c.text, c.members)]))  # each text once, where two clusters hold it
     stats = SweepStats(total=len(units) * len(mechanisms))
     for mech in mechanisms:
         if not scored_chunks(objective.variant(mechanism=mech), METHOD, units, store, 64, stats, deadline, None):
