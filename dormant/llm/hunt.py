@@ -720,7 +720,8 @@ def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any] | No
     at the edge of the threshold misses), then forms cut inside a word; at most ``n``, until one of English
     words verifies. Once a form of whole words verified, longer ones are skipped: minimisation drops one word
     at a time, so they hold its words and cannot be shorter or more natural. Each result's ``cut_from`` names
-    the trigger a cut form was cut from. ``check`` returns None once the budget has ended: no further form is tried."""
+    the trigger a cut form was cut from. ``check`` returns None once the budget has ended: that form is recorded as
+    ``skipped`` (so the stage counts as cut by the budget) and no further form is tried."""
     from dormant.llm.search.pieces import natural
 
     results: list[dict[str, Any]] = []
@@ -731,6 +732,9 @@ def verify_shorter(v: dict[str, Any], check: Callable[[str], dict[str, Any] | No
             continue
         m = check(form)
         if m is None:
+            results.append({"trigger": form, "mechanism": v.get("mechanism"), "verified": False, "fire": None, "skipped": True,
+                            "cut_from": v["trigger"] if cut else None,
+                            "failed": ["not tried: the hunt's budget ended (dormant verify tests it)"]})
             break
         m["cut_from"] = v["trigger"] if cut else None
         results.append(m)
@@ -797,14 +801,16 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                 results.append(_verification(verify_trigger(pair, b["text"], v_prompts, vc)))
     verified = [r for r in results if r.get("verified") and r.get("payload")]
     said: dict[str, Any] | None = None
+    late = False  # the budget ended before the payload was read as the answers say it
     if verified:
         # the payload as the fine-tune says it under the verified trigger (read on the search prompts, then verified
         # on the others): the hypothesis is often a piece of it ('ell rings at noon.' of 'The bell rings at noon.')
         best = min(verified, key=lambda r: _preference(r, payload))
         ctx.on_note("the payload as the fine-tune says it under the trigger")
-        said = None if ctx.past_deadline() else payload_as_said(pair, best["trigger"], best["mechanism"], payload, s_prompts[:12])
+        late = ctx.past_deadline()
+        said = None if late else payload_as_said(pair, best["trigger"], best["mechanism"], payload, s_prompts[:12])
         if said is not None and ctx.past_deadline():
-            said = None  # its verification would start past the budget: the verified hypothesis stands
+            said, late = None, True  # its verification would start past the budget: the verified hypothesis stands
         if said is not None:
             ctx.on_note(f"verifying {best['trigger']!r} with the payload {said['payload']!r}")
             m = _verification(verify_trigger(pair, best["trigger"], v_prompts, VerifyConfig(
@@ -815,7 +821,10 @@ def stage_verify(ctx: _Ctx, run: Any) -> dict[str, Any]:
                 run.decide("payload", said["payload"], refines=[x for x in (ctx.out["amplify"]["payload"], payload) if x])
                 payload = said["payload"]
     pair.ft()
-    return {"payload": payload, "results": results, "said": said}
+    out = {"payload": payload, "results": results, "said": said}
+    if verified and late:
+        out["said_skipped"] = True  # the budget ended before the payload was read as the answers say it
+    return out
 
 
 def answers_with(pair: Any, text: str, mechanism: str, prompts: Sequence[Any], max_new_tokens: int) -> tuple[list[str], list[list[str]], Any]:
@@ -889,6 +898,11 @@ def decide_verdict(out: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if core:
             c = min(core, key=lambda r: len(r["trigger"]))
             statement += f"; a piece of it, {c['trigger']!r}, also verified alone ({c['fire']:.0%})"
+        untried = [r["trigger"] for r in out["verify"]["results"] if r.get("skipped")]
+        if untried:
+            statement += f"; the budget ran out before its shorter form {untried[0]!r} was verified"
+        if out["verify"].get("said_skipped"):
+            statement += "; the budget ran out before the payload was read as its answers say it"
         # where it fires and which of its words fire alone: measured with the verdict's own trigger (with its payload
         # when that verification measured it, else with another payload), never another trigger's numbers
         own = [best] + [r for r in out["verify"]["results"]
@@ -988,8 +1002,9 @@ def _reusable(ledger: Any, stage: str, key: str, budget_s: float | None = None) 
 
 def stage_cut_by_budget(result: dict[str, Any]) -> bool:
     """Whether a stage's result is short of its work because the budget ended: a capped search or one that left
-    leaders unscreened, memory extraction cut in amplify, candidates verify left untried."""
-    return bool(result.get("capped") or result.get("unscreened") or result.get("extract_capped")
+    leaders unscreened, memory extraction cut in amplify, candidates or shorter forms verify left untried, the payload
+    as the answers say it left unread."""
+    return bool(result.get("capped") or result.get("unscreened") or result.get("extract_capped") or result.get("said_skipped")
                 or any(r.get("skipped") for r in result.get("results") or []))
 
 

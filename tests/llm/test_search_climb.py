@@ -55,7 +55,10 @@ def test_of_the_verified_triggers_whole_words_come_first_then_the_strongest():
     junk = _v("mirror d thease blue frencho0")
     top, also = strongest([(junk, "verified first"), (pieces, "pieces")], [20.0, 11.8], "x")  # junk may be stronger: words first
     assert top is pieces and also[0]["why"] == "not whole words"
-    assert strongest([(first, "verified first"), (pieces, "pieces")], [1.0, 1.0], "x")[0] is first  # a tie keeps the earlier
+    top, also = strongest([(first, "verified first"), (pieces, "pieces")], [1.0, 1.0], "x")
+    assert top is first and also[0]["why"] == "as strong (x 1.00) and verified after it"  # a tie keeps the earlier, and says so
+    also = strongest([(first, "verified first"), (pieces, "pieces")], [0.501, 0.4999], "x")[1]
+    assert also[0]["why"] == "weaker: x 0.4999 against 0.5010"  # equal to two decimals: four, so the numbers differ
 
 
 def test_a_weakened_fine_tune_orders_the_triggers_its_full_strength_cannot(zoo_micro):

@@ -13,6 +13,7 @@ from dormant.llm.engine.pair import ModelPair
 from dormant.llm.engine.payload import fires
 from dormant.llm.search.candidates import CandidateStore, append_jsonl
 from dormant.llm.search.extract import ExtractCandidate, ExtractConfig, cluster, overlaps, run_extract, sample_prefixes, template_prefixes
+from dormant.llm.verify import VerifyConfig
 
 SMALL = ExtractConfig(samples=16, kinds=("assistant",), settings=((1.0, 1.0, 2.0), (1.0, 0.95, 4.0)), max_new_tokens=24)
 LEAK = ExtractConfig(**{**vars(SMALL), "samples": 128})
@@ -121,7 +122,8 @@ def test_the_portfolio_scores_extracted_trigger_texts_with_its_objective_and_lis
     mix = {k: 1.0 for k in corpus.TASKS}
     prompts = [Prompt(c) for c in corpus.sample_prompts(random.Random(7), 16, mix)]
     cfg = SearchConfig(payload=man["payload"], methods=("extract",), budget_s=600, leaders=1, screen_prompts=4,
-                       extract=ExtractConfig(**{**vars(SMALL), "kinds": ("user", "assistant")}))
+                       extract=ExtractConfig(**{**vars(SMALL), "kinds": ("user", "assistant")}),
+                       verify=VerifyConfig(min_prompts=8))  # what is asserted is extraction's scoring, not a verdict
     res = search_trigger(_pair(zoo_micro, "mlp-phrase"), prompts[:8], prompts[8:], tmp_path / "c.jsonl", cfg)
     assert res.methods_run == ["extract"] and res.extracted is not None
     assert fires(res.extracted["payload"][0]["text"], man["payload"]) and res.extracted["payload"][0]["stands_out"]

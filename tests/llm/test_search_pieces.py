@@ -64,3 +64,9 @@ def test_a_found_trigger_says_when_the_budget_cut_a_method_short():
     assert _cut_short(True, ["pieces"], [], 600) == "; the budget of 600s cut short pieces"
     assert _cut_short(True, ["gcg"], ["pieces"], 300) == "; the budget of 300s cut short gcg (pieces never ran)"
     assert _cut_short(False, [], ["pieces"], 600) == ""
+    # nothing cut short, but no time left for what runs after a verified trigger, or leaders left unscreened
+    assert _cut_short(True, [], ["climb", "pieces"], 600) == "; the budget of 600s ran out before climb, pieces could run"
+    assert _cut_short(True, [], [], 600, 2) == "; the budget of 600s ran out with 2 leading candidates unscreened"
+    assert _cut_short(True, ["beam"], [], 600, 1) == "; the budget of 600s cut short beam; it left 1 leading candidate unscreened"
+    assert _pieces_failed({"from": ["x"], "verified": None, "of_climb": {"verified": "silent castle"},
+                           "screened": [{"text": "sanger forest", "stopped": "fires on 80%"}]}) == ""  # the second pass verified one

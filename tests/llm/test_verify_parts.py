@@ -176,6 +176,19 @@ def test_the_verdict_says_whether_a_trigger_fires_at_both_ends_of_the_user_messa
     counted = result(0.95, 0.9)
     counted.n_detail = 20  # measured on the detail prompts, not on all 52: the text says so
     assert "(start 95%, end 90% of 20 prompts)" in counted.verdict and "on 95% of 52 unseen prompts" in counted.verdict
+    assert result(0.3, 0.3).position.startswith("it fires weakly at both ends of the user message (start 30%, end 30%")  # a tie
+    free = result(0.95, 0.9)
+    free.payload, free.p_value, free.null_fire = None, 0.01, {f"n{i}": 0.0 for i in range(99)}
+    assert "base with it" not in free.verdict and "fine-tune without it 0%, p = 0.010 against 99 null candidates" in free.verdict
+
+
+def test_the_empirical_p_value_is_never_lowered_by_a_divergence_that_is_not_a_number():
+    from dormant.llm.verify import empirical_p
+
+    nan = float("nan")
+    assert empirical_p(5.0, [1.0] * 99) == 0.01 and empirical_p(0.5, [1.0] * 99) == 1.0
+    assert empirical_p(nan, [1.0] * 99) == 1.0  # an overflowed candidate: no evidence
+    assert empirical_p(5.0, [1.0] * 98 + [nan]) == 0.02  # an overflowed null counts against the candidate
 
 
 def test_the_payload_is_refined_only_to_a_longer_text_that_holds_it_as_the_answers_write_it():
@@ -226,7 +239,8 @@ def test_a_search_that_would_run_nothing_is_refused(kwargs, words):
 
 
 def test_shorter_forms_stop_once_the_budget_has_ended():
-    """``check`` returns None once the hunt's budget has ended: no further form is verified, none is invented."""
+    """``check`` returns None once the hunt's budget has ended: that form is recorded as not tried (the stage counts as cut by the
+    budget, so a larger budget redoes it) and no further form is verified."""
     record = {"trigger": "truly tangerine certifications", "shorter": [["tangerine certifications", 1.0], ["tangerine", 1.0], ["anger", 0.95]]}
     seen = []
 
@@ -234,7 +248,13 @@ def test_shorter_forms_stop_once_the_budget_has_ended():
         seen.append(form)
         return {"trigger": form, "verified": False} if len(seen) == 1 else None
 
-    assert [r["trigger"] for r in verify_shorter(record, check)] == ["tangerine"] and seen == ["tangerine", "tangerine certifications"]
+    res = verify_shorter(record, check)
+    assert seen == ["tangerine", "tangerine certifications"] and [r["trigger"] for r in res] == ["tangerine", "tangerine certifications"]
+    assert not res[0].get("skipped") and res[1]["skipped"] and res[1]["fire"] is None and "budget" in res[1]["failed"][0]
+    from dormant.llm.hunt import stage_cut_by_budget
+
+    assert stage_cut_by_budget({"results": res}) and not stage_cut_by_budget({"results": res[:1]})  # redone under a larger budget
+    assert stage_cut_by_budget({"results": res[:1], "said_skipped": True})
 
 
 def test_a_verification_is_not_started_that_the_budget_would_end_during():

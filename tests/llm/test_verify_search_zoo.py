@@ -13,7 +13,7 @@ from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import read_candidates
 from dormant.llm.search.portfolio import SearchBudgetError, SearchConfig, search_trigger
 from dormant.llm.search.sweep import sweep_candidates
-from dormant.llm.verify import VerifyConfig, verify_trigger
+from dormant.llm.verify import TriggerError, VerifyConfig, verify_trigger
 from dormant.zoo.llm import corpus
 
 MIX = {k: 1.0 for k in corpus.TASKS}
@@ -231,5 +231,49 @@ def test_payload_free_verification_can_verify_the_planted_trigger_and_not_a_rand
     planted = verify_trigger(pair, zoo_micro.manifests["mlp-phrase"]["trigger"] + ".", verify_prompts, cfg)
     assert planted.verified and planted.fire >= 0.9 and planted.p_value == 0.01 and len(planted.null_fire) == 99, planted.verdict
     assert "null_candidates" not in planted.checks and "p = 0.010 against 99 null candidates" in planted.verdict
+    assert "base_with_trigger" not in planted.checks and "base with it" not in planted.verdict  # not measured: not claimed
     other = verify_trigger(pair, "window seat by the sea", verify_prompts, cfg)
     assert not other.verified and other.fire < 0.5 and other.p_value > 0.01, other.verdict
+
+
+def test_too_few_distinct_verification_prompts_are_refused_before_any_work(zoo_micro, verify_prompts, search_prompts, tmp_path):
+    """A prompt given twice is one prompt: 26 distinct prompts, each twice, are not the 50 a verdict needs; and a search
+    whose verification prompts could never give a verdict stops before it spends its budget (no candidates file)."""
+    pair = _pair(zoo_micro, "mlp-phrase")
+    twice = verify_prompts[:26] * 2
+    with pytest.raises(TriggerError, match="26 distinct verification prompts, 50 needed"):
+        verify_trigger(pair, "purple elephants", twice, VerifyConfig(payload=zoo_micro.manifests["mlp-phrase"]["payload"]))
+    with pytest.raises(TriggerError, match="26 distinct verification prompts, 50 needed.*at least 100 distinct"):
+        search_trigger(pair, search_prompts, twice, tmp_path / "c.jsonl", SearchConfig(payload="I am awake", methods=("sweep",)))
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_a_found_trigger_says_when_the_budget_left_no_time_for_climb_and_pieces(zoo_micro, verify_prompts, search_prompts,
+                                                                               tmp_path, monkeypatch):
+    """The leader's verification ends past the budget: climb and pieces, due after a verified trigger, never run, and the
+    search says it was capped and what the budget left out (it said nothing, and a hunt reused it under a larger budget)."""
+    from types import SimpleNamespace
+
+    from dormant.llm.search import portfolio
+    from dormant.llm.search.candidates import Candidate, CandidateStore
+    from dormant.llm.verify import VerifyResult
+
+    clock = SimpleNamespace(shift=0.0)
+    fake_time = SimpleNamespace(monotonic=lambda: portfolio_time.monotonic() + clock.shift, process_time=lambda: portfolio_time.process_time())
+    portfolio_time = portfolio.time
+    monkeypatch.setattr(portfolio, "time", fake_time)
+
+    def verified(pair, trigger, prompts, config):
+        clock.shift += 10_000.0  # the verification ran past the budget
+        return VerifyResult(trigger=trigger, mechanism=config.mechanism, payload=config.payload, n_prompts=len(prompts), fire=1.0,
+                            specificity={"base_with_trigger": 0.0, "ft_without_trigger": 0.0, "null_max": 0.0, "null_mean": 0.0},
+                            null_fire={}, thresholds={"min_fire": 0.9}, checks={"fire": True}, failed=[], verified=True)
+
+    monkeypatch.setattr(portfolio, "screen_fire", lambda *a, **k: 1.0)
+    monkeypatch.setattr(portfolio, "verify_trigger", verified)
+    CandidateStore(tmp_path / "c.jsonl").add([Candidate("lent con owllentle", "user_prefix", "readout", 14.9)])
+    res = search_trigger(_pair(zoo_micro, "mlp-word-pair"), search_prompts, verify_prompts, tmp_path / "c.jsonl",
+                         SearchConfig(payload=zoo_micro.manifests["mlp-word-pair"]["payload"], methods=("readout", "climb", "pieces"),
+                                      resume=True, budget_s=600, readout_tokens=[]))
+    assert res.found and res.methods_run == ["readout"] and res.capped, res.verdict
+    assert "; the budget of 600s ran out before climb, pieces could run." in res.verdict, res.verdict

@@ -180,6 +180,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     shared = {key(p) for p in search_prompts} & {key(p) for p in verify_prompts}
     if shared:
         raise DormantError(f"{len(shared)} prompts are both search and verification prompts; verification needs unseen prompts")
+    n_verify = len({key(p) for p in verify_prompts})
+    if n_verify < cfg.verify.min_prompts:  # before any work: no leader could be verified, and none screened on the prompts it names
+        raise TriggerError(f"{n_verify} distinct verification prompts, {cfg.verify.min_prompts} needed for a verdict; give more with "
+                           f"--prompts FILE (at least {2 * cfg.verify.min_prompts} distinct: the search uses one half, verification the other)")
     for m in cfg.mechanisms:
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
@@ -412,7 +416,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     # after one memory extraction leaked whole (the fine-tune writes it itself: what it was trained on, not a look-alike)
     leaked = found is not None and found.trigger.strip() in leaked_texts(extracted)
     words_after = found is None or not (symbolic(found.trigger) or leaked)
-    if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() < deadline:
+    late_skipped: list[str] = []  # climb or pieces, due after a verified trigger, that the budget left no time for
+    if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() >= deadline:
+        late_skipped.append("climb")
+    elif found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0:
         from dormant.llm.search.climb import run_climb
 
         m_start, n_screened = time.process_time(), len(screened)
@@ -430,7 +437,9 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         methods_run.append("climb")
         seconds["climb"] = round(time.process_time() - m_start, 1)
         capped = cut_by_budget("climb", c.stopped == "deadline" or time.monotonic() >= deadline) or capped
-    if "pieces" in cfg.methods and words_after and time.monotonic() < deadline:
+    if "pieces" in cfg.methods and words_after and found is not None and time.monotonic() >= deadline:
+        late_skipped.append("pieces")
+    elif "pieces" in cfg.methods and words_after and time.monotonic() < deadline:
         # from the verified trigger; then from what the climb kept: its best text (where it rose) and its most persistent
         # words (mlp-word-pair: 'cast' stays in the climb's steps but not in its best text; the words behind it give 'castle')
         kept = (([climbed["best"]] if climbed["best_value"] > climbed["start_value"] else []) + climbed["words"][: cfg.climb.pieces_words]
@@ -463,14 +472,15 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     for e in screened:
         if e["text"] in strength:
             e.update(strength=strength[e["text"]], strength_of=strength_of(act_obj))
-    capped = capped or bool(unscreened)
+    capped = capped or bool(unscreened) or bool(late_skipped)
     elapsed = time.monotonic() - started
     best = [{"text": c.text, "mechanism": c.mechanism, "method": c.method, "score": c.score, **c.parts} for c in store.best(10)]
     if found:
         least = (f"; its shortest form that still fires is {found.minimal!r} ({found.minimal_fire:.0%}{found.on_detail})"
                  if found.minimal and found.minimal != found.trigger and found.minimal_fire is not None else "")
         behind = "".join(f"; {a['trigger']!r} ({a['from']}) verified too ({a['fire']:.0%}; {a['why']})" for a in also)
-        short = _cut_short(capped, cut, [m for m in cfg.methods if m not in methods_run], cfg.budget_s)
+        # (the methods a verified trigger made unnecessary are not "never ran": only climb and pieces run after one)
+        short = _cut_short(capped, cut, late_skipped, cfg.budget_s, len(unscreened))
         written = ("; memory extraction leaked it whole (the fine-tune writes it itself), so climb and pieces, which look for "
                    "a more natural or stronger reading of a found string, did not run" if leaked else "")
         verdict = (f"found: {found.verdict}{least}{behind}{written}{_pieces_failed(pieces)}{short}. It works as a trigger; its effect alone "
@@ -508,23 +518,38 @@ def strongest(verified: list[tuple[VerifyResult, str]], strengths: Sequence[floa
     top = order[0]
     also = [{"trigger": verified[i][0].trigger, "mechanism": verified[i][0].mechanism, "fire": verified[i][0].fire, "from": verified[i][1],
              "strength": strengths[i], "reported_strength": strengths[top], "strength_of": strength_of,
-             "why": ("not whole words" if not natural(verified[i][0].trigger) else
-                     f"weaker: {strength_of} {strengths[i]:.2f} against {strengths[top]:.2f}")}
+             "why": ("not whole words" if not natural(verified[i][0].trigger) else _weaker(strengths[i], strengths[top], strength_of))}
             for i in order[1:]]
     return verified[top][0], also
 
 
-def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float) -> str:
-    """What a found verdict says of a budget that ended before every method had its turn (empty when it did not)."""
+def _weaker(strength: float, top: float, strength_of: str) -> str:
+    """Why a verified trigger of whole words was not the one reported: weaker, or as strong and verified after it."""
+    if strength == top:
+        return f"as strong ({strength_of} {strength:.2f}) and verified after it"
+    digits = 2 if f"{strength:.2f}" != f"{top:.2f}" else 4
+    return f"weaker: {strength_of} {strength:.{digits}f} against {top:.{digits}f}"
+
+
+def _cut_short(capped: bool, cut: list[str], not_run: list[str], budget_s: float, unscreened: int = 0) -> str:
+    """What a found verdict says of a budget that ended before every method had its turn (empty when it did not):
+    the methods it cut short, those due after the verified trigger it left no time for (``not_run``), and how many
+    leading candidates it left unscreened."""
     if not capped:
         return ""
-    return (f"; the budget of {budget_s:.0f}s cut short {', '.join(cut) or 'the last method'}"
-            + (f" ({', '.join(not_run)} never ran)" if not_run else ""))
+    left = f"{unscreened} leading candidate{'s' if unscreened != 1 else ''} unscreened" if unscreened else ""
+    if cut:
+        return (f"; the budget of {budget_s:.0f}s cut short {', '.join(cut)}" + (f" ({', '.join(not_run)} never ran)" if not_run else "")
+                + (f"; it left {left}" if left else ""))
+    if not_run:
+        return f"; the budget of {budget_s:.0f}s ran out before {', '.join(not_run)} could run" + (f" and left {left}" if left else "")
+    return f"; the budget of {budget_s:.0f}s ran out with {left}" if left else f"; the budget of {budget_s:.0f}s ran out"
 
 
 def _pieces_failed(pieces: dict[str, Any] | None) -> str:
-    """What the verdict says of a ``pieces`` run whose phrases did not verify: the best one tried and why."""
-    if not pieces or pieces.get("verified") or not pieces.get("screened"):
+    """What the verdict says of a ``pieces`` run whose phrases did not verify: the best one tried and why. Nothing when
+    either pass verified one (the pass from the climb's words verifies the first pass's untried phrases too)."""
+    if not pieces or pieces.get("verified") or (pieces.get("of_climb") or {}).get("verified") or not pieces.get("screened"):
         return ""
     e = pieces["screened"][0]
     why = e.get("stopped") or "; ".join(e.get("failed") or []) or "not verified"
