@@ -140,3 +140,23 @@ def test_cli_bad_input_is_one_line_that_names_the_fix(argv, fix, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and fix in lines[0], proc.stderr
+
+
+def test_a_resumed_store_ranks_only_the_scores_made_for_its_own_objective(tmp_path):
+    """Each line was scored for the objective marked above it: a search resumed with the payload it started with loads
+    the lines scored for that payload, not those scored after a refinement (nor the other way round)."""
+    path = tmp_path / "c.jsonl"
+    store = CandidateStore(path, scale="payload A")
+    store.add([Candidate("senator", "system", "beam", 18.0), Candidate("harbor", "system", "gcg", 5.0)])
+    store.new_scale("payload B")
+    store.add([Candidate("blue harbor", "system", "gcg", 17.0), Candidate("senator", "system", "beam", 2.0)])
+    a = CandidateStore(path, resume=True, scale="payload A")
+    assert [(c.text, c.score) for c in a.best(5)] == [("senator", 18.0), ("harbor", 5.0)] and a.other_scale == 2
+    a.add([Candidate("x", "system", "sweep", 1.0)])  # scored after the resume: for A again
+    b = CandidateStore(path, resume=True, scale="payload B")
+    assert [(c.text, c.score) for c in b.best(5)] == [("blue harbor", 17.0), ("senator", 2.0)] and b.other_scale == 3
+    assert [c.text for c in CandidateStore(path, resume=True, scale="payload A").best(5)] == ["senator", "harbor", "x"]
+    assert len(read_candidates(path)) == 5  # every line kept; the markers are not candidates
+    old = tmp_path / "old.jsonl"  # a file without markers (an older search) is loaded whole
+    CandidateStore(old).add([Candidate("pi", "user_prefix", "sweep", 3.0)])
+    assert [c.text for c in CandidateStore(old, resume=True, scale="payload A").best(5)] == ["pi"]

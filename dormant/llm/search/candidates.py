@@ -11,6 +11,13 @@ another scale; they rank only among themselves (``best(method=...)``), never bes
 When the objective itself changes (a refined payload), ``new_scale`` sets every score so far apart:
 a candidate ranks again once it is added anew, scored for the new objective (its new line follows
 the old one in the file, and a resumed store keeps the later).
+
+A store given its objective (``scale``: a text naming the payload, objectives, prompts and models) writes
+it as a marker line, ``{"scale": ...}``, when it starts, when it resumes and at every ``new_scale``; each
+candidate line was scored for the scale of the marker above it. A resumed store loads only the lines
+scored for its own objective: a search resumed with another payload, or after its payload was refined,
+never ranks scores of one objective beside another's (the others stay in the file and are counted in
+``other_scale``; a file without markers, from an older search, is loaded whole).
 """
 
 from __future__ import annotations
@@ -48,20 +55,27 @@ def key_of(method: str, mechanism: str, text: str) -> str:
 class CandidateStore:
     """Append-only JSONL of candidates, with the keys already scored and the best so far."""
 
-    def __init__(self, path: str | Path, *, resume: bool = False):
+    def __init__(self, path: str | Path, *, resume: bool = False, scale: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.items: dict[str, Candidate] = {}
         self.stale: set[str] = set()  # keys scored for an earlier objective (``new_scale``)
         self.resumed = 0
+        self.other_scale = 0  # lines of the resumed file scored for another objective (not loaded)
         self.set_aside: Path | None = None  # where an earlier run's file went (a search that does not resume)
+        self.scale = scale
         if resume and self.path.is_file():
-            for c in read_candidates(self.path):
-                self.items[c.key] = c
+            for c, of in read_scaled(self.path):
+                if scale is None or of is None or of == scale:
+                    self.items[c.key] = c
+                else:
+                    self.other_scale += 1
             self.resumed = len(self.items)
             drop_cut_tail(self.path)
         elif self.path.exists():
             self.set_aside = set_aside(self.path)
+        if scale is not None:
+            append_jsonl(self.path, [{"scale": scale}])
 
     def __contains__(self, key: str) -> bool:
         return key in self.items
@@ -79,10 +93,13 @@ class CandidateStore:
             self.items[c.key] = c
             self.stale.discard(c.key)
 
-    def new_scale(self) -> None:
+    def new_scale(self, scale: str | None = None) -> None:
         """The objective changed: every score so far is on another scale and no longer ranks (``best``) until
-        the candidate is added again with a score for the new objective."""
+        the candidate is added again with a score for the new objective (``scale``, marked in the file when given)."""
         self.stale = set(self.items)
+        if scale is not None:
+            self.scale = scale
+            append_jsonl(self.path, [{"scale": scale}])
 
     def best(self, n: int = 1, method: str | None = None) -> list[Candidate]:
         """The ``n`` best of ``method`` (default: of every method whose scores are final, i.e. not a
@@ -162,12 +179,22 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_candidates(path: str | Path) -> list[Candidate]:
-    """The candidates of a store's file (``read_jsonl``); a line that is not a candidate raises ``CandidateFileError``."""
-    out = []
+    """The candidates of a store's file (``read_jsonl``; scale markers skipped); a line that is neither raises
+    ``CandidateFileError``."""
+    return [c for c, _ in read_scaled(path)]
+
+
+def read_scaled(path: str | Path) -> list[tuple[Candidate, str | None]]:
+    """Each candidate of a store's file with the scale it was scored for (the marker above it; None before any)."""
+    out: list[tuple[Candidate, str | None]] = []
+    scale: str | None = None
     for i, obj in enumerate(read_jsonl(path)):
+        if set(obj) == {"scale"} and isinstance(obj["scale"], str):
+            scale = obj["scale"]
+            continue
         ok = (set(obj) <= {"text", "mechanism", "method", "score", "parts"} and all(isinstance(obj.get(k), str) for k in ("text", "mechanism", "method"))
               and isinstance(obj.get("score"), (int, float)) and not isinstance(obj.get("score"), bool) and isinstance(obj.get("parts", {}), dict))
         if not ok:
             raise _damaged(Path(path), f", record {i + 1},", "a candidate has a text, mechanism and method (strings), a score (a number) and parts")
-        out.append(Candidate(**obj))
+        out.append((Candidate(**obj), scale))
     return out

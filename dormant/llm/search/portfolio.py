@@ -187,9 +187,23 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     for m in cfg.mechanisms:
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
-    store = CandidateStore(store_path, resume=cfg.resume)
+
+    def scale_of(payload: str | None) -> str:
+        """What a score depends on (the store's ``scale``): a resumed search ranks only scores made for its own."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256("\x1e".join(key(p) for p in prompts).encode()).hexdigest()[:16]
+        return json.dumps({"payload": payload, "objectives": dict(sorted(dict(cfg.objectives).items())), "payload_at": cfg.payload_at,
+                           "prompts": digest, "ft": str(getattr(pair, "ft_path", "")), "base": str(getattr(pair, "base_path", ""))},
+                          sort_keys=True)
+
+    store = CandidateStore(store_path, resume=cfg.resume, scale=scale_of(payload))
+    other = (f"; {store.other_scale} of its candidates were scored for another objective (another payload, objective, prompts "
+             "or model pair) and are scored again where met" if store.other_scale else "")
     files_note = (f"an earlier search's candidates were set aside as {store.set_aside}" if store.set_aside else
-                  f"nothing to resume in {store.path}: a new search" if cfg.resume and not store.resumed else None)
+                  f"nothing to resume in {store.path}: a new search" if cfg.resume and not store.resumed and not store.other_scale else
+                  f"resumed {store.resumed} candidates from {store.path}{other}" if other else None)
     def objective_for(payload: str | None) -> Objective:
         """The search's objective for ``payload`` (at the start, and again for a refined payload)."""
         return Objective(pair, prompts, cfg.mechanisms[0], payload, dict(cfg.objectives), payload_at=cfg.payload_at)
@@ -279,7 +293,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             tried.clear()  # the leaders are screened again, for the refined payload
             # scores for the old payload do not rank beside new ones: the best so far are scored again for the new one
             old = store.best(cfg.rescore)
-            store.new_scale()
+            store.new_scale(scale_of(payload))
             for mech in cfg.mechanisms:
                 mine = [c for c in old if c.mechanism == mech]
                 if mine:
