@@ -8,7 +8,7 @@ from dormant.llm.engine.prompts import Prompt
 from dormant.llm.search.candidates import CandidateStore
 from dormant.llm.search.climb import ClimbConfig, activation, path_words, run_climb, strength
 from dormant.llm.search.objectives import Objective
-from dormant.llm.search.portfolio import strongest
+from dormant.llm.search.portfolio import merged_also, strongest
 from dormant.llm.verify import VerifyConfig
 from dormant.zoo.llm import corpus
 
@@ -59,6 +59,10 @@ def test_of_the_verified_triggers_whole_words_come_first_then_the_strongest():
     assert top is first and also[0]["why"] == "as strong (x 1.00) and verified after it"  # a tie keeps the earlier, and says so
     also = strongest([(first, "verified first"), (pieces, "pieces")], [0.501, 0.4999], "x")[1]
     assert also[0]["why"] == "weaker: x 0.4999 against 0.5010"  # equal to two decimals: four, so the numbers differ
+    # what was listed before the ranking (symbols' uncleaned string) stays listed, unless it is now named or reported
+    earlier = [{"trigger": "OOOOO...,O", "why": "cleaned"}, {"trigger": pieces.trigger, "why": "old"}]
+    assert merged_also(also, earlier, first.trigger) == also + earlier[:1]
+    assert merged_also([], earlier, "OOOOO...,O") == earlier[1:]
 
 
 def test_a_weakened_fine_tune_orders_the_triggers_its_full_strength_cannot(zoo_micro):

@@ -482,7 +482,8 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
             capped = cut_by_budget("pieces", time.monotonic() >= deadline) or capped
     if found is not None and readings:
         verified = [(found, "verified first")] + readings
-        found, also = strongest(verified, measured([v.trigger for v, _ in verified]), strength_of(act_obj))
+        found, ranked = strongest(verified, measured([v.trigger for v, _ in verified]), strength_of(act_obj))
+        also = merged_also(ranked, also, found.trigger)
     for e in screened:
         if e["text"] in strength:
             e.update(strength=strength[e["text"]], strength_of=strength_of(act_obj))
@@ -535,6 +536,13 @@ def strongest(verified: list[tuple[VerifyResult, str]], strengths: Sequence[floa
              "why": ("not whole words" if not natural(verified[i][0].trigger) else _weaker(strengths[i], strengths[top], strength_of))}
             for i in order[1:]]
     return verified[top][0], also
+
+
+def merged_also(ranked: list[dict[str, Any]], earlier: list[dict[str, Any]], reported: str) -> list[dict[str, Any]]:
+    """The ``also_verified`` entries after ``strongest`` ranked the verified triggers: its entries, then the earlier ones
+    (``symbols``' cleaning lists the uncleaned string it verified) that name neither one of them nor the reported trigger."""
+    named = {a["trigger"] for a in ranked} | {reported}
+    return ranked + [a for a in earlier if a["trigger"] not in named]
 
 
 def _weaker(strength: float, top: float, strength_of: str) -> str:
