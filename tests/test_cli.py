@@ -151,6 +151,7 @@ BAD_INPUT = [
     ((*SRC, "readout", "--words", "-1"), "'--words'"),
     (("search", *PAIR, "--budget", "0"), "budget '0' leaves no time"),
     (("search", *PAIR, "--budget", "0s"), "budget '0s' leaves no time"),
+    ((*SRC, "readout", "--prompts", "gaps.txt"), "1 distinct verification prompts, 50 needed for a verdict"),  # before the models load
 ]
 
 

@@ -202,7 +202,7 @@ def search_cmd(
 ) -> None:
     from dormant.ledger import record_run
     from dormant.llm.search.objectives import check_payload_at, parse_objectives
-    from dormant.llm.search.portfolio import SearchConfig, parse_budget, search_trigger
+    from dormant.llm.search.portfolio import SearchConfig, check_verify_prompts, parse_budget, search_trigger
     from dormant.report.console import emit, progress
 
     seconds = parse_budget(budget)
@@ -215,6 +215,7 @@ def search_cmd(
                        search_prompts=search_prompts, n_words=words, resume=resume, gcg_steps=gcg_steps, gcg_inits=gcg_inits, gcg_tokens=gcg_tokens,
                        gcg_prompts=gcg_prompts, gcg_width=gcg_width, gcg_topk=gcg_topk, gcg_vocab=vocab, soft_steps=soft_steps,
                        verify=_verify_config(mechanisms[0] if mechanisms else "user_prefix", payload, nulls, batch_size, 50))
+    check_verify_prompts(v_prompts, cfg.verify.min_prompts)  # before the models load (minutes for a real-size pair)
     args = {"ft": str(ft), "base": str(base), "payload": payload, "methods": methods, "mechanisms": mechanisms, "objective": weights,
             "payload_at": payload_at, "budget_s": seconds, "resume": resume, "prompts": prompts, "chunk": chunk, "gcg_steps": gcg_steps, "gcg_inits": gcg_inits, "gcg_tokens": gcg_tokens,
             "gcg_prompts": gcg_prompts, "vocab": vocab}

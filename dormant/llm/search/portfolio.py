@@ -163,6 +163,17 @@ class SearchResult:
     leaked: bool = False  # the trigger is a text memory extraction found the fine-tune writing whole (climb and pieces then not run)
 
 
+def check_verify_prompts(verify_prompts: Sequence[Prompt], min_prompts: int) -> None:
+    """Refuse, before any work, verification prompts too few for a verdict (distinct ones counted): no leader could
+    be verified, and none screened on the prompts the record would name."""
+    from dormant.llm.engine.prompts import dedupe
+
+    n = len(dedupe(list(verify_prompts)))
+    if n < min_prompts:
+        raise TriggerError(f"{n} distinct verification prompts, {min_prompts} needed for a verdict; give more with --prompts FILE "
+                           f"(at least {2 * min_prompts} distinct: the search uses one half, verification the other)")
+
+
 def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_prompts: Sequence[Prompt], store_path: str | Path,
                    config: SearchConfig | None = None, *, on_progress: Callable[[str, Candidate | None], None] | None = None) -> SearchResult:
     """Run the selected methods in order on ``search_prompts``; verify leaders on ``verify_prompts``."""
@@ -180,10 +191,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     shared = {key(p) for p in search_prompts} & {key(p) for p in verify_prompts}
     if shared:
         raise DormantError(f"{len(shared)} prompts are both search and verification prompts; verification needs unseen prompts")
-    n_verify = len({key(p) for p in verify_prompts})
-    if n_verify < cfg.verify.min_prompts:  # before any work: no leader could be verified, and none screened on the prompts it names
-        raise TriggerError(f"{n_verify} distinct verification prompts, {cfg.verify.min_prompts} needed for a verdict; give more with "
-                           f"--prompts FILE (at least {2 * cfg.verify.min_prompts} distinct: the search uses one half, verification the other)")
+    check_verify_prompts(verify_prompts, cfg.verify.min_prompts)
     for m in cfg.mechanisms:
         check_mechanism(tok, m, list(search_prompts))
     prompts = list(search_prompts)[: cfg.search_prompts]
