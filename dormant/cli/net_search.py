@@ -270,7 +270,7 @@ def render_solve(result) -> None:
     for s in result.stages:
         table.add_row(s.name, f"[{colour.get(s.status, 'white')}]{s.status}[/]", f"{s.seconds:.1f}s", s.finding)
     console.print(table)
-    style = "bold green" if result.found and result.verified is not False else "bold red"
+    style = "bold green" if result.found and result.verified else "bold red"  # green only for what the network confirmed
     console.print(f"[{style}]verdict:[/] {result.verdict}")
 
 

@@ -75,8 +75,8 @@ class SolveResult:
     target: str | None  # digest hex as identified
     found: bool
     preimage: str | None
-    firing: list[str]  # non-hash circuits: firing inputs found (a sample when there are many)
-    verified: bool | None  # the network outputs 1 on the preimage (None: not checked)
+    firing: list[str]  # non-hash circuits: firing inputs found, each checked on the network (at most 64: a sample when there are more)
+    verified: bool | None  # the network outputs 1 on the preimage (circuits: on every input the search listed; None: not checked)
     verdict: str
     stages: list[Stage]
     seconds: float
@@ -162,8 +162,9 @@ def _stage_identify(net: Network):
     function = _function_name(ident.function) if ident else None
     target = ident.target_hex if ident else None
     verified = ident.verified if ident else None
+    rounds = ident.rounds if ident is not None else None
     if ident is not None:
-        notes += ident.evidence[:2]
+        notes += ident.evidence[:2] + [e for e in ident.evidence[2:] if e.startswith(("reduced-round", "digest of"))]
         if function is None:
             notes.append(f"signature probing named no known hash ({ident.function!r})")
     if ident is not None and ident.digest_places:
@@ -184,9 +185,11 @@ def _stage_identify(net: Network):
             notes.append(f"function named by its constant tables: {guess[1]}")
     if function is None and target is None:
         raise ValueError("; ".join(notes) or "nothing identified")
-    finding = f"function {function or 'unknown'}, target {target or 'unknown'}" + (f" (verified: {verified})" if verified is not None else "")
-    data = {"function": function, "target": target, "verified": verified, "notes": notes}
-    return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target)
+    reduced = f" reduced to its first {rounds} steps" if rounds is not None else ""
+    finding = (f"function {function or 'unknown'}{reduced}, target {target or 'unknown'}"
+               + (f" (verified: {verified})" if verified is not None else ""))
+    data = {"function": function, "rounds": rounds, "target": target, "verified": verified, "notes": notes}
+    return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target, rounds)
 
 
 def _target_at_lanes(net: Network, places: list[tuple[int, int]], fast: str | None, notes: list[str], copies=None, backgrounds: int = 4) -> str | None:
@@ -251,14 +254,19 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
         stages, "decompile", lambda: _stage_decompile(net), "decompile" in config.skip or too_big,
         "skipped on request" if "decompile" in config.skip else f"{n_neurons:,} neurons > {config.decompile_max_neurons:,} (not needed to invert a named hash)",
     )
-    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
-    function, target = ident
+    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None, None)
+    function, target, rounds = ident
 
-    preimage, firing, found, vector = None, [], False, None
-    if function in fast_hashes.FUNCTIONS and target:
+    preimage, firing, found, vector, matched, codes = None, [], False, None, None, []
+    if function in fast_hashes.FUNCTIONS and rounds is not None:
+        from dormant.net.identify.reference_hashes import FULL_STEPS
+
+        stages.append(Stage("invert", "skipped", 0.0, f"the network computes {function} reduced to its first {rounds} of {FULL_STEPS[function]} "
+                                                       f"steps; the preimage search computes the full {function}"))
+    elif function in fast_hashes.FUNCTIONS and target:
         res = _run(stages, "invert", lambda: _stage_invert(function, target, config))
         if res is not None and res.found:
-            preimage, found = res.preimage, True
+            preimage, found, matched = res.preimage, True, res.hits[0].target
     elif function in fast_hashes.FUNCTIONS:
         stages.append(Stage("invert", "skipped", 0.0, f"{function} named but no target digest was read"))
     else:
@@ -266,12 +274,21 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
         if res is not None and res.firing:
             firing, found = list(res.firing), True
             preimage = firing[0]
-            vector = res.codes[0] if res.codes else None
+            codes = list(res.codes or [])
+            vector = codes[0] if codes else None
 
     verified = None
-    if found and preimage is not None:
+    if found and function in fast_hashes.FUNCTIONS:
         verified = _run(stages, "verify", lambda: _stage_verify(net, preimage, vector))
-    verdict = _verdict(function, target, preimage, firing, found, verified, stages)
+    elif found:  # every input kept is run on the network, not only the first (at most 64: the rest are not kept)
+        listed = firing[:64]
+        oks = _run(stages, "verify", lambda: _stage_verify_all(net, listed, codes[: len(listed)]))
+        if oks is not None:
+            verified = all(oks)
+            firing = [f for f, ok in zip(listed, oks) if ok]
+            found = bool(firing)
+            preimage = firing[0] if firing else None
+    verdict = _verdict(function, target, preimage, firing, found, verified, stages, rounds=rounds, matched=matched)
     return SolveResult(src, function, target, found, preimage, firing, verified, verdict, stages, time.perf_counter() - t0)
 
 
@@ -357,15 +374,36 @@ def _stage_verify(net: Network, preimage: str, vector: list[int | None] | None =
     return (f"network outputs 1 on {preimage!r}" if ok else f"network does NOT fire on {preimage!r}"), {"fires": ok}, ok
 
 
-def _verdict(function, target, preimage, firing, found, verified, stages) -> str:
+def _stage_verify_all(net: Network, inputs: list[str], codes: list[list[int | None]]):
+    """Run each input a circuit search listed on the network (with its input vector, when the search gave one)."""
+    oks = [_fires(net, text, codes[i] if i < len(codes) else None) for i, text in enumerate(inputs)]
+    bad = [t for t, ok in zip(inputs, oks) if not ok]
+    finding = (f"network outputs 1 on each of the {len(inputs)} listed input(s)" if not bad else
+               f"network does NOT fire on {len(bad)} of the {len(inputs)} listed input(s): {', '.join(repr(t) for t in bad[:4])}")
+    return finding, {"checked": len(inputs), "fire": sum(oks), "not_firing": bad}, oks
+
+
+def _verdict(function, target, preimage, firing, found, verified, stages, rounds=None, matched=None) -> str:
     name = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}.get(function or "", "an unnamed circuit")
+    check_failed = next((s.finding for s in stages if s.name == "verify" and s.status == "failed"), None)
     if found and function in fast_hashes.FUNCTIONS:
-        check = " and the network fires on it" if verified else (" but the network does not fire on it" if verified is False else "")
-        return f"{name}(x) == {target}: x = {preimage!r}{check}"
+        check = (" and the network fires on it" if verified else " but the network does not fire on it" if verified is False else
+                 f"; not checked on the network ({check_failed})" if check_failed else "; not checked on the network")
+        order = f" (the network's target {target} read in another byte order)" if matched and matched != target else ""
+        return f"{name}(x) == {matched or target}{order}: x = {preimage!r}{check}"
+    if rounds is not None and function in fast_hashes.FUNCTIONS:
+        return (f"{name} reduced to its first {rounds} steps (x) == {target or '?'}: preimage not searched (the search computes the "
+                f"full {name})")
     if found:
         search = next((s for s in stages if s.name == "circuit search"), None)
         data = search.data if search is not None and search.data else {}
         count, domain = data.get("count", len(firing)), data.get("domain", "its inputs")
+        if verified is False:  # the circuit the search solved is not the network: its count is not the network's
+            return (f"{name}: of the inputs the circuit search listed, only these fire the network (checked on it): "
+                    + ", ".join(repr(f) for f in firing[:8]) + " (the search's count and completeness do not hold for the network)")
+        if verified is None:
+            return (f"{name}: the circuit search listed {count:,} input(s) of {domain}, not checked on the network"
+                    + (f" ({check_failed})" if check_failed else "") + ": " + ", ".join(repr(f) for f in firing[:8]))
         if data.get("capped"):
             how = f"at least {count:,} input(s) of {domain} (the search stopped at its cap; more fire)"
         elif data.get("complete"):
@@ -377,7 +415,9 @@ def _verdict(function, target, preimage, firing, found, verified, stages) -> str
         inv = next((s for s in stages if s.name == "invert"), None)
         return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")
     failed = [s.name for s in stages if s.status == "failed"]
-    return "no firing input found" + (f"; stages that failed: {', '.join(failed)}" if failed else "")
+    none_fire = verified is False  # every input the search listed failed on the network
+    return ("no firing input found" + ("; the circuit search's inputs do not fire the network (checked on it)" if none_fire else "")
+            + (f"; stages that failed: {', '.join(failed)}" if failed else ""))
 
 
 def target_from_network(path: str | Path, function: str | None = None) -> dict:
@@ -386,8 +426,11 @@ def target_from_network(path: str | Path, function: str | None = None) -> dict:
 
     stages: list[Stage] = []
     net = _stage_load(Path(path))[2]
-    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None)
+    ident = _run(stages, "identify", lambda: _stage_identify(net)) or (None, None, None)
     name = _function_name(function) or ident[0]
     if name is None or ident[1] is None:
         raise InvertError(f"{path}: could not identify the hash function and target ({stages[-1].finding}); give --function and --target")
+    if ident[2] is not None and function is None:
+        raise InvertError(f"{path}: the network computes {name} reduced to its first {ident[2]} steps, and the preimage search computes "
+                          f"the full {name}: its target is no {name} digest ({stages[-1].finding})")
     return {"function": name, "target": ident[1], "byte_orders": True, "evidence": stages[-1].finding}

@@ -180,3 +180,42 @@ def test_cli_invert_reads_function_and_target_from_a_network(sha1_net, tmp_path)
     assert data["verified"] is True  # the network itself fires on the preimage
     assert data["handoff"] and (Path(data["handoff"]) / "run.sh").is_file()
     assert sha1_net.target.hex() in data["targets"]  # the digest as read, plus its byte-order variants
+
+
+def test_a_circuit_verdict_lists_only_inputs_that_fire_the_network(monkeypatch):
+    """The circuit search solves a model of the network; each input it lists is run on the network itself, and one that
+    does not fire is dropped from the verdict, which then claims no count or completeness for the network."""
+    net = _letter_circuit()
+    assert solve(net, _config()).verdict.startswith("an unnamed circuit fires on exactly 2 input(s)")
+    monkeypatch.setattr(solve_mod, "_fires", lambda net, text, codes=None: text == "ok")  # as if the model were off for 'oK'
+    result = solve(net, _config())
+    assert result.found and result.firing == ["ok"] and result.verified is False, result.verdict
+    assert "only these fire the network (checked on it): 'ok'" in result.verdict and "exactly" not in result.verdict
+    assert "does NOT fire on 1 of the 2 listed input(s): 'oK'" in next(s.finding for s in result.stages if s.name == "verify")
+    monkeypatch.setattr(solve_mod, "_fires", lambda net, text, codes=None: False)
+    result = solve(net, _config())
+    assert not result.found and result.verdict.startswith("no firing input found; the circuit search's inputs do not fire the network")
+
+
+def test_a_hash_verdict_says_when_its_check_on_the_network_failed_and_which_byte_order_matched():
+    from dormant.net.solve import Stage, _verdict
+
+    target, swapped = "00112233" * 4, "33221100" * 4
+    failed = [Stage("verify", "failed", 0.0, "ValueError: layer 0 expects 4 inputs, got 3")]
+    text = _verdict("md5", target, "a", [], True, None, failed)
+    assert text == f"MD5(x) == {target}: x = 'a'; not checked on the network (ValueError: layer 0 expects 4 inputs, got 3)"
+    text = _verdict("md5", target, "a", [], True, True, [], matched=swapped)
+    assert text == f"MD5(x) == {swapped} (the network's target {target} read in another byte order): x = 'a' and the network fires on it"
+
+
+def test_a_reduced_round_hash_is_not_searched_as_the_full_function():
+    b = build_net("sha256", secret="hello", rounds=12, pickle="never")
+    result = solve(b.network, _config(skip=("motifs", "decompile")))
+    assert result.function == "sha256" and not result.found
+    invert = next(s for s in result.stages if s.name == "invert")
+    assert invert.status == "skipped" and "reduced to its first 12 of 64 steps" in invert.finding
+    assert result.verdict.startswith("SHA-256 reduced to its first 12 steps (x) == ") and "preimage not searched" in result.verdict
+    from dormant.net.invert.preimage import InvertError
+
+    with pytest.raises(InvertError, match="reduced to its first 12 steps, and the preimage search computes the full sha256"):
+        solve_mod.target_from_network(b.folder)  # `dormant net invert FILE` would search the full function
