@@ -212,6 +212,23 @@ def test_armed_state_dict_is_read_inertly(tmp_path, monkeypatch):
     torch.save(sd, tmp_path / "sd.pt")
     net = load_network(tmp_path / "sd.pt")
     assert not (tmp_path / "PWNED4").exists()
-    assert net.fmt == "state-dict-inert" and net.widths == [3, 2]
+    assert net.fmt == "state-dict" and net.widths == [3, 2]
     assert any(name.endswith(".system") for name in net.meta["refused_globals"])
     np.testing.assert_array_equal(net.layers[0].weight, lin.weight.detach().numpy())
+
+
+def test_a_state_dict_is_never_handed_to_torch_load(tmp_path, monkeypatch):
+    """torch's own restricted unpickler has had code-execution flaws (CVE-2025-32434): a state dict is read by the
+    inert pass alone, with the same numbers torch would give (bfloat16 included)."""
+    lin = torch.nn.Linear(4, 3)
+    sd = {k: v.to(torch.bfloat16) if k == "weight" else v for k, v in lin.state_dict().items()}
+    torch.save(sd, tmp_path / "sd.pt")
+
+    def refuse(*a, **k):
+        raise AssertionError("torch.load was called on the file")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    net = load_network(tmp_path / "sd.pt")
+    assert net.fmt == "state-dict" and net.widths == [4, 3]
+    np.testing.assert_array_equal(net.layers[0].weight, sd["weight"].float().numpy())
+    np.testing.assert_array_equal(net.layers[0].bias, lin.bias.detach().numpy())

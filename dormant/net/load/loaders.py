@@ -8,7 +8,7 @@ Formats, recognised by content rather than by name:
   nested ``Sequential``s flattened; refused globals become ``Network.warnings``; a pickled
   ``forward`` is decoded (``dormant.net.load.pickled_code``) and a plain ``dormant_adapter`` dict attribute is
   read into ``Network.adapter``;
-* a ``torch.save`` archive holding a state dict -> ``torch.load(weights_only=True, mmap=True)``;
+* a ``torch.save`` archive holding a state dict -> the same inert unpickler (never ``torch.load``);
 * the legacy (pre-zip) ``torch.save`` stream -> the same inert unpickler, storages located by a
   scan of the trailing storage records;
 * ``.safetensors`` and ``.npz`` -> layers from ``<prefix>.weight`` / ``<prefix>.bias`` keys.
@@ -122,36 +122,19 @@ def _load_torch_zip(p: Path, names: list[str], *, activation: str, mmap: bool) -
 
 
 def _load_state_dict(p: Path, result: UnpickleResult, activation: str) -> Network:
-    """A state dict: read with ``torch.load(weights_only=True)``, layer order from key order.
+    """A state dict: the tensors the inert pass already read, layer order from key order.
 
-    When torch's safe loader refuses the file (it names a global outside torch's allow-list, e.g.
-    a planted ``os.system``), the tensors already described by the inert pass are used instead and
-    the refused globals are reported.
+    The file is never handed to ``torch.load``, not even with ``weights_only=True``: torch's own
+    restricted unpickler has had remote-code-execution flaws (CVE-2025-32434, torch <= 2.5.1, which
+    the declared ``torch>=2.4`` allows), and the inert pass has every tensor already. Refused globals
+    (e.g. a planted ``os.system``) are reported.
     """
-    import torch
-
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        sd = sd["state_dict"] if isinstance(sd, Mapping) and isinstance(sd.get("state_dict"), Mapping) else sd
-        arrays = {k: _torch_to_numpy(v) for k, v in sd.items() if isinstance(v, torch.Tensor)}
-        fmt, notes = "state-dict", []
-    except Exception as exc:  # torch's safe loader refused or failed: fall back to the inert reading
-        obj = result.obj["state_dict"] if isinstance(result.obj.get("state_dict"), Mapping) else result.obj
-        arrays = {k: v.array() for k, v in obj.items() if isinstance(v, TensorRef)}
-        fmt, notes = "state-dict-inert", [f"torch.load(weights_only=True) refused the file ({type(exc).__name__}); tensors read by the inert loader"]
-    net = network_from_tensors(arrays, source=str(p), fmt=fmt, activation=activation, ordered=True)
-    net.warnings = [f"refused global {m}.{n} (never imported or called; referenced {c}x)" for (m, n), c in sorted(result.refused.items())] + notes + net.warnings
+    obj = result.obj["state_dict"] if isinstance(result.obj.get("state_dict"), Mapping) else result.obj
+    arrays = {k: v.array() for k, v in obj.items() if isinstance(v, TensorRef)}
+    net = network_from_tensors(arrays, source=str(p), fmt="state-dict", activation=activation, ordered=True)
+    net.warnings = [f"refused global {m}.{n} (never imported or called; referenced {c}x)" for (m, n), c in sorted(result.refused.items())] + net.warnings
     net.meta.update({"pickle_protocol": result.protocol, "refused_globals": result.refused_names()})
     return net
-
-
-def _torch_to_numpy(t) -> np.ndarray:
-    import torch
-
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.numpy()
 
 
 class _LegacyStorages:
