@@ -120,8 +120,7 @@ def render_invert(result) -> None:
         where = f" (candidate #{result.hits[0].index:,})" if result.hits[0].index >= 0 else ""
         console.print(f"  from: {result.hits[0].source}{where}")
     else:
-        why = "space exhausted" if result.status == "exhausted" else "budget spent"
-        console.print(f"[bold red]not found[/] ({why}): {result.tried}")
+        console.print(f"[bold red]not found[/] ({result.why_not_found}): {result.tried}")
     table = Table(title="candidate families, in search order", show_lines=False)
     table.add_column("family")
     table.add_column("parts", justify="right")

@@ -319,7 +319,7 @@ def _stage_invert(function: str, target: str, config: SolveConfig):
             finding = f"found {res.preimage!r} after {res.candidates:,} candidates ({h.source}){order}, {res.rate / 1e6:.2f} M/s"
     else:
         tried = ", ".join(f"{family} {n:,}" for family, n in res.covered.items()) or "nothing new"
-        finding = f"{engine}: {'space exhausted' if res.status == 'exhausted' else 'budget spent'}: {res.tried}; tried: {tried}"
+        finding = f"{engine}: {res.why_not_found}: {res.tried}; tried: {tried}"
     if handoff is not None:
         finding += f"; hashcat hand-off in {handoff.folder}"
     data = {"status": res.status, "engine": engine, "candidates": res.candidates, "space": res.space_size, "rate": res.rate, "hits": [h.preimage for h in res.hits], "checkpoint": res.checkpoint, "handoff": res.handoff}

@@ -150,3 +150,22 @@ def test_solve_with_hashcat_missing_fails_its_stage_with_the_install_hint(md5_ne
     assert stage.status == "failed" and "apt-get install hashcat pocl-opencl-icd" in stage.finding
     assert not result.found and result.preimage is None
     assert (tmp_path / "h" / HASH_FILE).read_text().splitlines()[0] == md5_net.target.hex()
+
+
+def test_a_search_with_candidates_hashcat_has_no_attack_for_is_not_called_exhausted(tmp_path, monkeypatch):
+    """A non-ASCII charset has no hashcat charset attack: with every attack written run to its end and nothing found,
+    the space is not exhausted (its candidates were never tried), and the result says why."""
+    from dormant.net.invert import hashcat
+
+    digest = hashlib.md5(b"zz").hexdigest()
+
+    def ran_all(handoff, binary=None, options=None, timeout=None):
+        return hashcat.HashcatRun([], [a.label for a in handoff.attacks], handoff.size, 0.1, 1, "")
+
+    monkeypatch.setattr(hashcat, "run_handoff", ran_all)
+    plain = invert_with_hashcat(write_handoff(tmp_path / "a", "md5", [digest], _hints(charset="ab", min_len=1, max_len=2)))
+    assert plain.status == "exhausted" and plain.why_not_found == "space exhausted" and not plain.notes
+    accented = invert_with_hashcat(write_handoff(tmp_path / "b", "md5", [digest], _hints(charset="éa", min_len=1, max_len=2)))
+    assert accented.status == "incomplete" and "non-ASCII" in accented.why_not_found, accented.why_not_found
+    empty = invert_with_hashcat(write_handoff(tmp_path / "c", "md5", [digest], _hints(charset="ab", min_len=0, max_len=2)))
+    assert empty.status == "incomplete" and "the empty string" in empty.why_not_found

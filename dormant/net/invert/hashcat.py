@@ -291,7 +291,10 @@ def invert_with_hashcat(handoff: Handoff, binary: str | None = None, options: li
     run = run_handoff(handoff, binary, options)
     hits = [Hit(decode(plain), plain.hex(), -1, "hashcat: " + (run.attacks_done[-1] if run.attacks_done else "earlier run"), digest) for digest, plain in run.cracks]
     hits.sort(key=lambda h: handoff.targets.index(h.target))
-    status = "found" if hits else "exhausted"
+    # "exhausted" only where every candidate of the search was planned as an attack and each ran to its end: a charset
+    # with non-ASCII characters or the empty string has no attack (said in ``handoff.notes``)
+    dropped = [n for n in handoff.notes if "no hashcat" in n]
+    status = "found" if hits else "exhausted" if not dropped and run.candidates >= handoff.size else "incomplete"
     sizes = {a.label: a.size for a in handoff.attacks}
     covered = {label: sizes[label] for label in run.attacks_done}  # attacks started (the last may have stopped at its crack)
     return InvertResult(
@@ -312,4 +315,5 @@ def invert_with_hashcat(handoff: Handoff, binary: str | None = None, options: li
         backend="hashcat",
         stages=[{"label": a.label, "size": a.size} for a in handoff.attacks],
         covered=covered,
+        notes=list(handoff.notes),
     )

@@ -66,7 +66,7 @@ class InvertResult:
     found: bool
     preimage: str | None
     hits: list[Hit]
-    status: str  # found, exhausted, budget
+    status: str  # found, exhausted, budget, incomplete (hashcat: some candidates had no attack; ``notes`` says which)
     space_size: int
     candidates: int  # hashed in this run
     chunks_total: int
@@ -82,10 +82,17 @@ class InvertResult:
     covered: dict[str, int] = field(default_factory=dict)  # family of candidates -> hashed in this run
     handoff: str | None = None  # folder of the same search as hashcat attacks (``invert.hashcat``)
     verified: bool | None = None  # the network fires on the preimage (None: no network to run)
+    notes: list[str] = field(default_factory=list)  # what the search could not cover, and why
 
     @property
     def tried(self) -> str:
         return f"{self.candidates:,} candidates of {self.space_size:,}"
+
+    @property
+    def why_not_found(self) -> str:
+        """Why the search ended without a preimage, in words (by ``status``)."""
+        return {"exhausted": "space exhausted", "budget": "budget spent",
+                "incomplete": "not every candidate was tried: " + "; ".join(self.notes)}.get(self.status, self.status)
 
 
 def parse_digest(function: str, target: str) -> bytes:
