@@ -232,3 +232,16 @@ def test_a_state_dict_is_never_handed_to_torch_load(tmp_path, monkeypatch):
     assert net.fmt == "state-dict" and net.widths == [4, 3]
     np.testing.assert_array_equal(net.layers[0].weight, sd["weight"].float().numpy())
     np.testing.assert_array_equal(net.layers[0].bias, lin.bias.detach().numpy())
+
+
+def test_what_the_simulation_does_not_reproduce_is_warned_about(tmp_path):
+    """An activation with parameters the simulation takes at their defaults (a Hardtanh used as a 0..1 clamp), or a
+    state dict with tensors that are no Linear weights (a norm's), loads with a warning that says so."""
+    clamp = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Hardtanh(0.0, 1.0), torch.nn.Linear(2, 1), torch.nn.Hardtanh())
+    torch.save(clamp, tmp_path / "clamp.pt")
+    warned = [w for w in load_network(tmp_path / "clamp.pt").warnings if "Hardtanh" in w]
+    assert len(warned) == 1 and "min_val=0.0 simulated as min_val=-1.0" in warned[0], warned  # the default one is not warned about
+    normed = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    torch.save(normed.state_dict(), tmp_path / "normed.pt")
+    net = load_network(tmp_path / "normed.pt")
+    assert net.widths == [3, 4, 1] and any("ignored, not Linear weights: 1.weight (1-D)" in w for w in net.warnings), net.warnings

@@ -56,6 +56,11 @@ MODULE_ACTIVATIONS = {
     "ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "GELU": "gelu", "LeakyReLU": "leaky_relu",
     "Softplus": "softplus", "SiLU": "silu", "ELU": "elu", "Hardtanh": "hardtanh", "Identity": "identity",
 }
+# the parameters the simulation (``dormant.net.logic.simulate``) takes at their defaults: another value is warned about
+ACTIVATION_DEFAULTS = {
+    "LeakyReLU": (("negative_slope", 0.01),), "Hardtanh": (("min_val", -1.0), ("max_val", 1.0)), "ELU": (("alpha", 1.0),),
+    "Softplus": (("beta", 1.0), ("threshold", 20.0)), "GELU": (("approximate", "none"),),
+}
 PASS_THROUGH = {"Dropout", "Identity", "Flatten"}  # modules that do nothing to a (batch, features) input at inference
 CONTAINERS = {"Sequential", "ModuleList"}
 
@@ -264,8 +269,11 @@ def network_from_modules(result: UnpickleResult, *, source: str, fmt: str) -> Ne
             layers.append(Layer(weight=weight, bias=bias, activation="identity", name=name))
         elif kind in MODULE_ACTIVATIONS and kind != "Identity" and isinstance(mod, ModuleRecord):
             act = MODULE_ACTIVATIONS[kind]
-            if kind == "LeakyReLU" and float(record_state(mod).get("negative_slope", 0.01)) != 0.01:
-                warnings.append(f"{name}: LeakyReLU negative_slope {record_state(mod).get('negative_slope')} simulated as 0.01")
+            state = record_state(mod)
+            for attr, default in ACTIVATION_DEFAULTS.get(kind, ()):
+                value = state.get(attr, default)
+                if value != default and not (isinstance(value, (int, float)) and isinstance(default, (int, float)) and float(value) == default):
+                    warnings.append(f"{name}: {kind} {attr}={value!r} simulated as {attr}={default!r} (outputs may differ from the module's)")
             if not layers:
                 raise NetworkFileError(f"{source}: activation {kind} ({name}) before any Linear layer is not supported")
             if layers[-1].activation != "identity":
@@ -323,11 +331,12 @@ def network_from_tensors(tensors: Mapping[str, np.ndarray], *, source: str, fmt:
     prefixes = [k[: -len(".weight")] for k in tensors if k.endswith(".weight")] + ([""] if "weight" in tensors else [])
     if not ordered:
         prefixes.sort(key=_natural_key)
-    layers = []
+    layers, ignored = [], []
     for prefix in prefixes:
         w = np.asarray(tensors[_key(prefix, "weight")])  # a view when the tensor is memory-mapped
         if w.ndim != 2:
-            continue  # not a Linear weight (e.g. a norm's 1-D weight): ignored
+            ignored.append(f"{_key(prefix, 'weight')} ({w.ndim}-D)")
+            continue  # not a Linear weight (e.g. a norm's 1-D weight): said in the warnings
         b = tensors.get(_key(prefix, "bias"))
         if b is not None and np.shape(b) != (w.shape[0],):
             raise NetworkFileError(f"{source}: {prefix}.bias shape {np.shape(b)} does not match {prefix}.weight {w.shape}")
@@ -336,8 +345,11 @@ def network_from_tensors(tensors: Mapping[str, np.ndarray], *, source: str, fmt:
         layers.append(Layer(weight=w, bias=None if b is None else np.asarray(b), activation=activation, name=prefix))
     if not layers:
         raise NetworkFileError(f"{source}: no 2-D '<name>.weight' tensors found (keys: {', '.join(list(tensors)[:8])})")
-    warning = f"{fmt} files do not store activations: assumed {activation} after every layer"
-    return Network(layers=layers, source=source, fmt=fmt, warnings=[warning])
+    warnings = [f"{fmt} files do not store activations: assumed {activation} after every layer"]
+    if ignored:
+        warnings.append(f"ignored, not Linear weights: {', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''} (a module with them, "
+                        "such as a norm, is not simulated)")
+    return Network(layers=layers, source=source, fmt=fmt, warnings=warnings)
 
 
 def _load_safetensors(p: Path, activation: str) -> Network:
