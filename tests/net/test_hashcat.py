@@ -169,3 +169,17 @@ def test_a_search_with_candidates_hashcat_has_no_attack_for_is_not_called_exhaus
     assert accented.status == "incomplete" and "non-ASCII" in accented.why_not_found, accented.why_not_found
     empty = invert_with_hashcat(write_handoff(tmp_path / "c", "md5", [digest], _hints(charset="ab", min_len=0, max_len=2)))
     assert empty.status == "incomplete" and "the empty string" in empty.why_not_found
+
+
+def test_a_hand_off_written_for_another_digest_forgets_the_earlier_crack(tmp_path):
+    """run.sh prints found.txt when it holds anything: a hand-off folder reused for another network's digest must not
+    show that network the earlier one's secret; for the same digest the crack stands."""
+    from dormant.net.invert.hashcat import FOUND
+
+    first, second = hashlib.md5(b"owl").hexdigest(), hashlib.md5(b"sun").hexdigest()
+    write_handoff(tmp_path, "md5", [first], _hints())
+    (tmp_path / FOUND).write_text(f"{first}:{b'owl'.hex()}\n")
+    write_handoff(tmp_path, "md5", [first], _hints())
+    assert (tmp_path / FOUND).is_file()
+    write_handoff(tmp_path, "md5", [second], _hints())
+    assert not (tmp_path / FOUND).exists()

@@ -205,7 +205,10 @@ def write_handoff(folder: str | Path, function: str, targets: list[str | bytes],
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hexes = list(dict.fromkeys(t.hex() if isinstance(t, bytes) else t.lower() for t in targets))
-    (folder / HASH_FILE).write_text("".join(h + "\n" for h in hexes))
+    text = "".join(h + "\n" for h in hexes)
+    if (folder / HASH_FILE).is_file() and (folder / HASH_FILE).read_text() != text:
+        (folder / FOUND).unlink(missing_ok=True)  # another network's crack: run.sh would print it as this one's
+    (folder / HASH_FILE).write_text(text)
     attacks, files, notes = plan_attacks(folder, hints)
     handoff = Handoff(folder, name, HASH_MODES[name], hexes, attacks, [HASH_FILE, *files, "run.sh"], folder / "run.sh", notes)
     handoff.script.write_text(render_script(handoff))
