@@ -183,12 +183,18 @@ def _stage_identify(net: Network):
         if guess and guess[0]:
             function = guess[0]
             notes.append(f"function named by its constant tables: {guess[1]}")
+            size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
+            if target and size and len(target) != 2 * size:  # the comparator was read before the function had a name
+                notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
+                target = None
     if function is None and target is None:
         raise ValueError("; ".join(notes) or "nothing identified")
     reduced = f" reduced to its first {rounds} steps" if rounds is not None else ""
+    confidence = ident.confidence if ident is not None and _function_name(ident.function) == function else None
     finding = (f"function {function or 'unknown'}{reduced}, target {target or 'unknown'}"
-               + (f" (verified: {verified})" if verified is not None else ""))
-    data = {"function": function, "rounds": rounds, "target": target, "verified": verified, "notes": notes}
+               + (f" (verified: {verified})" if verified is not None else "")
+               + (f" (named with {confidence} confidence)" if confidence in ("low", "medium") else ""))
+    data = {"function": function, "rounds": rounds, "target": target, "verified": verified, "confidence": confidence, "notes": notes}
     return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target, rounds)
 
 
@@ -413,7 +419,11 @@ def _verdict(function, target, preimage, firing, found, verified, stages, rounds
         return f"{name} fires on {how}: " + ", ".join(repr(f) for f in firing[:8])
     if function in fast_hashes.FUNCTIONS:
         inv = next((s for s in stages if s.name == "invert"), None)
-        return f"{name}(x) == {target or '?'}: preimage not found" + (f" ({inv.finding})" if inv else "")
+        named = next((s.data for s in stages if s.name == "identify" and s.data), {})
+        doubt = (["named with low confidence"] if named.get("confidence") == "low" else []) + (
+            ["its digest lanes did not equal the reference on fresh messages"] if named.get("verified") is False else [])
+        return (f"{name}(x) == {target or '?'}: preimage not found" + (f" ({'; '.join(doubt)})" if doubt else "")
+                + (f" ({inv.finding})" if inv else ""))
     failed = [s.name for s in stages if s.status == "failed"]
     none_fire = verified is False  # every input the search listed failed on the network
     return ("no firing input found" + ("; the circuit search's inputs do not fire the network (checked on it)" if none_fire else "")

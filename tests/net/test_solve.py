@@ -204,6 +204,9 @@ def test_a_hash_verdict_says_when_its_check_on_the_network_failed_and_which_byte
     failed = [Stage("verify", "failed", 0.0, "ValueError: layer 0 expects 4 inputs, got 3")]
     text = _verdict("md5", target, "a", [], True, None, failed)
     assert text == f"MD5(x) == {target}: x = 'a'; not checked on the network (ValueError: layer 0 expects 4 inputs, got 3)"
+    doubted = [Stage("identify", "ok", 0.0, "function md5", {"confidence": "low", "verified": False})]
+    assert _verdict("md5", target, None, [], False, None, doubted) == (
+        f"MD5(x) == {target}: preimage not found (named with low confidence; its digest lanes did not equal the reference on fresh messages)")
     text = _verdict("md5", target, "a", [], True, True, [], matched=swapped)
     assert text == f"MD5(x) == {swapped} (the network's target {target} read in another byte order): x = 'a' and the network fires on it"
 
