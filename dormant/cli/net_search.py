@@ -230,7 +230,7 @@ def invert_cmd(
         if file is not None and result.found:
             from dormant.net.solve import network_fires
 
-            result.verified = network_fires(file, result.preimage)
+            result.verified = network_fires(file, result.preimage, bytes.fromhex(result.hits[0].preimage_hex))
         run.outputs.update(
             found=result.found,
             verified=result.verified,

@@ -271,8 +271,9 @@ def solve(source: str | Path | Network, config: SolveConfig | None = None) -> So
                                                        f"steps; the preimage search computes the full {function}"))
     elif function in fast_hashes.FUNCTIONS and target:
         res = _run(stages, "invert", lambda: _stage_invert(function, target, config))
-        if res is not None and res.found:
+        if res is not None and res.found:  # checked on the network with the bytes that were hashed (UTF-8 for non-ASCII text)
             preimage, found, matched = res.preimage, True, res.hits[0].target
+            vector = list(bytes.fromhex(res.hits[0].preimage_hex))
     elif function in fast_hashes.FUNCTIONS:
         stages.append(Stage("invert", "skipped", 0.0, f"{function} named but no target digest was read"))
     else:
@@ -370,9 +371,10 @@ def _stage_circuit(net: Network, config: SolveConfig, decompiled, n_neurons: int
     return "; ".join(notes + [finding]), _circuit_data("enumeration", res, notes), res
 
 
-def network_fires(path: str | Path, text: str) -> bool:
-    """Load the network file and run it on ``text``: does it output 1?"""
-    return _fires(load_network(Path(path)), text)
+def network_fires(path: str | Path, text: str, raw: bytes | None = None) -> bool:
+    """Load the network file and run it on ``text`` (one code per character), or on the bytes ``raw`` when given (what
+    a hash search hashed: a non-ASCII text's UTF-8 bytes, not its code points): does it output 1?"""
+    return _fires(load_network(Path(path)), text, None if raw is None else list(raw))
 
 
 def _stage_verify(net: Network, preimage: str, vector: list[int | None] | None = None):

@@ -222,3 +222,18 @@ def test_a_reduced_round_hash_is_not_searched_as_the_full_function():
 
     with pytest.raises(InvertError, match="reduced to its first 12 steps, and the preimage search computes the full sha256"):
         solve_mod.target_from_network(b.folder)  # `dormant net invert FILE` would search the full function
+
+
+def test_a_non_ascii_preimage_is_checked_on_the_network_with_the_bytes_that_were_hashed():
+    """The network hashes its inputs as bytes; the search found the UTF-8 bytes of 'café' (5 bytes, decoded to 4
+    characters for display). Checked with the characters' code points, the network would not fire and the verdict
+    would blame the target."""
+    import hashlib
+
+    from dormant.net.invert.candidates import Hints
+
+    b = build_net("md5", "café".encode().decode("latin-1"), pickle="never")  # one input per UTF-8 byte
+    assert b.target.hex() == hashlib.md5("café".encode()).hexdigest()
+    result = solve(b.folder, _config(skip=("motifs", "decompile"), hints=Hints(extra_words=["café"], english=False)))
+    assert result.found and result.preimage == "café" and result.verified is True, result.verdict
+    assert solve_mod.network_fires(b.folder, "café", "café".encode()) and not solve_mod.network_fires(b.folder, "café")
