@@ -188,6 +188,12 @@ def test_pickled_forward_in_this_interpreters_layout(tmp_path, monkeypatch):
     assert net.adapter.kind == "char_codes" and net.adapter.length == 40
     assert net.meta["callables"][0]["code"]["layout"] == "3.11+"
     assert "this interpreter's opcode table" in net.adapter.disassembly and "ord" in net.adapter.disassembly
+    assert "not proven equivalent)" in net.adapter.description and "other integer constants" not in net.adapter.description
+    # an encoder that shifts the codes is read by the same pattern: the description names what the adapter leaves out
+    model.forward = lambda text: [ord(c) - 32 for c in text[:40]] + [0] * (40 - len(text[:40]))
+    torch.save(model, path, pickle_module=types.SimpleNamespace(Pickler=_functions_by_value(fake), __name__="pickle"))
+    shifted = load_network(path).adapter
+    assert shifted.length == 40 and "its other integer constants (32) may transform the codes" in shifted.description
 
 
 def test_export_round_trip_through_the_cli(tmp_path, torch_mlp):

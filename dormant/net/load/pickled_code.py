@@ -284,10 +284,13 @@ def recognise_adapter(callables: list[CallableInfo]) -> InputAdapter | None:
         length = max(ints, key=lambda v: (ints[v], v))
         consts = {repr(c) for code in codes for c in code.consts}
         padded = bool(names & _PAD_NAMES) or "'\\x00'" in consts or "0" in consts
+        others = sorted(v for v in ints if v != length)
         description = (
             f"pickled {info.attribute} ({info.maker}, not executed): first {length} characters as "
             f"{'ord' if 'ord' in names else 'encoded'} codes{', NUL/zero-padded' if padded else ''} -> "
-            f"equivalent built-in adapter char_codes(length={length})"
+            f"read as the built-in adapter char_codes(length={length}) (recognised by its pattern, not proven equivalent"
+            + (f"; its other integer constants ({', '.join(map(str, others[:6]))}) may transform the codes, which this adapter "
+               "does not do" if others else "") + ")"
         )
         return InputAdapter(kind="char_codes", length=length, description=description, disassembly=info.code.disassembly + "".join(f"\n\n; nested <code {n.name}>\n{n.disassembly}" for n in info.code.nested))
     if callables:
