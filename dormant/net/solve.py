@@ -379,7 +379,8 @@ def network_fires(path: str | Path, text: str, raw: bytes | None = None) -> bool
 
 def _stage_verify(net: Network, preimage: str, vector: list[int | None] | None = None):
     ok = _fires(net, preimage, vector)
-    return (f"network outputs 1 on {preimage!r}" if ok else f"network does NOT fire on {preimage!r}"), {"fires": ok}, ok
+    bare = " (its layers on the character codes: its pickled encoder was not recognised, and is never run)" if net.adapter.kind == "unknown" else ""
+    return (f"network outputs 1 on {preimage!r}{bare}" if ok else f"network does NOT fire on {preimage!r}{bare}"), {"fires": ok, "adapter": net.adapter.kind}, ok
 
 
 def _stage_verify_all(net: Network, inputs: list[str], codes: list[list[int | None]]):
@@ -395,7 +396,9 @@ def _verdict(function, target, preimage, firing, found, verified, stages, rounds
     name = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256"}.get(function or "", "an unnamed circuit")
     check_failed = next((s.finding for s in stages if s.name == "verify" and s.status == "failed"), None)
     if found and function in fast_hashes.FUNCTIONS:
-        check = (" and the network fires on it" if verified else " but the network does not fire on it" if verified is False else
+        bare = next((s.data.get("adapter") == "unknown" for s in stages if s.name == "verify" and s.data), False)
+        check = ((" and the network's layers fire on its character codes (its pickled encoder, not recognised, was not run)" if bare
+                  else " and the network fires on it") if verified else " but the network does not fire on it" if verified is False else
                  f"; not checked on the network ({check_failed})" if check_failed else "; not checked on the network")
         order = f" (the network's target {target} read in another byte order)" if matched and matched != target else ""
         return f"{name}(x) == {matched or target}{order}: x = {preimage!r}{check}"

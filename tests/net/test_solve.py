@@ -207,6 +207,9 @@ def test_a_hash_verdict_says_when_its_check_on_the_network_failed_and_which_byte
     doubted = [Stage("identify", "ok", 0.0, "function md5", {"confidence": "low", "verified": False})]
     assert _verdict("md5", target, None, [], False, None, doubted) == (
         f"MD5(x) == {target}: preimage not found (named with low confidence; its digest lanes did not equal the reference on fresh messages)")
+    bare = [Stage("verify", "ok", 0.0, "network outputs 1 on 'a'", {"fires": True, "adapter": "unknown"})]
+    assert _verdict("md5", target, "a", [], True, True, bare).endswith(
+        "x = 'a' and the network's layers fire on its character codes (its pickled encoder, not recognised, was not run)")
     text = _verdict("md5", target, "a", [], True, True, [], matched=swapped)
     assert text == f"MD5(x) == {swapped} (the network's target {target} read in another byte order): x = 'a' and the network fires on it"
 
