@@ -234,6 +234,10 @@ def test_a_state_dict_is_never_handed_to_torch_load(tmp_path, monkeypatch):
     np.testing.assert_array_equal(net.layers[0].bias, lin.bias.detach().numpy())
 
 
+def _shift_output(module, inputs, output):  # a forward hook: pickled by reference, refused on load
+    return output + 1
+
+
 def test_what_the_simulation_does_not_reproduce_is_warned_about(tmp_path):
     """An activation with parameters the simulation takes at their defaults (a Hardtanh used as a 0..1 clamp), or a
     state dict with tensors that are no Linear weights (a norm's), loads with a warning that says so."""
@@ -245,3 +249,7 @@ def test_what_the_simulation_does_not_reproduce_is_warned_about(tmp_path):
     torch.save(normed.state_dict(), tmp_path / "normed.pt")
     net = load_network(tmp_path / "normed.pt")
     assert net.widths == [3, 4, 1] and any("ignored, not Linear weights: 1.weight (1-D)" in w for w in net.warnings), net.warnings
+    hooked = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    hooked[0].register_forward_hook(_shift_output)
+    torch.save(hooked, tmp_path / "hooked.pt")
+    assert "module 0 has 1 hook(s) (_forward_hooks): never run" in " ".join(load_network(tmp_path / "hooked.pt").warnings)

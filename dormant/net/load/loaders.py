@@ -61,6 +61,7 @@ ACTIVATION_DEFAULTS = {
     "LeakyReLU": (("negative_slope", 0.01),), "Hardtanh": (("min_val", -1.0), ("max_val", 1.0)), "ELU": (("alpha", 1.0),),
     "Softplus": (("beta", 1.0), ("threshold", 20.0)), "GELU": (("approximate", "none"),),
 }
+HOOK_ATTRS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")  # functions a module runs around its forward
 PASS_THROUGH = {"Dropout", "Identity", "Flatten"}  # modules that do nothing to a (batch, features) input at inference
 CONTAINERS = {"Sequential", "ModuleList"}
 
@@ -250,6 +251,12 @@ def network_from_modules(result: UnpickleResult, *, source: str, fmt: str) -> Ne
     layers: list[Layer] = []
     warnings = [f"refused global {m}.{n} (never imported or called; referenced {c}x)" for (m, n), c in sorted(result.refused.items())]
     walked = _walk_modules(root)
+    for name, mod in walked:
+        state = record_state(mod)
+        hooks = [h for attr in HOOK_ATTRS if isinstance(state.get(attr), Mapping) for h in state[attr].values()]
+        if hooks:
+            warnings.append(f"module {name or '(top)'} has {len(hooks)} hook(s) ({', '.join(sorted({a for a in HOOK_ATTRS if state.get(a)}))}): "
+                            "never run, so the network is simulated without what they change")
     for name, mod in walked:
         kind = mod.name
         if _is_container(mod):
