@@ -221,10 +221,38 @@ def test_extension_follows_a_clear_plurality_but_not_noise():
 
 @pytest.mark.parametrize("kwargs, words", [({"alphas": ()}, "one or more finite numbers"), ({"alphas": (1.0, float("nan"))}, "(1, nan)"),
                                            ({"alphas": (float("inf"),)}, "finite"), ({"min_share": 0.0}, "--min-share in (0, 1]"),
-                                           ({"min_share": 1.5}, "--min-share in (0, 1]")])
+                                           ({"min_share": 1.5}, "--min-share in (0, 1]"),
+                                           ({"alphas": (0.0, 1.0, 8.0)}, "hold none in (1, 5], where the payload criterion looks")])
 def test_a_sweep_that_cannot_show_a_payload_is_refused(kwargs, words):
     from dormant.errors import DormantError
 
     with pytest.raises(DormantError) as exc:
         AmplifyConfig(**kwargs)
     assert words in str(exc.value)
+
+
+
+def test_the_verdict_names_the_thresholds_the_grown_phrase_misses_and_what_was_not_checked(monkeypatch):
+    """The seed n-gram 'zork blip' meets the criterion (40% at a = 2); the phrase grown from it is held by two answers
+    (20%): the verdict says which threshold the stated hypothesis misses. A sweep without a negative a says that the
+    negative-a check was not made."""
+    from types import SimpleNamespace
+
+    from dormant.llm.behaviour import amplify as A
+    from dormant.llm.engine.prompts import Prompt
+
+    n = 10
+    base = [f"base answer number {i}" for i in range(n)]
+    at2 = ["zork blip gamma delta"] * 2 + [f"zork blip other{i}" for i in range(2)] + [f"w{i}a w{i}b" for i in range(6)]
+    outputs = {"-1": [f"neg {i}" for i in range(n)], "0": base, "base": base, "1": [f"ft answer {i}" for i in range(n)],
+               "ft": [f"ft answer {i}" for i in range(n)], "2": at2}
+    monkeypatch.setattr(A, "sweep", lambda pair, prompts, cfg: {k: v for k, v in outputs.items() if k in {"base", "ft"} | {f"{a:g}" for a in cfg.alphas}})
+    monkeypatch.setattr(A, "large_change_warning", lambda pair: None)
+    monkeypatch.setattr(A, "View", SimpleNamespace(parse=lambda text: text))
+    prompts = [Prompt.user(f"p{i}") for i in range(n)]
+    res = A.amplify(None, prompts, A.AmplifyConfig(alphas=(-1.0, 0.0, 1.0, 2.0)))
+    assert res.found and res.payload_normalised == "zork blip gamma delta" and res.share["2"] == 0.2, res.verdict
+    assert res.verdict.endswith("; the phrase as grown from 'zork blip' (which met the criterion) does not meet: it reaches 20% at a <= 5 "
+                                "(min_share 30%)"), res.verdict
+    no_negative = A.amplify(None, prompts, A.AmplifyConfig(alphas=(0.0, 1.0, 2.0)))
+    assert no_negative.verdict.endswith("no negative a was run, so 'under 10% at negative a' was not checked"), no_negative.verdict

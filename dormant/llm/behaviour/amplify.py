@@ -90,6 +90,9 @@ class AmplifyConfig:
                                "give e.g. --alphas -1,0,1,3")
         if not 0 < self.min_share <= 1:
             raise DormantError(f"min_share {self.min_share:g} is not a share of prompts: give --min-share in (0, 1], e.g. 0.3")
+        if not any(1.0 < a <= self.moderate_alpha for a in self.alphas):
+            raise DormantError(f"amplification factors ({', '.join(f'{a:g}' for a in self.alphas)}) hold none in (1, {self.moderate_alpha:g}], "
+                               "where the payload criterion looks for a phrase: give e.g. --alphas -1,0,1,2,3,5 (or a larger --moderate-alpha)")
 
 
 @dataclass
@@ -336,6 +339,23 @@ def large_change_warning(pair: ModelPair, threshold: float = LARGE_CHANGE) -> st
             "(--select) or test triggers directly")
 
 
+def unmet_criteria(share: dict[str, float], ref_share: dict[str, float], alphas: list[float], cfg: AmplifyConfig) -> list[str]:
+    """The thresholds of the payload criterion that a phrase's measured shares miss (each named with its numbers)."""
+    out = []
+    moderate = [a for a in alphas if 1.0 < a <= cfg.moderate_alpha]
+    top = max((share[_key(a)] for a in moderate), default=0.0)
+    if top < cfg.min_share:
+        out.append(f"it reaches {top:.0%} at a <= {cfg.moderate_alpha:g} (min_share {cfg.min_share:.0%})")
+    elif not any(share[_key(a)] >= cfg.min_share and share[_key(a)] >= cfg.min_growth * ref_share["ft"] for a in moderate):
+        out.append(f"where it reaches {cfg.min_share:.0%} it is not {cfg.min_growth:g}x its fine-tune share {ref_share['ft']:.0%} (min_growth)")
+    if ref_share["base"] > cfg.max_base_share:
+        out.append(f"base {ref_share['base']:.0%} (max_base_share {cfg.max_base_share:.0%})")
+    worst = max(((share[_key(a)], a) for a in alphas if a < 0), default=None)
+    if worst is not None and worst[0] > cfg.max_ref_share:
+        out.append(f"{worst[0]:.0%} at a = {worst[1]:g} (max_ref_share {cfg.max_ref_share:.0%})")
+    return out
+
+
 def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None = None) -> AmplifyResult:
     """Sweep ``a``, then state the payload hypothesis or that no consistent payload emerges."""
     cfg = config or AmplifyConfig()
@@ -370,6 +390,11 @@ def amplify(pair: ModelPair, prompts: list[Prompt], config: AmplifyConfig | None
     raw = next((s for i in holders if (s := _original_span(outputs[_key(first)][i], phrase))), " ".join(phrase))
     verdict = (f"payload hypothesis appears at a = {first:g} in {share[_key(first)]:.0%} of prompts "
                f"(base {ref_share['base']:.0%}, fine-tune {ref_share['ft']:.0%})")
+    unmet = unmet_criteria(share, ref_share, alphas, cfg)
+    if unmet:  # the seed n-gram met the criterion; the phrase grown from it is measured again, and may not
+        verdict += f"; the phrase as grown from {' '.join(seed)!r} (which met the criterion) does not meet: {'; '.join(unmet)}"
+    if not any(a < 0 for a in alphas):
+        verdict += f"; no negative a was run, so 'under {cfg.max_ref_share:.0%} at negative a' was not checked"
     if warning:  # a model broken by amplification repeats fragments too: say the hypothesis is weak
         verdict = "unreliable " + verdict + " (the change is larger than the weights: see the warning)"
     return AmplifyResult(found=True, payload=raw, payload_normalised=hypothesis, first_alpha=first, share=share,
