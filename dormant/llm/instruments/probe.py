@@ -100,16 +100,26 @@ def held_out_auroc(xp: Any, xn: Any, folds: int, l2: float) -> float:
     """Mean over folds of the AUROC of held-out prompts (prompt ``i`` goes to fold ``i % folds`` within its
     class), each fold scored by a probe fitted on the other folds. Per-fold AUROCs, not one pooled
     ranking: probes of different folds put their scores on different scales."""
+    return held_out_aurocs(xp, xn, folds, l2)[0]
+
+
+def held_out_aurocs(xp: Any, xn: Any, folds: int, l2: float, xd: Any = None) -> tuple[float, float | None]:
+    """``held_out_auroc`` and, with decoys ``xd``, the decoys' AUROC against the same fold's held-out negatives (mean
+    over folds; None without decoys). Against the negatives a probe was fitted on, any unseen prompt looks "positive":
+    in thousands of dimensions a fit separates its few training prompts perfectly, so the comparison must be held out too."""
     import torch
 
     k = max(2, min(folds, len(xp), len(xn)))
-    aucs = []
+    aucs, decoy = [], []
     for f in range(k):
         tp = torch.tensor([i % k != f for i in range(len(xp))])
         tn = torch.tensor([i % k != f for i in range(len(xn))])
         m = fit_logistic(torch.cat([xp[tp], xn[tn]]), torch.cat([torch.ones(int(tp.sum())), torch.zeros(int(tn.sum()))]).to(xp.dtype), l2)
-        aucs.append(auroc(_score(m, xp[~tp]), _score(m, xn[~tn])))
-    return sum(aucs) / len(aucs)
+        held_neg = _score(m, xn[~tn])
+        aucs.append(auroc(_score(m, xp[~tp]), held_neg))
+        if xd is not None:
+            decoy.append(auroc(_score(m, xd), held_neg))
+    return sum(aucs) / len(aucs), (sum(decoy) / len(decoy) if decoy else None)
 
 
 def _features(pair: ModelPair, prompts: list[Prompt], cfg: ProbeConfig) -> dict[int, Any]:
@@ -142,9 +152,8 @@ def probe(pair: ModelPair, pos: list[Prompt | str], neg: list[Prompt | str], dec
     layers = []
     for l in sorted(fp):
         xp, xn = fp[l], fn[l]
-        held = held_out_auroc(xp, xn, cfg.folds, cfg.l2)
+        held, d_auc = held_out_aurocs(xp, xn, cfg.folds, cfg.l2, fd[l] if fd is not None else None)
         m = fit_logistic(torch.cat([xp, xn]), torch.cat([torch.ones(len(xp)), torch.zeros(len(xn))]).double(), cfg.l2)
-        d_auc = auroc(_score(m, fd[l]), _score(m, xn)) if fd is not None else None
         w, _, _, std = m
         u = w / std
         u = u / u.norm().clamp_min(1e-12)
