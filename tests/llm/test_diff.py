@@ -69,6 +69,10 @@ def test_a_nan_counts_as_a_change(models, tmp_path):
     rewrite_checkpoint(models["base"], tmp_path / "nan", {"model.layers.1.self_attn.v_proj.weight": w})
     c = diff_models(tmp_path / "nan", [models["base"]], DiffConfig(atol=1.0)).comparisons[0]
     assert [t.name for t in c.modified] == ["model.layers.1.self_attn.v_proj.weight"]
+    # the non-finite change is the largest, not a NaN median (which made the ranking depend on the order of the bases)
+    c = diff_models(tmp_path / "nan", [models["base"]]).comparisons[0]
+    assert c.median_rel == 0.0 and "median relative change 0" in c.summary, c.summary
+    assert any("1 tensors change by a non-finite amount" in f and "v_proj" in f for f in c.findings), c.findings
 
 
 def test_shape_mismatch_and_missing_tensors_are_findings(models, tmp_path):

@@ -275,7 +275,8 @@ def compare_base(ft: Checkpoint, base: Checkpoint, label: str, config: DiffConfi
     modified = [t for t in comparable if t.status == "modified"]
     by_group_c = Counter(t.group for t in modified)
     by_group = {g: by_group_c[g] for g in GROUP_ORDER if by_group_c.get(g)}
-    median_rel = statistics.median([t.rel_norm for t in comparable]) if comparable else math.inf
+    # a change that is not a number (NaN or inf in a tensor) counts as the largest: the median stays an order statistic
+    median_rel = statistics.median([t.rel_norm if math.isfinite(t.rel_norm) else math.inf for t in comparable]) if comparable else math.inf
     total = math.sqrt(sum(t.delta_norm**2 for t in modified))
     base_total = math.sqrt(sum((t.base_norm if t.status == "modified" else 0.0) ** 2 for t in comparable))
     findings = config_findings(ft, base)
@@ -285,6 +286,10 @@ def compare_base(ft: Checkpoint, base: Checkpoint, label: str, config: DiffConfi
             example = next(t for t in tensors if t.status == status)
             extra = f" ({example.shape} vs {example.shape_base})" if status == "shape_mismatch" else ""
             findings.append(f"{counts[status]} {what}, e.g. {example.name}{extra}")
+    broken = [t for t in comparable if not math.isfinite(t.rel_norm)]
+    if broken:
+        findings.append(f"{len(broken)} tensors change by a non-finite amount (NaN or inf in the weights), e.g. {broken[0].name}: "
+                        "counted as the largest changes")
     dtype_pairs = {(t.dtype, t.dtype_base) for t in comparable if t.dtype != t.dtype_base}
     if dtype_pairs:
         findings.append("stored dtypes differ (" + ", ".join(f"{a} vs {b}" for a, b in sorted(dtype_pairs)) + "): rounding alone changes values; consider --atol")
