@@ -87,7 +87,9 @@ def trace(pair: ModelPair, prompts: list[Prompt | str], config: TraceConfig | No
             pair.view(view)
             x = a[f"resid:{L - 1}"][-1]
             fn = final_norm(pair.model)
-            g = fn.weight.detach().float()
+            # the view's own final norm and unembedding rows, copied: a view switch overwrites the weights in place
+            g = fn.weight.detach().float().clone()
+            rows = {tid: W[tid].detach().float().clone() for _, tid in tracked}
             eps = float(getattr(fn, "variance_epsilon", getattr(fn, "eps", 1e-6)))
             rms = torch.sqrt(x.pow(2).mean() + eps)
             with torch.no_grad():
@@ -97,7 +99,7 @@ def trace(pair: ModelPair, prompts: list[Prompt | str], config: TraceConfig | No
             direct: dict[str, dict[str, list[float]]] = {}
             change: dict[str, float] = {}
             for text, tid in tracked:
-                row = W[tid].detach().float()
+                row = rows[tid]
                 direct[text] = {m: [float(row @ (g * (a[f"{m}:{l}"][-1] - b[f"{m}:{l}"][-1]) / rms)) for l in range(L)]
                                 for m in ("attn", "mlp")}
                 change[text] = float(final_a[tid] - final_b[tid])
