@@ -196,7 +196,7 @@ def _render_delta(result, readout, export) -> None:
                 rt.add_row(f"{src} #{tab.index}", _fmt(tab.sigma), " ".join(x.token for x in tab.top[:10]), " ".join(x.token for x in tab.bottom[:10]))
             console.print(rt)
         for name, items in readout.row_changes.items():
-            console.print(f"[bold]most changed rows of {name}[/] (relative change): "
+            console.print(f"[bold]most changed rows of {name}[/] (ranked by absolute change; shown: relative change): "
                           + ", ".join(f"{x.token} {x.score:.2g}" for x in items[:15]))
     if export is not None:
         console.print(f"[bold]LoRA adapter[/] {export.out_dir}: r={export.r}, {len(export.target_modules)} modules"

@@ -73,6 +73,12 @@ def test_token_fragments_use_the_given_tokenizer():
     outs = _sweep(["glorp blix"])
     frags = amplified_fragments(outs, HypothesisConfig(), tokenize=lambda t: [t[i:i + 3] for i in range(0, len(t), 3)])
     assert any(f.source == "tokens" for f in frags) and any(f.source == "chars" and "glorp blix" in f.text for f in frags)
+    # a fragment's reference share is what was measured, not a 0 written for it: 'glorp blix' in 1 of 20 answers at a = -1
+    outs[-1.0] = ["glorp blix"] + outs[-1.0][1:]
+    frags = amplified_fragments(outs, HypothesisConfig(), tokenize=lambda t: [t[i:i + 3] for i in range(0, len(t), 3)])
+    toks = [f for f in frags if f.source == "tokens"]
+    held = [f for f in toks if f.text in "glorp blix"]  # those the reference answer holds (not 'glorp blix and')
+    assert held and all(f.reference_share == 0.05 and "5% of the references" in f.evidence[0] for f in held), toks
 
 
 def test_a_word_seen_only_at_the_largest_amplification_is_not_a_payload():

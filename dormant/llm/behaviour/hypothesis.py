@@ -361,18 +361,20 @@ def amplified_fragments(outputs: dict[float, Sequence[str]], config: HypothesisC
     def tref(g: tuple[str, ...]) -> float:
         return ref_share(_clean(joiner.join(g)))
 
-    tok_ok = []
+    tok_ok, tok_ref = [], {}
     for g, (s, a) in tbest.items():
         text = _clean(joiner.join(g))
         if (len(text) >= cfg.min_chars and _distinct_ok(text, cfg) and tref(g) <= cfg.max_ref_share and text not in " ".join(base_text) and new_words(text)
                 and ref_coverage(text, refs, cfg.min_chars, cfg.max_ref_share) <= cfg.max_covered):
             tok_ok.append((text, s))
+            tok_ref[text] = max(tok_ref.get(text, 0.0), tref(g))
     for text, share in maximal(tok_ok, cfg.keep_longer):
         a = min(a for g, (s, a) in tbest.items() if _clean(joiner.join(g)) == text)
         if not persists(text, a):
             continue
-        found.append(Fragment(text, "tokens", share, a, 0.0,
-                              [f"token n-gram {text!r} in {share:.0%} of answers at a = {a:g} (absent from the base's stock)"]))
+        found.append(Fragment(text, "tokens", share, a, tok_ref[text],
+                              [f"token n-gram {text!r} in {share:.0%} of answers at a = {a:g} (absent from the base's stock; "
+                               f"{tok_ref[text]:.0%} of the references)"]))
     return found
 
 
