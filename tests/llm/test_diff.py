@@ -87,6 +87,15 @@ def test_shape_mismatch_and_missing_tensors_are_findings(models, tmp_path):
     short = save_tiny_qwen2(tmp_path / "short", seed=0, layers=1)
     c = diff_models(models["ft"], [short]).comparisons[0]
     assert c.counts["extra"] == 12 and c.counts["missing"] == 0
+    # a copy of the base cut to its first layer, offered beside the base: ranked on the tensors it shares (fewer of them
+    # modified), it looks closer than the base itself, and the warning says on how many tensors each was ranked
+    base_ck = open_checkpoint(models["base"])
+    cut = rewrite_checkpoint(short, tmp_path / "cut", {n: base_ck.tensor(n) for n in open_checkpoint(short).names})
+    res = diff_models(models["ft"], [cut, models["base"]])
+    assert res.best == str(cut), res.evidence
+    n_cut, n_base = (res.comparison(str(x)).comparable for x in (cut, models["base"]))
+    assert any(f"ranked on the {n_cut} tensors it shares with the fine-tune, {models['base']} on {n_base}" in w for w in res.warnings), res.warnings
+    assert not any("tensors it shares" in w for w in diff_models(models["ft"], [models["base"], short]).warnings)
 
 
 def test_nothing_comparable_is_a_specific_error(models, tmp_path):

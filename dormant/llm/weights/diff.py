@@ -326,6 +326,10 @@ def verdict(comparisons: list[BaseComparison], close_rel: float) -> tuple[str | 
         )
     if len(ranked) > 1 and ranked[1].comparable and ranked[1].rank_key()[1:3] == best.rank_key()[1:3]:
         warnings.append(f"{best.base} and {ranked[1].base} fit equally well (same tensors modified)")
+    wider = max(ranked, key=lambda c: c.comparable)
+    if wider.comparable > best.comparable:  # the ranking compares what each shares: a partial copy can look closer
+        warnings.append(f"{best.base} is ranked on the {best.comparable} tensors it shares with the fine-tune, {wider.base} on "
+                        f"{wider.comparable}: a candidate that shares fewer can look closer than the base it was cut from")
     for f in best.findings:
         warnings.append(f"{best.base}: {f}")
     return best.base, evidence, warnings
