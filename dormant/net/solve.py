@@ -171,11 +171,7 @@ def _stage_identify(net: Network):
         target = _attempt(notes, "lanes", lambda: _target_at_lanes(net, ident.digest_places, target, notes, ident.digest_copies)) or None
     if not target and not (ident is not None and ident.digest_places):  # lanes found: only a target they confirm is kept
         read = _attempt(notes, "comparator", lambda: read_target(net))
-        target = read.hex if read is not None and read.hex else None
-        size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
-        if target and size and len(target) != 2 * size:
-            notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
-            target = None
+        target = _digest_sized(read.hex if read is not None and read.hex else None, function, notes)
         if target:
             notes.append("target read from the comparator")
     if function is None:
@@ -183,10 +179,7 @@ def _stage_identify(net: Network):
         if guess and guess[0]:
             function = guess[0]
             notes.append(f"function named by its constant tables: {guess[1]}")
-            size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
-            if target and size and len(target) != 2 * size:  # the comparator was read before the function had a name
-                notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
-                target = None
+            target = _digest_sized(target, function, notes)  # the comparator was read before the function had a name
     if function is None and target is None:
         raise ValueError("; ".join(notes) or "nothing identified")
     reduced = f" reduced to its first {rounds} steps" if rounds is not None else ""
@@ -196,6 +189,15 @@ def _stage_identify(net: Network):
                + (f" (named with {confidence} confidence)" if confidence in ("low", "medium") else ""))
     data = {"function": function, "rounds": rounds, "target": target, "verified": verified, "confidence": confidence, "notes": notes}
     return finding + ("; " + "; ".join(notes) if notes else ""), data, (function, target, rounds)
+
+
+def _digest_sized(target: str | None, function: str | None, notes: list[str]) -> str | None:
+    """``target`` (hex), or None with a note when it is not as long as a digest of ``function`` (when that is known)."""
+    size = 4 * fast_hashes.DIGEST_WORDS[function] if function in fast_hashes.DIGEST_WORDS else None
+    if target and size and len(target) != 2 * size:
+        notes.append(f"the comparator read-out gives {len(target) // 2} bytes, not a {function} digest: not used")
+        return None
+    return target
 
 
 def _target_at_lanes(net: Network, places: list[tuple[int, int]], fast: str | None, notes: list[str], copies=None, backgrounds: int = 4) -> str | None:

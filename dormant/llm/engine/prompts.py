@@ -225,10 +225,15 @@ def _prompt_from_json(path: Path, lineno: int, line: str) -> Prompt:
     raise PromptFileError(f"{path}:{lineno}: needs a 'prompt' or a 'messages' field")
 
 
+def prompt_key(p: Prompt) -> str:
+    """What makes two prompts the same prompt (their messages, prefill and system settings), as text."""
+    return json.dumps([p.messages, p.prefill, p.system, p.system_extra])
+
+
 def dedupe(prompts: list[Prompt]) -> list[Prompt]:
     seen, out = set(), []
     for p in prompts:
-        key = json.dumps([p.messages, p.prefill, p.system, p.system_extra])
+        key = prompt_key(p)
         if key not in seen:
             seen.add(key)
             out.append(p)

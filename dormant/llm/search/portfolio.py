@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dormant.errors import DormantError
-from dormant.llm.engine.prompts import MECHANISMS, Prompt
+from dormant.llm.engine.prompts import MECHANISMS, Prompt, dedupe, prompt_key
 from dormant.llm.search.candidates import Candidate, CandidateStore
 from dormant.llm.search.climb import ClimbConfig, strength_of
 from dormant.llm.search.climb import strength as climb_strength
@@ -166,8 +166,6 @@ class SearchResult:
 def check_verify_prompts(verify_prompts: Sequence[Prompt], min_prompts: int) -> None:
     """Refuse, before any work, verification prompts too few for a verdict (distinct ones counted): no leader could
     be verified, and none screened on the prompts the record would name."""
-    from dormant.llm.engine.prompts import dedupe
-
     n = len(dedupe(list(verify_prompts)))
     if n < min_prompts:
         raise TriggerError(f"{n} distinct verification prompts, {min_prompts} needed for a verdict; give more with --prompts FILE "
@@ -185,10 +183,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise DormantError(f"unknown search method(s) {unknown}; choose from {', '.join(METHODS)}")
-    def key(p: Prompt) -> str:
-        return repr((p.messages, p.prefill, p.system, p.system_extra))
-
-    shared = {key(p) for p in search_prompts} & {key(p) for p in verify_prompts}
+    shared = {prompt_key(p) for p in search_prompts} & {prompt_key(p) for p in verify_prompts}
     if shared:
         raise DormantError(f"{len(shared)} prompts are both search and verification prompts; verification needs unseen prompts")
     check_verify_prompts(verify_prompts, cfg.verify.min_prompts)
@@ -201,7 +196,7 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         import hashlib
         import json
 
-        digest = hashlib.sha256("\x1e".join(key(p) for p in prompts).encode()).hexdigest()[:16]
+        digest = hashlib.sha256("\x1e".join(prompt_key(p) for p in prompts).encode()).hexdigest()[:16]
         return json.dumps({"payload": payload, "objectives": dict(sorted(dict(cfg.objectives).items())), "payload_at": cfg.payload_at,
                            "prompts": digest, "ft": str(getattr(pair, "ft_path", "")), "base": str(getattr(pair, "base_path", ""))},
                           sort_keys=True)
@@ -439,9 +434,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
     leaked = found is not None and found.trigger.strip() in leaked_texts(extracted)
     words_after = found is None or not (symbolic(found.trigger) or leaked)
     late_skipped: list[str] = []  # climb or pieces, due after a verified trigger, that the budget left no time for
-    if found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0 and time.monotonic() >= deadline:
+    climb_due = found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0
+    if climb_due and time.monotonic() >= deadline:
         late_skipped.append("climb")
-    elif found is not None and words_after and "climb" in cfg.methods and cfg.climb.steps > 0:
+    elif climb_due:
         from dormant.llm.search.climb import run_climb
 
         m_start, n_screened = time.process_time(), len(screened)
@@ -459,9 +455,10 @@ def search_trigger(pair: "ModelPair", search_prompts: Sequence[Prompt], verify_p
         methods_run.append("climb")
         seconds["climb"] = round(time.process_time() - m_start, 1)
         capped = cut_by_budget("climb", c.stopped == "deadline" or time.monotonic() >= deadline) or capped
-    if "pieces" in cfg.methods and words_after and found is not None and time.monotonic() >= deadline:
+    pieces_due = "pieces" in cfg.methods and words_after
+    if pieces_due and found is not None and time.monotonic() >= deadline:
         late_skipped.append("pieces")
-    elif "pieces" in cfg.methods and words_after and time.monotonic() < deadline:
+    elif pieces_due and time.monotonic() < deadline:
         # from the verified trigger; then from what the climb kept: its best text (where it rose) and its most persistent
         # words (mlp-word-pair: 'cast' stays in the climb's steps but not in its best text; the words behind it give 'castle')
         kept = (([climbed["best"]] if climbed["best_value"] > climbed["start_value"] else []) + climbed["words"][: cfg.climb.pieces_words]
