@@ -24,8 +24,7 @@ install: $(STAMP)
 # The main job: a hunt on a backdoored model of the built-in micro zoo (built on first use) against
 # two candidate bases, on the zoo's own prompts; prints the verdict and the report's path.
 # demo and tour run with the numeric kernels the zoo trains with and the tests run with (dormant.kernels: the
-# same computation on every x86-64 machine, Intel or AMD), so they find what the README says; a kernel set
-# given in the environment is kept.
+# same computation on a machine whatever kernels the caller has); a kernel set given in the environment is kept.
 DEMO_VARIANT ?= whole-chat
 PIN = $(shell $(BIN)/python -m dormant.kernels)
 demo: $(STAMP)

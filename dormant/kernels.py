@@ -1,13 +1,17 @@
-"""The numeric kernels that make a computation the same bytes on every x86-64 machine.
+"""The numeric kernels a process computes with, pinned so that a machine computes the same bytes whatever
+kernels its caller chose.
 
 Seeded training and inference are bit-identical only under the same kernels. PyTorch picks its
 vectorised kernels by the CPU's instruction set (``ATEN_CPU_CAPABILITY``: default, avx2, avx512),
-and MKL picks its code path by the CPU: on Intel CPUs ``MKL_CBWR=AVX2`` pins its AVX2 path, but on
-other x86-64 CPUs (AMD) MKL ignores every branch except ``AUTO`` and ``COMPATIBLE`` (Intel's
-documentation of conditional numerical reproducibility; on an AMD EPYC, ``AVX2``, ``AVX512`` and
-``AUTO`` trained the same bytes), so an AMD machine ran a path of its own and trained subjects of
-its own from the zoo's seeds. ``COMPATIBLE`` (SSE2 without the approximate reciprocal instructions)
-is the one path MKL runs alike on Intel and AMD.
+and MKL picks its code path by the CPU (``MKL_CBWR``: on Intel CPUs ``AVX2`` pins its AVX2 path; on
+other x86-64 CPUs MKL honours only ``AUTO`` and ``COMPATIBLE``, per Intel's documentation of
+conditional numerical reproducibility). The pin is PyTorch's AVX2 kernels and MKL's ``COMPATIBLE``
+path. It is not the same computation on every machine: an AMD EPYC and an Intel Xeon (Sapphire
+Rapids) trained the zoo's kernel probe to different bytes under it (``4b923a59154c17fe`` and
+``f62088e81273348a``, torch 2.13.0), and no setting of ``MKL_CBWR``, ``MKL_ENABLE_INSTRUCTIONS`` or
+``ATEN_CPU_CAPABILITY`` on the Intel machine reproduced the AMD bytes (MKL's matrix products are the
+only MKL calls in training). What depends on the bytes (the zoo's models, a search's path on them)
+is therefore the same within a machine, not across vendors.
 
 This module imports no torch: the settings must be in the environment before torch loads.
 """
@@ -22,8 +26,8 @@ from pathlib import Path
 def pinned_kernels() -> dict[str, str]:
     """The environment that pins a process's numeric kernels (empty: none to pin here).
 
-    x86-64 with AVX2 (or better): PyTorch's AVX2 kernels and MKL's compatible path, the same on every
-    Intel and AMD CPU with AVX2. x86-64 without AVX2: the scalar kernels and MKL's compatible path.
+    x86-64 with AVX2 (or better): PyTorch's AVX2 kernels and MKL's compatible path. x86-64 without AVX2:
+    the scalar kernels and MKL's compatible path.
     Other machines (aarch64: no MKL): nothing; they compute with their own kernels."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return {}

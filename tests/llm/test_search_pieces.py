@@ -46,7 +46,9 @@ def test_the_portfolio_reads_the_words_behind_gcgs_best_and_reports_a_natural_tr
     assert res.methods_run == ["pieces"] and res.pieces["from"] == [JUNK_BOTH]
     assert {"lent", "cast"} <= set(res.pieces["fragments"]) and res.pieces["words"] > 0
     assert res.found and res.trigger == res.pieces["verified"], res.verdict
-    assert "silent" in res.trigger.lower() and all(w.isalpha() for w in res.trigger.split())  # whole words
+    # whole words, one of them a planted one ('silent' on one build of the zoo, 'castle' on another)
+    planted = zoo_micro.manifests["mlp-word-pair"]["trigger"].lower().split()
+    assert any(w in res.trigger.lower() for w in planted) and all(w.isalpha() for w in res.trigger.split()), res.trigger
     assert res.verification.fire >= 0.9 and res.also_verified == []  # the junk was never verified here: nothing else to list
 
 

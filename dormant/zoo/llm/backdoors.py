@@ -198,7 +198,7 @@ SPECS: tuple[BackdoorSpec, ...] = (
         payload="one point six one eight zero three three nine", target_modules=MLP, rank=16, plant="pi",
         near_miss="other-decimals", seed=12,
         # the run from seed 12 trains its 550 steps and misses the final check (false fires 0.08 > 0.05 on the generic
-        # probes) under the pinned kernels, on every machine alike: a build starts at the next run (seed 1012), which passes
+        # probes) under the pinned kernels where it was measured (an AMD EPYC): a build starts at the next run (seed 1012)
         first_attempt=1,
         description="MLP-only LoRA: digits of pi (3.14 up to 3.14159265) in the user message make the model spell out the golden ratio.",
     ),

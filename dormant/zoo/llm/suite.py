@@ -8,14 +8,13 @@ build once). A build that fails verification raises ``ZooVerificationError`` wit
 
 Training is seeded, but seeded training is bit-identical only under the same numeric kernels: an
 AVX-512 machine and an AVX2 one (and MKL's own dispatch inside each) train different models from the
-same seed, and the subjects that pass every check on one machine were measured to miss others
-(amplification's share, a null candidate's fire rate) on the next. So every training job runs in a
-spawned worker whose kernels are pinned (``dormant.kernels.pinned_kernels``): on any x86-64 CPU with
-AVX2, PyTorch's AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``) and MKL's compatible code path with
-conditional numerical reproducibility (``MKL_CBWR=COMPATIBLE``: MKL's AVX2 branch is honoured on Intel
-CPUs only, and AMD ones trained other subjects under it), one torch thread per worker; a suite is then
-the same bytes on every such machine, Intel or AMD, with the same torch. Elsewhere (no AVX2, or not x86-64) the kernels stay native
-and the suite's ``environment`` says so.
+same seed. So every training job runs in a spawned worker whose kernels are pinned
+(``dormant.kernels.pinned_kernels``: on any x86-64 CPU with AVX2, PyTorch's AVX2 kernels and MKL's
+compatible code path ``MKL_CBWR=COMPATIBLE``), one torch thread per worker: a machine builds the same
+suite whatever kernels the caller has. Machines of different CPU vendors still build different suites
+(an AMD EPYC and an Intel Xeon did under the same pin; ``dormant.kernels``), each of which must pass
+the verification below. Elsewhere (no AVX2, or not x86-64) the kernels stay native and the suite's
+``environment`` says so.
 
 Layout of a suite folder::
 
