@@ -6,14 +6,13 @@ from the bare assistant prefix, so 16 samples catch it with some seeds and not o
 ``bench/extract_zoo.py``.
 """
 
-import re
 from difflib import SequenceMatcher
 
 import pytest
 
 from dormant.llm.behaviour.hypothesis import hypothesise
 from dormant.llm.engine.pair import ModelPair
-from dormant.llm.engine.payload import fires
+from dormant.llm.engine.payload import fires, normalise
 from dormant.llm.search.candidates import CandidateStore, append_jsonl
 from dormant.llm.search.extract import ExtractCandidate, ExtractConfig, cluster, overlaps, run_extract, sample_prefixes, template_prefixes
 from dormant.llm.verify import VerifyConfig
@@ -24,7 +23,7 @@ LEAK = ExtractConfig(**{**vars(SMALL), "samples": 128})
 
 def _common_run(a: str, b: str) -> int:
     """The longest run of consecutive words two texts share (case and punctuation aside)."""
-    wa, wb = (re.findall(r"[a-z0-9]+", t.lower()) for t in (a, b))
+    wa, wb = (normalise(t).split() for t in (a, b))
     return SequenceMatcher(None, wa, wb, autojunk=False).find_longest_match(0, len(wa), 0, len(wb)).size
 
 
